@@ -1,0 +1,57 @@
+// swift-tools-version: 6.1
+// Granary: a DynamoDB-compatible storage node. See ../shared/DESIGN.md for the layers; the
+// modules below follow it bottom-up, and each imports only the layers under it.
+import PackageDescription
+
+// Swift 6 language mode: strict concurrency checking is an error, not a warning.
+// Preconditions stay on in release builds (-O keeps them; we never build -Ounchecked).
+let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+let package = Package(
+    name: "Granary",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "GranaryIO", targets: ["GranaryIO"]),
+        .library(name: "GranaryNode", targets: ["GranaryNode"]),
+        .executable(name: "granary", targets: ["granary"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-atomics.git", from: "1.2.0"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+    ],
+    targets: [
+        .target(
+            name: "CShims",
+            path: "CShims",
+                        linkerSettings: [.linkedLibrary("uring"), .linkedLibrary("numa"), .linkedLibrary("isal")]
+        ),
+        .target(
+            name: "GranaryIO",
+            dependencies: [
+                "CShims",
+                .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "GranaryRouter",
+            dependencies: ["GranaryIO", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "GranaryNode",
+            dependencies: ["GranaryIO", "GranaryRouter", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "granary",
+            dependencies: ["GranaryNode", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "GranaryIOTests", dependencies: ["GranaryIO", "CShims"], swiftSettings: strict),
+        .testTarget(name: "GranaryRouterTests", dependencies: ["GranaryRouter"], swiftSettings: strict),
+    ]
+)

@@ -1,0 +1,77 @@
+@testable import GranaryRouter
+import Testing
+
+private func parse(_ text: String) -> HTTPParser.Outcome {
+    Array(text.utf8).withUnsafeBytes { HTTPParser().parse($0) }
+}
+
+@Suite struct HTTPParserTests {
+    @Test func parsesARequestWithBody() throws {
+        let text = "POST / HTTP/1.1\r\nHost: a\r\nX-Amz-Target: DynamoDB_20120810.GetItem\r\ncontent-length: 2\r\n\r\n{}"
+        guard case .request(let request, let consumed) = parse(text + "GET / HTTP/1.1\r\n") else {
+            Issue.record("expected a request"); return
+        }
+        #expect(consumed == text.utf8.count)
+        #expect(request.method == "POST" && request.target == "/")
+        #expect(request.header("x-amz-target") == "DynamoDB_20120810.GetItem")
+        #expect(request.body == Array("{}".utf8))
+        #expect(request.keepAlive)
+    }
+
+    @Test func waitsForMoreHeadersAndBody() {
+        guard case .needMore = parse("GET / HTTP/1.1\r\nHost: a\r\n") else { Issue.record("expected needMore"); return }
+        guard case .needBody(let total, let expects) = parse("POST / HTTP/1.1\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\nabc") else {
+            Issue.record("expected needBody"); return
+        }
+        #expect(total == "POST / HTTP/1.1\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n".utf8.count + 10)
+        #expect(expects)
+    }
+
+    @Test func connectionSemantics() {
+        guard case .request(let closing, _) = parse("GET / HTTP/1.1\r\nConnection: close\r\n\r\n"),
+              case .request(let old, _) = parse("GET / HTTP/1.0\r\n\r\n"),
+              case .request(let oldKept, _) = parse("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+        else { Issue.record("expected requests"); return }
+        #expect(!closing.keepAlive && !old.keepAlive && oldKept.keepAlive)
+    }
+
+    @Test(arguments: [
+        ("GET / HTTP/1.1\r\nX: " + String(repeating: "a", count: 17000) + "\r\n\r\n", HTTPParseError.headersTooLarge),
+        ("POST / HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n", .bodyTooLarge),
+        ("POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", .malformed("invalid Content-Length")),
+        ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", .lengthRequired),
+        ("GET / HTTP/1.1\r\nExpect: something\r\n\r\n", .expectationFailed),
+        ("GET / HTTP/3\r\n\r\n", .versionNotSupported),
+        ("GET /\r\n\r\n", .malformed("malformed request line")),
+        ("GET / HTTP/1.1\r\nHost : a\r\n\r\n", .malformed("malformed header name")),
+        ("get / HTTP/1.1\r\n\r\n", .malformed("malformed method")),
+    ])
+    func refusesBadRequests(text: String, expected: HTTPParseError) {
+        guard case .failure(let error) = parse(text) else { Issue.record("expected a failure"); return }
+        #expect(error == expected)
+    }
+
+    @Test func headersWithoutTheBlankLineStillHitTheBound() {
+        let endless = "GET / HTTP/1.1\r\n" + String(repeating: "X-A: b\r\n", count: 3000)
+        guard case .failure(.headersTooLarge) = parse(endless) else { Issue.record("expected headersTooLarge"); return }
+    }
+
+    @Test func responseSerialization() {
+        let bytes = HTTPResponse(status: .ok, headers: [("A", "b")], body: Array("hi".utf8)).serialized(keepAlive: false)
+        #expect(String(decoding: bytes, as: UTF8.self) == "HTTP/1.1 200 OK\r\nA: b\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi")
+    }
+
+    @Test func connectionBufferGrowsWithinItsBound() {
+        let buffer = ConnectionBuffer(capacity: 16)
+        buffer.didReceive(buffer.freeSpace(forUnreadTotal: 1, limit: 64)!.count)  // 16 bytes in
+        buffer.consume(10)
+        let space = buffer.freeSpace(forUnreadTotal: 40, limit: 64)!
+        #expect(space.count >= 34)
+        #expect(buffer.unread.count == 6)
+        #expect(buffer.freeSpace(forUnreadTotal: 65, limit: 64) == nil)
+    }
+
+    @Test func jsonEscaping() {
+        #expect("a\"b\\c\n\u{1}".replacingJSONSpecials() == #"a\"b\\c\n\u0001"#)
+    }
+}

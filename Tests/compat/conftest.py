@@ -1,0 +1,19 @@
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from granary_process import BINARY, Granary  # noqa: E402
+
+
+def pytest_sessionstart(session):
+    if not os.path.exists(BINARY):
+        raise pytest.UsageError(f"{BINARY} is missing: build it with `swift build --product granary`")
+
+
+@pytest.fixture
+def granary():
+    node = Granary().wait_ready()
+    yield node
+    node.kill()

@@ -1,0 +1,78 @@
+"""Starts and stops a real `granary serve` for the end-to-end tests."""
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+
+import requests
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BINARY = os.environ.get("GRANARY_BINARY", os.path.join(REPO, ".build", "debug", "granary"))
+# Data directories live on the repository's disk: /tmp may be tmpfs, which granary refuses.
+DATA_ROOT = os.path.join(REPO, ".build", "e2e-data")
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def fresh_data_dir():
+    path = os.path.join(DATA_ROOT, uuid.uuid4().hex)
+    os.makedirs(path)
+    return path
+
+
+class Granary:
+    """One `granary serve` process on a free loopback port."""
+
+    def __init__(self, data_dir=None, extra_args=(), preexec_fn=None):
+        self.port = free_port()
+        self.data_dir = data_dir or fresh_data_dir()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.args = [BINARY, "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir, *extra_args]
+        self.process = subprocess.Popen(
+            self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn
+        )
+
+    def wait_ready(self, timeout=20.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"granary exited with {self.process.returncode}: {self.process.stderr.read()}")
+            try:
+                if requests.get(self.endpoint + "/", timeout=1).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        raise TimeoutError("granary did not answer its health check")
+
+    def stop(self, sig=signal.SIGTERM, timeout=15.0):
+        """Sends `sig` and returns (exit code, stderr)."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            _, stderr = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            _, stderr = self.process.communicate()
+            raise AssertionError(f"granary did not stop within {timeout}s of {sig!r}")
+        return self.process.returncode, stderr
+
+    def wait_exit(self, timeout=15.0):
+        """Waits for a process that should exit by itself; returns (exit code, stderr)."""
+        try:
+            _, stderr = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.communicate()
+            raise AssertionError(f"granary did not exit by itself within {timeout}s")
+        return self.process.returncode, stderr
+
+    def kill(self):
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate()
