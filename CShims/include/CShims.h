@@ -24,6 +24,11 @@
 #include <time.h>
 #include <sched.h>
 #include <netinet/in.h>
+// The kernel's own io_uring header, before liburing's bundled copy of it (both use the
+// guard LINUX_IO_URING_H, so only the first counts). swift-system's CSystem module
+// includes the kernel's; a program that imports both modules then sees one definition of
+// `struct io_uring_sqe`, not two that Clang refuses to merge.
+#include <linux/io_uring.h>
 
 #include <liburing.h>
 #include <numa.h>

@@ -19,6 +19,21 @@ public enum IOLimits {
     /// Completions copied out of the ring per drain; the rest wait for the next turn.
     public static let completionBatchMax = 256
 
+    /// How long a reactor keeps polling (non-blocking `io_uring_enter`, and its inbox)
+    /// after its last progress before it sleeps. A wake-up costs tens of microseconds on a
+    /// virtual CPU that halts when idle: polling this briefly keeps a busy device fed and
+    /// answers a peer core's reply without one (BENCHMARKS.md). An idle core sleeps after
+    /// this long, so the cost is bounded to 50 us of CPU per burst of work.
+    public static let pollBeforeSleepNanoseconds: UInt64 = 50_000
+
+    /// File requests (reads, writes, syncs) prepared before the reactor flushes them to the
+    /// kernel, even mid-turn. The block layer holds a multi-request submission back until
+    /// the whole batch is queued (it "plugs"), and a virtual disk then sees one kick and
+    /// answers with one late interrupt: on this project's machines a whole turn's batch of
+    /// 32 reads ran 12-15% below fio, and flushing every 4 came within 5% (BENCHMARKS.md).
+    /// Network requests do not plug, so they still go down once per turn.
+    public static let fileSubmissionBatchMax = 4
+
     /// Alignment and granularity of O_DIRECT buffers, offsets and lengths: the logical block
     /// size of every device we run on is at most 4 KiB.
     public static let directIOAlignment = 4096

@@ -24,7 +24,7 @@ extension Reactor {
     public func read(
         _ descriptor: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64
     ) async throws(Errno) -> Int {
-        let completion = await perform { sqe, _ in
+        let completion = await perform(isFileIO: true) { sqe, _ in
             io_uring_prep_read(sqe, descriptor, buffer.baseAddress, UInt32(buffer.count), offset)
         }
         return Int(try completion.get())
@@ -36,9 +36,9 @@ extension Reactor {
     public func write(
         _ descriptor: Int32, from buffer: UnsafeRawBufferPointer, at offset: UInt64, durable: Bool = false
     ) async throws(Errno) -> Int {
-        let completion = await perform { sqe, _ in
+        let completion = await perform(isFileIO: true) { sqe, _ in
             io_uring_prep_write(sqe, descriptor, buffer.baseAddress, UInt32(buffer.count), offset)
-            if durable { sqe.pointee.rw_flags = RWF_DSYNC }
+            if durable { sqe.pointee.rw_flags = UInt32(bitPattern: RWF_DSYNC) }
         }
         return Int(try completion.get())
     }
@@ -49,7 +49,7 @@ extension Reactor {
         _ descriptor: Int32, into buffer: AlignedBuffer, count: Int, at offset: UInt64
     ) async throws(Errno) -> Int {
         precondition(count <= buffer.count, "read larger than its buffer")
-        let completion = await perform { sqe, _ in
+        let completion = await perform(isFileIO: true) { sqe, _ in
             io_uring_prep_read_fixed(sqe, descriptor, buffer.pointer, UInt32(count), offset, Int32(buffer.index))
         }
         return Int(try completion.get())
@@ -60,9 +60,9 @@ extension Reactor {
         _ descriptor: Int32, from buffer: AlignedBuffer, count: Int, at offset: UInt64, durable: Bool = false
     ) async throws(Errno) -> Int {
         precondition(count <= buffer.count, "write larger than its buffer")
-        let completion = await perform { sqe, _ in
+        let completion = await perform(isFileIO: true) { sqe, _ in
             io_uring_prep_write_fixed(sqe, descriptor, buffer.pointer, UInt32(count), offset, Int32(buffer.index))
-            if durable { sqe.pointee.rw_flags = RWF_DSYNC }
+            if durable { sqe.pointee.rw_flags = UInt32(bitPattern: RWF_DSYNC) }
         }
         return Int(try completion.get())
     }
@@ -70,7 +70,7 @@ extension Reactor {
     /// Makes every completed write to the file durable. The corresponding C function is
     /// `fdatasync`. A failure here means the data may be lost: callers fence, never retry.
     public func synchronizeData(_ descriptor: Int32) async throws(Errno) {
-        let completion = await perform { sqe, _ in
+        let completion = await perform(isFileIO: true) { sqe, _ in
             io_uring_prep_fsync(sqe, descriptor, granary_IORING_FSYNC_DATASYNC)
         }
         _ = try completion.get()
@@ -80,7 +80,7 @@ extension Reactor {
     public func allocate(
         _ descriptor: Int32, offset: Int, length: Int, mode: Int32 = 0
     ) async throws(Errno) {
-        let completion = await perform { sqe, _ in
+        let completion = await perform(isFileIO: true) { sqe, _ in
             io_uring_prep_fallocate(sqe, descriptor, mode, offset, length)
         }
         _ = try completion.get()

@@ -46,6 +46,11 @@ public final class Reactor: @unchecked Sendable {
     private let completionBuffer: UnsafeMutablePointer<UnsafeMutablePointer<io_uring_cqe>?>
     private let wakeBuffer: UnsafeMutablePointer<UInt64>
     private var wakeArmed = false
+    /// File requests prepared since the last `io_uring_enter` (see
+    /// `IOLimits.fileSubmissionBatchMax`).
+    private var pendingFileSubmissions = 0
+    /// When this loop last ran work or reaped a completion (CLOCK_MONOTONIC, ns).
+    private var lastProgressNanoseconds: UInt64 = 0
     /// The number of `io_uring_enter` calls, for tests and benchmarks of batching.
     public private(set) var kernelEntries = 0
 
@@ -134,8 +139,11 @@ public final class Reactor: @unchecked Sendable {
     /// use the slot's scratch memory), and `handler` runs on this thread with its
     /// completion. Owner thread only. When every slot is in flight, the handler gets EBUSY
     /// on the next turn and nothing is submitted.
+    /// `isFileIO` marks a request on a file (read, write, sync), which is flushed in small
+    /// batches rather than once per turn (`IOLimits.fileSubmissionBatchMax` says why).
     @discardableResult
     public func submit(
+        isFileIO: Bool = false,
         _ handler: @escaping (Completion) -> Void,
         prepare: (UnsafeMutablePointer<io_uring_sqe>, UnsafeMutableRawPointer) -> Void
     ) -> OperationID? {
@@ -147,6 +155,7 @@ public final class Reactor: @unchecked Sendable {
         let sqe = nextSubmissionEntry()
         prepare(sqe, operations.scratch(for: id))
         io_uring_sqe_set_data64(sqe, id.userData)
+        if isFileIO { countFileSubmission() }
         return id
     }
 
@@ -154,6 +163,7 @@ public final class Reactor: @unchecked Sendable {
     /// The task must be running on this reactor (executor preference or actor executor),
     /// so it resumes here.
     public func perform(
+        isFileIO: Bool = false,
         _ prepare: (UnsafeMutablePointer<io_uring_sqe>, UnsafeMutableRawPointer) -> Void
     ) async -> Completion {
         preconditionOwner()
@@ -165,7 +175,22 @@ public final class Reactor: @unchecked Sendable {
             let sqe = nextSubmissionEntry()
             prepare(sqe, operations.scratch(for: id))
             io_uring_sqe_set_data64(sqe, id.userData)
+            if isFileIO { countFileSubmission() }
         }
+    }
+
+    private func countFileSubmission() {
+        pendingFileSubmissions += 1
+        if pendingFileSubmissions >= IOLimits.fileSubmissionBatchMax { flushSubmissions() }
+    }
+
+    /// Hands every prepared request to the kernel now, without waiting.
+    private func flushSubmissions() {
+        let submitted = io_uring_submit(&ring)
+        kernelEntries += 1
+        pendingFileSubmissions = 0
+        precondition(submitted >= 0 || submitted == -EINTR || submitted == -EAGAIN || submitted == -EBUSY,
+                     "io_uring_submit failed: \(Errno(result: submitted))")
     }
 
     /// Like `perform`, with a timeout linked to the operation (IORING_OP_LINK_TIMEOUT):
@@ -210,9 +235,7 @@ public final class Reactor: @unchecked Sendable {
     /// `io_uring_enter` a burst larger than the queue costs).
     func nextSubmissionEntry() -> UnsafeMutablePointer<io_uring_sqe> {
         if let sqe = io_uring_get_sqe(&ring) { return sqe }
-        let submitted = io_uring_submit(&ring)
-        kernelEntries += 1
-        precondition(submitted >= 0, "io_uring_submit failed: \(Errno(result: submitted))")
+        flushSubmissions()
         guard let sqe = io_uring_get_sqe(&ring) else {
             preconditionFailure("the submission queue is full right after a flush")
         }
@@ -232,13 +255,21 @@ public final class Reactor: @unchecked Sendable {
 
     /// One turn of the loop. Public for tests that drive a reactor by hand.
     public func turn() {
-        runReadyWork()
+        let ranWork = runReadyWork()
         armWakeRead()
-        enterKernel(wait: readyJobs.isEmpty && readyCallbacks.isEmpty)
-        reapCompletions()
+        let now = monotonicNanoseconds()
+        if ranWork { lastProgressNanoseconds = now }
+        let idle = readyJobs.isEmpty && readyCallbacks.isEmpty
+        // Soon after progress, poll instead of sleeping: a completion or a peer core's
+        // reply is likely within microseconds, and a wake-up costs more than that.
+        let polling = now &- lastProgressNanoseconds < IOLimits.pollBeforeSleepNanoseconds
+        enterKernel(wait: idle && !polling)
+        if reapCompletions() > 0 { lastProgressNanoseconds = now }
     }
 
-    private func runReadyWork() {
+    /// Runs what was ready at the start of the turn; returns whether anything ran.
+    @discardableResult
+    private func runReadyWork() -> Bool {
         // Take the inbox and foreign jobs first, so they run this turn.
         while let message = inbox.pop() { readyCallbacks.append(message) }
         foreignJobs.withLock { jobs in
@@ -249,12 +280,14 @@ public final class Reactor: @unchecked Sendable {
         // next turn, after its I/O has been submitted.
         let serial = asUnownedSerialExecutor()
         let task = asUnownedTaskExecutor()
+        let ran = !readyCallbacks.isEmpty || !readyJobs.isEmpty
         for _ in 0..<readyCallbacks.count {
             readyCallbacks.removeFirst()()
         }
         for _ in 0..<readyJobs.count {
             readyJobs.removeFirst().runSynchronously(isolatedTo: serial, taskExecutor: task)
         }
+        return ran
     }
 
     private func armWakeRead() {
@@ -287,22 +320,27 @@ public final class Reactor: @unchecked Sendable {
             kernelEntries += 1
         }
         sleeping.store(false, ordering: .relaxed)
+        pendingFileSubmissions = 0
         // EINTR (a signal), EAGAIN and EBUSY (completion queue backlog) clear up by
         // reaping; anything else is a bug in what we submitted.
         precondition(result >= 0 || result == -EINTR || result == -EAGAIN || result == -EBUSY,
                      "io_uring_enter failed: \(Errno(result: result))")
     }
 
-    private func reapCompletions() {
+    /// Copies completions out of the ring and dispatches them; returns how many.
+    @discardableResult
+    private func reapCompletions() -> Int {
+        var total = 0
         while true {
             let count = Int(io_uring_peek_batch_cqe(&ring, completionBuffer, UInt32(IOLimits.completionBatchMax)))
-            if count == 0 { return }
+            total += count
+            if count == 0 { return total }
             for position in 0..<count {
                 let cqe = completionBuffer[position]!.pointee
                 dispatch(userData: cqe.user_data, Completion(result: cqe.res, flags: cqe.flags))
             }
             io_uring_cq_advance(&ring, UInt32(count))
-            if count < IOLimits.completionBatchMax { return }
+            if count < IOLimits.completionBatchMax { return total }
         }
     }
 
@@ -370,6 +408,14 @@ extension Reactor: SerialExecutor, TaskExecutor {
     public func checkIsolated() {
         preconditionOwner()
     }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds (a vDSO call: no system call).
+@inline(__always)
+func monotonicNanoseconds() -> UInt64 {
+    var time = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &time)
+    return UInt64(time.tv_sec) &* 1_000_000_000 &+ UInt64(time.tv_nsec)
 }
 
 extension __kernel_timespec {
