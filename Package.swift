@@ -4,14 +4,21 @@
 import PackageDescription
 
 // Swift 6 language mode: strict concurrency checking is an error, not a warning.
+// NonisolatedNonsendingByDefault (SE-0461): a nonisolated async function runs on its
+// caller's executor instead of hopping to the global pool, so code on a core stays on that
+// core's reactor when it calls into storage or I/O: thread per core by construction.
 // Preconditions stay on in release builds (-O keeps them; we never build -Ounchecked).
-let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("NonisolatedNonsendingByDefault"),
+]
 
 let package = Package(
     name: "Granary",
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "GranaryIO", targets: ["GranaryIO"]),
+        .library(name: "GranaryStorage", targets: ["GranaryStorage"]),
         .library(name: "GranaryNode", targets: ["GranaryNode"]),
         .executable(name: "granary", targets: ["granary"]),
     ],
@@ -37,6 +44,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "GranaryStorage",
+            dependencies: ["GranaryIO", "CShims"],
+            swiftSettings: strict
+        ),
+        .target(
             name: "GranaryRouter",
             dependencies: ["GranaryIO", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
@@ -52,6 +64,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "GranaryIOTests", dependencies: ["GranaryIO", "CShims"], swiftSettings: strict),
+        .testTarget(name: "GranaryStorageTests", dependencies: ["GranaryStorage", "GranaryIO", "CShims"], swiftSettings: strict),
         .testTarget(name: "GranaryRouterTests", dependencies: ["GranaryRouter"], swiftSettings: strict),
     ]
 )

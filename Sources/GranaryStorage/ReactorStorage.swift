@@ -1,0 +1,142 @@
+import CShims
+import Glibc
+import GranaryIO
+
+/// Storage on a real directory through the calling core's reactor: files opened with
+/// O_DIRECT, every read, write, sync and allocation an io_uring request. Directory
+/// listing, renames and removals are rare (segment rolls, start-up) and use plain system
+/// calls.
+public final class ReactorStorage: Storage {
+    public let path: String
+    private let reactor: Reactor
+
+    public init(path: String, reactor: Reactor) {
+        self.path = path
+        self.reactor = reactor
+    }
+
+    public func open(_ name: String, create: Bool) async throws(StorageError) -> ReactorFile {
+        let flags = O_RDWR | granary_O_DIRECT | (create ? O_CREAT : 0)
+        do {
+            let descriptor = try await reactor.openFile(path + "/" + name, flags: flags)
+            return ReactorFile(name: name, descriptor: descriptor, reactor: reactor)
+        } catch {
+            throw .system(operation: "open", file: name, errno: error.rawValue)
+        }
+    }
+
+    public func list() throws(StorageError) -> [String] {
+        guard let directory = opendir(path) else { throw .system(operation: "opendir", file: path, errno: errno) }
+        defer { closedir(directory) }
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { bytes in
+                String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted()
+    }
+
+    public func rename(_ source: String, to target: String) throws(StorageError) {
+        guard Glibc.rename(path + "/" + source, path + "/" + target) == 0 else {
+            throw .system(operation: "rename", file: source, errno: errno)
+        }
+    }
+
+    public func remove(_ name: String) throws(StorageError) {
+        guard unlink(path + "/" + name) == 0 else { throw .system(operation: "unlink", file: name, errno: errno) }
+    }
+
+    public func synchronizeDirectory() async throws(StorageError) {
+        let descriptor = Glibc.open(path, O_RDONLY | O_DIRECTORY | granary_O_CLOEXEC)
+        guard descriptor >= 0 else { throw .system(operation: "open", file: path, errno: errno) }
+        defer { Glibc.close(descriptor) }
+        do {
+            try await reactor.synchronizeData(descriptor)
+        } catch {
+            throw .system(operation: "fsync", file: path, errno: error.rawValue)
+        }
+    }
+}
+
+public final class ReactorFile: StorageFile {
+    public let name: String
+    private let descriptor: Int32
+    private let reactor: Reactor
+    private var closed = false
+
+    init(name: String, descriptor: Int32, reactor: Reactor) {
+        self.name = name
+        self.descriptor = descriptor
+        self.reactor = reactor
+    }
+
+    deinit {
+        if !closed { Glibc.close(descriptor) }
+    }
+
+    public func size() throws(StorageError) -> UInt64 {
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else { throw .system(operation: "fstat", file: name, errno: errno) }
+        return UInt64(status.st_size)
+    }
+
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) async throws(StorageError) -> Int {
+        var done = 0
+        while done < buffer.count {
+            let count: Int
+            do {
+                count = try await reactor.read(descriptor, into: UnsafeMutableRawBufferPointer(rebasing: buffer[done...]),
+                                               at: offset + UInt64(done))
+            } catch {
+                throw .system(operation: "read", file: name, errno: error.rawValue)
+            }
+            if count == 0 { break }
+            done += count
+        }
+        return done
+    }
+
+    public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws(StorageError) {
+        try await write(buffer, at: offset, durable: false)
+    }
+
+    public func writeDurably(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws(StorageError) {
+        try await write(buffer, at: offset, durable: true)
+    }
+
+    private func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64, durable: Bool) async throws(StorageError) {
+        var done = 0
+        while done < buffer.count {
+            do {
+                done += try await reactor.write(descriptor, from: UnsafeRawBufferPointer(rebasing: buffer[done...]),
+                                                at: offset + UInt64(done), durable: durable)
+            } catch {
+                throw .system(operation: durable ? "write (RWF_DSYNC)" : "write", file: name, errno: error.rawValue)
+            }
+        }
+    }
+
+    public func synchronize() async throws(StorageError) {
+        do {
+            try await reactor.synchronizeData(descriptor)
+        } catch {
+            throw .system(operation: "fdatasync", file: name, errno: error.rawValue)
+        }
+    }
+
+    public func allocate(from offset: UInt64, length: UInt64) async throws(StorageError) {
+        do {
+            try await reactor.allocate(descriptor, offset: Int(offset), length: Int(length))
+        } catch {
+            throw .system(operation: "fallocate", file: name, errno: error.rawValue)
+        }
+    }
+
+    public func close() async {
+        guard !closed else { return }
+        closed = true
+        try? await reactor.close(descriptor)
+    }
+}

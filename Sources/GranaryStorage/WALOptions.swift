@@ -1,0 +1,45 @@
+/// How a write-ahead log is laid out and made durable.
+public struct WALOptions: Sendable {
+    /// Bytes per segment file. 64 MiB: a roll (and its directory sync) every few hundred
+    /// thousand small records, and a bounded amount of log to read back at recovery.
+    public var segmentBytes = 64 << 20
+    /// The most bytes one group (one durable write) carries; records beyond wait for the
+    /// next group. Also the size of the log's staging buffer.
+    public var groupBytesMax = 2 << 20
+    /// How a group is made durable.
+    public var durability = WALDurability.writeThenDataSync
+    /// Whether new segment files are written with zeros before use. On ext4 and xfs a
+    /// write into fallocate's unwritten extents makes every fdatasync also commit extent
+    /// metadata; zeroing once at creation keeps the sync to data alone.
+    public var zeroFillNewSegments = true
+    /// Recycled segments kept for reuse; more are deleted.
+    public var sparesMax = 4
+    /// The largest record payload. An item is at most 400 KB; a record carries one write
+    /// with its key and metadata, and 1 MiB leaves room for a batch of small ones.
+    public var recordPayloadBytesMax = 1 << 20
+
+    public init() {}
+
+    func validate() {
+        precondition(segmentBytes % StorageLimits.blockSize == 0 && groupBytesMax % StorageLimits.blockSize == 0,
+                     "WAL sizes must be whole blocks")
+        precondition(recordPayloadBytesMax + WALFormat.recordHeaderBytes <= groupBytesMax,
+                     "a group must hold the largest record")
+        precondition(groupBytesMax + StorageLimits.blockSize <= segmentBytes, "a segment must hold a group")
+    }
+}
+
+public enum WALDurability: Sendable {
+    /// A write, then fdatasync: two requests.
+    case writeThenDataSync
+    /// One write with RWF_DSYNC, durable when it completes.
+    case dataSyncedWrite
+}
+
+/// One record of the log, as recovery hands it back.
+public struct WALRecord: Sendable, Equatable {
+    public var lsn: UInt64
+    public var ballot: UInt64
+    public var slot: UInt64
+    public var payload: [UInt8]
+}

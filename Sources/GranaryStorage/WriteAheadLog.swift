@@ -1,0 +1,222 @@
+/// A replica's write-ahead log: records appended in order, each durable before its append
+/// returns, in segment files on a `Storage` (see `WALFormat` for the layout).
+///
+/// Group commit: appends made while a group is being written wait together and go down
+/// in the next group, one write and one durable sync for all of them. With one writer a
+/// record costs one write+sync; with many, the cost is shared.
+///
+/// The log runs on one core: it is an actor whose executor is that core's reactor, so
+/// its storage calls stay on the core. A failed write or sync fences the log: every
+/// pending and later append fails with `.fenced`, and only a reopen (which recovers from
+/// what is really on disk) goes on. It never retries and carries on, because after a
+/// failed fsync the kernel may have dropped the data it could not write.
+public actor WriteAheadLog<S: Storage> {
+    private nonisolated let executor: any SerialExecutor
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+
+    private struct Pending {
+        var lsn: UInt64
+        var ballot: UInt64
+        var slot: UInt64
+        var payload: [UInt8]
+        var waiter: UnsafeContinuation<Result<UInt64, StorageError>, Never>
+    }
+
+    private struct LiveSegment {
+        var sequence: UInt64
+        var firstLSN: UInt64
+        var name: String
+    }
+
+    private let storage: S
+    private let options: WALOptions
+    private let salt: UInt64
+    private let staging: AlignedBytes
+    private var segments: [LiveSegment]
+    private var spares: [String]
+    private var nextSequence: UInt64
+    private var current: S.File?
+    private var writeOffset: UInt64 = 0
+    /// The LSN the next append gets.
+    public private(set) var nextLSN: UInt64
+    /// Every record below this LSN is durable.
+    public private(set) var durableLSN: UInt64
+    private var pending: [Pending] = []
+    private var flushing = false
+    private var fenced: StorageError?
+
+    /// Opens (or creates) the log in `storage` and starts a new segment for what comes
+    /// next. Returns the log and, in LSN order, every record it holds from LSN
+    /// `replayFrom` on (a checkpoint covers the ones before). Call it on the core whose
+    /// reactor is `executor`.
+    public static func open(
+        storage: sending S, options: WALOptions = WALOptions(), executor: any SerialExecutor,
+        replayFrom: UInt64 = 0
+    ) async throws(StorageError) -> (log: WriteAheadLog, records: [WALRecord]) {
+        options.validate()
+        let recovered = try await WALRecovery(storage: storage, options: options).recover(from: replayFrom)
+        let log = WriteAheadLog(storage: storage, options: options, executor: executor, recovered: recovered)
+        try await log.startSegment(firstLSN: recovered.nextLSN)
+        return (log, recovered.records)
+    }
+
+    private init(storage: sending S, options: WALOptions, executor: any SerialExecutor, recovered: WALRecovery<S>.Result) {
+        self.storage = storage
+        self.options = options
+        self.executor = executor
+        salt = recovered.salt ?? UInt64.random(in: 1...UInt64.max)
+        staging = AlignedBytes(count: options.groupBytesMax)
+        segments = recovered.segments.map {
+            LiveSegment(sequence: $0.header.sequence, firstLSN: $0.header.firstLSN, name: $0.name)
+        }
+        spares = recovered.spares
+        nextSequence = recovered.nextSequence
+        nextLSN = recovered.nextLSN
+        durableLSN = recovered.nextLSN
+    }
+
+    /// Appends a record and returns its LSN once it is durable. `ballot` and `slot` are the
+    /// Paxos ballot and log slot it was accepted under (zero on a single node).
+    public func append(_ payload: [UInt8], ballot: UInt64 = 0, slot: UInt64 = 0) async throws(StorageError) -> UInt64 {
+        if let fenced { throw .fenced(fenced.description) }
+        guard payload.count <= options.recordPayloadBytesMax else {
+            throw .limitExceeded("a log record of \(payload.count) bytes exceeds \(options.recordPayloadBytesMax)")
+        }
+        let lsn = nextLSN
+        nextLSN += 1
+        let result = await withUnsafeContinuation { waiter in
+            pending.append(Pending(lsn: lsn, ballot: ballot, slot: slot, payload: payload, waiter: waiter))
+            if !flushing {
+                flushing = true
+                // A new job on this core: it runs after the appends already made ready in
+                // this loop turn, so they share its group.
+                Task { await self.flushGroups() }
+            }
+        }
+        return try result.get()
+    }
+
+    /// Segments wholly before `lsn` (a checkpoint covers them) become spares for reuse.
+    public func releaseSegments(before lsn: UInt64) async throws(StorageError) {
+        while segments.count >= 2 && segments[1].firstLSN <= lsn {
+            let released = segments.removeFirst()
+            if spares.count < options.sparesMax {
+                let spare = WALFormat.spareName(released.sequence)
+                try storage.rename(released.name, to: spare)
+                spares.append(spare)
+            } else {
+                try storage.remove(released.name)
+            }
+        }
+        try await storage.synchronizeDirectory()
+    }
+
+    /// The live segment count (for tests and metrics).
+    public var segmentCount: Int { segments.count }
+
+    /// Waits for appends in flight, then closes the current segment.
+    public func close() async {
+        while flushing { _ = await Task { }.value }
+        await current?.close()
+        current = nil
+    }
+
+    // MARK: Writing groups
+
+    private func flushGroups() async {
+        while fenced == nil && !pending.isEmpty {
+            var bytes = 0
+            var count = 0
+            for record in pending {
+                let size = WALFormat.recordHeaderBytes + record.payload.count
+                if count > 0 && bytes + size > options.groupBytesMax { break }
+                bytes += size
+                count += 1
+            }
+            let group = Array(pending.prefix(count))
+            pending.removeFirst(count)
+            do throws(StorageError) {
+                try await writeGroup(group, bytes: bytes)
+                durableLSN = group.last!.lsn + 1
+                for record in group { record.waiter.resume(returning: .success(record.lsn)) }
+            } catch {
+                fenced = error
+                for record in group + pending { record.waiter.resume(returning: .failure(error)) }
+                pending.removeAll()
+            }
+        }
+        flushing = false
+    }
+
+    private func writeGroup(_ group: [Pending], bytes: Int) async throws(StorageError) {
+        let blocks = AlignedBytes.roundUp(bytes)
+        if writeOffset + UInt64(blocks) > UInt64(options.segmentBytes) {
+            try await startSegment(firstLSN: group[0].lsn)
+        }
+        let seed = WALFormat.crcSeed(salt: salt)
+        var offset = 0
+        for record in group {
+            record.payload.withUnsafeBytes { payload in
+                RecordHeader.encode(lsn: record.lsn, ballot: record.ballot, slot: record.slot,
+                                    groupFirstLSN: group[0].lsn, payload: payload, seed: seed,
+                                    into: staging.pointer + offset)
+            }
+            offset += WALFormat.recordHeaderBytes + record.payload.count
+        }
+        memset(staging.pointer + offset, 0, blocks - offset)
+        try await writeDurably(staging.slice(0..<blocks), at: writeOffset)
+        writeOffset += UInt64(blocks)
+    }
+
+    private func writeDurably(_ bytes: UnsafeMutableRawBufferPointer, at offset: UInt64) async throws(StorageError) {
+        guard let current else { preconditionFailure("the log writes only with a current segment") }
+        switch options.durability {
+        case .writeThenDataSync:
+            try await current.write(UnsafeRawBufferPointer(bytes), at: offset)
+            try await current.synchronize()
+        case .dataSyncedWrite:
+            try await current.writeDurably(UnsafeRawBufferPointer(bytes), at: offset)
+        }
+    }
+
+    /// Makes a new segment current, its first record to be `firstLSN`: a spare when one is
+    /// left, a new file otherwise. Its header is durable, and its name in the directory,
+    /// before any record goes into it.
+    private func startSegment(firstLSN: UInt64) async throws(StorageError) {
+        let sequence = nextSequence
+        nextSequence += 1
+        let source: String
+        let file: S.File
+        if let spare = spares.popLast() {
+            source = spare
+            file = try await storage.open(spare, create: false)
+        } else {
+            source = "wal-new.tmp"
+            file = try await storage.open(source, create: true)
+            try await file.allocate(from: 0, length: UInt64(options.segmentBytes))
+            if options.zeroFillNewSegments {
+                memset(staging.pointer, 0, staging.count)
+                var offset = 0
+                while offset < options.segmentBytes {
+                    let length = min(staging.count, options.segmentBytes - offset)
+                    try await file.write(UnsafeRawBufferPointer(staging.slice(0..<length)), at: UInt64(offset))
+                    offset += length
+                }
+            }
+        }
+        SegmentHeader(sequence: sequence, firstLSN: firstLSN, salt: salt).encode(into: staging.pointer)
+        try await file.write(UnsafeRawBufferPointer(staging.slice(0..<StorageLimits.blockSize)), at: 0)
+        try await file.synchronize()
+        let name = WALFormat.segmentName(sequence)
+        try storage.rename(source, to: name)
+        try await storage.synchronizeDirectory()
+        await current?.close()
+        current = file
+        writeOffset = UInt64(StorageLimits.blockSize)
+        segments.append(LiveSegment(sequence: sequence, firstLSN: firstLSN, name: name))
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
