@@ -55,7 +55,7 @@ let package = Package(
         ),
         .target(
             name: "GranaryNode",
-            dependencies: ["GranaryIO", "GranaryRouter", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["GranaryIO", "GranaryStorage", "GranaryRouter", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .executableTarget(

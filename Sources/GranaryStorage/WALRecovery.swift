@@ -13,6 +13,9 @@
 struct WALRecovery<S: Storage> {
     let storage: S
     let options: WALOptions
+    /// Whether recovery may tidy the directory (remove a half-made segment, turn a segment
+    /// whose header never became durable into a spare). A read-only check does not.
+    var repair = true
 
     struct Segment: Sendable {
         var name: String
@@ -33,13 +36,14 @@ struct WALRecovery<S: Storage> {
         var result = Result()
         let names = try storage.list()
         result.spares = names.filter { $0.hasPrefix("wal-spare-") }
-        if names.contains("wal-new.tmp") { try storage.remove("wal-new.tmp") }  // a roll cut short
+        if repair && names.contains("wal-new.tmp") { try storage.remove("wal-new.tmp") }  // a roll cut short
         let live = names.compactMap { name in WALFormat.sequence(ofSegmentNamed: name).map { (name, $0) } }
             .sorted { $0.1 < $1.1 }
         guard let lastSequence = live.last?.1 else { return result }
         result.nextSequence = lastSequence + 1
 
         var expected: UInt64 = 0
+        var previousEnd: (name: String, offset: UInt64)?
         let block = AlignedBytes(count: StorageLimits.blockSize)
         for (index, (name, sequence)) in live.enumerated() {
             let isLast = index == live.count - 1
@@ -52,9 +56,11 @@ struct WALRecovery<S: Storage> {
                 if isLast {
                     // A roll that crashed before its header was durable: nothing was written
                     // after it, so the segment is only a spare.
-                    let spare = WALFormat.spareName(sequence)
-                    try storage.rename(name, to: spare)
-                    result.spares.append(spare)
+                    if repair {
+                        let spare = WALFormat.spareName(sequence)
+                        try storage.rename(name, to: spare)
+                        result.spares.append(spare)
+                    }
                     break
                 }
                 throw .corruption(file: name, offset: 0, detail: "segment header is missing or damaged")
@@ -65,15 +71,18 @@ struct WALRecovery<S: Storage> {
             result.salt = header.salt
             if index == 0 {
                 expected = header.firstLSN
-            } else if header.firstLSN != expected {
-                throw .corruption(file: name, offset: 0, detail: """
-                    segment starts at LSN \(header.firstLSN) but the previous one ends before LSN \(expected): \
-                    records were lost
+            } else if header.firstLSN != expected, let (previousName, previousEnd) = previousEnd {
+                // The damage is where the previous segment stopped reading, not here.
+                throw .corruption(file: previousName, offset: previousEnd, detail: """
+                    the log stops here at LSN \(expected) (a damaged or missing record), but the next \
+                    segment, \(name), starts at LSN \(header.firstLSN): records were lost
                     """)
             }
-            expected = try await scan(file: file, name: name, header: header, expected: expected, isLast: isLast) {
+            let (next, end) = try await scan(file: file, name: name, header: header, expected: expected, isLast: isLast) {
                 if $0.lsn >= replayFrom { result.records.append($0) }
             }
+            expected = next
+            previousEnd = (name, end)
             await file.close()
             result.segments.append(Segment(name: name, header: header))
         }
@@ -81,15 +90,18 @@ struct WALRecovery<S: Storage> {
         return result
     }
 
-    /// Replays a segment's valid records from `expected` on; returns the next LSN.
+    /// Replays a segment's valid records from `expected` on; returns the next LSN and the
+    /// offset where the valid records end.
     private func scan(
         file: S.File, name: String, header: SegmentHeader, expected start: UInt64, isLast: Bool,
         replay: (WALRecord) -> Void
-    ) async throws(StorageError) -> UInt64 {
-        let reader = SegmentReader(file: file, segmentBytes: options.segmentBytes, windowBytes: options.groupBytesMax)
+    ) async throws(StorageError) -> (nextLSN: UInt64, endOffset: UInt64) {
+        // The file's own size: a log keeps the segment size it was written with, whatever
+        // the options of the process that reads it.
+        let end = try file.size() / UInt64(StorageLimits.blockSize) * UInt64(StorageLimits.blockSize)
+        let reader = SegmentReader(file: file, segmentBytes: Int(end), windowBytes: options.groupBytesMax)
         let seed = WALFormat.crcSeed(salt: header.salt)
         let block = UInt64(StorageLimits.blockSize)
-        let end = UInt64(options.segmentBytes)
         var expected = start
         var position = block
         var groupFirst: UInt64?  // the group being read, nil at a group boundary
@@ -117,10 +129,10 @@ struct WALRecovery<S: Storage> {
         }
         if isLast {
             try await checkNothingValidFollows(
-                reader, name: name, seed: seed, endPosition: position, expected: expected,
+                reader, name: name, seed: seed, endPosition: position, segmentEnd: end, expected: expected,
                 lastGoodGroup: groupFirst ?? expected)
         }
-        return expected
+        return (expected, position)
     }
 
     /// Whether `position` (inside a block) starts the zero padding after a group's last
@@ -137,12 +149,12 @@ struct WALRecovery<S: Storage> {
     /// The end of the last segment must be the end of the log: a record of a later group
     /// past it would mean damage before the tail.
     private func checkNothingValidFollows(
-        _ reader: SegmentReader<S.File>, name: String, seed: UInt32, endPosition: UInt64, expected: UInt64,
-        lastGoodGroup: UInt64
+        _ reader: SegmentReader<S.File>, name: String, seed: UInt32, endPosition: UInt64, segmentEnd: UInt64,
+        expected: UInt64, lastGoodGroup: UInt64
     ) async throws(StorageError) {
         let block = UInt64(StorageLimits.blockSize)
         var position = (endPosition / block + 1) * block
-        while position + UInt64(WALFormat.recordHeaderBytes) <= UInt64(options.segmentBytes) {
+        while position + UInt64(WALFormat.recordHeaderBytes) <= segmentEnd {
             if let (header, _) = try await validRecord(reader, at: position, seed: seed),
                header.lsn >= expected, header.groupFirstLSN > lastGoodGroup {
                 throw .corruption(file: name, offset: endPosition, detail: """
@@ -161,7 +173,7 @@ struct WALRecovery<S: Storage> {
         let headerBytes = try await reader.bytes(at: position, count: WALFormat.recordHeaderBytes)
         guard let header = RecordHeader.decode(headerBytes),
               header.length <= UInt32(options.recordPayloadBytesMax),
-              position + UInt64(WALFormat.recordHeaderBytes) + UInt64(header.length) <= UInt64(options.segmentBytes)
+              position + UInt64(WALFormat.recordHeaderBytes) + UInt64(header.length) <= reader.segmentBytes
         else { return nil }
         let total = WALFormat.recordHeaderBytes + Int(header.length)
         let record = try await reader.bytes(at: position, count: total)
@@ -176,7 +188,7 @@ struct WALRecovery<S: Storage> {
 /// spanning a window boundary can still be seen whole.
 final class SegmentReader<File: StorageFile> {
     private let file: File
-    private let segmentBytes: UInt64
+    let segmentBytes: UInt64
     private let window: AlignedBytes
     private var windowStart: UInt64 = 0
     private var windowCount = 0

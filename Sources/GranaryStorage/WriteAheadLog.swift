@@ -60,6 +60,15 @@ public actor WriteAheadLog<S: Storage> {
         return (log, recovered.records)
     }
 
+    /// Reads every record of the log in `storage` without changing anything: for checks
+    /// and tools. Throws `.corruption` where `open` would refuse to open.
+    public static func readAll(storage: S, options: WALOptions = WALOptions()) async throws(StorageError) -> [WALRecord] {
+        options.validate()
+        var recovery = WALRecovery(storage: storage, options: options)
+        recovery.repair = false
+        return try await recovery.recover(from: 0).records
+    }
+
     private init(storage: sending S, options: WALOptions, executor: any SerialExecutor, recovered: WALRecovery<S>.Result) {
         self.storage = storage
         self.options = options

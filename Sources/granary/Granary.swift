@@ -9,7 +9,7 @@ struct Granary: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "granary",
         abstract: "A DynamoDB-compatible storage node.",
-        subcommands: [Serve.self],
+        subcommands: [Serve.self, StorageCommand.self],
         defaultSubcommand: Serve.self)
 }
 

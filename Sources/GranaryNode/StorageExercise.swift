@@ -1,0 +1,141 @@
+import Dispatch
+import Glibc
+import GranaryIO
+import GranaryStorage
+
+/// The storage engine driven from the command line: `granary storage stress` writes under
+/// load and reports every acknowledged record, `granary storage check` reads a log back
+/// and verifies it. Together they are the kill -9 crash test (Tests/compat and
+/// tools/crash-test): whatever was acknowledged before the kill must be there after it.
+public enum StorageExercise {
+    /// A record payload that proves itself: the key, then value bytes derived from the key,
+    /// so a checker can tell a garbled record without knowing what was written.
+    public enum Payload {
+        public static func make(key: String, valueBytes: Int) -> [UInt8] {
+            let keyBytes = Array(key.utf8)
+            precondition(keyBytes.count < 256, "keys in the exercise are short")
+            let seed = keyBytes.reduce(UInt32(2_166_136_261)) { ($0 ^ UInt32($1)) &* 16_777_619 }
+            return [UInt8(keyBytes.count)] + keyBytes + (0..<valueBytes).map { UInt8(truncatingIfNeeded: seed &+ UInt32($0) &* 31) }
+        }
+
+        /// The key of a well-formed payload, or nil if the payload is garbled.
+        public static func verify(_ payload: [UInt8]) -> String? {
+            guard let length = payload.first, payload.count >= 1 + Int(length) else { return nil }
+            let key = String(decoding: payload[1...Int(length)], as: UTF8.self)
+            return make(key: key, valueBytes: payload.count - 1 - Int(length)) == payload ? key : nil
+        }
+    }
+
+    public struct StressOptions: Sendable {
+        public var directory: String
+        public var writers = 16
+        public var valueBytes = 100
+        public var seconds = 10.0
+        public var wal = WALOptions()
+        public init(directory: String) { self.directory = directory }
+    }
+
+    /// Appends records from `writers` concurrent tasks for `seconds` (or until killed),
+    /// printing `ack <lsn> <key>` for each acknowledged one. Returns the count.
+    public static func stress(_ options: StressOptions) throws -> Int {
+        try ensureDirectory(options.directory)
+        let group = try ReactorGroup(cpus: [ReactorGroup.availableCPUs().first])
+        defer { group.stop() }
+        let reactor = group.reactors[0]
+        let outcome = Outcome()
+        let done = DispatchSemaphore(value: 0)
+        while !reactor.tryPost({
+            Task(executorPreference: reactor) {
+                defer { done.signal() }
+                do {
+                    let storage = ReactorStorage(path: options.directory, reactor: reactor)
+                    let (log, _) = try await WriteAheadLog.open(storage: storage, options: options.wal, executor: reactor)
+                    let deadline = ContinuousClock.now + .milliseconds(Int(options.seconds * 1000))
+                    let run = "\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+                    await withTaskGroup(of: Int.self) { writers in
+                        for writer in 0..<options.writers {
+                            writers.addTask {
+                                var count = 0
+                                while ContinuousClock.now < deadline {
+                                    let key = "\(run)-\(writer)-\(count)"
+                                    guard let lsn = try? await log.append(Payload.make(key: key, valueBytes: options.valueBytes)) else { break }
+                                    printLine("ack \(lsn) \(key)\n")
+                                    count += 1
+                                }
+                                return count
+                            }
+                        }
+                        for await count in writers { outcome.count += count }
+                    }
+                    await log.close()
+                } catch {
+                    outcome.error = "\(error)"
+                }
+            }
+        }) {}
+        done.wait()
+        if let error = outcome.error { throw ExerciseFailure(description: error) }
+        return outcome.count
+    }
+
+    /// Reads the log back. Prints `record <lsn> <key>` for each record; returns how many
+    /// records there are and how many are garbled; throws on corruption.
+    public static func check(directory: String, wal: WALOptions = WALOptions(), printRecords: Bool) throws -> (records: Int, garbled: Int) {
+        // A log that was never started (a writer killed before it made its directory) is
+        // an empty log.
+        if access(directory, F_OK) != 0 && errno == ENOENT { return (0, 0) }
+        let group = try ReactorGroup(cpus: [ReactorGroup.availableCPUs().first])
+        defer { group.stop() }
+        let reactor = group.reactors[0]
+        let outcome = Outcome()
+        let done = DispatchSemaphore(value: 0)
+        while !reactor.tryPost({
+            Task(executorPreference: reactor) {
+                defer { done.signal() }
+                do {
+                    let storage = ReactorStorage(path: directory, reactor: reactor)
+                    let records = try await WriteAheadLog.readAll(storage: storage, options: wal)
+                    for record in records {
+                        if let key = Payload.verify(record.payload) {
+                            if printRecords { printLine("record \(record.lsn) \(key)\n") }
+                        } else {
+                            printLine("garbled \(record.lsn)\n")
+                            outcome.garbled += 1
+                        }
+                    }
+                    outcome.count = records.count
+                } catch {
+                    outcome.error = "\(error)"
+                }
+            }
+        }) {}
+        done.wait()
+        if let error = outcome.error { throw ExerciseFailure(description: error) }
+        return (outcome.count, outcome.garbled)
+    }
+
+    public struct ExerciseFailure: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Results carried from the reactor thread back to the caller, who reads them after
+    /// the semaphore: the semaphore orders the accesses.
+    private final class Outcome: @unchecked Sendable {
+        var count = 0
+        var garbled = 0
+        var error: String?
+    }
+
+    private static func ensureDirectory(_ path: String) throws {
+        if mkdir(path, 0o755) != 0 && errno != EEXIST {
+            throw ExerciseFailure(description: "cannot create \(path): \(Errno(errno))")
+        }
+    }
+
+    /// One line to standard output in one write(2), so a kill never leaves half a line that
+    /// looks whole (lines are shorter than PIPE_BUF).
+    private static func printLine(_ line: String) {
+        var line = line
+        line.withUTF8 { bytes in _ = Glibc.write(1, bytes.baseAddress, bytes.count) }
+    }
+}
