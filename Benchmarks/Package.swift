@@ -32,5 +32,14 @@ let package = Package(
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
+        .executableTarget(
+            name: "granary-walbench",
+            dependencies: [
+                .product(name: "GranaryIO", package: "Granary"),
+                .product(name: "GranaryStorage", package: "Granary"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6), .enableUpcomingFeature("NonisolatedNonsendingByDefault")]
+        ),
     ]
 )
