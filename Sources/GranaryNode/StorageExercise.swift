@@ -26,8 +26,19 @@ public enum StorageExercise {
         }
     }
 
+    /// Which part of the engine an exercise drives.
+    public enum Layer: String, Sendable {
+        /// The write-ahead log alone: records by LSN.
+        case log
+        /// The replica store: the log in front of the B-tree, with checkpoints.
+        case store
+    }
+
     public struct StressOptions: Sendable {
         public var directory: String
+        public var layer = Layer.store
+        /// Dirty pages that trigger a checkpoint (store layer); small values checkpoint often.
+        public var checkpointPages = 4096
         public var writers = 16
         public var valueBytes = 100
         public var seconds = 10.0
@@ -49,17 +60,41 @@ public enum StorageExercise {
                 defer { done.signal() }
                 do {
                     let storage = ReactorStorage(path: options.directory, reactor: reactor)
-                    let (log, _) = try await WriteAheadLog.open(storage: storage, options: options.wal, executor: reactor)
                     let deadline = ContinuousClock.now + .milliseconds(Int(options.seconds * 1000))
                     let run = "\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+                    // One durable write of `key`; returns what to print, or nil on failure.
+                    let write: @Sendable (String) async -> String?
+                    let finish: @Sendable () async -> Void
+                    switch options.layer {
+                    case .log:
+                        let (log, _) = try await WriteAheadLog.open(storage: storage, options: options.wal, executor: reactor)
+                        write = { key in
+                            guard let lsn = try? await log.append(Payload.make(key: key, valueBytes: options.valueBytes)) else { return nil }
+                            return "ack \(lsn) \(key)\n"
+                        }
+                        finish = { await log.close() }
+                    case .store:
+                        var storeOptions = ReplicaStore<ReactorStorage>.Options()
+                        storeOptions.log = options.wal
+                        storeOptions.checkpointDirtyPages = options.checkpointPages
+                        let store = try await ReplicaStore.open(storage: storage, options: storeOptions, executor: reactor)
+                        write = { key in
+                            do throws(StorageError) {
+                                try await store.put(Array(key.utf8), Payload.make(key: key, valueBytes: options.valueBytes))
+                            } catch {
+                                return nil
+                            }
+                            return "ack \(key)\n"
+                        }
+                        finish = { await store.close() }
+                    }
                     await withTaskGroup(of: Int.self) { writers in
                         for writer in 0..<options.writers {
                             writers.addTask {
                                 var count = 0
                                 while ContinuousClock.now < deadline {
-                                    let key = "\(run)-\(writer)-\(count)"
-                                    guard let lsn = try? await log.append(Payload.make(key: key, valueBytes: options.valueBytes)) else { break }
-                                    printLine("ack \(lsn) \(key)\n")
+                                    guard let line = await write("\(run)-\(writer)-\(count)") else { break }
+                                    printLine(line)
                                     count += 1
                                 }
                                 return count
@@ -67,7 +102,7 @@ public enum StorageExercise {
                         }
                         for await count in writers { outcome.count += count }
                     }
-                    await log.close()
+                    await finish()
                 } catch {
                     outcome.error = "\(error)"
                 }
@@ -78,9 +113,12 @@ public enum StorageExercise {
         return outcome.count
     }
 
-    /// Reads the log back. Prints `record <lsn> <key>` for each record; returns how many
-    /// records there are and how many are garbled; throws on corruption.
-    public static func check(directory: String, wal: WALOptions = WALOptions(), printRecords: Bool) throws -> (records: Int, garbled: Int) {
+    /// Reads the log back (`record <lsn> <key>` for each record), or opens the store, which
+    /// recovers it, and reads every key (`record <key>`). Returns how many records there
+    /// are and how many are garbled; throws on corruption.
+    public static func check(
+        directory: String, layer: Layer, wal: WALOptions = WALOptions(), printRecords: Bool
+    ) throws -> (records: Int, garbled: Int) {
         // A log that was never started (a writer killed before it made its directory) is
         // an empty log.
         if access(directory, F_OK) != 0 && errno == ENOENT { return (0, 0) }
@@ -94,16 +132,40 @@ public enum StorageExercise {
                 defer { done.signal() }
                 do {
                     let storage = ReactorStorage(path: directory, reactor: reactor)
-                    let records = try await WriteAheadLog.readAll(storage: storage, options: wal)
-                    for record in records {
-                        if let key = Payload.verify(record.payload) {
-                            if printRecords { printLine("record \(record.lsn) \(key)\n") }
-                        } else {
-                            printLine("garbled \(record.lsn)\n")
-                            outcome.garbled += 1
+                    switch layer {
+                    case .log:
+                        let records = try await WriteAheadLog.readAll(storage: storage, options: wal)
+                        for record in records {
+                            if let key = Payload.verify(record.payload) {
+                                if printRecords { printLine("record \(record.lsn) \(key)\n") }
+                            } else {
+                                printLine("garbled \(record.lsn)\n")
+                                outcome.garbled += 1
+                            }
                         }
+                        outcome.count = records.count
+                    case .store:
+                        var storeOptions = ReplicaStore<ReactorStorage>.Options()
+                        storeOptions.log = wal
+                        let store = try await ReplicaStore.open(storage: storage, options: storeOptions, executor: reactor)
+                        var start: [UInt8]? = nil
+                        while true {
+                            let entries = try await store.scan(from: start, limit: 1000)
+                            for entry in entries where entry.key != start {
+                                let key = String(decoding: entry.key, as: UTF8.self)
+                                if Payload.verify(entry.value) == key {
+                                    if printRecords { printLine("record \(key)\n") }
+                                } else {
+                                    printLine("garbled \(key)\n")
+                                    outcome.garbled += 1
+                                }
+                                outcome.count += 1
+                            }
+                            if entries.count < 1000 { break }
+                            start = entries.last!.key
+                        }
+                        await store.close()
                     }
-                    outcome.count = records.count
                 } catch {
                     outcome.error = "\(error)"
                 }

@@ -9,12 +9,33 @@ extension BTree {
     static var formatVersion: UInt16 { 1 }
     static var freeListEntriesPerPage: Int { (BTreePage.size - BTreePage.headerBytes - 8) / 8 }
 
+    /// What a checkpoint writes, fixed at the moment it began.
+    public struct CheckpointPlan {
+        let generation: UInt64
+        let lsn: UInt64
+        let buffer: AlignedBytes
+        let pageNumbers: [UInt64]
+        let root: UInt64
+        let pageCount: UInt64
+        let freeListFirst: UInt64
+        let freeCount: Int
+        let oldFreeListPages: [UInt64]
+        let newFreeListPages: [UInt64]
+    }
+
     /// Makes everything changed so far durable as checkpoint `generation + 1`, covering
     /// the WAL up to `lsn`. Writes may go on while it runs; they belong to the next one.
     public func checkpoint(lsn: UInt64) async throws(StorageError) {
+        let plan = prepareCheckpoint(lsn: lsn)
+        try await writeCheckpoint(plan)
+    }
+
+    /// The synchronous half of a checkpoint: takes the snapshot (every dirty page encoded,
+    /// the free list fixed) without waiting, so the caller can hold off writers for just
+    /// this long. Then call `writeCheckpoint`.
+    public func prepareCheckpoint(lsn: UInt64) -> CheckpointPlan {
         precondition(!checkpointing, "one checkpoint at a time")
         checkpointing = true
-        defer { checkpointing = false }
         let newGeneration = generation + 1
 
         // Snapshot, synchronously: what this checkpoint writes, and the free list it records.
@@ -69,26 +90,37 @@ extension BTree {
         pages.sort { $0.number < $1.number }
         let buffer = AlignedBytes(count: max(1, pages.count) * BTreePage.size)
         for (index, page) in pages.enumerated() { page.fill(buffer.pointer + index * BTreePage.size) }
+        return CheckpointPlan(
+            generation: newGeneration, lsn: lsn, buffer: buffer, pageNumbers: pages.map(\.number),
+            root: snapshotRoot, pageCount: snapshotPageCount, freeListFirst: newListPages.first ?? 0,
+            freeCount: durableFree.count, oldFreeListPages: oldFreeListPages, newFreeListPages: newListPages)
+    }
 
+    /// The asynchronous half: writes the planned pages in runs of consecutive page
+    /// numbers, syncs, writes the superblock, syncs. Only then are the pages this epoch
+    /// freed reusable.
+    public func writeCheckpoint(_ plan: CheckpointPlan) async throws(StorageError) {
+        defer { checkpointing = false }
+        let numbers = plan.pageNumbers
         var runStart = 0
-        while runStart < pages.count {
+        while runStart < numbers.count {
             var runEnd = runStart + 1
-            while runEnd < pages.count && pages[runEnd].number == pages[runEnd - 1].number + 1 { runEnd += 1 }
-            let bytes = UnsafeRawBufferPointer(buffer.slice((runStart * BTreePage.size)..<(runEnd * BTreePage.size)))
-            try await file.write(bytes, at: pages[runStart].number * UInt64(BTreePage.size))
+            while runEnd < numbers.count && numbers[runEnd] == numbers[runEnd - 1] + 1 { runEnd += 1 }
+            let bytes = UnsafeRawBufferPointer(plan.buffer.slice((runStart * BTreePage.size)..<(runEnd * BTreePage.size)))
+            try await file.write(bytes, at: numbers[runStart] * UInt64(BTreePage.size))
             runStart = runEnd
         }
         try await file.synchronize()
         try await writeSuperblock(
-            generation: newGeneration, root: snapshotRoot, pageCount: snapshotPageCount, lsn: lsn,
-            freeListFirst: newListPages.first ?? 0, freeCount: durableFree.count)
+            generation: plan.generation, root: plan.root, pageCount: plan.pageCount, lsn: plan.lsn,
+            freeListFirst: plan.freeListFirst, freeCount: plan.freeCount)
         try await file.synchronize()
 
-        generation = newGeneration
-        checkpointLSN = lsn
-        free += freedByCheckpointInFlight + oldFreeListPages
+        generation = plan.generation
+        checkpointLSN = plan.lsn
+        free += freedByCheckpointInFlight + plan.oldFreeListPages
         freedByCheckpointInFlight.removeAll()
-        freeListPages = newListPages
+        freeListPages = plan.newFreeListPages
         pinned.removeAll()
         blobsInFlight.removeAll()
         trimCache()

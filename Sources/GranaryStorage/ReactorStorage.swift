@@ -6,7 +6,9 @@ import GranaryIO
 /// O_DIRECT, every read, write, sync and allocation an io_uring request. Directory
 /// listing, renames and removals are rare (segment rolls, start-up) and use plain system
 /// calls.
-public final class ReactorStorage: Storage {
+public final class ReactorStorage: Storage, @unchecked Sendable {
+    // @unchecked: it holds only a path and a reactor, and every operation goes through the
+    // reactor, which checks that it runs on the reactor's own thread.
     public let path: String
     private let reactor: Reactor
 
@@ -60,7 +62,8 @@ public final class ReactorStorage: Storage {
     }
 }
 
-public final class ReactorFile: StorageFile {
+public final class ReactorFile: StorageFile, @unchecked Sendable {
+    // @unchecked: as ReactorStorage; `closed` is touched only on the reactor's thread.
     public let name: String
     private let descriptor: Int32
     private let reactor: Reactor

@@ -18,6 +18,14 @@ struct StorageCommand: ParsableCommand {
         @Option(help: "How a group is made durable: fdatasync (write, then fdatasync) or dsync (one RWF_DSYNC write).")
         var durability: String = "fdatasync"
 
+        @Option(help: "What to drive: log (the write-ahead log alone) or store (the log in front of the B-tree).")
+        var layer: String = "store"
+
+        func storageLayer() throws -> StorageExercise.Layer {
+            guard let layer = StorageExercise.Layer(rawValue: layer) else { throw ValidationError("--layer must be log or store") }
+            return layer
+        }
+
         func walOptions() throws -> WALOptions {
             var options = WALOptions()
             guard segmentBytes % 4096 == 0, segmentBytes >= options.groupBytesMax + 4096, segmentBytes <= 1 << 30 else {
@@ -35,7 +43,7 @@ struct StorageCommand: ParsableCommand {
 
     struct Stress: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Append records from concurrent writers, printing 'ack <lsn> <key>' for each durable one.")
+            abstract: "Write from concurrent writers, printing 'ack <lsn> <key>' (log) or 'ack <key>' (store) for each durable write.")
 
         @OptionGroup var log: LogOptions
 
@@ -48,6 +56,9 @@ struct StorageCommand: ParsableCommand {
         @Option(help: "Stop after this many seconds (at most 3600).")
         var seconds: Double = 10
 
+        @Option(name: .customLong("checkpoint-pages"), help: "Dirty pages that trigger a checkpoint (store layer, 1...1000000).")
+        var checkpointPages: Int = 4096
+
         func run() throws {
             guard (1...1024).contains(writers) else { throw ValidationError("--writers must be 1...1024") }
             guard (0...65536).contains(valueBytes) else { throw ValidationError("--value-bytes must be 0...65536") }
@@ -56,22 +67,26 @@ struct StorageCommand: ParsableCommand {
             options.writers = writers
             options.valueBytes = valueBytes
             options.seconds = seconds
+            guard (1...1_000_000).contains(checkpointPages) else { throw ValidationError("--checkpoint-pages must be 1...1000000") }
             options.wal = try log.walOptions()
+            options.layer = try log.storageLayer()
+            options.checkpointPages = checkpointPages
             _ = try StorageExercise.stress(options)
         }
     }
 
     struct Check: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Read a log back without changing it; exit 1 on corruption, 2 on a garbled record.")
+            abstract: "Read a log back without changing it, or recover a store and read every key; exit 1 on corruption, 2 on a garbled record.")
 
         @OptionGroup var log: LogOptions
 
-        @Flag(help: "Print 'record <lsn> <key>' for every record.")
+        @Flag(help: "Print 'record <lsn> <key>' (log) or 'record <key>' (store) for every record.")
         var print = false
 
         func run() throws {
-            let (records, garbled) = try StorageExercise.check(directory: log.directory, wal: try log.walOptions(), printRecords: print)
+            let (records, garbled) = try StorageExercise.check(
+                directory: log.directory, layer: try log.storageLayer(), wal: try log.walOptions(), printRecords: print)
             FileHandleStandardError.write("granary storage check: \(records) records, \(garbled) garbled\n")
             if garbled > 0 { throw ExitCode(2) }
         }

@@ -17,7 +17,8 @@ SEGMENT_BYTES = str(4 << 20)  # small segments: many rolls, and each start cheap
 
 
 def parse_lines(output, word):
-    """Complete `<word> <lsn> <key>` lines; a line cut by the kill is ignored."""
+    """Complete `<word> <lsn> <key>` (log layer) or `<word> <key>` (store layer) lines, as
+    {lsn or key: key}; a line cut by the kill is ignored."""
     text = output.decode(errors="replace")
     if not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]
@@ -26,32 +27,38 @@ def parse_lines(output, word):
         parts = line.split(" ")
         if len(parts) == 3 and parts[0] == word:
             result[int(parts[1])] = parts[2]
+        elif len(parts) == 2 and parts[0] == word:
+            result[parts[1]] = parts[1]
     return result
 
 
-def run_cycles(cycles, seed, log=print):
+def run_cycles(cycles, seed, layer="log", log=print):
+    """`layer` is "log" (the WAL alone: LSNs must run without a gap) or "store" (the WAL in
+    front of the B-tree, checkpointing every few dozen pages)."""
     rng = random.Random(seed)
     directory = os.path.join(fresh_data_dir(), "wal")
-    durable = {}  # LSN to key: acknowledged, or seen by a check
+    durable = {}  # LSN (log) or key (store) to key: acknowledged, or seen by a check
     for cycle in range(cycles):
         writers = rng.choice([1, 4, 16, 64])
         value_bytes = rng.choice([0, 100, 1000])
         process = subprocess.Popen(
-            [BINARY, "storage", "stress", "--dir", directory, "--segment-bytes", SEGMENT_BYTES,
-             "--writers", str(writers), "--value-bytes", str(value_bytes), "--seconds", "60"],
+            [BINARY, "storage", "stress", "--layer", layer, "--dir", directory, "--segment-bytes", SEGMENT_BYTES,
+             "--writers", str(writers), "--value-bytes", str(value_bytes), "--seconds", "60",
+             "--checkpoint-pages", str(rng.choice([8, 64, 512]))],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         time.sleep(rng.uniform(0.005, 0.12))
         process.kill()
         output, errors = process.communicate(timeout=30)
         acknowledged = parse_lines(output, "ack")
-        check = subprocess.run([BINARY, "storage", "check", "--dir", directory, "--print"],
+        check = subprocess.run([BINARY, "storage", "check", "--layer", layer, "--dir", directory, "--print"],
                                capture_output=True, timeout=120)
         if check.returncode != 0:
             raise AssertionError(f"cycle {cycle}: check failed ({check.returncode}): {check.stderr.decode()[-2000:]}")
         records = parse_lines(check.stdout, "record")
-        lsns = sorted(records)
-        if lsns and lsns != list(range(lsns[0], lsns[0] + len(lsns))):
-            raise AssertionError(f"cycle {cycle}: LSNs have a gap")
+        if layer == "log":
+            lsns = sorted(records)
+            if lsns and lsns != list(range(lsns[0], lsns[0] + len(lsns))):
+                raise AssertionError(f"cycle {cycle}: LSNs have a gap")
         for lsn, key in list(durable.items()) + list(acknowledged.items()):
             if records.get(lsn) != key:
                 raise AssertionError(f"cycle {cycle}: LSN {lsn} should hold {key}, holds {records.get(lsn)}; "
@@ -64,6 +71,7 @@ def run_cycles(cycles, seed, log=print):
 if __name__ == "__main__":
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     seed = int(sys.argv[2]) if len(sys.argv) > 2 else int(time.time())
-    print(f"crash test: {count} kill -9 cycles, seed {seed}")
-    total = run_cycles(count, seed)
-    print(f"crash test: {count} cycles passed, {total} records in the log, none lost or garbled")
+    layer = sys.argv[3] if len(sys.argv) > 3 else "store"
+    print(f"crash test: {count} kill -9 cycles of the {layer} layer, seed {seed}")
+    total = run_cycles(count, seed, layer=layer)
+    print(f"crash test: {count} cycles passed, {total} records durable, none lost or garbled")

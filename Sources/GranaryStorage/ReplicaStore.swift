@@ -1,0 +1,227 @@
+/// One replica's durable key-value state: a write-ahead log in front of a B-tree, in one
+/// directory, on one core.
+///
+/// A write is logged, then applied to the tree in LSN order, then acknowledged: once
+/// `put` returns, the write survives a crash. Checkpoints run by themselves when the
+/// tree's dirty pages or the log's segments pass their bounds; a checkpoint makes the tree
+/// durable up to an LSN and lets the log recycle the segments behind it. Opening recovers:
+/// the tree as of its last checkpoint, then every log record after it, replayed.
+///
+/// Tree operations run one at a time (a FIFO lock): a read that waits for a page while a
+/// write splits the node it holds would otherwise miss keys. A checkpoint holds the lock
+/// only while it takes its snapshot; its writes run alongside new operations.
+public actor ReplicaStore<S: Storage & Sendable> {
+    public struct Options: Sendable {
+        public var log = WALOptions()
+        public var tree = BTree<S>.Options()
+        /// Checkpoint when this many pages are dirty (8 KiB each: 32 MiB by default).
+        public var checkpointDirtyPages = 4096
+        /// Checkpoint when the log has this many live segments.
+        public var checkpointLogSegments = 4
+        public init() {}
+    }
+
+    private nonisolated let executor: any SerialExecutor
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+
+    private let tree: BTree<S>
+    private let log: WriteAheadLog<S>
+    private let options: Options
+    /// Every record up to here is applied to the tree.
+    public private(set) var appliedLSN: UInt64
+    private var logged: [UInt64: Operation] = [:]  // logged, waiting for earlier LSNs
+    private var applyWaiters: [UInt64: [UnsafeContinuation<Void, Never>]] = [:]
+    private var applying = false
+    private var treeBusy = false
+    private var treeWaiters: [UnsafeContinuation<Void, Never>] = []
+    private var checkpointRunning = false
+    private var fenced: StorageError?
+    /// Checkpoints completed since open (for tests and metrics).
+    public private(set) var checkpointCount = 0
+
+    enum Operation {
+        case put(key: [UInt8], value: [UInt8])
+        case delete(key: [UInt8])
+
+        func encode() -> [UInt8] {
+            switch self {
+            case .put(let key, let value):
+                return [1] + withUnsafeBytes(of: UInt32(key.count).littleEndian) { Array($0) } + key + value
+            case .delete(let key):
+                return [2] + withUnsafeBytes(of: UInt32(key.count).littleEndian) { Array($0) } + key
+            }
+        }
+
+        static func decode(_ bytes: [UInt8]) -> Operation? {
+            guard bytes.count >= 5 else { return nil }
+            let length = Int(bytes[1]) | Int(bytes[2]) << 8 | Int(bytes[3]) << 16 | Int(bytes[4]) << 24
+            guard 5 + length <= bytes.count else { return nil }
+            let key = Array(bytes[5..<(5 + length)])
+            switch bytes[0] {
+            case 1: return .put(key: key, value: Array(bytes[(5 + length)...]))
+            case 2: return bytes.count == 5 + length ? .delete(key: key) : nil
+            default: return nil
+            }
+        }
+    }
+
+    /// Opens the replica in `storage`, recovering it. Call on the core whose reactor is
+    /// `executor`.
+    public static func open(storage: S, options: Options = Options(), executor: any SerialExecutor) async throws(StorageError) -> ReplicaStore {
+        let tree = try await BTree.open(storage: storage, options: options.tree)
+        let (log, records) = try await WriteAheadLog.open(
+            storage: storage, options: options.log, executor: executor, replayFrom: tree.checkpointLSN + 1)
+        var applied = tree.checkpointLSN
+        for record in records {
+            guard let operation = Operation.decode(record.payload) else {
+                throw .corruption(file: "wal", offset: 0, detail: "log record \(record.lsn) is not a store operation")
+            }
+            try await apply(operation, to: tree)
+            applied = record.lsn
+        }
+        return ReplicaStore(tree: tree, log: log, options: options, executor: executor, appliedLSN: applied)
+    }
+
+    private init(tree: BTree<S>, log: WriteAheadLog<S>, options: Options, executor: any SerialExecutor, appliedLSN: UInt64) {
+        self.tree = tree
+        self.log = log
+        self.options = options
+        self.executor = executor
+        self.appliedLSN = appliedLSN
+    }
+
+    // MARK: Operations
+
+    public func get(_ key: [UInt8]) async throws(StorageError) -> [UInt8]? {
+        if let fenced { throw .fenced(fenced.description) }
+        await lockTree()
+        defer { unlockTree() }
+        return try await tree.get(key)
+    }
+
+    public func scan(from start: [UInt8]?, reverse: Bool = false, limit: Int) async throws(StorageError) -> [(key: [UInt8], value: [UInt8])] {
+        if let fenced { throw .fenced(fenced.description) }
+        await lockTree()
+        defer { unlockTree() }
+        return try await tree.scan(from: start, reverse: reverse, limit: limit)
+    }
+
+    /// Stores `value` under `key`; durable and visible when it returns.
+    public func put(_ key: [UInt8], _ value: [UInt8]) async throws(StorageError) {
+        guard key.count <= BTreePage.keyBytesMax else {
+            throw .limitExceeded("a key of \(key.count) bytes exceeds \(BTreePage.keyBytesMax)")
+        }
+        try await write(.put(key: key, value: value))
+    }
+
+    public func delete(_ key: [UInt8]) async throws(StorageError) {
+        try await write(.delete(key: key))
+    }
+
+    private func write(_ operation: Operation) async throws(StorageError) {
+        if let fenced { throw .fenced(fenced.description) }
+        let lsn: UInt64
+        do throws(StorageError) {
+            lsn = try await log.append(operation.encode())
+        } catch {
+            if case .limitExceeded = error { throw error }  // refused, nothing written
+            fence(error)
+            throw error
+        }
+        logged[lsn] = operation
+        await applyLogged()
+        if appliedLSN < lsn {
+            // An earlier record's writer has not come back yet; its apply will carry ours.
+            await withUnsafeContinuation { applyWaiters[lsn, default: []].append($0) }
+        }
+        if let fenced { throw .fenced(fenced.description) }
+        await checkpointIfDue()
+    }
+
+    /// Applies logged records in LSN order, one at a time, while the next one is here.
+    private func applyLogged() async {
+        guard !applying else { return }
+        applying = true
+        defer { applying = false }
+        while let operation = logged.removeValue(forKey: appliedLSN + 1) {
+            await lockTree()
+            do throws(StorageError) {
+                try await Self.apply(operation, to: tree)
+            } catch {
+                // The record is durable but the tree could not take it: stop serving, so
+                // the tree never answers without a write the log holds. A reopen replays it.
+                fence(error)
+            }
+            unlockTree()
+            appliedLSN += 1
+            for waiter in applyWaiters.removeValue(forKey: appliedLSN) ?? [] { waiter.resume() }
+        }
+    }
+
+    private static func apply(_ operation: Operation, to tree: BTree<S>) async throws(StorageError) {
+        switch operation {
+        case .put(let key, let value): try await tree.put(key, value)
+        case .delete(let key): try await tree.delete(key)
+        }
+    }
+
+    // MARK: Checkpoints
+
+    private func checkpointIfDue() async {
+        guard !checkpointRunning, fenced == nil else { return }
+        let logSegments = await log.segmentCount
+        guard tree.dirtyPageCount >= options.checkpointDirtyPages || logSegments >= options.checkpointLogSegments else { return }
+        do throws(StorageError) {
+            try await checkpoint()
+        } catch {
+            fence(error)
+        }
+    }
+
+    /// Makes the tree durable up to the last applied write and recycles the log behind it.
+    public func checkpoint() async throws(StorageError) {
+        guard !checkpointRunning else { return }
+        checkpointRunning = true
+        defer { checkpointRunning = false }
+        await lockTree()
+        let lsn = appliedLSN
+        let plan = tree.prepareCheckpoint(lsn: lsn)
+        unlockTree()
+        try await tree.writeCheckpoint(plan)
+        try await log.releaseSegments(before: lsn + 1)
+        checkpointCount += 1
+    }
+
+    /// Waits for writes in flight and closes the log.
+    public func close() async {
+        await lockTree()
+        await log.close()
+        unlockTree()
+    }
+
+    private func fence(_ error: StorageError) {
+        if fenced == nil { fenced = error }
+    }
+
+    // MARK: The tree lock
+
+    private func lockTree() async {
+        if !treeBusy {
+            treeBusy = true
+            return
+        }
+        await withUnsafeContinuation { treeWaiters.append($0) }
+    }
+
+    private func unlockTree() {
+        if treeWaiters.isEmpty {
+            treeBusy = false
+        } else {
+            treeWaiters.removeFirst().resume()  // the lock passes straight to the next waiter
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
