@@ -41,5 +41,19 @@ let package = Package(
             ],
             swiftSettings: [.swiftLanguageMode(.v6), .enableUpcomingFeature("NonisolatedNonsendingByDefault")]
         ),
+        .executableTarget(
+            name: "granary-treebench",
+            dependencies: [
+                .product(name: "GranaryIO", package: "Granary"),
+                .product(name: "GranaryStorage", package: "Granary"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6), .enableUpcomingFeature("NonisolatedNonsendingByDefault")]
+        ),
+        .executableTarget(
+            name: "granary-syncbench",
+            dependencies: [.product(name: "GranaryIO", package: "Granary")],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
     ]
 )

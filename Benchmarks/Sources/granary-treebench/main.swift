@@ -1,0 +1,190 @@
+// granary-treebench: the B-tree's point reads and the replica store's durable inserts,
+// for tools/bench-tree to set beside fio and the peers (LMDB, SQLite, RocksDB).
+//
+//     granary-treebench load   --dir PATH --keys N [--value-bytes 100]
+//     granary-treebench read   --dir PATH --keys N --depth D --seconds S --cache-pages P
+//     granary-treebench insert --dir PATH --writers W --seconds S [--value-bytes 100]
+//
+// Keys are 16 bytes ("key" and 13 decimal digits), values `--value-bytes` bytes. `read`
+// runs D concurrent readers of uniformly random keys against the tree alone (read-only,
+// so the readers need no lock); `insert` writes random new keys through the store (WAL,
+// then tree, with checkpoints), each durable before the writer goes on.
+import Dispatch
+import Glibc
+import GranaryIO
+import GranaryStorage
+import Histogram
+
+struct Options {
+    var mode = ""
+    var directory = ""
+    var keys = 1_000_000
+    var valueBytes = 100
+    var depth = 1
+    var writers = 1
+    var seconds = 5.0
+    var cachePages = 8192
+
+    init(_ arguments: [String]) {
+        guard arguments.count > 1 else { fail("usage: granary-treebench load|read|insert --dir PATH ...") }
+        mode = arguments[1]
+        var iterator = arguments.dropFirst(2).makeIterator()
+        while let flag = iterator.next() {
+            guard let value = iterator.next() else { fail("\(flag) needs a value") }
+            switch flag {
+            case "--dir": directory = value
+            case "--keys": keys = Int(value) ?? 0
+            case "--value-bytes": valueBytes = Int(value) ?? -1
+            case "--depth": depth = Int(value) ?? 0
+            case "--writers": writers = Int(value) ?? 0
+            case "--seconds": seconds = Double(value) ?? 0
+            case "--cache-pages": cachePages = Int(value) ?? 0
+            default: fail("unknown flag \(flag)")
+            }
+        }
+        guard ["load", "read", "insert"].contains(mode), !directory.isEmpty, keys > 0, (0...3000).contains(valueBytes),
+              (1...1024).contains(depth), (1...1024).contains(writers), seconds > 0, cachePages > 0
+        else { fail("bad arguments") }
+    }
+}
+
+func fail(_ message: String) -> Never {
+    var text = "granary-treebench: \(message)\n"
+    text.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+    exit(2)
+}
+
+@inline(__always)
+func nowNanoseconds() -> UInt64 {
+    var time = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &time)
+    return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
+}
+
+func key(_ index: Int) -> [UInt8] {
+    var digits = Array(String(index).utf8)
+    digits = [UInt8](repeating: 48, count: max(0, 13 - digits.count)) + digits
+    return Array("key".utf8) + digits
+}
+
+/// SplitMix64, so that key choice costs no system call.
+struct FastRandom {
+    var state: UInt64
+    mutating func next(_ bound: Int) -> Int {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return Int((z ^ (z >> 31)) % UInt64(bound))
+    }
+}
+
+/// Results, touched only on the reactor thread; read after the semaphore.
+final class Tally: @unchecked Sendable {
+    var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
+    var operations = 0
+    var misses = 0
+    var pageReads = 0
+    var elapsed = 0.0
+    var error: String?
+    var random = FastRandom(state: nowNanoseconds())
+    let done = DispatchSemaphore(value: 0)
+}
+
+/// The tree shared by the reader tasks. @unchecked: every task runs on the one reactor
+/// thread, so the readers interleave but never run at once.
+final class SharedTree: @unchecked Sendable {
+    let tree: BTree<ReactorStorage>
+    init(_ tree: BTree<ReactorStorage>) { self.tree = tree }
+}
+
+let options = Options(CommandLine.arguments)
+if mkdir(options.directory, 0o755) != 0 && errno != EEXIST { fail("cannot create \(options.directory)") }
+let group = try ReactorGroup(cpus: [ReactorGroup.availableCPUs().first])
+let reactor = group.reactors[0]
+let tally = Tally()
+let value = [UInt8](repeating: 0xA5, count: options.valueBytes)
+
+func run() async throws {
+    let storage = ReactorStorage(path: options.directory, reactor: reactor)
+    switch options.mode {
+    case "load":
+        // Keys in a shuffled order, as a real load would arrive, checkpointed as it goes.
+        let tree = try await BTree.open(storage: storage)
+        var order = Array(0..<options.keys)
+        order.shuffle()
+        let start = nowNanoseconds()
+        for (count, index) in order.enumerated() {
+            try await tree.put(key(index), value)
+            if count % 50_000 == 49_999 { try await tree.checkpoint(lsn: UInt64(count)) }
+        }
+        try await tree.checkpoint(lsn: UInt64(options.keys))
+        tally.operations = options.keys
+        tally.elapsed = Double(nowNanoseconds() - start) / 1e9
+    case "read":
+        var treeOptions = BTree<ReactorStorage>.Options()
+        treeOptions.cachePages = options.cachePages
+        let shared = SharedTree(try await BTree.open(storage: storage, options: treeOptions))
+        let tree = shared.tree
+        // Warm the cache with a pass of random reads, then measure.
+        for _ in 0..<min(options.cachePages * 4, 200_000) { _ = try await tree.get(key(tally.random.next(options.keys))) }
+        let start = nowNanoseconds()
+        let readsBefore = tree.pageReads
+        let deadline = start + UInt64(options.seconds * 1e9)
+        try await withThrowingTaskGroup(of: Void.self) { readers in
+            for _ in 0..<options.depth {
+                readers.addTask {
+                    while true {
+                        let began = nowNanoseconds()
+                        if began >= deadline { return }
+                        if try await shared.tree.get(key(tally.random.next(options.keys))) == nil { tally.misses += 1 }
+                        tally.operations += 1
+                        _ = tally.histogram.record(nowNanoseconds() - began)
+                    }
+                }
+            }
+            try await readers.waitForAll()
+        }
+        tally.elapsed = Double(nowNanoseconds() - start) / 1e9
+        tally.pageReads = tree.pageReads - readsBefore
+    default:  // insert
+        let store = try await ReplicaStore.open(storage: storage, executor: reactor)
+        let start = nowNanoseconds()
+        let deadline = start + UInt64(options.seconds * 1e9)
+        try await withThrowingTaskGroup(of: Void.self) { writers in
+            for _ in 0..<options.writers {
+                writers.addTask {
+                    while true {
+                        let began = nowNanoseconds()
+                        if began >= deadline { return }
+                        try await store.put(key(tally.random.next(1 << 40)), value)
+                        tally.operations += 1
+                        _ = tally.histogram.record(nowNanoseconds() - began)
+                    }
+                }
+            }
+            try await writers.waitForAll()
+        }
+        tally.elapsed = Double(nowNanoseconds() - start) / 1e9
+        await store.close()
+    }
+}
+
+while !reactor.tryPost({
+    Task(executorPreference: reactor) {
+        do { try await run() } catch { tally.error = "\(error)" }
+        tally.done.signal()
+    }
+}) {}
+tally.done.wait()
+group.stop()
+if let error = tally.error { fail(error) }
+let microseconds = { (quantile: Double) in Double(tally.histogram.valueAtPercentile(quantile)) / 1000 }
+var status = rusage()
+getrusage(RUSAGE_SELF.rawValue, &status)
+print("""
+    {"tool":"granary","mode":"\(options.mode)","depth":\(options.depth),"writers":\(options.writers),\
+    "cache_pages":\(options.cachePages),"ops_per_s":\(Int(Double(tally.operations) / tally.elapsed)),\
+    "page_reads_per_s":\(Int(Double(tally.pageReads) / tally.elapsed)),\
+    "p50_us":\(microseconds(50)),"p99_us":\(microseconds(99)),"misses":\(tally.misses),"max_rss_kib":\(status.ru_maxrss)}
+    """)
