@@ -147,10 +147,11 @@ public enum StorageExercise {
                     case .store:
                         var storeOptions = ReplicaStore<ReactorStorage>.Options()
                         storeOptions.log = wal
-                        let store = try await ReplicaStore.open(storage: storage, options: storeOptions, executor: reactor)
+                        // Read-only: a check recovers into memory and changes no file.
+                        let tree = try await ReplicaStore.recoverForReading(storage: storage, options: storeOptions)
                         var start: [UInt8]? = nil
                         while true {
-                            let entries = try await store.scan(from: start, limit: 1000)
+                            let entries = try await tree.scan(from: start, limit: 1000)
                             for entry in entries where entry.key != start {
                                 let key = String(decoding: entry.key, as: UTF8.self)
                                 if Payload.verify(entry.value) == key {
@@ -164,7 +165,6 @@ public enum StorageExercise {
                             if entries.count < 1000 { break }
                             start = entries.last!.key
                         }
-                        await store.close()
                     }
                 } catch {
                     outcome.error = "\(error)"

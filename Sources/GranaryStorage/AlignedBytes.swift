@@ -7,16 +7,16 @@ public final class AlignedBytes {
     public let pointer: UnsafeMutableRawPointer
     public let count: Int
 
-    /// `count` zeroed bytes at a `StorageLimits.blockSize` boundary; `count` is rounded up
-    /// to whole blocks.
-    public init(count: Int) {
+    /// `count` bytes at a `StorageLimits.blockSize` boundary, zeroed unless a read is about
+    /// to fill them; `count` is rounded up to whole blocks.
+    public init(count: Int, zeroed: Bool = true) {
         let rounded = AlignedBytes.roundUp(max(count, 1))
         var memory: UnsafeMutableRawPointer?
         let result = posix_memalign(&memory, StorageLimits.blockSize, rounded)
         precondition(result == 0 && memory != nil, "out of memory allocating \(rounded) aligned bytes")
         pointer = memory!
         self.count = rounded
-        memset(pointer, 0, rounded)
+        if zeroed { memset(pointer, 0, rounded) }
     }
 
     deinit { free(pointer) }

@@ -81,9 +81,9 @@ public final class BTree<S: Storage> {
             let node = try await load(page)
             if node.isLeaf {
                 let (index, found) = node.search(key)
-                return found ? try await resolve(node.values[index]) : nil
+                return found ? try await resolve(node.value(at: index)) : nil
             }
-            page = node.children[node.childIndex(for: key)]
+            page = node.child(at: node.childIndex(for: key))
         }
     }
 
@@ -101,20 +101,20 @@ public final class BTree<S: Storage> {
                     let (position, found) = node.search(start)
                     index = reverse ? (found ? position : position - 1) : position
                 } else {
-                    index = reverse ? node.keys.count - 1 : 0
+                    index = reverse ? node.count - 1 : 0
                 }
                 path.append((node, index))
                 break
             }
-            let index = start.map { node.childIndex(for: $0) } ?? (reverse ? node.children.count - 1 : 0)
+            let index = start.map { node.childIndex(for: $0) } ?? (reverse ? node.childCount - 1 : 0)
             path.append((node, index))
-            node = try await load(node.children[index])
+            node = try await load(node.child(at: index))
         }
         var results: [(key: [UInt8], value: [UInt8])] = []
         while results.count < limit {
             let (leaf, index) = path[path.count - 1]
-            if index >= 0 && index < leaf.keys.count {
-                results.append((leaf.keys[index], try await resolve(leaf.values[index])))
+            if index >= 0 && index < leaf.count {
+                results.append((leaf.key(at: index), try await resolve(leaf.value(at: index))))
                 path[path.count - 1].index += reverse ? -1 : 1
                 continue
             }
@@ -123,18 +123,18 @@ public final class BTree<S: Storage> {
             path.removeLast()
             while let last = path.last {
                 let next = last.index + (reverse ? -1 : 1)
-                if next >= 0 && next < last.node.children.count { break }
+                if next >= 0 && next < last.node.childCount { break }
                 path.removeLast()
             }
             guard !path.isEmpty else { break }
             path[path.count - 1].index += reverse ? -1 : 1
-            var child = try await load(path[path.count - 1].node.children[path[path.count - 1].index])
+            var child = try await load(path[path.count - 1].node.child(at: path[path.count - 1].index))
             while !child.isLeaf {
-                let index = reverse ? child.children.count - 1 : 0
+                let index = reverse ? child.childCount - 1 : 0
                 path.append((child, index))
-                child = try await load(child.children[index])
+                child = try await load(child.child(at: index))
             }
-            path.append((child, reverse ? child.keys.count - 1 : 0))
+            path.append((child, reverse ? child.count - 1 : 0))
         }
         return results
     }
@@ -201,6 +201,7 @@ public final class BTree<S: Storage> {
     private func makeDirty(_ page: UInt64) async throws(StorageError) -> (UInt64, BTreeNode) {
         if let node = dirty[page] { return (page, node) }
         let node = try await load(page)
+        node.materialize()
         uncache(page)
         freedThisEpoch.append(page)
         let moved = allocatePage()
@@ -281,9 +282,9 @@ public final class BTree<S: Storage> {
             if !parent.keys.isEmpty { parent.keys.remove(at: max(0, slot - 1)) }
             level -= 1
         }
-        while root != 0, let top = dirty[root] ?? cache[root]?.node, !top.isLeaf, top.children.count <= 1 {
+        while root != 0, let top = dirty[root] ?? cache[root]?.node, !top.isLeaf, top.childCount <= 1 {
             let old = root
-            root = top.children.first ?? 0
+            root = top.childCount == 1 ? top.child(at: 0) : 0
             if dirty.removeValue(forKey: old) != nil { free.append(old) } else { freedThisEpoch.append(old) }
         }
         if root != 0, let top = dirty[root], top.isLeaf, top.keys.isEmpty {
@@ -357,13 +358,14 @@ public final class BTree<S: Storage> {
             cache[page]!.lastUse = useClock
             return entry.node
         }
-        // A buffer per read: another task may load a page while this one waits.
-        let buffer = AlignedBytes(count: BTreePage.size)
+        // A buffer per read (another task may load a page while this one waits), kept by
+        // the node as its page.
+        let buffer = AlignedBytes(count: BTreePage.size, zeroed: false)
         let offset = page * UInt64(BTreePage.size)
         pageReads += 1
         let read = try await file.read(into: buffer.bytes, at: offset)
         guard read == BTreePage.size, let header = BTreePage.open(buffer.pointer, expectedNumber: page),
-              let node = BTreeNode.decode(buffer.pointer, header: header)
+              let node = BTreeNode.view(buffer, header: header)
         else {
             throw .corruption(file: name, offset: offset, detail: "page \(page) fails its checksum, names another page, or does not parse")
         }

@@ -14,11 +14,22 @@ enum LeafValue: Equatable {
 /// One B-tree node in memory. Leaves hold keys and values in key order; a branch holds
 /// `children.count == keys.count + 1` page numbers, and `keys[i]` is the smallest key
 /// under `children[i + 1]`.
+///
+/// A node read from disk stays in its page (a view: the page and the offset of each
+/// entry) and is searched and read in place, so a read allocates one small array, not one
+/// per key and value. The first write to it decodes it into arrays (`materialize`); the
+/// tree's writers touch `keys`, `values` and `children` only after that, and readers go
+/// through the accessors, which serve either form.
 final class BTreeNode {
     var isLeaf: Bool
     var keys: [[UInt8]]
     var values: [LeafValue]
     var children: [UInt64]
+    /// The page this node was read from, and where each entry starts in it; nil once
+    /// materialized (or for a node made in memory).
+    private var page: AlignedBytes?
+    private var entryOffsets: [UInt16] = []
+    private var firstChild: UInt64 = 0
 
     init(isLeaf: Bool, keys: [[UInt8]] = [], values: [LeafValue] = [], children: [UInt64] = []) {
         self.isLeaf = isLeaf
@@ -27,8 +38,81 @@ final class BTreeNode {
         self.children = children
     }
 
+    private init(view page: AlignedBytes, isLeaf: Bool, offsets: [UInt16], firstChild: UInt64) {
+        self.isLeaf = isLeaf
+        keys = []
+        values = []
+        children = []
+        self.page = page
+        entryOffsets = offsets
+        self.firstChild = firstChild
+    }
+
+    var isView: Bool { page != nil }
+
+    /// Entries (keys) in the node.
+    var count: Int { page == nil ? keys.count : entryOffsets.count }
+
+    /// Children of a branch.
+    var childCount: Int { isLeaf ? 0 : count + 1 }
+
+    /// The key of entry `index`, as bytes in the page or the array.
+    private func withKey<R>(at index: Int, _ body: (UnsafeRawBufferPointer) -> R) -> R {
+        guard let page else { return keys[index].withUnsafeBytes(body) }
+        let offset = Int(entryOffsets[index])
+        let length = Int(page.pointer.loadUnaligned(fromByteOffset: offset, as: UInt16.self).littleEndian)
+        let start = offset + (isLeaf ? 7 : 2)
+        return body(UnsafeRawBufferPointer(start: page.pointer + start, count: length))
+    }
+
+    func key(at index: Int) -> [UInt8] {
+        withKey(at: index) { Array($0) }
+    }
+
+    func child(at index: Int) -> UInt64 {
+        guard let page else { return children[index] }
+        if index == 0 { return firstChild }
+        let offset = Int(entryOffsets[index - 1])
+        let length = Int(page.pointer.loadUnaligned(fromByteOffset: offset, as: UInt16.self).littleEndian)
+        return UInt64(littleEndian: page.pointer.loadUnaligned(fromByteOffset: offset + 2 + length, as: UInt64.self))
+    }
+
+    func value(at index: Int) -> LeafValue {
+        guard let page else { return values[index] }
+        let offset = Int(entryOffsets[index])
+        let keyLength = Int(page.pointer.loadUnaligned(fromByteOffset: offset, as: UInt16.self).littleEndian)
+        let kind = page.pointer.load(fromByteOffset: offset + 2, as: UInt8.self)
+        let length = UInt32(littleEndian: page.pointer.loadUnaligned(fromByteOffset: offset + 3, as: UInt32.self))
+        let start = offset + 7 + keyLength
+        if kind == 0 {
+            return .inline(Array(UnsafeRawBufferPointer(start: page.pointer + start, count: Int(length))))
+        }
+        return .overflow(
+            firstPage: UInt64(littleEndian: page.pointer.loadUnaligned(fromByteOffset: start, as: UInt64.self)),
+            pageCount: UInt32(littleEndian: page.pointer.loadUnaligned(fromByteOffset: start + 8, as: UInt32.self)),
+            length: length)
+    }
+
+    /// Decodes a view into arrays, so the node can be changed.
+    func materialize() {
+        guard page != nil else { return }
+        let count = entryOffsets.count
+        var newKeys: [[UInt8]] = []
+        newKeys.reserveCapacity(count)
+        for index in 0..<count { newKeys.append(key(at: index)) }
+        if isLeaf {
+            values = (0..<count).map { value(at: $0) }
+        } else {
+            children = (0...count).map { child(at: $0) }
+        }
+        keys = newKeys
+        page = nil
+        entryOffsets = []
+    }
+
     /// Bytes this node takes encoded; more than a page means it must split.
     var encodedBytes: Int {
+        precondition(!isView, "sizes are computed for materialized nodes")
         if isLeaf {
             return BTreePage.headerBytes + zip(keys, values).reduce(0) { $0 + 7 + $1.0.count + $1.1.encodedBytes }
         }
@@ -37,13 +121,25 @@ final class BTreeNode {
 
     /// The index of the first key >= `key` (binary search), and whether it is equal.
     func search(_ key: [UInt8]) -> (index: Int, found: Bool) {
-        var low = 0
-        var high = keys.count
-        while low < high {
-            let middle = (low + high) / 2
-            if keys[middle].lexicographicallyPrecedes(key) { low = middle + 1 } else { high = middle }
+        key.withUnsafeBytes { target in
+            var low = 0
+            var high = count
+            while low < high {
+                let middle = (low + high) / 2
+                if withKey(at: middle, { Self.compare($0, target) }) < 0 { low = middle + 1 } else { high = middle }
+            }
+            return (low, low < count && withKey(at: low, { Self.compare($0, target) }) == 0)
         }
-        return (low, low < keys.count && keys[low] == key)
+    }
+
+    /// memcmp order, shorter first on a common prefix: the order of `[UInt8]` keys.
+    private static func compare(_ left: UnsafeRawBufferPointer, _ right: UnsafeRawBufferPointer) -> Int {
+        let common = min(left.count, right.count)
+        if common > 0 {
+            let result = memcmp(left.baseAddress!, right.baseAddress!, common)
+            if result != 0 { return Int(result) }
+        }
+        return left.count - right.count
     }
 
     /// The child to descend into for `key`.
@@ -53,6 +149,7 @@ final class BTreeNode {
     }
 
     func encode(into page: UnsafeMutableRawPointer, number: UInt64, generation: UInt64) {
+        precondition(!isView, "only a materialized (dirty) node is written")
         precondition(encodedBytes <= BTreePage.size, "a node larger than a page was not split")
         var writer = PageWriter(base: page, offset: BTreePage.headerBytes)
         if isLeaf {
@@ -84,35 +181,28 @@ final class BTreeNode {
         BTreePage.seal(page, kind: isLeaf ? .leaf : .branch, count: keys.count, number: number, generation: generation)
     }
 
-    /// Decodes a verified leaf or branch page; nil if its contents do not parse.
-    static func decode(_ page: UnsafeRawPointer, header: BTreePage.Header) -> BTreeNode? {
-        var reader = PageReader(base: page, offset: BTreePage.headerBytes, limit: BTreePage.size)
+    /// A view of a verified leaf or branch page (which it keeps); nil if its entries do
+    /// not parse within the page.
+    static func view(_ page: AlignedBytes, header: BTreePage.Header) -> BTreeNode? {
+        var reader = PageReader(base: page.pointer, offset: BTreePage.headerBytes, limit: BTreePage.size)
+        var offsets: [UInt16] = []
+        offsets.reserveCapacity(header.count)
         switch header.kind {
         case .leaf:
-            let node = BTreeNode(isLeaf: true)
             for _ in 0..<header.count {
+                offsets.append(UInt16(reader.offset))
                 guard let keyLength = reader.get(UInt16.self), let kind = reader.get(UInt8.self),
-                      let length = reader.get(UInt32.self), let key = reader.bytes(Int(keyLength)) else { return nil }
-                node.keys.append(key)
-                if kind == 0 {
-                    guard let bytes = reader.bytes(Int(length)) else { return nil }
-                    node.values.append(.inline(bytes))
-                } else {
-                    guard let first = reader.get(UInt64.self), let count = reader.get(UInt32.self) else { return nil }
-                    node.values.append(.overflow(firstPage: first, pageCount: count, length: length))
-                }
+                      let length = reader.get(UInt32.self), reader.skip(Int(keyLength)),
+                      reader.skip(kind == 0 ? Int(length) : 12) else { return nil }
             }
-            return node
+            return BTreeNode(view: page, isLeaf: true, offsets: offsets, firstChild: 0)
         case .branch:
             guard let first = reader.get(UInt64.self) else { return nil }
-            let node = BTreeNode(isLeaf: false, children: [first])
             for _ in 0..<header.count {
-                guard let keyLength = reader.get(UInt16.self), let key = reader.bytes(Int(keyLength)),
-                      let child = reader.get(UInt64.self) else { return nil }
-                node.keys.append(key)
-                node.children.append(child)
+                offsets.append(UInt16(reader.offset))
+                guard let keyLength = reader.get(UInt16.self), reader.skip(Int(keyLength)), reader.skip(8) else { return nil }
             }
-            return node
+            return BTreeNode(view: page, isLeaf: false, offsets: offsets, firstChild: first)
         default:
             return nil
         }

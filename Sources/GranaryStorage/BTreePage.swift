@@ -87,6 +87,13 @@ struct PageReader {
         return T(littleEndian: base.loadUnaligned(fromByteOffset: offset, as: T.self))
     }
 
+    /// Moves past `count` bytes; false if they would run past the page.
+    mutating func skip(_ count: Int) -> Bool {
+        guard count >= 0, offset + count <= limit else { return false }
+        offset += count
+        return true
+    }
+
     mutating func bytes(_ count: Int) -> [UInt8]? {
         guard count >= 0, offset + count <= limit else { return nil }
         defer { offset += count }

@@ -66,11 +66,28 @@ public actor ReplicaStore<S: Storage & Sendable> {
     }
 
     /// Opens the replica in `storage`, recovering it. Call on the core whose reactor is
-    /// `executor`.
+    /// `executor`. A long log is checkpointed at once, so the next recovery is short.
     public static func open(storage: S, options: Options = Options(), executor: any SerialExecutor) async throws(StorageError) -> ReplicaStore {
         let tree = try await BTree.open(storage: storage, options: options.tree)
         let (log, records) = try await WriteAheadLog.open(
             storage: storage, options: options.log, executor: executor, replayFrom: tree.checkpointLSN + 1)
+        let applied = try await replay(records, into: tree)
+        let store = ReplicaStore(tree: tree, log: log, options: options, executor: executor, appliedLSN: applied)
+        await store.checkpointIfDue()
+        return store
+    }
+
+    /// Recovers the replica in `storage` into memory without changing any file, for
+    /// checks and tools: the returned tree answers reads (and must not be checkpointed).
+    /// Throws `.corruption` where `open` would.
+    public static func recoverForReading(storage: S, options: Options = Options()) async throws(StorageError) -> BTree<S> {
+        let tree = try await BTree.open(storage: storage, options: options.tree)
+        let records = try await WriteAheadLog.readAll(storage: storage, options: options.log)
+        _ = try await replay(records.filter { $0.lsn > tree.checkpointLSN }, into: tree)
+        return tree
+    }
+
+    private static func replay(_ records: [WALRecord], into tree: BTree<S>) async throws(StorageError) -> UInt64 {
         var applied = tree.checkpointLSN
         for record in records {
             guard let operation = Operation.decode(record.payload) else {
@@ -79,7 +96,7 @@ public actor ReplicaStore<S: Storage & Sendable> {
             try await apply(operation, to: tree)
             applied = record.lsn
         }
-        return ReplicaStore(tree: tree, log: log, options: options, executor: executor, appliedLSN: applied)
+        return applied
     }
 
     private init(tree: BTree<S>, log: WriteAheadLog<S>, options: Options, executor: any SerialExecutor, appliedLSN: UInt64) {
