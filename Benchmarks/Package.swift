@@ -14,6 +14,11 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.1.0"),
     ],
     targets: [
+        .target(
+            name: "BenchmarkSupport",
+            dependencies: [.product(name: "GranaryIO", package: "Granary")],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         .executableTarget(
             name: "Reactor",
             dependencies: [
@@ -27,6 +32,7 @@ let package = Package(
         .executableTarget(
             name: "granary-iobench",
             dependencies: [
+                "BenchmarkSupport", .product(name: "GranaryStorage", package: "Granary"),
                 .product(name: "GranaryIO", package: "Granary"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
@@ -35,6 +41,7 @@ let package = Package(
         .executableTarget(
             name: "granary-walbench",
             dependencies: [
+                "BenchmarkSupport",
                 .product(name: "GranaryIO", package: "Granary"),
                 .product(name: "GranaryStorage", package: "Granary"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -44,6 +51,7 @@ let package = Package(
         .executableTarget(
             name: "granary-treebench",
             dependencies: [
+                "BenchmarkSupport",
                 .product(name: "GranaryIO", package: "Granary"),
                 .product(name: "GranaryStorage", package: "Granary"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -52,7 +60,8 @@ let package = Package(
         ),
         .executableTarget(
             name: "granary-syncbench",
-            dependencies: [.product(name: "GranaryIO", package: "Granary")],
+            dependencies: [
+                "BenchmarkSupport",.product(name: "GranaryIO", package: "Granary")],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
     ]

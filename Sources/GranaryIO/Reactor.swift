@@ -148,15 +148,25 @@ public final class Reactor: @unchecked Sendable {
         prepare: (UnsafeMutablePointer<io_uring_sqe>, UnsafeMutableRawPointer) -> Void
     ) -> OperationID? {
         preconditionOwner()
-        guard let id = operations.acquire(.callback(handler)) else {
+        guard let (id, _) = start(.callback(handler), isFileIO: isFileIO, prepare) else {
             readyCallbacks.append { handler(Completion(result: -EBUSY, flags: 0)) }
             return nil
         }
+        return id
+    }
+
+    /// Takes a slot for `handler` and prepares its submission entry; nil when every slot is
+    /// in flight (the caller answers EBUSY).
+    private func start(
+        _ handler: CompletionHandler, isFileIO: Bool,
+        _ prepare: (UnsafeMutablePointer<io_uring_sqe>, UnsafeMutableRawPointer) -> Void
+    ) -> (OperationID, UnsafeMutablePointer<io_uring_sqe>)? {
+        guard let id = operations.acquire(handler) else { return nil }
         let sqe = nextSubmissionEntry()
         prepare(sqe, operations.scratch(for: id))
         io_uring_sqe_set_data64(sqe, id.userData)
         if isFileIO { countFileSubmission() }
-        return id
+        return (id, sqe)
     }
 
     /// Starts one io_uring operation and suspends the calling task until it completes.
@@ -168,14 +178,9 @@ public final class Reactor: @unchecked Sendable {
     ) async -> Completion {
         preconditionOwner()
         return await withUnsafeContinuation { continuation in
-            guard let id = operations.acquire(.continuation(continuation)) else {
+            if start(.continuation(continuation), isFileIO: isFileIO, prepare) == nil {
                 continuation.resume(returning: Completion(result: -EBUSY, flags: 0))
-                return
             }
-            let sqe = nextSubmissionEntry()
-            prepare(sqe, operations.scratch(for: id))
-            io_uring_sqe_set_data64(sqe, id.userData)
-            if isFileIO { countFileSubmission() }
         }
     }
 
@@ -202,14 +207,11 @@ public final class Reactor: @unchecked Sendable {
     ) async -> Completion {
         preconditionOwner()
         return await withUnsafeContinuation { continuation in
-            guard let id = operations.acquire(.continuation(continuation)) else {
+            guard let (id, sqe) = start(.continuation(continuation), isFileIO: false, prepare) else {
                 continuation.resume(returning: Completion(result: -EBUSY, flags: 0))
                 return
             }
             let scratch = operations.scratch(for: id)
-            let sqe = nextSubmissionEntry()
-            prepare(sqe, scratch)
-            io_uring_sqe_set_data64(sqe, id.userData)
             sqe.pointee.flags |= granary_IOSQE_IO_LINK
             // The timespec lives in the slot's last 16 bytes, away from what `prepare` uses.
             let timespec = (scratch + OperationTable.scratchBytes - 16)

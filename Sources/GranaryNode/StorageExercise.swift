@@ -50,66 +50,52 @@ public enum StorageExercise {
     /// printing `ack <lsn> <key>` for each acknowledged one. Returns the count.
     public static func stress(_ options: StressOptions) throws -> Int {
         try ensureDirectory(options.directory)
-        let group = try ReactorGroup(cpus: [ReactorGroup.availableCPUs().first])
-        defer { group.stop() }
-        let reactor = group.reactors[0]
-        let outcome = Outcome()
-        let done = DispatchSemaphore(value: 0)
-        while !reactor.tryPost({
-            Task(executorPreference: reactor) {
-                defer { done.signal() }
-                do {
-                    let storage = ReactorStorage(path: options.directory, reactor: reactor)
-                    let deadline = ContinuousClock.now + .milliseconds(Int(options.seconds * 1000))
-                    let run = "\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-                    // One durable write of `key`; returns what to print, or nil on failure.
-                    let write: @Sendable (String) async -> String?
-                    let finish: @Sendable () async -> Void
-                    switch options.layer {
-                    case .log:
-                        let (log, _) = try await WriteAheadLog.open(storage: storage, options: options.wal, executor: reactor)
-                        write = { key in
-                            guard let lsn = try? await log.append(Payload.make(key: key, valueBytes: options.valueBytes)) else { return nil }
-                            return "ack \(lsn) \(key)\n"
-                        }
-                        finish = { await log.close() }
-                    case .store:
-                        var storeOptions = ReplicaStore<ReactorStorage>.Options()
-                        storeOptions.log = options.wal
-                        storeOptions.checkpointDirtyPages = options.checkpointPages
-                        let store = try await ReplicaStore.open(storage: storage, options: storeOptions, executor: reactor)
-                        write = { key in
-                            do throws(StorageError) {
-                                try await store.put(Array(key.utf8), Payload.make(key: key, valueBytes: options.valueBytes))
-                            } catch {
-                                return nil
-                            }
-                            return "ack \(key)\n"
-                        }
-                        finish = { await store.close() }
-                    }
-                    await withTaskGroup(of: Int.self) { writers in
-                        for writer in 0..<options.writers {
-                            writers.addTask {
-                                var count = 0
-                                while ContinuousClock.now < deadline {
-                                    guard let line = await write("\(run)-\(writer)-\(count)") else { break }
-                                    printLine(line)
-                                    count += 1
-                                }
-                                return count
-                            }
-                        }
-                        for await count in writers { outcome.count += count }
-                    }
-                    await finish()
-                } catch {
-                    outcome.error = "\(error)"
+        let outcome = try onOneReactor { reactor, outcome in
+            let storage = ReactorStorage(path: options.directory, reactor: reactor)
+            let deadline = ContinuousClock.now + .milliseconds(Int(options.seconds * 1000))
+            let run = "\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+            // One durable write of `key`; returns what to print, or nil on failure.
+            let write: @Sendable (String) async -> String?
+            let finish: @Sendable () async -> Void
+            switch options.layer {
+            case .log:
+                let (log, _) = try await WriteAheadLog.open(storage: storage, options: options.wal, executor: reactor)
+                write = { key in
+                    guard let lsn = try? await log.append(Payload.make(key: key, valueBytes: options.valueBytes)) else { return nil }
+                    return "ack \(lsn) \(key)\n"
                 }
+                finish = { await log.close() }
+            case .store:
+                var storeOptions = ReplicaStore<ReactorStorage>.Options()
+                storeOptions.log = options.wal
+                storeOptions.checkpointDirtyPages = options.checkpointPages
+                let store = try await ReplicaStore.open(storage: storage, options: storeOptions, executor: reactor)
+                write = { key in
+                    do throws(StorageError) {
+                        try await store.put(Array(key.utf8), Payload.make(key: key, valueBytes: options.valueBytes))
+                    } catch {
+                        return nil
+                    }
+                    return "ack \(key)\n"
+                }
+                finish = { await store.close() }
             }
-        }) {}
-        done.wait()
-        if let error = outcome.error { throw ExerciseFailure(description: error) }
+            await withTaskGroup(of: Int.self) { writers in
+                for writer in 0..<options.writers {
+                    writers.addTask {
+                        var count = 0
+                        while ContinuousClock.now < deadline {
+                            guard let line = await write("\(run)-\(writer)-\(count)") else { break }
+                            printLine(line)
+                            count += 1
+                        }
+                        return count
+                    }
+                }
+                for await count in writers { outcome.count += count }
+            }
+            await finish()
+        }
         return outcome.count
     }
 
@@ -122,6 +108,50 @@ public enum StorageExercise {
         // A log that was never started (a writer killed before it made its directory) is
         // an empty log.
         if access(directory, F_OK) != 0 && errno == ENOENT { return (0, 0) }
+        let outcome = try onOneReactor { reactor, outcome in
+            let storage = ReactorStorage(path: directory, reactor: reactor)
+            switch layer {
+            case .log:
+                let records = try await WriteAheadLog.readAll(storage: storage, options: wal)
+                for record in records {
+                    if let key = Payload.verify(record.payload) {
+                        if printRecords { printLine("record \(record.lsn) \(key)\n") }
+                    } else {
+                        printLine("garbled \(record.lsn)\n")
+                        outcome.garbled += 1
+                    }
+                }
+                outcome.count = records.count
+            case .store:
+                var storeOptions = ReplicaStore<ReactorStorage>.Options()
+                storeOptions.log = wal
+                // Read-only: a check recovers into memory and changes no file.
+                let tree = try await ReplicaStore.recoverForReading(storage: storage, options: storeOptions)
+                var start: [UInt8]? = nil
+                while true {
+                    let entries = try await tree.scan(from: start, limit: 1000)
+                    for entry in entries where entry.key != start {
+                        let key = String(decoding: entry.key, as: UTF8.self)
+                        if Payload.verify(entry.value) == key {
+                            if printRecords { printLine("record \(key)\n") }
+                        } else {
+                            printLine("garbled \(key)\n")
+                            outcome.garbled += 1
+                        }
+                        outcome.count += 1
+                    }
+                    if entries.count < 1000 { break }
+                    start = entries.last!.key
+                }
+            }
+        }
+        return (outcome.count, outcome.garbled)
+    }
+
+    /// Runs `body` as a task on a fresh reactor (on the first CPU) and waits for it.
+    private static func onOneReactor(
+        _ body: @escaping @Sendable (Reactor, Outcome) async throws -> Void
+    ) throws -> Outcome {
         let group = try ReactorGroup(cpus: [ReactorGroup.availableCPUs().first])
         defer { group.stop() }
         let reactor = group.reactors[0]
@@ -131,41 +161,7 @@ public enum StorageExercise {
             Task(executorPreference: reactor) {
                 defer { done.signal() }
                 do {
-                    let storage = ReactorStorage(path: directory, reactor: reactor)
-                    switch layer {
-                    case .log:
-                        let records = try await WriteAheadLog.readAll(storage: storage, options: wal)
-                        for record in records {
-                            if let key = Payload.verify(record.payload) {
-                                if printRecords { printLine("record \(record.lsn) \(key)\n") }
-                            } else {
-                                printLine("garbled \(record.lsn)\n")
-                                outcome.garbled += 1
-                            }
-                        }
-                        outcome.count = records.count
-                    case .store:
-                        var storeOptions = ReplicaStore<ReactorStorage>.Options()
-                        storeOptions.log = wal
-                        // Read-only: a check recovers into memory and changes no file.
-                        let tree = try await ReplicaStore.recoverForReading(storage: storage, options: storeOptions)
-                        var start: [UInt8]? = nil
-                        while true {
-                            let entries = try await tree.scan(from: start, limit: 1000)
-                            for entry in entries where entry.key != start {
-                                let key = String(decoding: entry.key, as: UTF8.self)
-                                if Payload.verify(entry.value) == key {
-                                    if printRecords { printLine("record \(key)\n") }
-                                } else {
-                                    printLine("garbled \(key)\n")
-                                    outcome.garbled += 1
-                                }
-                                outcome.count += 1
-                            }
-                            if entries.count < 1000 { break }
-                            start = entries.last!.key
-                        }
-                    }
+                    try await body(reactor, outcome)
                 } catch {
                     outcome.error = "\(error)"
                 }
@@ -173,7 +169,7 @@ public enum StorageExercise {
         }) {}
         done.wait()
         if let error = outcome.error { throw ExerciseFailure(description: error) }
-        return (outcome.count, outcome.garbled)
+        return outcome
     }
 
     public struct ExerciseFailure: Error, CustomStringConvertible {
@@ -182,7 +178,7 @@ public enum StorageExercise {
 
     /// Results carried from the reactor thread back to the caller, who reads them after
     /// the semaphore: the semaphore orders the accesses.
-    private final class Outcome: @unchecked Sendable {
+    final class Outcome: @unchecked Sendable {
         var count = 0
         var garbled = 0
         var error: String?

@@ -45,7 +45,7 @@ public final class BTree<S: Storage> {
     private var useClock: UInt64 = 0
     /// Picks eviction samples. SplitMix64: SystemRandomNumberGenerator costs a getrandom(2)
     /// system call per call, which showed in profiles of uncached reads.
-    private var random = EvictionRandom(state: 0x2545_F491_4F6C_DD1D)
+    private var random = SplitMix64(seed: 0x2545_F491_4F6C_DD1D)
 
     /// Dirty pages and overflow pages waiting for a checkpoint: the caller checkpoints when
     /// this passes its budget.
@@ -419,18 +419,6 @@ public final class BTree<S: Storage> {
     public var cachedPageCount: Int { cache.count }
     /// Pages read from the file since open (cache misses), for benchmarks and metrics.
     public private(set) var pageReads = 0
-}
-
-/// SplitMix64: a fast, good-enough generator for sampling.
-struct EvictionRandom: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
 
 #if canImport(Glibc)

@@ -50,14 +50,18 @@ def wait_for_first_line(process, timeout):
     process.early_output = data
 
 
-def run_cycles(cycles, seed, layer="log", log=print):
+def run_cycles(cycles, seed, layer="log", log=print, fresh_every=100):
     """`layer` is "log" (the WAL alone: LSNs must run without a gap) or "store" (the WAL in
-    front of the B-tree, checkpointing every few dozen pages)."""
+    front of the B-tree, checkpointing every few dozen pages). Every `fresh_every` cycles
+    the test starts over in a new directory, so that a long run's checks stay short."""
     rng = random.Random(seed)
-    directory = os.path.join(fresh_data_dir(), "wal")
-    durable = {}  # LSN (log) or key (store) to key: acknowledged, or seen by a check
     cycles_with_writes = 0
+    total = 0
     for cycle in range(cycles):
+        if cycle % fresh_every == 0:
+            total += len(durable) if cycle else 0
+            directory = os.path.join(fresh_data_dir(), "wal")
+            durable = {}  # LSN (log) or key (store) to key: acknowledged, or seen by a check
         writers = rng.choice([1, 4, 16, 64])
         value_bytes = rng.choice([0, 100, 1000])
         process = subprocess.Popen(
@@ -97,7 +101,7 @@ def run_cycles(cycles, seed, layer="log", log=print):
     # cycles must have acknowledged writes to check.
     if cycles_with_writes < cycles // 2:
         raise AssertionError(f"only {cycles_with_writes} of {cycles} cycles acknowledged any write")
-    return len(durable)
+    return total + len(durable)
 
 
 if __name__ == "__main__":

@@ -5,9 +5,11 @@
 //
 //     granary-iobench --file PATH --depth 32 --seconds 5 --style async|callback [--cpu 0]
 import CShims
+import BenchmarkSupport
 import Dispatch
 import Glibc
 import GranaryIO
+import GranaryStorage
 import Histogram
 
 struct Options {
@@ -20,34 +22,23 @@ struct Options {
     init(_ arguments: [String]) {
         var iterator = arguments.dropFirst().makeIterator()
         while let flag = iterator.next() {
-            guard let value = iterator.next() else { fail("\(flag) needs a value") }
+            guard let value = iterator.next() else { fail("granary-iobench", "\(flag) needs a value") }
             switch flag {
             case "--file": file = value
             case "--depth": depth = Int(value) ?? 0
             case "--seconds": seconds = Double(value) ?? 0
             case "--style": style = value
             case "--cpu": cpu = value == "none" ? nil : Int(value)
-            default: fail("unknown flag \(flag)")
+            default: fail("granary-iobench", "unknown flag \(flag)")
             }
         }
         guard !file.isEmpty, (1...1024).contains(depth), seconds > 0, ["async", "callback"].contains(style) else {
-            fail("usage: granary-iobench --file PATH --depth 1...1024 --seconds S --style async|callback [--cpu N|none]")
+            fail("granary-iobench", "usage: granary-iobench --file PATH --depth 1...1024 --seconds S --style async|callback [--cpu N|none]")
         }
     }
 }
 
-func fail(_ message: String) -> Never {
-    var text = "granary-iobench: \(message)\n"
-    text.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
-    exit(2)
-}
 
-@inline(__always)
-func nowNanoseconds() -> UInt64 {
-    var time = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &time)
-    return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
-}
 
 /// The load's state; touched only on the reactor's thread.
 final class Load: @unchecked Sendable {
@@ -62,7 +53,7 @@ final class Load: @unchecked Sendable {
     let done = DispatchSemaphore(value: 0)
     // SplitMix64: SystemRandomNumberGenerator would make a getrandom(2) system call per
     // read, which fio does not pay.
-    var randomState = UInt64(nowNanoseconds())
+    var random = SplitMix64(seed: nowNanoseconds())
 
     init(descriptor: Int32, blocks: UInt64, deadline: UInt64) {
         self.descriptor = descriptor
@@ -76,13 +67,7 @@ final class Load: @unchecked Sendable {
         if running == 0 { done.signal() }
     }
 
-    func nextOffset() -> UInt64 {
-        randomState &+= 0x9E37_79B9_7F4A_7C15
-        var z = randomState
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return ((z ^ (z >> 31)) % blocks) * 4096
-    }
+    func nextOffset() -> UInt64 { random.next() % blocks * 4096 }
 
     func record(started: UInt64, result: Int) {
         if result == 4096 { completed += 1 } else { errors += 1 }
@@ -104,11 +89,11 @@ func readChain(_ reactor: Reactor, _ load: Load, _ buffer: AlignedBuffer, finish
 
 let options = Options(CommandLine.arguments)
 let descriptor = open(options.file, O_RDONLY | granary_O_DIRECT)
-guard descriptor >= 0 else { fail("cannot open \(options.file) with O_DIRECT: \(Errno(errno))") }
+guard descriptor >= 0 else { fail("granary-iobench", "cannot open \(options.file) with O_DIRECT: \(Errno(errno))") }
 var status = stat()
 fstat(descriptor, &status)
 let blocks = UInt64(status.st_size) / 4096
-guard blocks > 0 else { fail("\(options.file) is smaller than one block") }
+guard blocks > 0 else { fail("granary-iobench", "\(options.file) is smaller than one block") }
 
 let group = try ReactorGroup(cpus: [options.cpu])
 let reactor = group.reactors[0]

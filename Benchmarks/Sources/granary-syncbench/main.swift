@@ -7,22 +7,16 @@
 //
 //     granary-syncbench split|dsync|blocking [--dir PATH]
 import CShims
+import BenchmarkSupport
 import Dispatch
 import Glibc
 import GranaryIO
 
-@inline(__always)
-func nowNanoseconds() -> UInt64 {
-    var time = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &time)
-    return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
-}
 
 /// Results, touched only on the reactor thread; read after the semaphore.
 final class Tally: @unchecked Sendable {
     var operations = 0
     var latencies: [UInt64] = []
-    let done = DispatchSemaphore(value: 0)
 }
 
 let arguments = CommandLine.arguments
@@ -37,42 +31,38 @@ let path = directory + "/syncbench.dat"
 let group = try ReactorGroup(cpus: [ReactorGroup.availableCPUs().first])
 let reactor = group.reactors[0]
 let tally = Tally()
-while !reactor.tryPost({
-    Task(executorPreference: reactor) {
-        let descriptor = open(path, O_RDWR | O_CREAT | granary_O_DIRECT, 0o644)
-        precondition(descriptor >= 0, "cannot open \(path)")
-        var memory: UnsafeMutableRawPointer?
-        posix_memalign(&memory, 4096, 4096)
-        let buffer = memory!
-        memset(buffer, 0x5A, 4096)
-        let bytes = UnsafeRawBufferPointer(start: buffer, count: 4096)
-        // Lay the file out first, so every timed write overwrites written blocks.
-        for block in 0..<4096 { _ = pwrite(descriptor, buffer, 4096, off_t(block * 4096)) }
-        fdatasync(descriptor)
-        let deadline = nowNanoseconds() + 3_000_000_000
-        var block: UInt64 = 0
-        while nowNanoseconds() < deadline {
-            let began = nowNanoseconds()
-            switch mode {
-            case "split":
-                _ = try! await reactor.write(descriptor, from: bytes, at: block * 4096)
-                try! await reactor.synchronizeData(descriptor)
-            case "dsync":
-                _ = try! await reactor.write(descriptor, from: bytes, at: block * 4096, durable: true)
-            default:
-                _ = pwrite(descriptor, buffer, 4096, off_t(block * 4096))
-                fdatasync(descriptor)
-            }
-            tally.latencies.append(nowNanoseconds() - began)
-            block = (block + 1) % 4096
-            tally.operations += 1
+runAndWait(on: reactor) {
+    let descriptor = open(path, O_RDWR | O_CREAT | granary_O_DIRECT, 0o644)
+    precondition(descriptor >= 0, "cannot open \(path)")
+    var memory: UnsafeMutableRawPointer?
+    posix_memalign(&memory, 4096, 4096)
+    let buffer = memory!
+    memset(buffer, 0x5A, 4096)
+    let bytes = UnsafeRawBufferPointer(start: buffer, count: 4096)
+    // Lay the file out first, so every timed write overwrites written blocks.
+    for block in 0..<4096 { _ = pwrite(descriptor, buffer, 4096, off_t(block * 4096)) }
+    fdatasync(descriptor)
+    let deadline = nowNanoseconds() + 3_000_000_000
+    var block: UInt64 = 0
+    while nowNanoseconds() < deadline {
+        let began = nowNanoseconds()
+        switch mode {
+        case "split":
+            _ = try! await reactor.write(descriptor, from: bytes, at: block * 4096)
+            try! await reactor.synchronizeData(descriptor)
+        case "dsync":
+            _ = try! await reactor.write(descriptor, from: bytes, at: block * 4096, durable: true)
+        default:
+            _ = pwrite(descriptor, buffer, 4096, off_t(block * 4096))
+            fdatasync(descriptor)
         }
-        close(descriptor)
-        unlink(path)
-        tally.done.signal()
+        tally.latencies.append(nowNanoseconds() - began)
+        block = (block + 1) % 4096
+        tally.operations += 1
     }
-}) {}
-tally.done.wait()
+    close(descriptor)
+    unlink(path)
+}
 group.stop()
 tally.latencies.sort()
 print("""

@@ -9,6 +9,7 @@
 // runs D concurrent readers of uniformly random keys against the tree alone (read-only,
 // so the readers need no lock); `insert` writes random new keys through the store (WAL,
 // then tree, with checkpoints), each durable before the writer goes on.
+import BenchmarkSupport
 import Dispatch
 import Glibc
 import GranaryIO
@@ -26,11 +27,11 @@ struct Options {
     var cachePages = 8192
 
     init(_ arguments: [String]) {
-        guard arguments.count > 1 else { fail("usage: granary-treebench load|read|insert --dir PATH ...") }
+        guard arguments.count > 1 else { fail("granary-treebench", "usage: granary-treebench load|read|insert --dir PATH ...") }
         mode = arguments[1]
         var iterator = arguments.dropFirst(2).makeIterator()
         while let flag = iterator.next() {
-            guard let value = iterator.next() else { fail("\(flag) needs a value") }
+            guard let value = iterator.next() else { fail("granary-treebench", "\(flag) needs a value") }
             switch flag {
             case "--dir": directory = value
             case "--keys": keys = Int(value) ?? 0
@@ -39,27 +40,16 @@ struct Options {
             case "--writers": writers = Int(value) ?? 0
             case "--seconds": seconds = Double(value) ?? 0
             case "--cache-pages": cachePages = Int(value) ?? 0
-            default: fail("unknown flag \(flag)")
+            default: fail("granary-treebench", "unknown flag \(flag)")
             }
         }
         guard ["load", "read", "insert"].contains(mode), !directory.isEmpty, keys > 0, (0...3000).contains(valueBytes),
               (1...1024).contains(depth), (1...1024).contains(writers), seconds > 0, cachePages > 0
-        else { fail("bad arguments") }
+        else { fail("granary-treebench", "bad arguments") }
     }
 }
 
-func fail(_ message: String) -> Never {
-    var text = "granary-treebench: \(message)\n"
-    text.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
-    exit(2)
-}
 
-@inline(__always)
-func nowNanoseconds() -> UInt64 {
-    var time = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &time)
-    return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
-}
 
 func key(_ index: Int) -> [UInt8] {
     var digits = Array(String(index).utf8)
@@ -67,17 +57,6 @@ func key(_ index: Int) -> [UInt8] {
     return Array("key".utf8) + digits
 }
 
-/// SplitMix64, so that key choice costs no system call.
-struct FastRandom {
-    var state: UInt64
-    mutating func next(_ bound: Int) -> Int {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return Int((z ^ (z >> 31)) % UInt64(bound))
-    }
-}
 
 /// Results, touched only on the reactor thread; read after the semaphore.
 final class Tally: @unchecked Sendable {
@@ -87,8 +66,10 @@ final class Tally: @unchecked Sendable {
     var pageReads = 0
     var elapsed = 0.0
     var error: String?
-    var random = FastRandom(state: nowNanoseconds())
-    let done = DispatchSemaphore(value: 0)
+    /// Key choice without a system call per key.
+    var random = SplitMix64(seed: nowNanoseconds())
+
+    func randomIndex(below bound: Int) -> Int { Int(random.next() % UInt64(bound)) }
 }
 
 /// The tree shared by the reader tasks. @unchecked: every task runs on the one reactor
@@ -99,7 +80,7 @@ final class SharedTree: @unchecked Sendable {
 }
 
 let options = Options(CommandLine.arguments)
-if mkdir(options.directory, 0o755) != 0 && errno != EEXIST { fail("cannot create \(options.directory)") }
+if mkdir(options.directory, 0o755) != 0 && errno != EEXIST { fail("granary-treebench", "cannot create \(options.directory)") }
 let group = try ReactorGroup(cpus: [ReactorGroup.availableCPUs().first])
 let reactor = group.reactors[0]
 let tally = Tally()
@@ -127,7 +108,7 @@ func run() async throws {
         let shared = SharedTree(try await BTree.open(storage: storage, options: treeOptions))
         let tree = shared.tree
         // Warm the cache with a pass of random reads, then measure.
-        for _ in 0..<min(options.cachePages * 4, 200_000) { _ = try await tree.get(key(tally.random.next(options.keys))) }
+        for _ in 0..<min(options.cachePages * 4, 200_000) { _ = try await tree.get(key(tally.randomIndex(below: options.keys))) }
         let start = nowNanoseconds()
         let readsBefore = tree.pageReads
         let deadline = start + UInt64(options.seconds * 1e9)
@@ -137,7 +118,7 @@ func run() async throws {
                     while true {
                         let began = nowNanoseconds()
                         if began >= deadline { return }
-                        if try await shared.tree.get(key(tally.random.next(options.keys))) == nil { tally.misses += 1 }
+                        if try await shared.tree.get(key(tally.randomIndex(below: options.keys))) == nil { tally.misses += 1 }
                         tally.operations += 1
                         _ = tally.histogram.record(nowNanoseconds() - began)
                     }
@@ -157,7 +138,7 @@ func run() async throws {
                     while true {
                         let began = nowNanoseconds()
                         if began >= deadline { return }
-                        try await store.put(key(tally.random.next(1 << 40)), value)
+                        try await store.put(key(tally.randomIndex(below: 1 << 40)), value)
                         tally.operations += 1
                         _ = tally.histogram.record(nowNanoseconds() - began)
                     }
@@ -170,15 +151,11 @@ func run() async throws {
     }
 }
 
-while !reactor.tryPost({
-    Task(executorPreference: reactor) {
-        do { try await run() } catch { tally.error = "\(error)" }
-        tally.done.signal()
-    }
-}) {}
-tally.done.wait()
+runAndWait(on: reactor) {
+    do { try await run() } catch { tally.error = "\(error)" }
+}
 group.stop()
-if let error = tally.error { fail(error) }
+if let error = tally.error { fail("granary-treebench", error) }
 let microseconds = { (quantile: Double) in Double(tally.histogram.valueAtPercentile(quantile)) / 1000 }
 var status = rusage()
 getrusage(RUSAGE_SELF.rawValue, &status)

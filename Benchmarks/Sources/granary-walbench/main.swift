@@ -3,6 +3,7 @@
 // second) for tools/bench-wal to set beside fio's write+fdatasync on the same filesystem.
 //
 //     granary-walbench --dir PATH --writers 16 --record-bytes 100 --seconds 5 [--durability fdatasync|dsync]
+import BenchmarkSupport
 import Dispatch
 import Glibc
 import GranaryIO
@@ -19,34 +20,23 @@ struct Options {
     init(_ arguments: [String]) {
         var iterator = arguments.dropFirst().makeIterator()
         while let flag = iterator.next() {
-            guard let value = iterator.next() else { fail("\(flag) needs a value") }
+            guard let value = iterator.next() else { fail("granary-walbench", "\(flag) needs a value") }
             switch flag {
             case "--dir": directory = value
             case "--writers": writers = Int(value) ?? 0
             case "--record-bytes": recordBytes = Int(value) ?? -1
             case "--seconds": seconds = Double(value) ?? 0
             case "--durability": durability = value
-            default: fail("unknown flag \(flag)")
+            default: fail("granary-walbench", "unknown flag \(flag)")
             }
         }
         guard !directory.isEmpty, (1...4096).contains(writers), (0...(1 << 20)).contains(recordBytes), seconds > 0,
               ["fdatasync", "dsync"].contains(durability)
-        else { fail("usage: granary-walbench --dir PATH --writers N --record-bytes B --seconds S [--durability fdatasync|dsync]") }
+        else { fail("granary-walbench", "usage: granary-walbench --dir PATH --writers N --record-bytes B --seconds S [--durability fdatasync|dsync]") }
     }
 }
 
-func fail(_ message: String) -> Never {
-    var text = "granary-walbench: \(message)\n"
-    text.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
-    exit(2)
-}
 
-@inline(__always)
-func nowNanoseconds() -> UInt64 {
-    var time = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &time)
-    return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
-}
 
 /// Results, touched only on the reactor thread; read after the semaphore.
 final class Tally: @unchecked Sendable {
@@ -55,48 +45,43 @@ final class Tally: @unchecked Sendable {
     var errors = 0
     var elapsed = 0.0
     var segments = 0
-    let done = DispatchSemaphore(value: 0)
 }
 
 let options = Options(CommandLine.arguments)
-if mkdir(options.directory, 0o755) != 0 && errno != EEXIST { fail("cannot create \(options.directory)") }
+if mkdir(options.directory, 0o755) != 0 && errno != EEXIST { fail("granary-walbench", "cannot create \(options.directory)") }
 let group = try ReactorGroup(cpus: [ReactorGroup.availableCPUs().first])
 let reactor = group.reactors[0]
 let tally = Tally()
-while !reactor.tryPost({
-    Task(executorPreference: reactor) {
-        var walOptions = WALOptions()
-        walOptions.durability = options.durability == "dsync" ? .dataSyncedWrite : .writeThenDataSync
-        let storage = ReactorStorage(path: options.directory, reactor: reactor)
-        let (log, _) = try! await WriteAheadLog.open(storage: storage, options: walOptions, executor: reactor)
-        let record = [UInt8](repeating: 0x5A, count: options.recordBytes)
-        let start = nowNanoseconds()
-        let deadline = start + UInt64(options.seconds * 1e9)
-        await withTaskGroup(of: Void.self) { writers in
-            for _ in 0..<options.writers {
-                writers.addTask {
-                    while true {
-                        let began = nowNanoseconds()
-                        if began >= deadline { return }
-                        do {
-                            _ = try await log.append(record)
-                            tally.appends += 1
-                        } catch {
-                            tally.errors += 1
-                            return
-                        }
-                        _ = tally.histogram.record(nowNanoseconds() - began)
+runAndWait(on: reactor) {
+    var walOptions = WALOptions()
+    walOptions.durability = options.durability == "dsync" ? .dataSyncedWrite : .writeThenDataSync
+    let storage = ReactorStorage(path: options.directory, reactor: reactor)
+    let (log, _) = try! await WriteAheadLog.open(storage: storage, options: walOptions, executor: reactor)
+    let record = [UInt8](repeating: 0x5A, count: options.recordBytes)
+    let start = nowNanoseconds()
+    let deadline = start + UInt64(options.seconds * 1e9)
+    await withTaskGroup(of: Void.self) { writers in
+        for _ in 0..<options.writers {
+            writers.addTask {
+                while true {
+                    let began = nowNanoseconds()
+                    if began >= deadline { return }
+                    do {
+                        _ = try await log.append(record)
+                        tally.appends += 1
+                    } catch {
+                        tally.errors += 1
+                        return
                     }
+                    _ = tally.histogram.record(nowNanoseconds() - began)
                 }
             }
         }
-        tally.elapsed = Double(nowNanoseconds() - start) / 1e9
-        tally.segments = await log.segmentCount
-        await log.close()
-        tally.done.signal()
     }
-}) {}
-tally.done.wait()
+    tally.elapsed = Double(nowNanoseconds() - start) / 1e9
+    tally.segments = await log.segmentCount
+    await log.close()
+}
 group.stop()
 let microseconds = { (quantile: Double) in Double(tally.histogram.valueAtPercentile(quantile)) / 1000 }
 print("""
