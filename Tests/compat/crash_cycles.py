@@ -109,5 +109,5 @@ if __name__ == "__main__":
     seed = int(sys.argv[2]) if len(sys.argv) > 2 else int(time.time())
     layer = sys.argv[3] if len(sys.argv) > 3 else "store"
     print(f"crash test: {count} kill -9 cycles of the {layer} layer, seed {seed}")
-    total = run_cycles(count, seed, layer=layer)
+    total = run_cycles(count, seed, layer=layer, fresh_every=50)
     print(f"crash test: {count} cycles passed, {total} records durable, none lost or garbled")
