@@ -35,6 +35,7 @@ public actor ReplicaStore<S: Storage & Sendable> {
     private var treeBusy = false
     private var treeWaiters: [UnsafeContinuation<Void, Never>] = []
     private var checkpointRunning = false
+    private var writesSinceLogCheck = 256  // so that open checks the log at once
     private var fenced: StorageError?
     /// Checkpoints completed since open (for tests and metrics).
     public private(set) var checkpointCount = 0
@@ -186,8 +187,15 @@ public actor ReplicaStore<S: Storage & Sendable> {
 
     private func checkpointIfDue() async {
         guard !checkpointRunning, fenced == nil else { return }
-        let logSegments = await log.segmentCount
-        guard tree.dirtyPageCount >= options.checkpointDirtyPages || logSegments >= options.checkpointLogSegments else { return }
+        // The dirty-page count is ours to read; the log's segment count is a hop to its
+        // actor, so it is asked every 256 writes (a segment holds thousands of records).
+        writesSinceLogCheck += 1
+        var due = tree.dirtyPageCount >= options.checkpointDirtyPages
+        if !due && writesSinceLogCheck >= 256 {
+            writesSinceLogCheck = 0
+            due = await log.segmentCount >= options.checkpointLogSegments
+        }
+        guard due else { return }
         do throws(StorageError) {
             try await checkpoint()
         } catch {

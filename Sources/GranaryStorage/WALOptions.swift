@@ -6,8 +6,10 @@ public struct WALOptions: Sendable {
     /// The most bytes one group (one durable write) carries; records beyond wait for the
     /// next group. Also the size of the log's staging buffer.
     public var groupBytesMax = 2 << 20
-    /// How a group is made durable.
-    public var durability = WALDurability.writeThenDataSync
+    /// How a group is made durable. One RWF_DSYNC write: with one writer it ran 1.28x
+    /// faster than a write then an fdatasync (two requests, the sync on an io-wq worker)
+    /// in the same run, and at 0.96 of fio's psync write+fdatasync (BENCHMARKS.md).
+    public var durability = WALDurability.dataSyncedWrite
     /// Whether new segment files are written with zeros before use. On ext4 and xfs a
     /// write into fallocate's unwritten extents makes every fdatasync also commit extent
     /// metadata; zeroing once at creation keeps the sync to data alone.

@@ -1,9 +1,10 @@
 /// A replica's write-ahead log: records appended in order, each durable before its append
 /// returns, in segment files on a `Storage` (see `WALFormat` for the layout).
 ///
-/// Group commit: appends made while a group is being written wait together and go down
-/// in the next group, one write and one durable sync for all of them. With one writer a
-/// record costs one write+sync; with many, the cost is shared.
+/// Group commit: the append that finds no group in flight leads: the appends made in the
+/// same loop turn join its group, and those made while a group is being written go down in
+/// the next one, one write and one durable sync for all of them, written by the leader.
+/// With one writer a record costs one durable write; with many, the cost is shared.
 ///
 /// The log runs on one core: it is an actor whose executor is that core's reactor, so
 /// its storage calls stay on the core. A failed write or sync fences the log: every
@@ -19,7 +20,9 @@ public actor WriteAheadLog<S: Storage> {
         var ballot: UInt64
         var slot: UInt64
         var payload: [UInt8]
-        var waiter: UnsafeContinuation<Result<UInt64, StorageError>, Never>
+        /// Nil for the leader's own record: the leader writes the group and learns its
+        /// outcome directly.
+        var waiter: UnsafeContinuation<Result<UInt64, StorageError>, Never>?
     }
 
     private struct LiveSegment {
@@ -93,16 +96,23 @@ public actor WriteAheadLog<S: Storage> {
         }
         let lsn = nextLSN
         nextLSN += 1
-        let result = await withUnsafeContinuation { waiter in
-            pending.append(Pending(lsn: lsn, ballot: ballot, slot: slot, payload: payload, waiter: waiter))
-            if !flushing {
-                flushing = true
-                // A new job on this core: it runs after the appends already made ready in
-                // this loop turn, so they share its group.
-                Task { await self.flushGroups() }
+        if flushing {
+            // A group is on its way to the disk: this record waits for the next one.
+            let result = await withUnsafeContinuation { waiter in
+                pending.append(Pending(lsn: lsn, ballot: ballot, slot: slot, payload: payload, waiter: waiter))
             }
+            return try result.get()
         }
-        return try result.get()
+        // No group in flight: this append leads. It lets the rest of this loop turn's
+        // appends join (one yield: it runs again next turn), writes them as one group, and
+        // every group that gathers while that write is on the disk, then returns. The
+        // leader needs no hand-off to a flush task and back.
+        flushing = true
+        pending.append(Pending(lsn: lsn, ballot: ballot, slot: slot, payload: payload, waiter: nil))
+        await Task.yield()
+        await flushGroups()
+        if durableLSN > lsn { return lsn }
+        throw fenced ?? .fenced("the log stopped before LSN \(lsn) was durable")
     }
 
     /// Segments wholly before `lsn` (a checkpoint covers them) become spares for reuse.
@@ -147,10 +157,10 @@ public actor WriteAheadLog<S: Storage> {
             do throws(StorageError) {
                 try await writeGroup(group, bytes: bytes)
                 durableLSN = group.last!.lsn + 1
-                for record in group { record.waiter.resume(returning: .success(record.lsn)) }
+                for record in group { record.waiter?.resume(returning: .success(record.lsn)) }
             } catch {
                 fenced = error
-                for record in group + pending { record.waiter.resume(returning: .failure(error)) }
+                for record in group + pending { record.waiter?.resume(returning: .failure(error)) }
                 pending.removeAll()
             }
         }

@@ -15,8 +15,8 @@ struct StorageCommand: ParsableCommand {
         @Option(name: .customLong("segment-bytes"), help: "Bytes per new segment file (a multiple of 4096).")
         var segmentBytes: Int = 64 << 20
 
-        @Option(help: "How a group is made durable: fdatasync (write, then fdatasync) or dsync (one RWF_DSYNC write).")
-        var durability: String = "fdatasync"
+        @Option(help: "How a group is made durable: dsync (one RWF_DSYNC write) or fdatasync (write, then fdatasync).")
+        var durability: String = "dsync"
 
         @Option(help: "What to drive: log (the write-ahead log alone) or store (the log in front of the B-tree).")
         var layer: String = "store"

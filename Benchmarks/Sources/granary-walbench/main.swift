@@ -2,7 +2,7 @@
 // fixed time; prints one JSON line (appends per second, latency percentiles, groups per
 // second) for tools/bench-wal to set beside fio's write+fdatasync on the same filesystem.
 //
-//     granary-walbench --dir PATH --writers 16 --record-bytes 100 --seconds 5 [--durability fdatasync|dsync]
+//     granary-walbench --dir PATH --writers 16 --record-bytes 100 --seconds 5 [--durability dsync|fdatasync]
 import BenchmarkSupport
 import Dispatch
 import Glibc
@@ -15,7 +15,7 @@ struct Options {
     var writers = 1
     var recordBytes = 100
     var seconds = 5.0
-    var durability = "fdatasync"
+    var durability = "dsync"
 
     init(_ arguments: [String]) {
         var iterator = arguments.dropFirst().makeIterator()
