@@ -19,6 +19,19 @@ public actor ReplicaStore<S: Storage & Sendable> {
         /// Checkpoint when the log has this many live segments.
         public var checkpointLogSegments = 4
         public init() {}
+
+        /// Bounds that keep the store's memory within `bytes`: five eighths for clean
+        /// pages, a quarter for dirty pages (a checkpoint runs when they fill it), the log's
+        /// staging buffer out of the rest. Pages are counted at 8 KiB; a dirty page decoded
+        /// into arrays takes somewhat more, which BENCHMARKS.md measures as peak RSS.
+        public init(memoryBudgetBytes bytes: Int) {
+            precondition(bytes >= 16 << 20, "a store needs at least 16 MiB")
+            let page = BTreePage.size
+            tree.cachePages = max(16, bytes * 5 / 8 / page)
+            checkpointDirtyPages = max(16, bytes / 4 / page)
+            log.groupBytesMax = min(2 << 20, max(1 << 20, bytes / 16)) / StorageLimits.blockSize * StorageLimits.blockSize
+            log.recordPayloadBytesMax = min(log.recordPayloadBytesMax, log.groupBytesMax - WALFormat.recordHeaderBytes)
+        }
     }
 
     private nonisolated let executor: any SerialExecutor

@@ -2,8 +2,8 @@
 // for tools/bench-tree to set beside fio and the peers (LMDB, SQLite, RocksDB).
 //
 //     granary-treebench load   --dir PATH --keys N [--value-bytes 100]
-//     granary-treebench read   --dir PATH --keys N --depth D --seconds S --cache-pages P
-//     granary-treebench insert --dir PATH --writers W --seconds S [--value-bytes 100]
+//     granary-treebench read   --dir PATH --keys N --depth D --seconds S (--cache-pages P | --memory MiB)
+//     granary-treebench insert --dir PATH --writers W --seconds S [--value-bytes 100] [--memory MiB]
 //
 // Keys are 16 bytes ("key" and 13 decimal digits), values `--value-bytes` bytes. `read`
 // runs D concurrent readers of uniformly random keys against the tree alone (read-only,
@@ -25,6 +25,8 @@ struct Options {
     var writers = 1
     var seconds = 5.0
     var cachePages = 8192
+    /// A memory budget in MiB for the store (insert) or the tree's cache (read); 0: none.
+    var memoryMiB = 0
 
     init(_ arguments: [String]) {
         guard arguments.count > 1 else { fail("granary-treebench", "usage: granary-treebench load|read|insert --dir PATH ...") }
@@ -40,11 +42,13 @@ struct Options {
             case "--writers": writers = Int(value) ?? 0
             case "--seconds": seconds = Double(value) ?? 0
             case "--cache-pages": cachePages = Int(value) ?? 0
+            case "--memory": memoryMiB = Int(value) ?? -1
             default: fail("granary-treebench", "unknown flag \(flag)")
             }
         }
         guard ["load", "read", "insert"].contains(mode), !directory.isEmpty, keys > 0, (0...3000).contains(valueBytes),
-              (1...1024).contains(depth), (1...1024).contains(writers), seconds > 0, cachePages > 0
+              (1...1024).contains(depth), (1...1024).contains(writers), seconds > 0, cachePages > 0,
+              memoryMiB == 0 || memoryMiB >= 16
         else { fail("granary-treebench", "bad arguments") }
     }
 }
@@ -104,7 +108,9 @@ func run() async throws {
         tally.elapsed = Double(nowNanoseconds() - start) / 1e9
     case "read":
         var treeOptions = BTree<ReactorStorage>.Options()
-        treeOptions.cachePages = options.cachePages
+        treeOptions.cachePages = options.memoryMiB > 0
+            ? ReplicaStore<ReactorStorage>.Options(memoryBudgetBytes: options.memoryMiB << 20).tree.cachePages
+            : options.cachePages
         let shared = SharedTree(try await BTree.open(storage: storage, options: treeOptions))
         let tree = shared.tree
         // Warm the cache with a pass of random reads, then measure.
@@ -129,7 +135,10 @@ func run() async throws {
         tally.elapsed = Double(nowNanoseconds() - start) / 1e9
         tally.pageReads = tree.pageReads - readsBefore
     default:  // insert
-        let store = try await ReplicaStore.open(storage: storage, executor: reactor)
+        let storeOptions = options.memoryMiB > 0
+            ? ReplicaStore<ReactorStorage>.Options(memoryBudgetBytes: options.memoryMiB << 20)
+            : ReplicaStore<ReactorStorage>.Options()
+        let store = try await ReplicaStore.open(storage: storage, options: storeOptions, executor: reactor)
         let start = nowNanoseconds()
         let deadline = start + UInt64(options.seconds * 1e9)
         try await withThrowingTaskGroup(of: Void.self) { writers in
