@@ -46,6 +46,8 @@ public actor WriteAheadLog<S: Storage> {
     public private(set) var durableLSN: UInt64
     private var pending: [Pending] = []
     private var flushing = false
+    /// `close` calls waiting for the group in flight to finish.
+    private var flushWaiters: [UnsafeContinuation<Void, Never>] = []
     private var fenced: StorageError?
 
     /// Opens (or creates) the log in `storage` and starts a new segment for what comes
@@ -135,7 +137,7 @@ public actor WriteAheadLog<S: Storage> {
 
     /// Waits for appends in flight, then closes the current segment.
     public func close() async {
-        while flushing { _ = await Task { }.value }
+        if flushing { await withUnsafeContinuation { flushWaiters.append($0) } }
         await current?.close()
         current = nil
     }
@@ -165,6 +167,8 @@ public actor WriteAheadLog<S: Storage> {
             }
         }
         flushing = false
+        for waiter in flushWaiters { waiter.resume() }
+        flushWaiters.removeAll()
     }
 
     private func writeGroup(_ group: [Pending], bytes: Int) async throws(StorageError) {
