@@ -43,6 +43,7 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .target(name: "GranaryModel", swiftSettings: strict),
         .target(
             name: "GranaryStorage",
             dependencies: ["GranaryIO", "CShims"],
@@ -65,6 +66,7 @@ let package = Package(
         ),
         .testTarget(name: "GranaryIOTests", dependencies: ["GranaryIO", "CShims"], swiftSettings: strict),
         .testTarget(name: "GranaryStorageTests", dependencies: ["GranaryStorage", "GranaryIO", "CShims"], swiftSettings: strict),
+        .testTarget(name: "GranaryModelTests", dependencies: ["GranaryModel"], swiftSettings: strict),
         .testTarget(name: "GranaryRouterTests", dependencies: ["GranaryRouter"], swiftSettings: strict),
     ]
 )
