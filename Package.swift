@@ -27,12 +27,13 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.2.0"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.0"),
     ],
     targets: [
         .target(
             name: "CShims",
             path: "CShims",
-                        linkerSettings: [.linkedLibrary("uring"), .linkedLibrary("numa"), .linkedLibrary("isal")]
+                        linkerSettings: [.linkedLibrary("uring"), .linkedLibrary("numa"), .linkedLibrary("isal"), .linkedLibrary("z")]
         ),
         .target(
             name: "GranaryIO",
@@ -50,13 +51,22 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "GranaryPartition",
+            dependencies: ["GranaryModel", "GranaryStorage", "GranaryIO"],
+            swiftSettings: strict
+        ),
+        .target(
             name: "GranaryRouter",
-            dependencies: ["GranaryIO", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "GranaryIO", "GranaryModel", "GranaryPartition", "CShims",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: strict
         ),
         .target(
             name: "GranaryNode",
-            dependencies: ["GranaryIO", "GranaryStorage", "GranaryRouter", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["GranaryIO", "GranaryStorage", "GranaryModel", "GranaryPartition", "GranaryRouter", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .executableTarget(

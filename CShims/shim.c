@@ -86,3 +86,7 @@ uint32_t granary_crc32c_sse42(uint32_t crc, const void *data, size_t length) {
     }
     return ~state32;
 }
+
+int granary_inflate_init(z_stream *stream, int windowBits) {
+    return inflateInit2(stream, windowBits);
+}

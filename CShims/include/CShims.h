@@ -32,6 +32,7 @@
 
 #include <liburing.h>
 #include <numa.h>
+#include <zlib.h>
 
 // Submission flags (macros of the form (1U << BIT), which Swift does not import).
 extern const uint8_t granary_IOSQE_IO_LINK;
@@ -76,5 +77,9 @@ uint32_t granary_crc32c(uint32_t crc, const void *data, size_t length);
 // The same checksum with the SSE4.2 crc32 instruction, one 8-byte word at a time. Kept
 // for the benchmark that chose between the two.
 uint32_t granary_crc32c_sse42(uint32_t crc, const void *data, size_t length);
+
+// zlib: inflateInit2 is a macro over inflateInit2_ with the library's version and struct
+// size. windowBits: 15 + 32 detects gzip or zlib (deflate) headers. Returns zlib's code.
+int granary_inflate_init(z_stream *stream, int windowBits);
 
 #endif

@@ -1,10 +1,20 @@
+import Foundation
 import Glibc
 import GranaryIO
+import GranaryModel
+import GranaryPartition
 import GranaryRouter
+import GranaryStorage
 import Logging
+import Synchronization
 
-/// A running node: the reactors, each with its listener and HTTP server, over one data
-/// directory.
+/// A running node: the reactors, the partitions they own, the catalog, and an HTTP server
+/// per core speaking the DynamoDB protocol, over one data directory.
+///
+/// The data directory holds `partitions` (how many partitions this node's data is split
+/// into, fixed when the directory is first used) and one `partition-N` directory each. A
+/// partition lives on core N mod cores, so a node restarted with another core count still
+/// finds every item where its hash put it.
 public final class Node: Sendable {
     public let configuration: NodeConfiguration
     private let group: ReactorGroup
@@ -15,8 +25,9 @@ public final class Node: Sendable {
         public let description: String
     }
 
-    /// Checks the machine, opens the data directory and starts one reactor per CPU, each
-    /// listening on the configured address (SO_REUSEPORT spreads connections over them).
+    /// Checks the machine, opens the data directory, starts one reactor per CPU, recovers
+    /// the partitions and the catalog, then listens on the configured address on every core
+    /// (SO_REUSEPORT spreads connections over them).
     public init(configuration: NodeConfiguration, logger: Logger) throws {
         do {
             try IOUringSupport.check()
@@ -29,26 +40,96 @@ public final class Node: Sendable {
             throw StartupFailure(description: error.description)
         }
         self.configuration = configuration
-        let router = Router()
-        let address = configuration.listen
+        let partitionCount = try Self.partitionCount(in: configuration.dataDirectory, default: configuration.cpus.count)
         do {
-            group = try ReactorGroup(cpus: configuration.cpus.map { $0 }) { reactor in
-                let listener: Int32
-                do {
-                    listener = try address.listen()
-                } catch {
-                    throw StartupFailure(description: "granary: cannot listen on \(address): \(error)")
-                }
-                let server = HTTPServer(reactor: reactor, logger: logger) { request in
-                    await router.handle(request)
-                }
-                server.start(listener: listener)
-            }
-        } catch let failure as StartupFailure {
-            throw failure
+            group = try ReactorGroup(cpus: configuration.cpus.map { $0 })
         } catch {
             throw StartupFailure(description: "granary: cannot start the reactors: \(error)")
         }
+        do {
+            try start(partitionCount: partitionCount, logger: logger)
+        } catch {
+            group.stop()
+            throw error
+        }
+    }
+
+    private func start(partitionCount: Int, logger: Logger) throws {
+        let reactors = group.reactors
+        var storeOptions = ReplicaStore<ReactorStorage>.Options(
+            memoryBudgetBytes: max(16 << 20, configuration.memoryBytes / partitionCount))
+        storeOptions.log.segmentBytes = configuration.logSegmentBytes
+        let options = storeOptions
+        var partitions: [Partition] = []
+        for index in 0..<partitionCount {
+            let directory = "\(configuration.dataDirectory)/partition-\(index)"
+            if mkdir(directory, 0o755) != 0 && errno != EEXIST {
+                throw StartupFailure(description: "granary: cannot create \(directory): \(Errno(errno))")
+            }
+            let reactor = reactors[index % reactors.count]
+            let partition = try Self.wait(on: reactor) { () async throws -> Partition in
+                try await Partition.open(index: index, directory: directory, reactor: reactor, options: options)
+            } failure: { "granary: cannot open partition \(index) in \(directory): \($0)" }
+            partitions.append(partition)
+        }
+        let cores = reactors.map { CoreTables(reactor: $0) }
+        let everyPartition = partitions
+        let catalog = try Self.wait(on: partitions[0].reactor) { () async throws -> Catalog in
+            try await Catalog.open(partitions: everyPartition, cores: cores)
+        } failure: { "granary: cannot read the table catalog: \($0)" }
+        let verifier = configuration.credentials
+        for (reactor, tables) in zip(reactors, cores) {
+            let listener: Int32
+            do {
+                listener = try configuration.listen.listen()
+            } catch {
+                throw StartupFailure(description: "granary: cannot listen on \(configuration.listen): \(error)")
+            }
+            let service = DynamoService(tables: tables, catalog: catalog, partitions: everyPartition, verifier: verifier)
+            try Self.wait(on: reactor) { () async throws in
+                let server = HTTPServer(reactor: reactor, logger: logger) { request in await service.handle(request) }
+                server.start(listener: listener)
+            } failure: { "granary: cannot start serving: \($0)" }
+        }
+    }
+
+    /// Runs `body` on `reactor` and waits for it from this (non-reactor) thread.
+    private static func wait<T: Sendable>(on reactor: Reactor, _ body: @escaping @Sendable () async throws -> T,
+                                          failure: (any Error) -> String) throws -> T {
+        let outcome = Mutex<Result<T, any Error>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        Task(executorPreference: reactor) {
+            do {
+                let value = try await body()
+                outcome.withLock { $0 = .success(value) }
+            } catch {
+                outcome.withLock { $0 = .failure(error) }
+            }
+            done.signal()
+        }
+        done.wait()
+        switch outcome.withLock({ $0 })! {
+        case .success(let value): return value
+        case .failure(let error): throw StartupFailure(description: failure(error))
+        }
+    }
+
+    /// How many partitions the data directory is split into: read from its `partitions`
+    /// file, or, for a new directory, `count`, written there.
+    private static func partitionCount(in directory: String, default count: Int) throws -> Int {
+        let path = "\(directory)/partitions"
+        if let text = try? String(contentsOfFile: path, encoding: .utf8) {
+            guard let stored = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)), (1...1024).contains(stored) else {
+                throw StartupFailure(description: "granary: \(path) does not hold a partition count")
+            }
+            return stored
+        }
+        do {
+            try "\(count)\n".write(toFile: path, atomically: true, encoding: .utf8)
+        } catch {
+            throw StartupFailure(description: "granary: cannot write \(path): \(error)")
+        }
+        return count
     }
 
     /// Stops every reactor; returns when their threads have finished.

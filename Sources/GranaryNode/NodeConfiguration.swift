@@ -1,4 +1,5 @@
 import GranaryIO
+import GranaryRouter
 
 /// What one node runs with. The defaults are the embedded single node: one process, data in
 /// ./granary-data, listening on 127.0.0.1:8000, every core.
@@ -7,6 +8,12 @@ public struct NodeConfiguration: Sendable {
     public var dataDirectory: String
     /// The CPUs to run a reactor on, one each.
     public var cpus: [Int]
+    /// Memory for the partitions' page caches, dirty pages and log buffers, shared equally.
+    public var memoryBytes = 512 << 20
+    /// Size of each write-ahead log segment file.
+    public var logSegmentBytes = 64 << 20
+    /// When set, every request must carry a SigV4 signature by one of these keys.
+    public var credentials: SigV4Verifier?
 
     public init(
         listen: SocketAddress = SocketAddress("127.0.0.1:8000")!,

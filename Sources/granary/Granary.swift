@@ -2,6 +2,7 @@ import ArgumentParser
 import Glibc
 import GranaryIO
 import GranaryNode
+import GranaryRouter
 import Logging
 
 @main
@@ -26,6 +27,15 @@ struct Serve: ParsableCommand {
     @Option(help: "The CPUs to run on, one reactor thread pinned to each, as a list such as 0,2-3. Default: every CPU this process may use.")
     var cores: String?
 
+    @Option(help: "Memory for page caches and log buffers, such as 512M or 2G, shared by the partitions.")
+    var memory: String = "512M"
+
+    @Option(help: "A credentials file (one ACCESS_KEY_ID SECRET_ACCESS_KEY pair per line): requests must then be SigV4-signed by one of them.")
+    var credentials: String?
+
+    @Option(name: .customLong("log-segment-bytes"), help: .hidden)
+    var logSegmentBytes: String = "64M"
+
     func run() throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         let logger = Logger(label: "granary")
@@ -44,6 +54,22 @@ struct Serve: ParsableCommand {
             configuration.cpus = cpus
         }
 
+        guard let memoryBytes = Self.parseBytes(memory), memoryBytes >= 32 << 20 else {
+            throw ValidationError("--memory must be a size of at least 32M, such as 512M or 2G, not '\(memory)'")
+        }
+        configuration.memoryBytes = memoryBytes
+        guard let segmentBytes = Self.parseBytes(logSegmentBytes), segmentBytes >= 1 << 20, segmentBytes % 4096 == 0 else {
+            throw ValidationError("--log-segment-bytes must be at least 1M and a multiple of 4096")
+        }
+        configuration.logSegmentBytes = segmentBytes
+        if let credentials {
+            do {
+                configuration.credentials = try SigV4Verifier.load(path: credentials)
+            } catch {
+                throw ValidationError("--credentials: \(error)")
+            }
+        }
+
         // SIGINT and SIGTERM are blocked in every thread (reactors inherit the mask) and
         // taken here by sigwait, so a stop request is an ordinary return, not a handler.
         var signals = sigset_t()
@@ -60,13 +86,26 @@ struct Serve: ParsableCommand {
             FileHandleStandardError.write("\(error)\n")
             throw ExitCode(1)
         }
-        logger.warning("no credentials are configured: any request signature is accepted (like DynamoDB Local)")
+        if configuration.credentials == nil {
+            logger.warning("no credentials are configured: any request signature is accepted (like DynamoDB Local); --credentials FILE requires SigV4")
+        }
         logger.info("granary listening on http://\(address) with \(configuration.cpus.count) cores, data in \(dataDirectory)")
         var received: Int32 = 0
         sigwait(&signals, &received)
         logger.info("received signal \(received), stopping")
         node.stop()
         logger.info("stopped")
+    }
+}
+
+extension Serve {
+    /// "512M", "2G", "65536" → bytes.
+    static func parseBytes(_ text: String) -> Int? {
+        let units: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30]
+        if let last = text.uppercased().last, let unit = units[last] {
+            return Int(text.dropLast()).flatMap { $0 > 0 && $0 < (1 << 40) / unit ? $0 * unit : nil }
+        }
+        return Int(text)
     }
 }
 

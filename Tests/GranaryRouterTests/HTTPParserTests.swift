@@ -70,8 +70,4 @@ private func parse(_ text: String) -> HTTPParser.Outcome {
         #expect(buffer.unread.count == 6)
         #expect(buffer.freeSpace(forUnreadTotal: 65, limit: 64) == nil)
     }
-
-    @Test func jsonEscaping() {
-        #expect("a\"b\\c\n\u{1}".replacingJSONSpecials() == #"a\"b\\c\n\u0001"#)
-    }
 }

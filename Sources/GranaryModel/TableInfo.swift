@@ -1,0 +1,132 @@
+/// A key attribute of a table: its name and scalar type (S, N or B).
+public struct KeyAttribute: Sendable, Equatable {
+    public var name: String
+    public var type: String
+    public init(name: String, type: String) { self.name = name; self.type = type }
+}
+
+/// What the node knows of a table: its key schema and settings. Kept durably by the
+/// catalog (as JSON), cached on every core.
+public struct TableInfo: Sendable {
+    /// The table's number in B-tree keys; never reused, so a deleted table's leftovers can
+    /// never surface in a new table of the same name.
+    public var id: UInt32
+    public var name: String
+    public var partitionKey: KeyAttribute
+    public var sortKey: KeyAttribute?
+    public var attributeDefinitions: [KeyAttribute]
+    public var billingMode: String  // PROVISIONED or PAY_PER_REQUEST
+    public var readCapacity: Int
+    public var writeCapacity: Int
+    public var createdAt: Double  // seconds since 1970
+    public var uuid: String
+    public var tags: [String: String]
+    public var ttlAttribute: String?
+    public var ttlEnabled: Bool
+    public var deletionProtection: Bool
+    public var tableClass: String
+
+    public init(id: UInt32, name: String, partitionKey: KeyAttribute, sortKey: KeyAttribute?, attributeDefinitions: [KeyAttribute],
+                billingMode: String, readCapacity: Int, writeCapacity: Int, createdAt: Double, uuid: String) {
+        self.id = id
+        self.name = name
+        self.partitionKey = partitionKey
+        self.sortKey = sortKey
+        self.attributeDefinitions = attributeDefinitions
+        self.billingMode = billingMode
+        self.readCapacity = readCapacity
+        self.writeCapacity = writeCapacity
+        self.createdAt = createdAt
+        self.uuid = uuid
+        self.tags = [:]
+        self.ttlAttribute = nil
+        self.ttlEnabled = false
+        self.deletionProtection = false
+        self.tableClass = "STANDARD"
+    }
+
+    public var keyNames: [String] { [partitionKey.name] + (sortKey.map { [$0.name] } ?? []) }
+
+    // MARK: Keys of items
+
+    /// The primary key of `item`, checked against the schema as DynamoDB checks it. With
+    /// `keyOnly` (a Key parameter), attributes other than the key are refused.
+    public func primaryKey(of item: Item, keyOnly: Bool) throws(DynamoError) -> (partition: AttributeValue, sort: AttributeValue?) {
+        if keyOnly && item.count != keyNames.count {
+            throw .validation("The provided key element does not match the schema")
+        }
+        let partition = try keyValue(partitionKey, in: item, keyOnly: keyOnly)
+        guard partition.sizeBytes <= ItemLimits.partitionKeyBytesMax else {
+            throw .validation("One or more parameter values were invalid: Size of hashkey has exceeded the maximum size limit of2048 bytes")
+        }
+        var sort: AttributeValue?
+        if let sortKey {
+            sort = try keyValue(sortKey, in: item, keyOnly: keyOnly)
+            guard sort!.sizeBytes <= ItemLimits.sortKeyBytesMax else {
+                throw .validation("One or more parameter values were invalid: Aggregated size of all range keys has exceeded the size limit of 1024 bytes")
+            }
+        }
+        return (partition, sort)
+    }
+
+    private func keyValue(_ attribute: KeyAttribute, in item: Item, keyOnly: Bool) throws(DynamoError) -> AttributeValue {
+        guard let value = item[attribute.name] else {
+            if keyOnly { throw .validation("The provided key element does not match the schema") }
+            throw .validation("One or more parameter values were invalid: Missing the key \(attribute.name) in the item")
+        }
+        guard value.typeName == attribute.type else {
+            if keyOnly { throw .validation("The provided key element does not match the schema") }
+            throw .validation("One or more parameter values were invalid: Type mismatch for key \(attribute.name) expected: \(attribute.type) actual: \(value.typeName)")
+        }
+        if value.sizeBytes == 0 {  // an empty S or B
+            throw .validation("One or more parameter values are not valid. The AttributeValue for a key attribute cannot contain an empty \(attribute.type == "S" ? "string" : "binary") value. Key: \(attribute.name)")
+        }
+        return value
+    }
+
+    /// The B-tree key of the item with this primary key.
+    public func storageKey(partition: AttributeValue, sort: AttributeValue?) -> [UInt8] {
+        KeyEncoding.itemKey(table: id, partitionKey: partition, sortKey: sort)
+    }
+
+    // MARK: The catalog's JSON
+
+    public var catalogJSON: JSON {
+        var object: [String: JSON] = [
+            "id": .number(String(id)), "name": .string(name),
+            "partitionKey": .array([.string(partitionKey.name), .string(partitionKey.type)]),
+            "attributeDefinitions": .array(attributeDefinitions.map { .array([.string($0.name), .string($0.type)]) }),
+            "billingMode": .string(billingMode), "readCapacity": .number(String(readCapacity)),
+            "writeCapacity": .number(String(writeCapacity)), "createdAt": .number(String(createdAt)),
+            "uuid": .string(uuid), "tags": .object(tags.mapValues { .string($0) }),
+            "ttlEnabled": .bool(ttlEnabled), "deletionProtection": .bool(deletionProtection), "tableClass": .string(tableClass),
+        ]
+        if let sortKey { object["sortKey"] = .array([.string(sortKey.name), .string(sortKey.type)]) }
+        if let ttlAttribute { object["ttlAttribute"] = .string(ttlAttribute) }
+        return .object(object)
+    }
+
+    public init?(catalogJSON json: JSON) {
+        func key(_ value: JSON?) -> KeyAttribute? {
+            guard case .array(let pair)? = value, pair.count == 2, case .string(let name) = pair[0], case .string(let type) = pair[1] else { return nil }
+            return KeyAttribute(name: name, type: type)
+        }
+        func string(_ name: String) -> String? { if case .string(let text)? = json[name] { return text }; return nil }
+        func number(_ name: String) -> Double? { if case .number(let text)? = json[name] { return Double(text) }; return nil }
+        func flag(_ name: String) -> Bool { if case .bool(let value)? = json[name] { return value }; return false }
+        guard let id = number("id"), let name = string("name"), let partitionKey = key(json["partitionKey"]),
+              case .array(let definitions)? = json["attributeDefinitions"], let billingMode = string("billingMode"),
+              let read = number("readCapacity"), let write = number("writeCapacity"), let createdAt = number("createdAt"),
+              let uuid = string("uuid") else { return nil }
+        self.init(id: UInt32(id), name: name, partitionKey: partitionKey, sortKey: key(json["sortKey"]),
+                  attributeDefinitions: definitions.compactMap { key($0) }, billingMode: billingMode,
+                  readCapacity: Int(read), writeCapacity: Int(write), createdAt: createdAt, uuid: uuid)
+        if case .object(let tags)? = json["tags"] {
+            self.tags = tags.compactMapValues { if case .string(let text) = $0 { return text }; return nil }
+        }
+        ttlAttribute = string("ttlAttribute")
+        ttlEnabled = flag("ttlEnabled")
+        deletionProtection = flag("deletionProtection")
+        tableClass = string("tableClass") ?? "STANDARD"
+    }
+}

@@ -1,0 +1,140 @@
+import GranaryIO
+import GranaryModel
+import GranaryStorage
+
+/// One core's copy of the table list, read by request handlers on that core without a hop.
+/// Only the catalog changes it, by a message to the core; only that core's thread touches
+/// it (hence @unchecked).
+public final class CoreTables: @unchecked Sendable {
+    public let reactor: Reactor
+    public private(set) var tables: [String: TableInfo] = [:]
+
+    public init(reactor: Reactor) { self.reactor = reactor }
+
+    func install(_ snapshot: [String: TableInfo]) {
+        precondition(reactor.isOwnerThread, "a core's table list is touched only on its core")
+        tables = snapshot
+    }
+}
+
+/// The node's tables, kept durably in partition 0 under table id 0 and copied to every
+/// core. A change is acknowledged once it is durable and every core has the new copy, so
+/// a table created by one request is there for the next request on any core.
+public actor Catalog {
+    private nonisolated let home: Partition
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { home.reactor.asUnownedSerialExecutor() }
+    private let cores: [CoreTables]
+    private let partitions: [Partition]
+    private var tables: [String: TableInfo]
+    private var nextID: UInt32
+
+    /// Bounds of DynamoDB's default account quota.
+    public static let tablesMax = 2500
+
+    static let tablePrefix: [UInt8] = KeyEncoding.tablePrefix(0) + Array("table/".utf8)
+    static let nextIDKey: [UInt8] = KeyEncoding.tablePrefix(0) + Array("next-id".utf8)
+
+    public static func open(partitions: [Partition], cores: [CoreTables]) async throws(StorageError) -> Catalog {
+        let home = partitions[0]
+        var tables: [String: TableInfo] = [:]
+        var start = tablePrefix
+        while true {
+            let batch = try await home.rawScan(from: start, limit: 256)
+            let mine = batch.filter { $0.key.starts(with: tablePrefix) }
+            for (key, value) in mine {
+                guard let json = try? JSON.parse(value), let info = TableInfo(catalogJSON: json) else {
+                    throw .corruption(file: "catalog", offset: 0, detail: "table record \(String(decoding: key, as: UTF8.self)) does not decode")
+                }
+                tables[info.name] = info
+            }
+            guard mine.count == 256 else { break }
+            start = mine.last!.key + [0]
+        }
+        var nextID: UInt32 = 1
+        if let stored = try await home.rawGet(nextIDKey), stored.count == 4 {
+            nextID = stored.withUnsafeBytes { UInt32(bigEndian: $0.loadUnaligned(as: UInt32.self)) }
+        }
+        let catalog = Catalog(home: home, partitions: partitions, cores: cores, tables: tables, nextID: nextID)
+        await catalog.broadcast()
+        return catalog
+    }
+
+    private init(home: Partition, partitions: [Partition], cores: [CoreTables], tables: [String: TableInfo], nextID: UInt32) {
+        self.home = home
+        self.partitions = partitions
+        self.cores = cores
+        self.tables = tables
+        self.nextID = nextID
+    }
+
+    public func names() -> [String] { tables.keys.sorted() }
+
+    public func table(_ name: String) -> TableInfo? { tables[name] }
+
+    /// Creates `info` under a new id; ResourceInUseException if the name is taken.
+    public func create(_ proposed: TableInfo) async throws(DynamoError) -> TableInfo {
+        guard tables[proposed.name] == nil else {
+            throw DynamoError("ResourceInUseException", "Table already exists: \(proposed.name)")
+        }
+        guard tables.count < Self.tablesMax else {
+            throw DynamoError("LimitExceededException", "Subscriber limit exceeded: There is a limit of \(Self.tablesMax) tables per account")
+        }
+        var info = proposed
+        info.id = nextID
+        nextID += 1
+        tables[info.name] = info  // reserved before the first await: a second create fails
+        do throws(StorageError) {
+            try await home.rawPut(Self.nextIDKey, withUnsafeBytes(of: nextID.bigEndian) { Array($0) })
+            try await home.rawPut(Self.tablePrefix + Array(info.name.utf8), info.catalogJSON.serialized())
+        } catch {
+            tables[info.name] = nil
+            throw Partition.internalError(error)
+        }
+        await broadcast()
+        return info
+    }
+
+    /// Changes a table's settings durably.
+    public func update(_ name: String, _ change: @Sendable (inout TableInfo) throws(DynamoError) -> Void) async throws(DynamoError) -> TableInfo {
+        guard var info = tables[name] else { throw .resourceNotFound("Requested resource not found: Table: \(name) not found") }
+        try change(&info)
+        tables[name] = info
+        do throws(StorageError) {
+            try await home.rawPut(Self.tablePrefix + Array(name.utf8), info.catalogJSON.serialized())
+        } catch {
+            throw Partition.internalError(error)
+        }
+        await broadcast()
+        return info
+    }
+
+    /// Deletes a table: gone from every core when this returns; its items are purged in
+    /// the background (their id is never reused, so nothing can see them meanwhile).
+    public func delete(_ name: String) async throws(DynamoError) -> TableInfo {
+        guard let info = tables[name] else { throw .resourceNotFound("Requested resource not found: Table: \(name) not found") }
+        guard !info.deletionProtection else {
+            throw DynamoError("ResourceInUseException", "Resource cannot be deleted as it is currently protected against deletion. Disable deletion protection first.")
+        }
+        tables[name] = nil
+        do throws(StorageError) {
+            try await home.rawDelete(Self.tablePrefix + Array(name.utf8))
+        } catch {
+            tables[name] = info
+            throw Partition.internalError(error)
+        }
+        await broadcast()
+        for partition in partitions {
+            Task(executorPreference: partition.reactor) { await partition.purge(table: info.id) }
+        }
+        return info
+    }
+
+    private func broadcast() async {
+        let snapshot = tables
+        await withTaskGroup(of: Void.self) { group in
+            for core in cores {
+                group.addTask(executorPreference: core.reactor) { core.install(snapshot) }
+            }
+        }
+    }
+}

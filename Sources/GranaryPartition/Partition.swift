@@ -1,0 +1,190 @@
+import GranaryIO
+import GranaryModel
+import GranaryStorage
+
+/// What a write does once it has seen the item stored under its key.
+public enum WriteDecision: Sendable {
+    case put(Item)
+    case delete
+    /// Leave the item as it is (a condition that did not hold has already thrown).
+    case keep
+}
+
+/// One partition of the node: a replica (write-ahead log and B-tree) owned by one core,
+/// holding the hash range `index`/`count` of every table's partition keys.
+///
+/// Reads and writes hop onto the owning core by calling this actor, whose executor is that
+/// core's reactor: crossing cores is a message. A write reads the stored item, lets the
+/// caller decide (condition, update), and logs the result; writes to one key are
+/// serialized by a per-key lock, so a condition is never checked against a value that
+/// another write is replacing. Writes to different keys run side by side and share the
+/// log's group commit.
+public actor Partition {
+    public nonisolated let index: Int
+    public nonisolated let reactor: Reactor
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { reactor.asUnownedSerialExecutor() }
+
+    private let store: ReplicaStore<ReactorStorage>
+    /// Keys with a write in flight, and the writes queued behind it.
+    private var keyLocks: [[UInt8]: [UnsafeContinuation<Void, Never>]] = [:]
+    /// Items and bytes per table in this partition (for DescribeTable), rebuilt at open.
+    private var statistics: [UInt32: TableStatistics] = [:]
+
+    public struct TableStatistics: Sendable {
+        public var items = 0
+        public var bytes = 0
+        public init() {}
+    }
+
+    /// Opens (recovering) the partition stored in `directory`. Call on `reactor`.
+    public static func open(index: Int, directory: String, reactor: Reactor, options: ReplicaStore<ReactorStorage>.Options) async throws(StorageError) -> Partition {
+        let storage = ReactorStorage(path: directory, reactor: reactor)
+        let store = try await ReplicaStore.open(storage: storage, options: options, executor: reactor)
+        let partition = Partition(index: index, reactor: reactor, store: store)
+        try await partition.countItems()
+        return partition
+    }
+
+    private init(index: Int, reactor: Reactor, store: ReplicaStore<ReactorStorage>) {
+        self.index = index
+        self.reactor = reactor
+        self.store = store
+    }
+
+    private func countItems() async throws(StorageError) {
+        var start: [UInt8]? = KeyEncoding.tablePrefix(1)  // table 0 is the catalog
+        while let from = start {
+            let batch = try await store.scan(from: from, limit: 1024)
+            for (key, value) in batch {
+                let table = UInt32(key[0]) << 24 | UInt32(key[1]) << 16 | UInt32(key[2]) << 8 | UInt32(key[3])
+                statistics[table, default: TableStatistics()].items += 1
+                statistics[table, default: TableStatistics()].bytes += value.count
+            }
+            start = batch.count == 1024 ? batch.last!.key + [0] : nil
+        }
+    }
+
+    // MARK: Items
+
+    public func getItem(_ key: [UInt8]) async throws(DynamoError) -> Item? {
+        let stored: [UInt8]?
+        do throws(StorageError) {
+            stored = try await store.get(key)
+        } catch {
+            throw Self.internalError(error)
+        }
+        guard let stored else { return nil }
+        do {
+            return try ItemCodec.decode(stored)
+        } catch {
+            throw DynamoError("InternalServerError", "\(error)")
+        }
+    }
+
+    /// Reads the item under `key`, asks `decide` what to do, and does it durably. Returns
+    /// the item before and after. `decide` throws to refuse (a failed condition).
+    public func write(table: UInt32, key: [UInt8], decide: @Sendable (Item?) throws(DynamoError) -> WriteDecision) async throws(DynamoError) -> (old: Item?, new: Item?) {
+        await lock(key)
+        defer { unlock(key) }
+        let old = try await getItem(key)
+        let decision = try decide(old)
+        let new: Item?
+        do throws(StorageError) {
+            switch decision {
+            case .keep:
+                return (old, old)
+            case .put(let item):
+                let encoded = ItemCodec.encode(item)
+                try await store.put(key, encoded)
+                new = item
+                account(table: table, old: old, newBytes: encoded.count)
+            case .delete:
+                if old != nil { try await store.delete(key) }
+                new = nil
+                account(table: table, old: old, newBytes: nil)
+            }
+        } catch {
+            throw Self.internalError(error)
+        }
+        return (old, new)
+    }
+
+    private func account(table: UInt32, old: Item?, newBytes: Int?) {
+        var entry = statistics[table, default: TableStatistics()]
+        if let old {
+            entry.items -= 1
+            entry.bytes -= ItemCodec.encode(old).count
+        }
+        if let newBytes {
+            entry.items += 1
+            entry.bytes += newBytes
+        }
+        statistics[table] = entry
+    }
+
+    public func statistics(table: UInt32) -> TableStatistics {
+        statistics[table] ?? TableStatistics()
+    }
+
+    /// Deletes every item of a deleted table, in batches, so that other work goes on
+    /// between them.
+    public func purge(table: UInt32) async {
+        let prefix = KeyEncoding.tablePrefix(table)
+        while true {
+            guard let batch = try? await store.scan(from: prefix, limit: 256) else { return }
+            let keys = batch.map(\.key).filter { $0.starts(with: prefix) }
+            if keys.isEmpty { break }
+            for key in keys {
+                do throws(StorageError) { try await store.delete(key) } catch { return }
+            }
+        }
+        statistics[table] = nil
+    }
+
+    // MARK: Raw access for the catalog (table 0)
+
+    public func rawGet(_ key: [UInt8]) async throws(StorageError) -> [UInt8]? {
+        try await store.get(key)
+    }
+
+    public func rawPut(_ key: [UInt8], _ value: [UInt8]) async throws(StorageError) {
+        try await store.put(key, value)
+    }
+
+    public func rawDelete(_ key: [UInt8]) async throws(StorageError) {
+        try await store.delete(key)
+    }
+
+    public func rawScan(from start: [UInt8], limit: Int) async throws(StorageError) -> [(key: [UInt8], value: [UInt8])] {
+        try await store.scan(from: start, limit: limit)
+    }
+
+    public func close() async {
+        await store.close()
+    }
+
+    // MARK: Key locks
+
+    private func lock(_ key: [UInt8]) async {
+        if keyLocks[key] == nil {
+            keyLocks[key] = []
+            return
+        }
+        await withUnsafeContinuation { keyLocks[key]!.append($0) }
+    }
+
+    private func unlock(_ key: [UInt8]) {
+        guard var waiters = keyLocks[key] else { preconditionFailure("unlocking a key that is not locked") }
+        if waiters.isEmpty {
+            keyLocks[key] = nil
+        } else {
+            let next = waiters.removeFirst()
+            keyLocks[key] = waiters
+            next.resume()  // the lock passes straight to the next writer of this key
+        }
+    }
+
+    static func internalError(_ error: StorageError) -> DynamoError {
+        DynamoError("InternalServerError", "Internal server error: \(error)")
+    }
+}

@@ -1,0 +1,133 @@
+import Foundation
+import GranaryIO
+import GranaryModel
+import GranaryPartition
+
+/// The DynamoDB JSON 1.0 protocol on one core: it authenticates a request, decodes its
+/// body, runs the operation named by `X-Amz-Target`, and answers with DynamoDB's headers
+/// (x-amzn-RequestId, x-amz-crc32) and error shapes.
+///
+/// Requests arrive on the core that accepted the connection; the item's partition may be
+/// owned by another core, and calling that partition's actor carries the work there.
+public final class DynamoService: Sendable {
+    let tables: CoreTables
+    let catalog: Catalog
+    let partitions: [Partition]
+    let verifier: SigV4Verifier?
+
+    static let targetPrefix = "DynamoDB_20120810."
+    static let jsonContentType = "application/x-amz-json-1.0"
+
+    public init(tables: CoreTables, catalog: Catalog, partitions: [Partition], verifier: SigV4Verifier?) {
+        self.tables = tables
+        self.catalog = catalog
+        self.partitions = partitions
+        self.verifier = verifier
+    }
+
+    public func handle(_ request: HTTPRequest) async -> HTTPResponse {
+        switch (request.method, request.target) {
+        case ("GET", "/"):
+            return HTTPResponse(status: .ok, headers: [("Content-Type", "text/plain")], body: Array("healthy: granary\n".utf8))
+        case ("POST", _):
+            let requestID = Self.newRequestID()
+            do throws(DynamoError) {
+                let body = try await respond(to: request)
+                return Self.response(status: .ok, body: body, requestID: requestID)
+            } catch {
+                return Self.errorResponse(error, requestID: requestID)
+            }
+        default:
+            return HTTPResponse(status: .notFound, headers: [("Content-Type", "text/plain")],
+                                body: Array("not found: \(request.method) \(request.target)\n".utf8))
+        }
+    }
+
+    private func respond(to request: HTTPRequest) async throws(DynamoError) -> [UInt8] {
+        try verifier?.verify(request)
+        guard let target = request.header("X-Amz-Target"), target.hasPrefix(Self.targetPrefix) else {
+            throw DynamoError("UnknownOperationException", "", namespace: "com.amazon.coral.service")
+        }
+        let operation = String(target.dropFirst(Self.targetPrefix.count))
+        let body: [UInt8]
+        do {
+            body = try BodyCoding.decode(request.body, encoding: request.header("Content-Encoding"), limit: HTTPLimits.bodyBytesMax)
+        } catch .unsupported(let encoding) {
+            throw .serialization("Unsupported Content-Encoding: \(encoding)")
+        } catch .tooLarge {
+            throw DynamoError("RequestEntityTooLarge", "Request body exceeds \(HTTPLimits.bodyBytesMax) bytes once decompressed", namespace: "com.amazon.coral.service")
+        } catch {
+            throw .serialization("The request body is not valid gzip or deflate data")
+        }
+        let json: JSON
+        do {
+            json = try JSON.parse(body.isEmpty ? Array("{}".utf8) : body)
+        } catch {
+            throw .serialization("Malformed JSON request body: \(error)")
+        }
+        let fields = try RequestFields(json)
+        let result: JSON
+        switch operation {
+        case "CreateTable": result = try await createTable(fields)
+        case "DeleteTable": result = try await deleteTable(fields)
+        case "DescribeTable": result = try await describeTable(fields)
+        case "ListTables": result = try await listTables(fields)
+        case "UpdateTable": result = try await updateTable(fields)
+        case "TagResource": result = try await tagResource(fields)
+        case "UntagResource": result = try await untagResource(fields)
+        case "ListTagsOfResource": result = try listTagsOfResource(fields)
+        case "DescribeEndpoints": result = describeEndpoints(request)
+        case "DescribeLimits": result = describeLimits()
+        case "DescribeTimeToLive": result = try describeTimeToLive(fields)
+        case "UpdateTimeToLive": result = try await updateTimeToLive(fields)
+        case "PutItem": result = try await putItem(fields)
+        case "GetItem": result = try await getItem(fields)
+        case "UpdateItem": result = try await updateItem(fields)
+        case "DeleteItem": result = try await deleteItem(fields)
+        default:
+            throw DynamoError("UnknownOperationException", "Operation \(operation) is not supported by this node yet",
+                              namespace: "com.amazon.coral.service")
+        }
+        return result.serialized()
+    }
+
+    // MARK: Shared helpers
+
+    /// The table named in the request, from this core's copy of the catalog.
+    func table(_ fields: RequestFields) throws(DynamoError) -> TableInfo {
+        let name = try fields.tableName()
+        guard let info = tables.tables[name] else { throw .resourceNotFound() }
+        return info
+    }
+
+    /// The partition that owns a partition key's hash: an equal share of the hash space each.
+    func partition(for partitionKey: AttributeValue) -> Partition {
+        let hash = KeyEncoding.hash(partitionKey)
+        return partitions[Int((hash >> 32) &* UInt64(partitions.count) >> 32)]
+    }
+
+    // MARK: Responses
+
+    static func response(status: HTTPStatus, body: [UInt8], requestID: String) -> HTTPResponse {
+        HTTPResponse(status: status, headers: [
+            ("Content-Type", jsonContentType),
+            ("x-amzn-RequestId", requestID),
+            ("x-amz-crc32", String(BodyCoding.crc32(body))),
+        ], body: body)
+    }
+
+    static func errorResponse(_ error: DynamoError, requestID: String) -> HTTPResponse {
+        var object: [String: JSON] = ["__type": .string("\(error.namespace)#\(error.type)")]
+        if !error.message.isEmpty { object["message"] = .string(error.message) }
+        if let item = error.item { object["Item"] = item.json }
+        let status: HTTPStatus = error.type == "InternalServerError" ? .internalServerError : .badRequest
+        return response(status: status, body: JSON.object(object).serialized(), requestID: requestID)
+    }
+
+    /// 52 characters of [A-Z0-9], as DynamoDB's request ids look.
+    static func newRequestID() -> String {
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789".utf8)
+        var generator = SystemRandomNumberGenerator()
+        return String(decoding: (0..<52).map { _ in alphabet[Int(generator.next() % UInt64(alphabet.count))] }, as: UTF8.self)
+    }
+}

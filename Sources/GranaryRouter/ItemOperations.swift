@@ -1,0 +1,160 @@
+import GranaryModel
+import GranaryPartition
+
+/// PutItem, GetItem, UpdateItem and DeleteItem: validated on the core that received the
+/// request, then carried out on the core that owns the item's partition.
+extension DynamoService {
+    func putItem(_ fields: RequestFields) async throws(DynamoError) -> JSON {
+        let info = try table(fields)
+        guard let item = try fields.item("Item") else { throw RequestFields.missing("Item") }
+        let (partitionKey, sortKey) = try info.primaryKey(of: item, keyOnly: false)
+        try Self.checkItemSize(item)
+        let returnValues = try fields.enumeration("ReturnValues", allowed: ["NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW"]) ?? "NONE"
+        guard returnValues == "NONE" || returnValues == "ALL_OLD" else {
+            throw .validation("ReturnValues can only be ALL_OLD or NONE")
+        }
+        let condition = try conditionOnly(fields)
+        let returnOldOnFailure = try Self.returnOldOnFailure(fields)
+        let (old, _) = try await partition(for: partitionKey).write(table: info.id, key: info.storageKey(partition: partitionKey, sort: sortKey)) {
+            (stored: Item?) throws(DynamoError) -> WriteDecision in
+            if let condition, !condition.evaluate(stored) {
+                throw .conditionalCheckFailed(item: returnOldOnFailure ? stored : nil)
+            }
+            return .put(item)
+        }
+        var result: [String: JSON] = [:]
+        if returnValues == "ALL_OLD", let old { result["Attributes"] = old.json }
+        try addConsumedCapacity(fields, info: info, units: Self.writeUnits(max(old?.sizeBytes ?? 0, item.sizeBytes)), to: &result)
+        return .object(result)
+    }
+
+    func getItem(_ fields: RequestFields) async throws(DynamoError) -> JSON {
+        let info = try table(fields)
+        guard let key = try fields.item("Key") else { throw RequestFields.missing("Key") }
+        let (partitionKey, sortKey) = try info.primaryKey(of: key, keyOnly: true)
+        let consistent = try fields.bool("ConsistentRead") ?? false
+        var projection: [DocumentPath]?
+        let projectionText = try fields.string("ProjectionExpression")
+        let context = try fields.expressionContext(usesExpressions: projectionText != nil)
+        if let projectionText {
+            guard !fields.has("AttributesToGet") else {
+                throw .validation("Can not use both expression and non-expression parameters in the same request: Non-expression parameters: {AttributesToGet} Expression parameters: {ProjectionExpression}")
+            }
+            projection = try ExpressionParser.projection(projectionText, context: context)
+        } else if let names = try fields.array("AttributesToGet") {
+            projection = try names.map { (name) throws(DynamoError) -> DocumentPath in
+                guard case .string(let text) = name else { throw .serialization("AttributesToGet holds strings") }
+                return .attribute(text)
+            }
+        }
+        try context.checkAllUsed()
+        let stored = try await partition(for: partitionKey).getItem(info.storageKey(partition: partitionKey, sort: sortKey))
+        var result: [String: JSON] = [:]
+        if let stored { result["Item"] = (projection.map { Projection.apply($0, to: stored) } ?? stored).json }
+        let units = Double(max(1, ((stored?.sizeBytes ?? 0) + 4095) / 4096)) * (consistent ? 1 : 0.5)
+        try addConsumedCapacity(fields, info: info, units: units, to: &result)
+        return .object(result)
+    }
+
+    func deleteItem(_ fields: RequestFields) async throws(DynamoError) -> JSON {
+        let info = try table(fields)
+        guard let key = try fields.item("Key") else { throw RequestFields.missing("Key") }
+        let (partitionKey, sortKey) = try info.primaryKey(of: key, keyOnly: true)
+        let returnValues = try fields.enumeration("ReturnValues", allowed: ["NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW"]) ?? "NONE"
+        guard returnValues == "NONE" || returnValues == "ALL_OLD" else {
+            throw .validation("ReturnValues can only be ALL_OLD or NONE")
+        }
+        let condition = try conditionOnly(fields)
+        let returnOldOnFailure = try Self.returnOldOnFailure(fields)
+        let (old, _) = try await partition(for: partitionKey).write(table: info.id, key: info.storageKey(partition: partitionKey, sort: sortKey)) {
+            (stored: Item?) throws(DynamoError) -> WriteDecision in
+            if let condition, !condition.evaluate(stored) {
+                throw .conditionalCheckFailed(item: returnOldOnFailure ? stored : nil)
+            }
+            return .delete
+        }
+        var result: [String: JSON] = [:]
+        if returnValues == "ALL_OLD", let old { result["Attributes"] = old.json }
+        try addConsumedCapacity(fields, info: info, units: Self.writeUnits(old?.sizeBytes ?? 0), to: &result)
+        return .object(result)
+    }
+
+    func updateItem(_ fields: RequestFields) async throws(DynamoError) -> JSON {
+        let info = try table(fields)
+        guard let key = try fields.item("Key") else { throw RequestFields.missing("Key") }
+        let (partitionKey, sortKey) = try info.primaryKey(of: key, keyOnly: true)
+        let returnValues = try fields.enumeration("ReturnValues", allowed: ["NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW"]) ?? "NONE"
+        if fields.has("AttributeUpdates") || fields.has("Expected") {
+            throw .validation("The legacy parameters AttributeUpdates and Expected are not supported by this node yet: use UpdateExpression and ConditionExpression")
+        }
+        let updateText = try fields.string("UpdateExpression")
+        let conditionText = try fields.string("ConditionExpression")
+        let context = try fields.expressionContext(usesExpressions: updateText != nil || conditionText != nil)
+        let actions = try updateText.map { (text) throws(DynamoError) in try ExpressionParser.update(text, context: context) } ?? []
+        let condition = try conditionText.map { (text) throws(DynamoError) in try ExpressionParser.condition(text, context: context) }
+        try context.checkAllUsed()
+        for action in actions where info.keyNames.contains(action.path.attributeName) {
+            throw .validation("One or more parameter values were invalid: Cannot update attribute \(action.path.attributeName). This attribute is part of the key")
+        }
+        let returnOldOnFailure = try Self.returnOldOnFailure(fields)
+        let (old, new) = try await partition(for: partitionKey).write(table: info.id, key: info.storageKey(partition: partitionKey, sort: sortKey)) {
+            (stored: Item?) throws(DynamoError) -> WriteDecision in
+            if let condition, !condition.evaluate(stored) {
+                throw .conditionalCheckFailed(item: returnOldOnFailure ? stored : nil)
+            }
+            let updated = try UpdateEvaluation.apply(actions, to: stored ?? key)
+            try Self.checkItemSize(updated)
+            return .put(updated)
+        }
+        var result: [String: JSON] = [:]
+        let paths = actions.map(\.path)
+        switch returnValues {
+        case "ALL_OLD": if let old { result["Attributes"] = old.json }
+        case "ALL_NEW": if let new { result["Attributes"] = new.json }
+        case "UPDATED_OLD":
+            if let old { let changed = Projection.apply(paths, to: old); if !changed.isEmpty { result["Attributes"] = changed.json } }
+        case "UPDATED_NEW":
+            if let new { let changed = Projection.apply(paths, to: new); if !changed.isEmpty { result["Attributes"] = changed.json } }
+        default: break
+        }
+        try addConsumedCapacity(fields, info: info, units: Self.writeUnits(max(old?.sizeBytes ?? 0, new?.sizeBytes ?? 0)), to: &result)
+        return .object(result)
+    }
+
+    // MARK: Helpers
+
+    /// The ConditionExpression of a PutItem or DeleteItem (its only expression).
+    private func conditionOnly(_ fields: RequestFields) throws(DynamoError) -> Condition? {
+        if fields.has("Expected") {
+            guard !fields.has("ConditionExpression") else {
+                throw .validation("Can not use both expression and non-expression parameters in the same request: Non-expression parameters: {Expected} Expression parameters: {ConditionExpression}")
+            }
+            throw .validation("The legacy parameter Expected is not supported by this node yet: use ConditionExpression")
+        }
+        let text = try fields.string("ConditionExpression")
+        let context = try fields.expressionContext(usesExpressions: text != nil)
+        let condition = try text.map { (text) throws(DynamoError) in try ExpressionParser.condition(text, context: context) }
+        try context.checkAllUsed()
+        return condition
+    }
+
+    private static func returnOldOnFailure(_ fields: RequestFields) throws(DynamoError) -> Bool {
+        try fields.enumeration("ReturnValuesOnConditionCheckFailure", allowed: ["ALL_OLD", "NONE"]) == "ALL_OLD"
+    }
+
+    static func checkItemSize(_ item: Item) throws(DynamoError) {
+        guard item.sizeBytes <= ItemLimits.itemBytesMax else {
+            throw .validation("Item size has exceeded the maximum allowed size")
+        }
+    }
+
+    /// Write capacity units: one per KB, rounded up, at least one.
+    static func writeUnits(_ bytes: Int) -> Double { Double(max(1, (bytes + 1023) / 1024)) }
+
+    func addConsumedCapacity(_ fields: RequestFields, info: TableInfo, units: Double, to result: inout [String: JSON]) throws(DynamoError) {
+        guard let mode = try fields.enumeration("ReturnConsumedCapacity", allowed: ["INDEXES", "TOTAL", "NONE"]), mode != "NONE" else { return }
+        var consumed: [String: JSON] = ["TableName": .string(info.name), "CapacityUnits": .number(String(units))]
+        if mode == "INDEXES" { consumed["Table"] = .object(["CapacityUnits": .number(String(units))]) }
+        result["ConsumedCapacity"] = .object(consumed)
+    }
+}
