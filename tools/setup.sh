@@ -1,9 +1,9 @@
 # Sourced by tools/serve and tools/test: installs what a fresh Debian 12 or Ubuntu machine
 # lacks. Idempotent and quiet when everything is already there.
 
-# Debian packages: the C libraries CShims links (liburing, libnuma, ISA-L), and fio, which
+# Debian packages: the C libraries CShims links (liburing, libnuma, ISA-L, zlib), and fio, which
 # the benchmarks and the reactor's tests measure against.
-GRANARY_APT_PACKAGES="liburing-dev libnuma-dev libisal-dev pkg-config fio"
+GRANARY_APT_PACKAGES="liburing-dev libnuma-dev libisal-dev zlib1g-dev pkg-config fio"
 
 granary_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi

@@ -166,11 +166,21 @@ public actor Partition {
     // MARK: Key locks
 
     private func lock(_ key: [UInt8]) async {
+        precondition(reactor.isOwnerThread, "partition \(index) ran off its core")
         if keyLocks[key] == nil {
             keyLocks[key] = []
             return
         }
-        await withUnsafeContinuation { keyLocks[key]!.append($0) }
+        // The state is checked again inside: the runtime may run other jobs of this actor
+        // before the body (seen: an unlock in between), so the body decides afresh.
+        await withUnsafeContinuation { continuation in
+            if keyLocks[key] == nil {
+                keyLocks[key] = []
+                continuation.resume()
+            } else {
+                keyLocks[key]!.append(continuation)
+            }
+        }
     }
 
     private func unlock(_ key: [UInt8]) {

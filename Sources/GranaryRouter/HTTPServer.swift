@@ -60,6 +60,7 @@ public final class HTTPServer: @unchecked Sendable {
                 sentContinue = false
                 needed = 1
                 let response = await handler(request)
+                precondition(reactor.isOwnerThread, "a connection's task left its core")
                 let keepAlive = request.keepAlive
                 pendingOutput += response.serialized(version: request.version, keepAlive: keepAlive)
                 if !keepAlive {

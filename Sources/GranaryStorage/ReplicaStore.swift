@@ -163,7 +163,10 @@ public actor ReplicaStore<S: Storage & Sendable> {
         await applyLogged()
         if appliedLSN < lsn {
             // An earlier record's writer has not come back yet; its apply will carry ours.
-            await withUnsafeContinuation { applyWaiters[lsn, default: []].append($0) }
+            // Checked again inside: other jobs of this actor may run before the body.
+            await withUnsafeContinuation { waiter in
+                if appliedLSN >= lsn { waiter.resume() } else { applyWaiters[lsn, default: []].append(waiter) }
+            }
         }
         if let fenced { throw .fenced(fenced.description) }
         await checkpointIfDue()
@@ -248,7 +251,12 @@ public actor ReplicaStore<S: Storage & Sendable> {
             treeBusy = true
             return
         }
-        await withUnsafeContinuation { treeWaiters.append($0) }
+        // Checked again inside: the Swift runtime may run other jobs of this actor between
+        // the check above and the body (seen under load across cores), and an unlock in
+        // between must not leave this waiter parked on a free lock.
+        await withUnsafeContinuation { waiter in
+            if treeBusy { treeWaiters.append(waiter) } else { treeBusy = true; waiter.resume() }
+        }
     }
 
     private func unlockTree() {

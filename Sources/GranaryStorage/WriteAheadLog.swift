@@ -22,7 +22,7 @@ public actor WriteAheadLog<S: Storage> {
         var payload: [UInt8]
         /// Nil for the leader's own record: the leader writes the group and learns its
         /// outcome directly.
-        var waiter: UnsafeContinuation<Result<UInt64, StorageError>, Never>?
+        var waiter: UnsafeContinuation<Result<UInt64, StorageError>?, Never>?
     }
 
     private struct LiveSegment {
@@ -99,18 +99,27 @@ public actor WriteAheadLog<S: Storage> {
         let lsn = nextLSN
         nextLSN += 1
         if flushing {
-            // A group is on its way to the disk: this record waits for the next one.
-            let result = await withUnsafeContinuation { waiter in
-                pending.append(Pending(lsn: lsn, ballot: ballot, slot: slot, payload: payload, waiter: waiter))
+            // A group is on its way to the disk: this record waits for the next one. The
+            // body checks again, because the runtime may run other jobs of this actor
+            // before it (the group may have finished meanwhile): then this append leads.
+            let result = await withUnsafeContinuation { (waiter: UnsafeContinuation<Result<UInt64, StorageError>?, Never>) in
+                if flushing {
+                    pending.append(Pending(lsn: lsn, ballot: ballot, slot: slot, payload: payload, waiter: waiter))
+                } else {
+                    flushing = true
+                    pending.append(Pending(lsn: lsn, ballot: ballot, slot: slot, payload: payload, waiter: nil))
+                    waiter.resume(returning: nil)
+                }
             }
-            return try result.get()
+            if let result { return try result.get() }
+        } else {
+            flushing = true
+            pending.append(Pending(lsn: lsn, ballot: ballot, slot: slot, payload: payload, waiter: nil))
         }
-        // No group in flight: this append leads. It lets the rest of this loop turn's
+        // No group was in flight: this append leads. It lets the rest of this loop turn's
         // appends join (one yield: it runs again next turn), writes them as one group, and
         // every group that gathers while that write is on the disk, then returns. The
         // leader needs no hand-off to a flush task and back.
-        flushing = true
-        pending.append(Pending(lsn: lsn, ballot: ballot, slot: slot, payload: payload, waiter: nil))
         await Task.yield()
         await flushGroups()
         if durableLSN > lsn { return lsn }
@@ -137,7 +146,11 @@ public actor WriteAheadLog<S: Storage> {
 
     /// Waits for appends in flight, then closes the current segment.
     public func close() async {
-        if flushing { await withUnsafeContinuation { flushWaiters.append($0) } }
+        if flushing {
+            await withUnsafeContinuation { waiter in
+                if flushing { flushWaiters.append(waiter) } else { waiter.resume() }
+            }
+        }
         await current?.close()
         current = nil
     }

@@ -33,7 +33,10 @@ class Granary:
         self.port = free_port()
         self.data_dir = data_dir or fresh_data_dir()
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.args = [BINARY, "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir, *extra_args]
+        # Small log segments: every start preallocates one per partition, and the suite
+        # starts many nodes.
+        self.args = [BINARY, "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir,
+                     "--log-segment-bytes", "4M", *extra_args]
         self.process = subprocess.Popen(
             self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn
         )
@@ -71,6 +74,16 @@ class Granary:
             self.process.communicate()
             raise AssertionError(f"granary did not exit by itself within {timeout}s")
         return self.process.returncode, stderr
+
+    def client(self, **overrides):
+        """A boto3 DynamoDB client for this node, retries off so that errors show."""
+        import boto3
+        import botocore.config
+
+        settings = dict(region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test",
+                        config=botocore.config.Config(retries={"max_attempts": 1}))
+        settings.update(overrides)
+        return boto3.client("dynamodb", endpoint_url=self.endpoint, **settings)
 
     def kill(self):
         if self.process.poll() is None:

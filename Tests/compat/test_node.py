@@ -113,7 +113,7 @@ def test_dynamodb_client_gets_a_dynamodb_error_not_a_hang(granary):
         config=botocore.config.Config(retries={"max_attempts": 1}),
     )
     with pytest.raises(botocore.exceptions.ClientError) as raised:
-        client.list_tables()
+        client.describe_backup(BackupArn="arn:aws:dynamodb:us-east-1:000000000000:table/t/backup/1")
     assert raised.value.response["Error"]["Code"] == "UnknownOperationException"
 
 
