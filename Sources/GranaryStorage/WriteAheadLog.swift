@@ -22,7 +22,7 @@ public actor WriteAheadLog<S: Storage> {
         var payload: [UInt8]
         /// Nil for the leader's own record: the leader writes the group and learns its
         /// outcome directly.
-        var waiter: UnsafeContinuation<Result<UInt64, StorageError>?, Never>?
+        var waiter: UnsafeContinuation<WaitOutcome, Never>?
     }
 
     private struct LiveSegment {
@@ -96,24 +96,30 @@ public actor WriteAheadLog<S: Storage> {
         guard payload.count <= options.recordPayloadBytesMax else {
             throw .limitExceeded("a log record of \(payload.count) bytes exceeds \(options.recordPayloadBytesMax)")
         }
-        let lsn = nextLSN
-        nextLSN += 1
+        let lsn: UInt64
         if flushing {
             // A group is on its way to the disk: this record waits for the next one. The
-            // body checks again, because the runtime may run other jobs of this actor
-            // before it (the group may have finished meanwhile): then this append leads.
-            let result = await withUnsafeContinuation { (waiter: UnsafeContinuation<Result<UInt64, StorageError>?, Never>) in
+            // LSN is taken inside the body, together with the place in the queue: the
+            // runtime may run other jobs of this actor before the body, and LSNs must
+            // reach the log in order. The group may also have finished meanwhile: then
+            // this append leads.
+            let outcome = await withUnsafeContinuation { (waiter: UnsafeContinuation<WaitOutcome, Never>) in
+                let lsn = takeLSN()
                 if flushing {
                     pending.append(Pending(lsn: lsn, ballot: ballot, slot: slot, payload: payload, waiter: waiter))
                 } else {
                     flushing = true
                     pending.append(Pending(lsn: lsn, ballot: ballot, slot: slot, payload: payload, waiter: nil))
-                    waiter.resume(returning: nil)
+                    waiter.resume(returning: .lead(lsn))
                 }
             }
-            if let result { return try result.get() }
+            switch outcome {
+            case .done(let result): return try result.get()
+            case .lead(let assigned): lsn = assigned
+            }
         } else {
             flushing = true
+            lsn = takeLSN()
             pending.append(Pending(lsn: lsn, ballot: ballot, slot: slot, payload: payload, waiter: nil))
         }
         // No group was in flight: this append leads. It lets the rest of this loop turn's
@@ -155,6 +161,17 @@ public actor WriteAheadLog<S: Storage> {
         current = nil
     }
 
+    /// What a waiting append learns: its record is written (or failed), or it leads.
+    enum WaitOutcome {
+        case done(Result<UInt64, StorageError>)
+        case lead(UInt64)
+    }
+
+    private func takeLSN() -> UInt64 {
+        defer { nextLSN += 1 }
+        return nextLSN
+    }
+
     // MARK: Writing groups
 
     private func flushGroups() async {
@@ -169,13 +186,15 @@ public actor WriteAheadLog<S: Storage> {
             }
             let group = Array(pending.prefix(count))
             pending.removeFirst(count)
+            precondition(group[0].lsn == durableLSN && group.last!.lsn == durableLSN + UInt64(count) - 1,
+                         "log records reach the disk in LSN order, without gaps")
             do throws(StorageError) {
                 try await writeGroup(group, bytes: bytes)
                 durableLSN = group.last!.lsn + 1
-                for record in group { record.waiter?.resume(returning: .success(record.lsn)) }
+                for record in group { record.waiter?.resume(returning: .done(.success(record.lsn))) }
             } catch {
                 fenced = error
-                for record in group + pending { record.waiter?.resume(returning: .failure(error)) }
+                for record in group + pending { record.waiter?.resume(returning: .done(.failure(error))) }
                 pending.removeAll()
             }
         }
