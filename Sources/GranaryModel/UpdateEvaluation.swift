@@ -51,10 +51,11 @@ public enum UpdateEvaluation {
         }
         // Removals last, list elements from the highest index down, so that the indexes
         // written in the expression all refer to the list as it was.
-        let ordered = removals.sorted { lhs, rhs in
-            if case .index(let a)? = lhs.elements.last, case .index(let b)? = rhs.elements.last { return a > b }
-            return false
+        func lastIndex(_ path: DocumentPath) -> Int {
+            if case .index(let index)? = path.elements.last { return index }
+            return -1
         }
+        let ordered = removals.sorted { lastIndex($0) > lastIndex($1) }
         for path in ordered { remove(path, from: &item) }
         return item
     }

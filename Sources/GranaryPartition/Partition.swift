@@ -6,8 +6,6 @@ import GranaryStorage
 public enum WriteDecision: Sendable {
     case put(Item)
     case delete
-    /// Leave the item as it is (a condition that did not hold has already thrown).
-    case keep
 }
 
 /// One partition of the node: a replica (write-ahead log and B-tree) owned by one core,
@@ -67,6 +65,11 @@ public actor Partition {
     // MARK: Items
 
     public func getItem(_ key: [UInt8]) async throws(DynamoError) -> Item? {
+        try await read(key)?.item
+    }
+
+    /// The item under `key` and the size of its stored form.
+    private func read(_ key: [UInt8]) async throws(DynamoError) -> (item: Item, storedBytes: Int)? {
         let stored: [UInt8]?
         do throws(StorageError) {
             stored = try await store.get(key)
@@ -75,7 +78,7 @@ public actor Partition {
         }
         guard let stored else { return nil }
         do {
-            return try ItemCodec.decode(stored)
+            return (try ItemCodec.decode(stored), stored.count)
         } catch {
             throw DynamoError("InternalServerError", "\(error)")
         }
@@ -86,40 +89,35 @@ public actor Partition {
     public func write(table: UInt32, key: [UInt8], decide: @Sendable (Item?) throws(DynamoError) -> WriteDecision) async throws(DynamoError) -> (old: Item?, new: Item?) {
         await lock(key)
         defer { unlock(key) }
-        let old = try await getItem(key)
-        let decision = try decide(old)
+        let old = try await read(key)
+        let decision = try decide(old?.item)
         let new: Item?
+        var newBytes: Int?
         do throws(StorageError) {
             switch decision {
-            case .keep:
-                return (old, old)
             case .put(let item):
                 let encoded = ItemCodec.encode(item)
                 try await store.put(key, encoded)
                 new = item
-                account(table: table, old: old, newBytes: encoded.count)
+                newBytes = encoded.count
             case .delete:
                 if old != nil { try await store.delete(key) }
                 new = nil
-                account(table: table, old: old, newBytes: nil)
             }
         } catch {
             throw Self.internalError(error)
         }
-        return (old, new)
-    }
-
-    private func account(table: UInt32, old: Item?, newBytes: Int?) {
         var entry = statistics[table, default: TableStatistics()]
         if let old {
             entry.items -= 1
-            entry.bytes -= ItemCodec.encode(old).count
+            entry.bytes -= old.storedBytes
         }
         if let newBytes {
             entry.items += 1
             entry.bytes += newBytes
         }
         statistics[table] = entry
+        return (old?.item, new)
     }
 
     public func statistics(table: UInt32) -> TableStatistics {

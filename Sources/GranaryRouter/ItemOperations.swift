@@ -9,23 +9,7 @@ extension DynamoService {
         guard let item = try fields.item("Item") else { throw RequestFields.missing("Item") }
         let (partitionKey, sortKey) = try info.primaryKey(of: item, keyOnly: false)
         try Self.checkItemSize(item)
-        let returnValues = try fields.enumeration("ReturnValues", allowed: ["NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW"]) ?? "NONE"
-        guard returnValues == "NONE" || returnValues == "ALL_OLD" else {
-            throw .validation("ReturnValues can only be ALL_OLD or NONE")
-        }
-        let condition = try conditionOnly(fields)
-        let returnOldOnFailure = try Self.returnOldOnFailure(fields)
-        let (old, _) = try await partition(for: partitionKey).write(table: info.id, key: info.storageKey(partition: partitionKey, sort: sortKey)) {
-            (stored: Item?) throws(DynamoError) -> WriteDecision in
-            if let condition, !condition.evaluate(stored) {
-                throw .conditionalCheckFailed(item: returnOldOnFailure ? stored : nil)
-            }
-            return .put(item)
-        }
-        var result: [String: JSON] = [:]
-        if returnValues == "ALL_OLD", let old { result["Attributes"] = old.json }
-        try addConsumedCapacity(fields, info: info, units: Self.writeUnits(max(old?.sizeBytes ?? 0, item.sizeBytes)), to: &result)
-        return .object(result)
+        return try await replace(fields, info: info, partitionKey: partitionKey, sortKey: sortKey, with: .put(item))
     }
 
     func getItem(_ fields: RequestFields) async throws(DynamoError) -> JSON {
@@ -60,22 +44,27 @@ extension DynamoService {
         let info = try table(fields)
         guard let key = try fields.item("Key") else { throw RequestFields.missing("Key") }
         let (partitionKey, sortKey) = try info.primaryKey(of: key, keyOnly: true)
+        return try await replace(fields, info: info, partitionKey: partitionKey, sortKey: sortKey, with: .delete)
+    }
+
+    /// PutItem's and DeleteItem's shared path: ReturnValues NONE or ALL_OLD, an optional
+    /// ConditionExpression, one write.
+    private func replace(_ fields: RequestFields, info: TableInfo, partitionKey: AttributeValue, sortKey: AttributeValue?,
+                         with decision: WriteDecision) async throws(DynamoError) -> JSON {
         let returnValues = try fields.enumeration("ReturnValues", allowed: ["NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW"]) ?? "NONE"
         guard returnValues == "NONE" || returnValues == "ALL_OLD" else {
             throw .validation("ReturnValues can only be ALL_OLD or NONE")
         }
         let condition = try conditionOnly(fields)
         let returnOldOnFailure = try Self.returnOldOnFailure(fields)
-        let (old, _) = try await partition(for: partitionKey).write(table: info.id, key: info.storageKey(partition: partitionKey, sort: sortKey)) {
+        let (old, new) = try await partition(for: partitionKey).write(table: info.id, key: info.storageKey(partition: partitionKey, sort: sortKey)) {
             (stored: Item?) throws(DynamoError) -> WriteDecision in
-            if let condition, !condition.evaluate(stored) {
-                throw .conditionalCheckFailed(item: returnOldOnFailure ? stored : nil)
-            }
-            return .delete
+            try Self.check(condition, against: stored, returnOldOnFailure: returnOldOnFailure)
+            return decision
         }
         var result: [String: JSON] = [:]
         if returnValues == "ALL_OLD", let old { result["Attributes"] = old.json }
-        try addConsumedCapacity(fields, info: info, units: Self.writeUnits(old?.sizeBytes ?? 0), to: &result)
+        try addConsumedCapacity(fields, info: info, units: Self.writeUnits(max(old?.sizeBytes ?? 0, new?.sizeBytes ?? 0)), to: &result)
         return .object(result)
     }
 
@@ -99,9 +88,7 @@ extension DynamoService {
         let returnOldOnFailure = try Self.returnOldOnFailure(fields)
         let (old, new) = try await partition(for: partitionKey).write(table: info.id, key: info.storageKey(partition: partitionKey, sort: sortKey)) {
             (stored: Item?) throws(DynamoError) -> WriteDecision in
-            if let condition, !condition.evaluate(stored) {
-                throw .conditionalCheckFailed(item: returnOldOnFailure ? stored : nil)
-            }
+            try Self.check(condition, against: stored, returnOldOnFailure: returnOldOnFailure)
             let updated = try UpdateEvaluation.apply(actions, to: stored ?? key)
             try Self.checkItemSize(updated)
             return .put(updated)
@@ -136,6 +123,13 @@ extension DynamoService {
         let condition = try text.map { (text) throws(DynamoError) in try ExpressionParser.condition(text, context: context) }
         try context.checkAllUsed()
         return condition
+    }
+
+    /// ConditionalCheckFailedException (with the item, when asked) unless the condition holds.
+    private static func check(_ condition: Condition?, against stored: Item?, returnOldOnFailure: Bool) throws(DynamoError) {
+        if let condition, !condition.evaluate(stored) {
+            throw .conditionalCheckFailed(item: returnOldOnFailure ? stored : nil)
+        }
     }
 
     private static func returnOldOnFailure(_ fields: RequestFields) throws(DynamoError) -> Bool {

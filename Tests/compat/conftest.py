@@ -17,3 +17,16 @@ def granary():
     node = Granary().wait_ready()
     yield node
     node.kill()
+
+
+@pytest.fixture(scope="module")
+def node():
+    """One node shared by a module's API tests (each test uses tables of its own)."""
+    server = Granary().wait_ready()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def client(node):
+    return node.client()

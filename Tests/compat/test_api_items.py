@@ -16,18 +16,6 @@ import requests
 from granary_process import Granary
 
 
-@pytest.fixture(scope="module")
-def node():
-    server = Granary().wait_ready()
-    yield server
-    server.kill()
-
-
-@pytest.fixture
-def client(node):
-    return node.client()
-
-
 @pytest.fixture
 def table(client):
     table = "items-" + uuid.uuid4().hex[:12]

@@ -7,18 +7,6 @@ import pytest
 from granary_process import Granary
 
 
-@pytest.fixture(scope="module")
-def node():
-    server = Granary().wait_ready()
-    yield server
-    server.kill()
-
-
-@pytest.fixture
-def client(node):
-    return node.client()
-
-
 def name():
     return "t-" + uuid.uuid4().hex[:12]
 
