@@ -96,3 +96,31 @@ extension Operand {
         }
     }
 }
+
+extension Condition {
+    /// The top-level attributes the condition reads (Query refuses a filter on a key).
+    public var attributeNames: Set<String> {
+        var names: Set<String> = []
+        collectNames(into: &names)
+        return names
+    }
+
+    private func collectNames(into names: inout Set<String>) {
+        func add(_ operand: Operand) {
+            switch operand {
+            case .path(let path), .size(let path): names.insert(path.attributeName)
+            default: break
+            }
+        }
+        switch self {
+        case .compare(let left, _, let right), .beginsWith(let left, let right), .contains(let left, let right):
+            add(left); add(right)
+        case .between(let subject, let low, let high): add(subject); add(low); add(high)
+        case .isIn(let subject, let options): add(subject); options.forEach(add)
+        case .and(let left, let right), .or(let left, let right):
+            left.collectNames(into: &names); right.collectNames(into: &names)
+        case .not(let inner): inner.collectNames(into: &names)
+        case .exists(let path), .notExists(let path), .hasType(let path, _): names.insert(path.attributeName)
+        }
+    }
+}

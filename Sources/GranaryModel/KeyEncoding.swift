@@ -65,6 +65,22 @@ public enum KeyEncoding {
         return key
     }
 
+    /// The least key above every key that starts with `prefix`.
+    public static func prefixEnd(_ prefix: [UInt8]) -> [UInt8] {
+        var end = prefix
+        while let last = end.last, last == 0xFF { end.removeLast() }
+        precondition(!end.isEmpty, "a key prefix starts with a table id below 0xFFFFFFFF")
+        end[end.count - 1] += 1
+        return end
+    }
+
+    /// The first key of a hash range in table `table`: where Scan segments begin.
+    public static func hashStart(table: UInt32, hash: UInt64) -> [UInt8] {
+        var key = tablePrefix(table)
+        appendBigEndian(hash, bytes: 8, to: &key)
+        return key
+    }
+
     public static func tablePrefix(_ table: UInt32) -> [UInt8] {
         var key: [UInt8] = []
         appendBigEndian(UInt64(table), bytes: 4, to: &key)

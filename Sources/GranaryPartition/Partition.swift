@@ -2,6 +2,22 @@ import GranaryIO
 import GranaryModel
 import GranaryStorage
 
+/// Keys from `lower` (inclusive) to `upper` (exclusive), in B-tree order.
+public struct KeyRange: Sendable {
+    public var lower: [UInt8]
+    public var upper: [UInt8]
+    public init(lower: [UInt8], upper: [UInt8]) { self.lower = lower; self.upper = upper }
+}
+
+/// One page of a range walk: the items in walk order, their DynamoDB size, the key of the
+/// last one, and whether the range holds more.
+public struct RangePage: Sendable {
+    public var items: [Item] = []
+    public var bytes = 0
+    public var lastKey: [UInt8]?
+    public var more = false
+}
+
 /// What a write does once it has seen the item stored under its key.
 public enum WriteDecision: Sendable {
     case put(Item)
@@ -118,6 +134,48 @@ public actor Partition {
         }
         statistics[table] = entry
         return (old?.item, new)
+    }
+
+    /// A bounded walk over the keys in `[lower, upper)`, forward or backward, resuming
+    /// after `after` (the last key a previous page returned). Stops after `limit` items or
+    /// once the items read add up to `byteLimit` (DynamoDB's 1 MB page, counted before any
+    /// filter), and says whether keys in the range remain.
+    public func readRange(_ range: KeyRange, after: [UInt8]?, reverse: Bool, limit: Int, byteLimit: Int) async throws(DynamoError) -> RangePage {
+        precondition(limit > 0 && byteLimit > 0)
+        var page = RangePage()
+        // Forward: from the first key at or above the start. Backward: the store scans down
+        // from its start inclusive, so an exclusive bound shows up first and is skipped.
+        var start: [UInt8]? = reverse ? (after ?? range.upper) : (after.map { $0 + [0] } ?? range.lower)
+        var skip: [UInt8]? = reverse ? (after ?? range.upper) : nil
+        while let from = start {
+            let batch: [(key: [UInt8], value: [UInt8])]
+            let wanted = min(limit - page.items.count, 255) + 2  // one to skip, one to see if more remain
+            do throws(StorageError) {
+                batch = try await store.scan(from: from, reverse: reverse, limit: wanted)
+            } catch {
+                throw Self.internalError(error)
+            }
+            start = nil
+            for (key, value) in batch {
+                if let skipped = skip, key == skipped { continue }
+                let inside = reverse ? !key.lexicographicallyPrecedes(range.lower) : key.lexicographicallyPrecedes(range.upper)
+                guard inside else { return page }
+                if page.items.count == limit || page.bytes >= byteLimit {
+                    page.more = true
+                    return page
+                }
+                let item: Item
+                do { item = try ItemCodec.decode(value) } catch { throw DynamoError("InternalServerError", "\(error)") }
+                page.items.append(item)
+                page.bytes += item.sizeBytes
+                page.lastKey = key
+            }
+            if batch.count == wanted, let last = batch.last {  // a short batch reached the end of the tree
+                start = reverse ? last.key : last.key + [0]
+                skip = reverse ? last.key : nil
+            }
+        }
+        return page
     }
 
     public func statistics(table: UInt32) -> TableStatistics {

@@ -84,6 +84,10 @@ public final class DynamoService: Sendable {
         case "GetItem": result = try await getItem(fields)
         case "UpdateItem": result = try await updateItem(fields)
         case "DeleteItem": result = try await deleteItem(fields)
+        case "Query": result = try await query(fields)
+        case "Scan": result = try await scan(fields)
+        case "BatchGetItem": result = try await batchGetItem(fields)
+        case "BatchWriteItem": result = try await batchWriteItem(fields)
         default:
             throw DynamoError("UnknownOperationException", "Operation \(operation) is not supported by this node yet",
                               namespace: "com.amazon.coral.service")
@@ -95,15 +99,17 @@ public final class DynamoService: Sendable {
 
     /// The table named in the request, from this core's copy of the catalog.
     func table(_ fields: RequestFields) throws(DynamoError) -> TableInfo {
-        let name = try fields.tableName()
-        guard let info = tables.tables[name] else { throw .resourceNotFound() }
-        return info
+        try table(named: fields.tableName())
     }
 
     /// The partition that owns a partition key's hash: an equal share of the hash space each.
     func partition(for partitionKey: AttributeValue) -> Partition {
-        let hash = KeyEncoding.hash(partitionKey)
-        return partitions[Int((hash >> 32) &* UInt64(partitions.count) >> 32)]
+        partitions[partitionIndex(hash: KeyEncoding.hash(partitionKey))]
+    }
+
+    /// Partitions own consecutive ranges of the hash space, in index order.
+    func partitionIndex(hash: UInt64) -> Int {
+        Int((hash >> 32) &* UInt64(partitions.count) >> 32)
     }
 
     // MARK: Responses

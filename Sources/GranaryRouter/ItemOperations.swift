@@ -17,20 +17,8 @@ extension DynamoService {
         guard let key = try fields.item("Key") else { throw RequestFields.missing("Key") }
         let (partitionKey, sortKey) = try info.primaryKey(of: key, keyOnly: true)
         let consistent = try fields.bool("ConsistentRead") ?? false
-        var projection: [DocumentPath]?
-        let projectionText = try fields.string("ProjectionExpression")
-        let context = try fields.expressionContext(usesExpressions: projectionText != nil)
-        if let projectionText {
-            guard !fields.has("AttributesToGet") else {
-                throw .validation("Can not use both expression and non-expression parameters in the same request: Non-expression parameters: {AttributesToGet} Expression parameters: {ProjectionExpression}")
-            }
-            projection = try ExpressionParser.projection(projectionText, context: context)
-        } else if let names = try fields.array("AttributesToGet") {
-            projection = try names.map { (name) throws(DynamoError) -> DocumentPath in
-                guard case .string(let text) = name else { throw .serialization("AttributesToGet holds strings") }
-                return .attribute(text)
-            }
-        }
+        let context = try fields.expressionContext(usesExpressions: fields.has("ProjectionExpression"))
+        let projection = try Self.projection(fields, context: context)
         try context.checkAllUsed()
         let stored = try await partition(for: partitionKey).getItem(info.storageKey(partition: partitionKey, sort: sortKey))
         var result: [String: JSON] = [:]
@@ -110,6 +98,29 @@ extension DynamoService {
 
     // MARK: Helpers
 
+    /// The paths to return, from ProjectionExpression or the legacy AttributesToGet.
+    static func projection(_ fields: RequestFields, context: ExpressionContext) throws(DynamoError) -> [DocumentPath]? {
+        if let text = try fields.string("ProjectionExpression") {
+            guard !fields.has("AttributesToGet") else {
+                throw .validation("Can not use both expression and non-expression parameters in the same request: Non-expression parameters: {AttributesToGet} Expression parameters: {ProjectionExpression}")
+            }
+            return try ExpressionParser.projection(text, context: context)
+        }
+        guard let names = try fields.array("AttributesToGet") else { return nil }
+        guard !names.isEmpty else {
+            throw .validation("1 validation error detected: Value '[]' at 'attributesToGet' failed to satisfy constraint: Member must have length greater than or equal to 1")
+        }
+        var paths: [DocumentPath] = []
+        for name in names {
+            guard case .string(let text) = name else { throw RequestFields.wrongType("AttributesToGet", name, expected: "a string") }
+            guard !paths.contains(.attribute(text)) else {
+                throw .validation("One or more parameter values were invalid: Duplicate value in attribute name: \(text)")
+            }
+            paths.append(.attribute(text))
+        }
+        return paths
+    }
+
     /// The ConditionExpression of a PutItem or DeleteItem (its only expression).
     private func conditionOnly(_ fields: RequestFields) throws(DynamoError) -> Condition? {
         if fields.has("Expected") {
@@ -146,9 +157,14 @@ extension DynamoService {
     static func writeUnits(_ bytes: Int) -> Double { Double(max(1, (bytes + 1023) / 1024)) }
 
     func addConsumedCapacity(_ fields: RequestFields, info: TableInfo, units: Double, to result: inout [String: JSON]) throws(DynamoError) {
-        guard let mode = try fields.enumeration("ReturnConsumedCapacity", allowed: ["INDEXES", "TOTAL", "NONE"]), mode != "NONE" else { return }
+        if let consumed = try consumedCapacity(fields, info: info, units: units) { result["ConsumedCapacity"] = consumed }
+    }
+
+    /// One table's ConsumedCapacity as ReturnConsumedCapacity asks for it (nil for NONE).
+    func consumedCapacity(_ fields: RequestFields, info: TableInfo, units: Double) throws(DynamoError) -> JSON? {
+        guard let mode = try fields.enumeration("ReturnConsumedCapacity", allowed: ["INDEXES", "TOTAL", "NONE"]), mode != "NONE" else { return nil }
         var consumed: [String: JSON] = ["TableName": .string(info.name), "CapacityUnits": .number(String(units))]
         if mode == "INDEXES" { consumed["Table"] = .object(["CapacityUnits": .number(String(units))]) }
-        result["ConsumedCapacity"] = .object(consumed)
+        return .object(consumed)
     }
 }

@@ -89,3 +89,19 @@ class Granary:
         if self.process.poll() is None:
             self.process.kill()
             self.process.communicate()
+
+
+def raw_post(node, operation, body, headers=None):
+    """A request as bytes, past boto3's own checks (to see the server's answer to bad input)."""
+    all_headers = {"X-Amz-Target": f"DynamoDB_20120810.{operation}", "Content-Type": "application/x-amz-json-1.0"}
+    all_headers.update(headers or {})
+    return requests.post(node.endpoint + "/", data=body, headers=all_headers, timeout=10)
+
+
+def aws(node, *args):
+    """Runs `aws dynamodb ARGS` against the node: (exit code, parsed JSON output, stderr)."""
+    import json
+    environment = dict(os.environ, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1")
+    result = subprocess.run(["aws", "dynamodb", "--endpoint-url", node.endpoint, "--output", "json", *args],
+                            capture_output=True, text=True, env=environment, timeout=60)
+    return result.returncode, (json.loads(result.stdout) if result.stdout.strip() else None), result.stderr

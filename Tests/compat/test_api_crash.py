@@ -5,7 +5,6 @@ import threading
 import time
 
 import botocore.exceptions
-import pytest
 
 from granary_process import Granary
 

@@ -3,17 +3,14 @@ import concurrent.futures
 import decimal
 import gzip
 import json
-import os
-import subprocess
 import uuid
 import zlib
 
 import boto3
 import botocore.exceptions
 import pytest
-import requests
 
-from granary_process import Granary
+from granary_process import Granary, aws, raw_post
 
 
 @pytest.fixture
@@ -186,12 +183,6 @@ def test_items_survive_kill_9_across_partitions():
         again.kill()
 
 
-def raw_post(node, operation, body, headers=None):
-    all_headers = {"X-Amz-Target": f"DynamoDB_20120810.{operation}", "Content-Type": "application/x-amz-json-1.0"}
-    all_headers.update(headers or {})
-    return requests.post(node.endpoint + "/", data=body, headers=all_headers, timeout=10)
-
-
 def test_protocol_errors_and_headers(node, table):
     response = raw_post(node, "ListTables", b"{not json")
     assert response.status_code == 400 and response.json()["__type"].endswith("#SerializationException")
@@ -216,13 +207,6 @@ def test_compressed_request_bodies(node, table, encoding):
     assert got["Item"]["z"]["S"].startswith("compressed")
     response = raw_post(node, "PutItem", b"not gzip at all", {"Content-Encoding": "gzip"})
     assert response.status_code == 400 and response.json()["__type"].endswith("#SerializationException")
-
-
-def aws(node, *args):
-    environment = dict(os.environ, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1")
-    result = subprocess.run(["aws", "dynamodb", "--endpoint-url", node.endpoint, "--output", "json", *args],
-                            capture_output=True, text=True, env=environment, timeout=60)
-    return result.returncode, (json.loads(result.stdout) if result.stdout.strip() else None), result.stderr
 
 
 def test_aws_cli_as_a_new_user_would(node):

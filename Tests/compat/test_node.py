@@ -11,7 +11,7 @@ import botocore
 import pytest
 import requests
 
-from granary_process import Granary, fresh_data_dir
+from granary_process import Granary
 
 
 def raw_exchange(port, payload, expect_responses=1, timeout=5.0):

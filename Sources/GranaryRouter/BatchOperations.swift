@@ -1,0 +1,194 @@
+import GranaryModel
+import GranaryPartition
+
+/// BatchGetItem and BatchWriteItem: many independent single-item operations in one request,
+/// validated whole before any of them runs, then run side by side on their partitions.
+extension DynamoService {
+    static let batchGetKeysMax = 100
+    static let batchWriteRequestsMax = 25
+    static let batchGetResponseBytesMax = 16 << 20
+
+    // MARK: BatchGetItem
+
+    private struct TableKeys {
+        var info: TableInfo
+        var request: [String: JSON]  // the table's KeysAndAttributes, for UnprocessedKeys
+        var keys: [Item]
+        var projection: [DocumentPath]?
+        var consistent: Bool
+    }
+
+    func batchGetItem(_ fields: RequestFields) async throws(DynamoError) -> JSON {
+        let requestItems = try batchRequestItems(fields)
+        var tables: [TableKeys] = []
+        var keyCount = 0
+        for (name, value) in requestItems.sorted(by: { $0.key < $1.key }) {
+            let info = try table(named: name)
+            let request = try RequestFields(value)
+            guard let keysJSON = try request.array("Keys") else { throw RequestFields.missing("Keys") }
+            guard !keysJSON.isEmpty else {
+                throw .validation("1 validation error detected: Value '[]' at 'requestItems.\(name).member.keys' failed to satisfy constraint: Member must have length greater than or equal to 1")
+            }
+            keyCount += keysJSON.count
+            guard keyCount <= Self.batchGetKeysMax else {
+                throw .validation("Too many items requested for the BatchGetItem call")
+            }
+            var keys: [Item] = []
+            var seen: Set<[UInt8]> = []
+            for keyJSON in keysJSON {
+                let key = try Item(itemJSON: keyJSON)
+                let (partitionKey, sortKey) = try info.primaryKey(of: key, keyOnly: true)
+                guard seen.insert(info.storageKey(partition: partitionKey, sort: sortKey)).inserted else {
+                    throw .validation("Provided list of item keys contains duplicates")
+                }
+                keys.append(key)
+            }
+            let context = try request.expressionContext(usesExpressions: request.has("ProjectionExpression"))
+            let projection = try Self.projection(request, context: context)
+            try context.checkAllUsed()
+            tables.append(TableKeys(info: info, request: request.members, keys: keys, projection: projection,
+                                    consistent: try request.bool("ConsistentRead") ?? false))
+        }
+
+        // Every key is read at once; the answer then takes items in request order up to
+        // 16 MB and hands the rest back as UnprocessedKeys.
+        let lookups = tables.flatMap { entry in
+            entry.keys.map { key in
+                let (partitionKey, sortKey) = try! entry.info.primaryKey(of: key, keyOnly: true)  // checked above
+                return (partition(for: partitionKey), entry.info.storageKey(partition: partitionKey, sort: sortKey))
+            }
+        }
+        let found = try await Self.concurrently(lookups) { (partition, key) throws(DynamoError) in try await partition.getItem(key) }
+
+        var responses: [String: JSON] = [:]
+        var unprocessed: [String: JSON] = [:]
+        var consumed: [JSON] = []
+        var responseBytes = 0
+        var index = 0
+        for entry in tables {
+            var items: [JSON] = []
+            var leftover: [JSON] = []
+            var units = 0.0
+            for key in entry.keys {
+                defer { index += 1 }
+                guard responseBytes <= Self.batchGetResponseBytesMax else { leftover.append(key.json); continue }
+                guard let item = found[index] else { units += entry.consistent ? 1 : 0.5; continue }
+                let shown = entry.projection.map { Projection.apply($0, to: item) } ?? item
+                responseBytes += shown.sizeBytes
+                units += Double((item.sizeBytes + 4095) / 4096) * (entry.consistent ? 1 : 0.5)
+                items.append(shown.json)
+            }
+            responses[entry.info.name] = .array(items)
+            if !leftover.isEmpty {
+                var request = entry.request
+                request["Keys"] = .array(leftover)
+                unprocessed[entry.info.name] = .object(request)
+            }
+            if let capacity = try consumedCapacity(fields, info: entry.info, units: max(units, 0.5)) { consumed.append(capacity) }
+        }
+        var result: [String: JSON] = ["Responses": .object(responses), "UnprocessedKeys": .object(unprocessed)]
+        if try fields.enumeration("ReturnConsumedCapacity", allowed: ["INDEXES", "TOTAL", "NONE"]).map({ $0 != "NONE" }) ?? false {
+            result["ConsumedCapacity"] = .array(consumed)
+        }
+        return .object(result)
+    }
+
+    // MARK: BatchWriteItem
+
+    func batchWriteItem(_ fields: RequestFields) async throws(DynamoError) -> JSON {
+        let requestItems = try batchRequestItems(fields)
+        _ = try fields.enumeration("ReturnItemCollectionMetrics", allowed: ["SIZE", "NONE"])
+        var writes: [(info: TableInfo, partitionKey: AttributeValue, key: [UInt8], decision: WriteDecision)] = []
+        for (name, value) in requestItems.sorted(by: { $0.key < $1.key }) {
+            let info = try table(named: name)
+            guard case .array(let requests) = value else { throw RequestFields.wrongType("RequestItems", value, expected: "a list") }
+            guard !requests.isEmpty else {
+                throw .validation("1 validation error detected: Value '[]' at 'requestItems.\(name).member' failed to satisfy constraint: Member must have length greater than or equal to 1")
+            }
+            var seen: Set<[UInt8]> = []
+            for requestJSON in requests {
+                guard writes.count < Self.batchWriteRequestsMax else {
+                    throw .validation("Too many items requested for the BatchWriteItem call")
+                }
+                let request = try RequestFields(requestJSON)
+                let put = try request.object("PutRequest")
+                let delete = try request.object("DeleteRequest")
+                let item: Item
+                let decision: WriteDecision
+                switch (put, delete) {
+                case (let put?, nil):
+                    guard let itemJSON = put["Item"], itemJSON != .null else { throw RequestFields.missing("Item") }
+                    item = try Item(itemJSON: itemJSON)
+                    try Self.checkItemSize(item)
+                    decision = .put(item)
+                case (nil, let delete?):
+                    guard let keyJSON = delete["Key"], keyJSON != .null else { throw RequestFields.missing("Key") }
+                    item = try Item(itemJSON: keyJSON)
+                    decision = .delete
+                default:
+                    throw .validation("1 validation error detected: A WriteRequest must contain exactly one of PutRequest or DeleteRequest")
+                }
+                let isDelete: Bool
+                if case .delete = decision { isDelete = true } else { isDelete = false }
+                let (partitionKey, sortKey) = try info.primaryKey(of: item, keyOnly: isDelete)
+                let key = info.storageKey(partition: partitionKey, sort: sortKey)
+                guard seen.insert(key).inserted else {
+                    throw .validation("Provided list of item keys contains duplicates")
+                }
+                writes.append((info, partitionKey, key, decision))
+            }
+        }
+        let work = writes.map { (partition(for: $0.partitionKey), $0.info.id, $0.key, $0.decision) }
+        let sizes = try await Self.concurrently(work) { (partition, table, key, decision) throws(DynamoError) in
+            let (old, new) = try await partition.write(table: table, key: key) { (_: Item?) throws(DynamoError) in decision }
+            return max(old?.sizeBytes ?? 0, new?.sizeBytes ?? 0)
+        }
+        var result: [String: JSON] = ["UnprocessedItems": .object([:])]
+        if try fields.enumeration("ReturnConsumedCapacity", allowed: ["INDEXES", "TOTAL", "NONE"]).map({ $0 != "NONE" }) ?? false {
+            var units: [String: (TableInfo, Double)] = [:]
+            for (write, size) in zip(writes, sizes) {
+                units[write.info.name, default: (write.info, 0)].1 += Self.writeUnits(size)
+            }
+            var consumed: [JSON] = []
+            for (info, total) in units.values.sorted(by: { $0.0.name < $1.0.name }) {
+                if let capacity = try consumedCapacity(fields, info: info, units: total) { consumed.append(capacity) }
+            }
+            result["ConsumedCapacity"] = .array(consumed)
+        }
+        return .object(result)
+    }
+
+    // MARK: Helpers
+
+    private func batchRequestItems(_ fields: RequestFields) throws(DynamoError) -> [String: JSON] {
+        guard let requestItems = try fields.object("RequestItems") else { throw RequestFields.missing("RequestItems") }
+        guard !requestItems.isEmpty else {
+            throw .validation("1 validation error detected: Value '{}' at 'requestItems' failed to satisfy constraint: Member must have length greater than or equal to 1")
+        }
+        for name in requestItems.keys { try RequestFields.checkTableName(name, member: "requestItems") }
+        return requestItems
+    }
+
+    func table(named name: String) throws(DynamoError) -> TableInfo {
+        guard let info = tables.tables[name] else { throw .resourceNotFound() }
+        return info
+    }
+
+    /// Runs `body` on every element at once (each on the partition it calls), and returns
+    /// the results in order, or the first error.
+    static func concurrently<Element: Sendable, Result: Sendable>(
+        _ elements: [Element], _ body: @escaping @Sendable (Element) async throws(DynamoError) -> Result
+    ) async throws(DynamoError) -> [Result] {
+        let outcomes = await withTaskGroup(of: (Int, Swift.Result<Result, DynamoError>).self) { group in
+            for (index, element) in elements.enumerated() {
+                group.addTask {
+                    do throws(DynamoError) { return (index, .success(try await body(element))) } catch { return (index, .failure(error)) }
+                }
+            }
+            var outcomes = [Swift.Result<Result, DynamoError>?](repeating: nil, count: elements.count)
+            for await (index, outcome) in group { outcomes[index] = outcome }
+            return outcomes
+        }
+        return try outcomes.map { (outcome) throws(DynamoError) in try outcome!.get() }
+    }
+}

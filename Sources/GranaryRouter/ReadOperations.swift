@@ -1,0 +1,215 @@
+import GranaryModel
+import GranaryPartition
+
+/// Query and Scan: bounded cursor walks over the B-tree, a page at a time.
+///
+/// A Query reads one partition key's items, which are contiguous and in sort-key order in
+/// one partition. A Scan reads a table's items in hash order: partitions own consecutive
+/// hash ranges, so a scan walks them one after another, and a segment of a parallel scan
+/// is a slice of the hash space. A page stops at Limit items or at 1 MB of items read,
+/// before the filter, as DynamoDB's does; LastEvaluatedKey is the key of the last item
+/// read, and the next page resumes just past it, so every item present for the whole walk
+/// is returned exactly once whatever is written meanwhile.
+extension DynamoService {
+    static let pageBytesMax = 1 << 20
+
+    /// What Query and Scan share: what to return of each item and how much to read.
+    struct ReadOptions {
+        var filter: Condition?
+        var projection: [DocumentPath]?
+        var countOnly = false
+        var limit = Int.max
+        var consistent = false
+
+        init(_ fields: RequestFields, filter: Condition?, context: ExpressionContext) throws(DynamoError) {
+            self.filter = filter
+            projection = try DynamoService.projection(fields, context: context)
+            let select = try fields.enumeration("Select", allowed: ["ALL_ATTRIBUTES", "ALL_PROJECTED_ATTRIBUTES", "SPECIFIC_ATTRIBUTES", "COUNT"])
+            let projectionName = fields.has("ProjectionExpression") ? "ProjectionExpression" : "AttributesToGet"
+            switch select {
+            case "ALL_PROJECTED_ATTRIBUTES":
+                throw .validation("ALL_PROJECTED_ATTRIBUTES can be used only when Querying using an IndexName")
+            case "ALL_ATTRIBUTES" where projection != nil:
+                throw .validation("Cannot specify the \(projectionName) when choosing to get ALL_ATTRIBUTES")
+            case "COUNT" where projection != nil:
+                throw .validation("Cannot specify the \(projectionName) when choosing to get COUNT")
+            case "SPECIFIC_ATTRIBUTES" where projection == nil:
+                throw .validation("SPECIFIC_ATTRIBUTES requires either ProjectionExpression or AttributesToGet to be specified")
+            default: break
+            }
+            countOnly = select == "COUNT"
+            if let limit = try fields.integer("Limit") {
+                guard limit >= 1 else {
+                    throw .validation("1 validation error detected: Value '\(limit)' at 'limit' failed to satisfy constraint: Member must have value greater than or equal to 1")
+                }
+                self.limit = limit
+            }
+            consistent = try fields.bool("ConsistentRead") ?? false
+        }
+    }
+
+    /// The items of a walk that pass the filter, as the response shows them.
+    struct ReadResult {
+        var items: [JSON] = []
+        var count = 0
+        var scanned = 0
+        var bytes = 0
+        var lastItem: Item?
+
+        mutating func add(_ page: RangePage, options: ReadOptions) {
+            for item in page.items {
+                scanned += 1
+                guard options.filter?.evaluate(item) ?? true else { continue }
+                count += 1
+                if !options.countOnly { items.append((options.projection.map { Projection.apply($0, to: item) } ?? item).json) }
+            }
+            bytes += page.bytes
+            lastItem = page.items.last ?? lastItem
+        }
+
+        func json(info: TableInfo, more: Bool, options: ReadOptions) -> [String: JSON] {
+            var result: [String: JSON] = ["Count": .number(String(count)), "ScannedCount": .number(String(scanned))]
+            if !options.countOnly { result["Items"] = .array(items) }
+            if more, let lastItem {
+                result["LastEvaluatedKey"] = lastItem.filter { info.keyNames.contains($0.key) }.json
+            }
+            return result
+        }
+
+        /// Read units: the bytes read, in 4 KB units rounded up, halved when eventually consistent.
+        func units(consistent: Bool) -> Double {
+            Double(max(1, (bytes + 4095) / 4096)) * (consistent ? 1 : 0.5)
+        }
+    }
+
+    // MARK: Query
+
+    func query(_ fields: RequestFields) async throws(DynamoError) -> JSON {
+        let info = try table(fields)
+        try refuseIndex(fields, info: info)
+        let keyText = try fields.string("KeyConditionExpression")
+        let filterText = try fields.string("FilterExpression")
+        let context = try fields.expressionContext(usesExpressions: keyText != nil || filterText != nil || fields.has("ProjectionExpression"))
+        guard let keyText else {
+            throw .validation("Either the KeyConditions or KeyConditionExpression parameter must be specified in the request.")
+        }
+        let keyCondition = try KeyCondition(ExpressionParser.condition(keyText, kind: "KeyConditionExpression", context: context), table: info)
+        let filter = try filterText.map { (text) throws(DynamoError) in try ExpressionParser.condition(text, kind: "FilterExpression", context: context) }
+        if let filter, let key = info.keyNames.first(where: filter.attributeNames.contains) {
+            throw .validation("Filter Expression can only contain non-primary key attributes: Primary key attribute: \(key)")
+        }
+        let options = try ReadOptions(fields, filter: filter, context: context)
+        try context.checkAllUsed()
+        let forward = try fields.bool("ScanIndexForward") ?? true
+
+        var after: [UInt8]?
+        if let start = try fields.item("ExclusiveStartKey") {
+            let (partitionKey, sortKey) = try startKey(start, info: info)
+            guard partitionKey == keyCondition.partitionKey else {
+                throw .validation("The provided starting key is invalid: The provided key element does not match the schema")
+            }
+            guard keyCondition.matchesSort(sortKey) else {
+                throw .validation("The provided starting key does not match the range key predicate")
+            }
+            after = info.storageKey(partition: partitionKey, sort: sortKey)
+        }
+        let (lower, upper) = keyCondition.keyRange(table: info.id)
+        let page = try await partition(for: keyCondition.partitionKey).readRange(
+            KeyRange(lower: lower, upper: upper), after: after, reverse: !forward, limit: options.limit, byteLimit: Self.pageBytesMax)
+        var result = ReadResult()
+        result.add(page, options: options)
+        var json = result.json(info: info, more: page.more, options: options)
+        try addConsumedCapacity(fields, info: info, units: result.units(consistent: options.consistent), to: &json)
+        return .object(json)
+    }
+
+    // MARK: Scan
+
+    func scan(_ fields: RequestFields) async throws(DynamoError) -> JSON {
+        let info = try table(fields)
+        try refuseIndex(fields, info: info)
+        let filterText = try fields.string("FilterExpression")
+        let context = try fields.expressionContext(usesExpressions: filterText != nil || fields.has("ProjectionExpression"))
+        let filter = try filterText.map { (text) throws(DynamoError) in try ExpressionParser.condition(text, kind: "FilterExpression", context: context) }
+        let options = try ReadOptions(fields, filter: filter, context: context)
+        try context.checkAllUsed()
+        let (low, high) = try segmentHashes(fields)
+
+        // The segment's keys: from its first hash to the next segment's (or the table's end).
+        let lower = KeyEncoding.hashStart(table: info.id, hash: low)
+        let upper = high.map { KeyEncoding.hashStart(table: info.id, hash: $0) } ?? KeyEncoding.prefixEnd(KeyEncoding.tablePrefix(info.id))
+        var first = partitionIndex(hash: low)
+        let last = partitionIndex(hash: high.map { $0 - 1 } ?? UInt64.max)
+        var after: [UInt8]?
+        if let start = try fields.item("ExclusiveStartKey") {
+            let (partitionKey, sortKey) = try startKey(start, info: info)
+            let hash = KeyEncoding.hash(partitionKey)
+            guard hash >= low, high.map({ hash < $0 }) ?? true else {
+                throw .validation("The provided Exclusive start key does not map to the provided segment")
+            }
+            after = info.storageKey(partition: partitionKey, sort: sortKey)
+            first = partitionIndex(hash: hash)
+        }
+
+        var result = ReadResult()
+        var more = false
+        for index in first...last {
+            let page = try await partitions[index].readRange(
+                KeyRange(lower: lower, upper: upper), after: index == first ? after : nil, reverse: false,
+                limit: options.limit - result.scanned, byteLimit: Self.pageBytesMax - result.bytes)
+            result.add(page, options: options)
+            if page.more || result.scanned == options.limit || result.bytes >= Self.pageBytesMax {
+                more = page.more || index < last
+                break
+            }
+        }
+        var json = result.json(info: info, more: more, options: options)
+        try addConsumedCapacity(fields, info: info, units: result.units(consistent: options.consistent), to: &json)
+        return .object(json)
+    }
+
+    /// The hash range of the requested segment: `low` inclusive, `high` exclusive (nil for
+    /// the end of the hash space).
+    private func segmentHashes(_ fields: RequestFields) throws(DynamoError) -> (UInt64, UInt64?) {
+        let segment = try fields.integer("Segment")
+        let total = try fields.integer("TotalSegments")
+        switch (segment, total) {
+        case (nil, nil): return (0, nil)
+        case (_?, nil):
+            throw .validation("The TotalSegments parameter is required but was not present in the request when Segment parameter is present")
+        case (nil, _?):
+            throw .validation("The Segment parameter is required but was not present in the request when parameter TotalSegments is present")
+        case (let segment?, let total?):
+            guard (1...1_000_000).contains(total) else {
+                let bound = total < 1 ? "greater than or equal to 1" : "less than or equal to 1000000"
+                throw .validation("1 validation error detected: Value '\(total)' at 'totalSegments' failed to satisfy constraint: Member must have value \(bound)")
+            }
+            guard segment >= 0 else {
+                throw .validation("1 validation error detected: Value '\(segment)' at 'segment' failed to satisfy constraint: Member must have value greater than or equal to 0")
+            }
+            guard segment < total else {
+                throw .validation("The Segment parameter is zero-based and must be less than parameter TotalSegments: Segment: \(segment) is out of bounds of TotalSegments: \(total)")
+            }
+            func boundary(_ index: Int) -> UInt64 { UInt64((UInt128(index) << 64) / UInt128(total)) }
+            return (boundary(segment), segment + 1 == total ? nil : boundary(segment + 1))
+        }
+    }
+
+    // MARK: Helpers
+
+    /// An ExclusiveStartKey's primary key, checked against the schema.
+    private func startKey(_ start: Item, info: TableInfo) throws(DynamoError) -> (AttributeValue, AttributeValue?) {
+        do {
+            return try info.primaryKey(of: start, keyOnly: true)
+        } catch {
+            throw .validation("The provided starting key is invalid: \(error.message)")
+        }
+    }
+
+    /// Secondary indexes come with a later issue; until then every index name is unknown.
+    func refuseIndex(_ fields: RequestFields, info: TableInfo) throws(DynamoError) {
+        if let index = try fields.string("IndexName") {
+            throw .validation("The table does not have the specified index: \(index)")
+        }
+    }
+}
