@@ -1,0 +1,103 @@
+"""BatchGetItem and BatchWriteItem through boto3 against a real `granary serve`."""
+import json
+import uuid
+
+import botocore.exceptions
+import pytest
+
+from granary_process import raw_post
+
+
+def make_table(client, sort=True):
+    name = "b-" + uuid.uuid4().hex[:12]
+    schema = [{"AttributeName": "pk", "KeyType": "HASH"}]
+    definitions = [{"AttributeName": "pk", "AttributeType": "S"}]
+    if sort:
+        schema.append({"AttributeName": "sk", "KeyType": "RANGE"})
+        definitions.append({"AttributeName": "sk", "AttributeType": "N"})
+    client.create_table(TableName=name, BillingMode="PAY_PER_REQUEST", KeySchema=schema, AttributeDefinitions=definitions)
+    return name
+
+
+def error(call, **kwargs):
+    with pytest.raises(botocore.exceptions.ClientError) as raised:
+        call(**kwargs)
+    return raised.value.response["Error"]["Code"], raised.value.response["Error"]["Message"]
+
+
+def key(pk, sk):
+    return {"pk": {"S": pk}, "sk": {"N": str(sk)}}
+
+
+def test_batch_write_then_get_across_tables(client):
+    first, second = make_table(client), make_table(client, sort=False)
+    written = client.batch_write_item(RequestItems={
+        first: [{"PutRequest": {"Item": {**key("p", n), "v": {"N": str(n * n)}}}} for n in range(20)],
+        second: [{"PutRequest": {"Item": {"pk": {"S": f"k{n}"}, "v": {"S": "x"}}}} for n in range(5)],
+    }, ReturnConsumedCapacity="TOTAL")
+    assert written["UnprocessedItems"] == {}
+    assert sorted(entry["TableName"] for entry in written["ConsumedCapacity"]) == sorted([first, second])
+    assert {entry["TableName"]: entry["CapacityUnits"] for entry in written["ConsumedCapacity"]}[first] == 20.0
+
+    got = client.batch_get_item(RequestItems={
+        first: {"Keys": [key("p", n) for n in (0, 3, 19, 99)], "ProjectionExpression": "sk, v"},
+        second: {"Keys": [{"pk": {"S": "k1"}}, {"pk": {"S": "k4"}}], "ConsistentRead": True},
+    })
+    assert got["UnprocessedKeys"] == {}
+    assert sorted(int(item["v"]["N"]) for item in got["Responses"][first]) == [0, 9, 361]
+    assert all(set(item) == {"sk", "v"} for item in got["Responses"][first])
+    assert sorted(item["pk"]["S"] for item in got["Responses"][second]) == ["k1", "k4"]
+
+    # Deletes and puts in one batch.
+    client.batch_write_item(RequestItems={first: [
+        {"DeleteRequest": {"Key": key("p", 0)}}, {"DeleteRequest": {"Key": key("p", 1)}},
+        {"PutRequest": {"Item": {**key("p", 2), "v": {"S": "replaced"}}}},
+    ]})
+    got = client.batch_get_item(RequestItems={first: {"Keys": [key("p", n) for n in range(3)]}})
+    assert got["Responses"][first] == [{**key("p", 2), "v": {"S": "replaced"}}]
+    assert client.describe_table(TableName=first)["Table"]["ItemCount"] == 18
+
+
+def test_batch_get_hands_back_keys_past_16_megabytes(client):
+    table = make_table(client)
+    blob = "z" * 390_000
+    for start in range(0, 48, 8):
+        client.batch_write_item(RequestItems={table: [
+            {"PutRequest": {"Item": {**key("big", n), "blob": {"S": blob}}}} for n in range(start, start + 8)]})
+    keys = [key("big", n) for n in range(48)]
+    got = client.batch_get_item(RequestItems={table: {"Keys": keys, "ProjectionExpression": "pk, sk, #b",
+                                                      "ExpressionAttributeNames": {"#b": "blob"}}})
+    returned = got["Responses"][table]
+    unprocessed = got["UnprocessedKeys"][table]
+    assert 40 <= len(returned) <= 44
+    assert unprocessed["ProjectionExpression"] == "pk, sk, #b"
+    assert len(returned) + len(unprocessed["Keys"]) == 48
+    # Asking again for what was left returns the rest, as SDK retry loops do.
+    again = client.batch_get_item(RequestItems={table: unprocessed})
+    found = {int(item["sk"]["N"]) for item in returned + again["Responses"][table]}
+    assert found == set(range(48)) and again["UnprocessedKeys"] == {}
+
+
+def test_batch_errors(node, client):
+    table = make_table(client)
+    assert error(client.batch_write_item, RequestItems={table: [{"PutRequest": {"Item": key("p", 1)}}] * 2}) == \
+        ("ValidationException", "Provided list of item keys contains duplicates")
+    assert error(client.batch_get_item, RequestItems={table: {"Keys": [key("p", 1), key("p", 1)]}}) == \
+        ("ValidationException", "Provided list of item keys contains duplicates")
+    assert error(client.batch_write_item, RequestItems={table: [{"PutRequest": {"Item": key("p", n)}} for n in range(26)]}) == \
+        ("ValidationException", "Too many items requested for the BatchWriteItem call")
+    assert error(client.batch_get_item, RequestItems={table: {"Keys": [key("p", n) for n in range(101)]}}) == \
+        ("ValidationException", "Too many items requested for the BatchGetItem call")
+    assert error(client.batch_write_item, RequestItems={"no-such-table": [{"PutRequest": {"Item": key("p", 1)}}]})[0] == \
+        "ResourceNotFoundException"
+    assert error(client.batch_get_item, RequestItems={table: {"Keys": [{"pk": {"S": "p"}}]}}) == \
+        ("ValidationException", "The provided key element does not match the schema")
+    assert error(client.batch_write_item, RequestItems={table: [{"PutRequest": {"Item": {"pk": {"S": "p"}}}}]}) == \
+        ("ValidationException", "One or more parameter values were invalid: Missing the key sk in the item")
+    both = {"PutRequest": {"Item": key("p", 1)}, "DeleteRequest": {"Key": key("p", 2)}}
+    response = raw_post(node, "BatchWriteItem", json.dumps({"RequestItems": {table: [both]}}).encode())
+    assert response.status_code == 400 and response.json()["__type"].endswith("#ValidationException")
+    response = raw_post(node, "BatchWriteItem", json.dumps({"RequestItems": {}}).encode())
+    assert response.status_code == 400 and "at 'requestItems' failed to satisfy constraint" in response.json()["message"]
+    # A refused batch wrote nothing.
+    assert client.scan(TableName=table)["Count"] == 0
