@@ -9,6 +9,8 @@ public struct DynamoError: Error, Sendable, Equatable, CustomStringConvertible {
     public let namespace: String
     /// For ConditionalCheckFailedException with ReturnValuesOnConditionCheckFailure=ALL_OLD.
     public var item: Item?
+    /// More members of the error's JSON body (TransactionCanceledException's CancellationReasons).
+    public var details: [String: JSON] = [:]
 
     public init(_ type: String, _ message: String, namespace: String = "com.amazonaws.dynamodb.v20120810", item: Item? = nil) {
         self.type = type

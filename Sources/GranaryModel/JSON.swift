@@ -247,7 +247,15 @@ extension JSON {
         return output
     }
 
-    public func write(to output: inout [UInt8]) {
+    /// The value as JSON with every object's members in key order: equal values give equal
+    /// bytes (for comparing requests).
+    public func canonicalSerialized() -> [UInt8] {
+        var output: [UInt8] = []
+        write(to: &output, sortingKeys: true)
+        return output
+    }
+
+    public func write(to output: inout [UInt8], sortingKeys: Bool = false) {
         switch self {
         case .null: output.append(contentsOf: "null".utf8)
         case .bool(let value): output.append(contentsOf: (value ? "true" : "false").utf8)
@@ -257,18 +265,18 @@ extension JSON {
             output.append(UInt8(ascii: "["))
             for (position, element) in elements.enumerated() {
                 if position > 0 { output.append(UInt8(ascii: ",")) }
-                element.write(to: &output)
+                element.write(to: &output, sortingKeys: sortingKeys)
             }
             output.append(UInt8(ascii: "]"))
         case .object(let members):
             output.append(UInt8(ascii: "{"))
             var first = true
-            for (key, value) in members {
+            for (key, value) in sortingKeys ? members.sorted(by: { $0.key < $1.key }) : Array(members) {
                 if !first { output.append(UInt8(ascii: ",")) }
                 first = false
                 JSON.writeString(key, to: &output)
                 output.append(UInt8(ascii: ":"))
-                value.write(to: &output)
+                value.write(to: &output, sortingKeys: sortingKeys)
             }
             output.append(UInt8(ascii: "}"))
         }
@@ -292,5 +300,12 @@ extension JSON {
             }
         }
         output.append(UInt8(ascii: "\""))
+    }
+}
+
+extension JSON: ExpressibleByStringLiteral, ExpressibleByDictionaryLiteral {
+    public init(stringLiteral value: String) { self = .string(value) }
+    public init(dictionaryLiteral elements: (String, JSON)...) {
+        self = .object(Dictionary(elements) { first, _ in first })
     }
 }

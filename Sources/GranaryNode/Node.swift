@@ -74,6 +74,9 @@ public final class Node: Sendable {
         }
         let cores = reactors.map { CoreTables(reactor: $0) }
         let everyPartition = partitions
+        try Self.wait(on: partitions[0].reactor) { () async throws in
+            try await TransactionLedger.recover(partitions: everyPartition, now: Date().timeIntervalSince1970)
+        } failure: { "granary: cannot finish the transactions committed before the node stopped: \($0)" }
         let catalog = try Self.wait(on: partitions[0].reactor) { () async throws -> Catalog in
             try await Catalog.open(partitions: everyPartition, cores: cores)
         } failure: { "granary: cannot read the table catalog: \($0)" }

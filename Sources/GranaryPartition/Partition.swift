@@ -18,6 +18,14 @@ public struct RangePage: Sendable {
     public var more = false
 }
 
+/// One write of a committed transaction: the final image of an item (nil: deleted).
+public struct TransactionWrite: Sendable {
+    public var table: UInt32
+    public var key: [UInt8]
+    public var item: Item?
+    public init(table: UInt32, key: [UInt8], item: Item?) { self.table = table; self.key = key; self.item = item }
+}
+
 /// What a write does once it has seen the item stored under its key.
 public enum WriteDecision: Sendable {
     case put(Item)
@@ -39,8 +47,15 @@ public actor Partition {
     public nonisolated var unownedExecutor: UnownedSerialExecutor { reactor.asUnownedSerialExecutor() }
 
     private let store: ReplicaStore<ReactorStorage>
-    /// Keys with a write in flight, and the writes queued behind it.
-    private var keyLocks: [[UInt8]: [UnsafeContinuation<Void, Never>]] = [:]
+    /// Keys with a write or transaction in flight, and the writers queued behind it.
+    private var keyLocks: [[UInt8]: KeyLock] = [:]
+
+    private struct KeyLock {
+        var waiters: [UnsafeContinuation<Void, Never>] = []
+        /// Held by a transaction: another transaction reaching it conflicts instead of
+        /// waiting, so transactions never wait for each other in a cycle.
+        var transaction = false
+    }
     /// Items and bytes per table in this partition (for DescribeTable), rebuilt at open.
     private var statistics: [UInt32: TableStatistics] = [:]
 
@@ -106,19 +121,48 @@ public actor Partition {
         await lock(key)
         defer { unlock(key) }
         let old = try await read(key)
-        let decision = try decide(old?.item)
         let new: Item?
+        switch try decide(old?.item) {
+        case .put(let item): new = item
+        case .delete: new = nil
+        }
+        try await store(table: table, key: key, replacing: old, with: new)
+        return (old?.item, new)
+    }
+
+    /// A committed transaction's writes to keys it holds locked (or, at recovery, before
+    /// anything else runs). Idempotent: each write is the item's final image. They run side
+    /// by side, so that they share the log's group commits.
+    public func applyTransaction(_ writes: [TransactionWrite]) async throws(DynamoError) {
+        let failures = await withTaskGroup(of: DynamoError?.self) { group in
+            for write in writes {
+                group.addTask {
+                    do throws(DynamoError) {
+                        try await self.store(table: write.table, key: write.key, replacing: self.read(write.key), with: write.item)
+                        return nil
+                    } catch {
+                        return error
+                    }
+                }
+            }
+            var failures: [DynamoError] = []
+            for await failure in group { if let failure { failures.append(failure) } }
+            return failures
+        }
+        if let failure = failures.first { throw failure }
+    }
+
+    /// Stores `new` (or deletes, for nil) under `key`, which holds `old`, and keeps the
+    /// table's statistics.
+    private func store(table: UInt32, key: [UInt8], replacing old: (item: Item, storedBytes: Int)?, with new: Item?) async throws(DynamoError) {
         var newBytes: Int?
         do throws(StorageError) {
-            switch decision {
-            case .put(let item):
-                let encoded = ItemCodec.encode(item)
+            if let new {
+                let encoded = ItemCodec.encode(new)
                 try await store.put(key, encoded)
-                new = item
                 newBytes = encoded.count
-            case .delete:
-                if old != nil { try await store.delete(key) }
-                new = nil
+            } else if old != nil {
+                try await store.delete(key)
             }
         } catch {
             throw Self.internalError(error)
@@ -133,7 +177,6 @@ public actor Partition {
             entry.bytes += newBytes
         }
         statistics[table] = entry
-        return (old?.item, new)
     }
 
     /// A bounded walk over the keys in `[lower, upper)`, forward or backward, resuming
@@ -224,29 +267,53 @@ public actor Partition {
     private func lock(_ key: [UInt8]) async {
         precondition(reactor.isOwnerThread, "partition \(index) ran off its core")
         if keyLocks[key] == nil {
-            keyLocks[key] = []
+            keyLocks[key] = KeyLock()
             return
         }
         // The state is checked again inside: the runtime may run other jobs of this actor
         // before the body (seen: an unlock in between), so the body decides afresh.
         await withUnsafeContinuation { continuation in
             if keyLocks[key] == nil {
-                keyLocks[key] = []
+                keyLocks[key] = KeyLock()
                 continuation.resume()
             } else {
-                keyLocks[key]!.append(continuation)
+                keyLocks[key]!.waiters.append(continuation)
             }
         }
     }
 
     private func unlock(_ key: [UInt8]) {
-        guard var waiters = keyLocks[key] else { preconditionFailure("unlocking a key that is not locked") }
-        if waiters.isEmpty {
+        guard var entry = keyLocks[key] else { preconditionFailure("unlocking a key that is not locked") }
+        if entry.waiters.isEmpty {
             keyLocks[key] = nil
         } else {
-            let next = waiters.removeFirst()
-            keyLocks[key] = waiters
+            let next = entry.waiters.removeFirst()
+            entry.transaction = false
+            keyLocks[key] = entry
             next.resume()  // the lock passes straight to the next writer of this key
+        }
+    }
+
+    /// Locks `keys` for a transaction, in order. A key held by another transaction is a
+    /// conflict: the keys taken so far are released and the conflicting one returned. A key
+    /// held by a single-item write is waited for (that write is short and waits for
+    /// nothing else).
+    public func lockForTransaction(_ keys: [[UInt8]]) async -> [UInt8]? {
+        for (position, key) in keys.enumerated() {
+            if keyLocks[key]?.transaction == true {
+                unlock(transactionKeys: Array(keys[..<position]))
+                return key
+            }
+            await lock(key)
+            keyLocks[key]!.transaction = true
+        }
+        return nil
+    }
+
+    public func unlock(transactionKeys keys: [[UInt8]]) {
+        for key in keys {
+            precondition(keyLocks[key]?.transaction == true, "a transaction unlocks a key it does not hold")
+            unlock(key)
         }
     }
 

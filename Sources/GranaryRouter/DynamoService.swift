@@ -88,6 +88,8 @@ public final class DynamoService: Sendable {
         case "Scan": result = try await scan(fields)
         case "BatchGetItem": result = try await batchGetItem(fields)
         case "BatchWriteItem": result = try await batchWriteItem(fields)
+        case "TransactWriteItems": result = try await transactWriteItems(fields)
+        case "TransactGetItems": result = try await transactGetItems(fields)
         default:
             throw DynamoError("UnknownOperationException", "Operation \(operation) is not supported by this node yet",
                               namespace: "com.amazon.coral.service")
@@ -126,6 +128,7 @@ public final class DynamoService: Sendable {
         var object: [String: JSON] = ["__type": .string("\(error.namespace)#\(error.type)")]
         if !error.message.isEmpty { object["message"] = .string(error.message) }
         if let item = error.item { object["Item"] = item.json }
+        object.merge(error.details) { current, _ in current }
         let status: HTTPStatus = error.type == "InternalServerError" ? .internalServerError : .badRequest
         return response(status: status, body: JSON.object(object).serialized(), requestID: requestID)
     }

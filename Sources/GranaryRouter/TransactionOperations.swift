@@ -1,0 +1,279 @@
+import Crypto
+import Foundation
+import GranaryModel
+import GranaryPartition
+
+/// TransactWriteItems and TransactGetItems: up to 100 actions on items anywhere on the
+/// node, all or nothing, isolated from other writes.
+///
+/// A transaction locks every item it touches (partition by partition in index order, keys
+/// in order), reads them, checks every condition, and only then writes; the ledger makes
+/// the writes atomic across partitions and durable together (TransactionLedger). A key
+/// already held by another transaction cancels this one with TransactionConflict at
+/// once, so transactions never wait for each other; single-item writes queue behind a
+/// transaction's lock and transactions behind theirs, both bounded.
+///
+/// Two-phase commit across nodes (when partitions have leaders elsewhere) is the same
+/// shape: the lock-and-check step becomes "prepare" at each partition leader, and the
+/// ledger header becomes the coordinator's commit record.
+extension DynamoService {
+    static let transactionActionsMax = 100
+    static let transactionBytesMax = 4 << 20
+
+    private enum WriteKind {
+        case conditionCheck
+        case put(Item)
+        case delete
+        case update([UpdateAction])
+    }
+
+    /// One action of a TransactWriteItems, validated.
+    private struct PlannedWrite {
+        var info: TableInfo
+        var key: Item
+        var storageKey: [UInt8]
+        var partition: Int
+        var kind: WriteKind
+        var condition: Condition?
+        var returnOldOnFailure: Bool
+    }
+
+    // MARK: TransactWriteItems
+
+    func transactWriteItems(_ fields: RequestFields) async throws(DynamoError) -> JSON {
+        let actions = try transactionActions(fields)
+        _ = try fields.enumeration("ReturnItemCollectionMetrics", allowed: ["SIZE", "NONE"])
+        let token = try fields.string("ClientRequestToken")
+        if let token, !(1...36).contains(token.utf8.count) {
+            throw .validation("1 validation error detected: Value '\(token)' at 'clientRequestToken' failed to satisfy constraint: Member must have length less than or equal to 36")
+        }
+        var writes: [PlannedWrite] = []
+        var seen: Set<[UInt8]> = []
+        var requestBytes = 0
+        for action in actions {
+            let write = try plannedWrite(action)
+            guard seen.insert(write.storageKey).inserted else {
+                throw .validation("Transaction request cannot include multiple operations on one item")
+            }
+            if case .put(let item) = write.kind { requestBytes += item.sizeBytes }
+            writes.append(write)
+        }
+        guard requestBytes <= Self.transactionBytesMax else {
+            throw .validation("Transaction request cannot be larger than 4 MB")
+        }
+
+        let requestHash = SHA256.hash(data: JSON.object(fields.members).canonicalSerialized()).map { String(format: "%02x", $0) }.joined()
+        let coordinator = token.map { partitionIndex(hash: KeyEncoding.hash(.s($0))) } ?? writes[0].partition
+        let now = Date().timeIntervalSince1970
+        if let token, let header = try await TransactionLedger.header(token, in: partitions[coordinator]),
+           header.time + TransactionLedger.tokenLifetimeSeconds > now {
+            guard header.requestHash == requestHash else {
+                throw DynamoError("IdempotentParameterMismatchException", "The request uses the same client token as a previous, but non-identical request.")
+            }
+            guard header.state == .done else {
+                throw DynamoError("TransactionInProgressException", "The transaction with the given request token is already in progress.")
+            }
+            return try transactionResponse(fields, units: writes.map { ($0.info, 2.0) })  // already applied: answer as then
+        }
+
+        let keys = writes.map { ($0.partition, $0.storageKey) }
+        let units = try await withTransactionLocks(keys) { () async throws(DynamoError) -> [(TableInfo, Double)] in
+            let stored = try await Self.concurrently(writes.map { (self.partitions[$0.partition], $0.storageKey) }) {
+                (partition, key) throws(DynamoError) in try await partition.getItem(key)
+            }
+            var reasons: [JSON] = []
+            var images: [Int: [TransactionWrite]] = [:]
+            var units: [(TableInfo, Double)] = []
+            for (write, old) in zip(writes, stored) {
+                do throws(DynamoError) {
+                    if let condition = write.condition, !condition.evaluate(old) {
+                        throw .conditionalCheckFailed(item: write.returnOldOnFailure ? old : nil)
+                    }
+                    var new: Item?
+                    switch write.kind {
+                    case .conditionCheck: units.append((write.info, 2 * Self.writeUnits(old?.sizeBytes ?? 0))); reasons.append(["Code": "None"]); continue
+                    case .put(let item): new = item
+                    case .delete: new = nil
+                    case .update(let actions):
+                        new = try UpdateEvaluation.apply(actions, to: old ?? write.key)
+                        try Self.checkItemSize(new!)
+                    }
+                    images[write.partition, default: []].append(TransactionWrite(table: write.info.id, key: write.storageKey, item: new))
+                    units.append((write.info, 2 * Self.writeUnits(max(old?.sizeBytes ?? 0, new?.sizeBytes ?? 0))))
+                    reasons.append(["Code": "None"])
+                } catch {
+                    reasons.append(Self.cancellationReason(error))
+                }
+            }
+            guard reasons.allSatisfy({ $0 == ["Code": "None"] }) else { throw Self.transactionCanceled(reasons) }
+            try await TransactionLedger.commit(id: token ?? UUID().uuidString, keepToken: token != nil, requestHash: requestHash, now: now,
+                                               writes: images, coordinator: self.partitions[coordinator], partitions: self.partitions)
+            return units
+        } conflict: { index in
+            Self.transactionCanceled(writes.indices.map { $0 == index ? Self.conflictReason : ["Code": "None"] })
+        }
+        return try transactionResponse(fields, units: units)
+    }
+
+    private func plannedWrite(_ action: JSON) throws(DynamoError) -> PlannedWrite {
+        guard case .object(let members) = action else { throw RequestFields.wrongType("TransactItems", action, expected: "a structure") }
+        let present = members.filter { $0.value != .null }
+        guard present.count == 1, let (name, body) = present.first, ["ConditionCheck", "Put", "Delete", "Update"].contains(name) else {
+            throw .validation("TransactItems can only contain one of Check, Put, Update or Delete")
+        }
+        let request = try RequestFields(body)
+        let info = try table(request)
+        let updateText = try request.string("UpdateExpression")
+        let conditionText = try request.string("ConditionExpression")
+        let context = try request.expressionContext(usesExpressions: updateText != nil || conditionText != nil)
+        let condition = try conditionText.map { (text) throws(DynamoError) in try ExpressionParser.condition(text, context: context) }
+        var kind: WriteKind
+        let key: Item
+        switch name {
+        case "Put":
+            guard let item = try request.item("Item") else { throw RequestFields.missing("Item") }
+            try Self.checkItemSize(item)
+            key = item
+            kind = .put(item)
+        case "Update":
+            guard let text = updateText else { throw RequestFields.missing("UpdateExpression") }
+            guard let given = try request.item("Key") else { throw RequestFields.missing("Key") }
+            let actions = try ExpressionParser.update(text, context: context)
+            for action in actions where info.keyNames.contains(action.path.attributeName) {
+                throw .validation("One or more parameter values were invalid: Cannot update attribute \(action.path.attributeName). This attribute is part of the key")
+            }
+            key = given
+            kind = .update(actions)
+        default:
+            guard let given = try request.item("Key") else { throw RequestFields.missing("Key") }
+            if name == "ConditionCheck" && condition == nil { throw RequestFields.missing("ConditionExpression") }
+            key = given
+            kind = name == "Delete" ? .delete : .conditionCheck
+        }
+        if name != "Update", updateText != nil { throw .validation("UpdateExpression can only be used in an Update action") }
+        try context.checkAllUsed()
+        let (partitionKey, sortKey) = try info.primaryKey(of: key, keyOnly: name != "Put")
+        let keyOnly = key.filter { info.keyNames.contains($0.key) }
+        return PlannedWrite(info: info, key: keyOnly, storageKey: info.storageKey(partition: partitionKey, sort: sortKey),
+                            partition: partitionIndex(hash: KeyEncoding.hash(partitionKey)), kind: kind, condition: condition,
+                            returnOldOnFailure: try request.enumeration("ReturnValuesOnConditionCheckFailure", allowed: ["ALL_OLD", "NONE"]) == "ALL_OLD")
+    }
+
+    // MARK: TransactGetItems
+
+    func transactGetItems(_ fields: RequestFields) async throws(DynamoError) -> JSON {
+        let actions = try transactionActions(fields)
+        var reads: [(info: TableInfo, partition: Int, key: [UInt8], projection: [DocumentPath]?)] = []
+        var seen: Set<[UInt8]> = []
+        for action in actions {
+            guard case .object(let members) = action, let get = members["Get"], members.filter({ $0.value != .null }).count == 1 else {
+                throw .validation("TransactItems can only contain Get in TransactGetItems")
+            }
+            let request = try RequestFields(get)
+            let info = try table(request)
+            guard let key = try request.item("Key") else { throw RequestFields.missing("Key") }
+            let context = try request.expressionContext(usesExpressions: request.has("ProjectionExpression"))
+            let projection = try Self.projection(request, context: context)
+            try context.checkAllUsed()
+            let (partitionKey, sortKey) = try info.primaryKey(of: key, keyOnly: true)
+            let storageKey = info.storageKey(partition: partitionKey, sort: sortKey)
+            guard seen.insert(storageKey).inserted else {
+                throw .validation("Transaction request cannot include multiple operations on one item")
+            }
+            reads.append((info, partitionIndex(hash: KeyEncoding.hash(partitionKey)), storageKey, projection))
+        }
+        let items = try await withTransactionLocks(reads.map { ($0.partition, $0.key) }) { () async throws(DynamoError) -> [Item?] in
+            try await Self.concurrently(reads.map { (self.partitions[$0.partition], $0.key) }) {
+                (partition, key) throws(DynamoError) in try await partition.getItem(key)
+            }
+        } conflict: { index in
+            Self.transactionCanceled(reads.indices.map { $0 == index ? Self.conflictReason : ["Code": "None"] })
+        }
+        var responses: [JSON] = []
+        var units: [(TableInfo, Double)] = []
+        for (read, item) in zip(reads, items) {
+            if let item {
+                responses.append(["Item": (read.projection.map { Projection.apply($0, to: item) } ?? item).json])
+            } else {
+                responses.append([:])
+            }
+            units.append((read.info, 2 * Double(max(1, ((item?.sizeBytes ?? 0) + 4095) / 4096))))
+        }
+        var result = try transactionResponse(fields, units: units)
+        if case .object(var members) = result { members["Responses"] = .array(responses); result = .object(members) }
+        return result
+    }
+
+    // MARK: Helpers
+
+    private func transactionActions(_ fields: RequestFields) throws(DynamoError) -> [JSON] {
+        guard let actions = try fields.array("TransactItems") else { throw RequestFields.missing("TransactItems") }
+        guard !actions.isEmpty else {
+            throw .validation("1 validation error detected: Value '[]' at 'transactItems' failed to satisfy constraint: Member must have length greater than or equal to 1")
+        }
+        guard actions.count <= Self.transactionActionsMax else {
+            throw .validation("1 validation error detected: Value at 'transactItems' failed to satisfy constraint: Member must have length less than or equal to \(Self.transactionActionsMax)")
+        }
+        return actions
+    }
+
+    /// Runs `body` with every key locked for a transaction, and unlocks whatever happens.
+    /// On a conflict, throws `conflict(index of the conflicting key)`.
+    private func withTransactionLocks<T>(_ keys: [(partition: Int, key: [UInt8])], _ body: () async throws(DynamoError) -> T,
+                                         conflict: (Int) -> DynamoError) async throws(DynamoError) -> T {
+        var byPartition: [Int: [[UInt8]]] = [:]
+        for (partition, key) in keys { byPartition[partition, default: []].append(key) }
+        var taken: [(Int, [[UInt8]])] = []
+        for (partition, list) in byPartition.sorted(by: { $0.key < $1.key }) {
+            let ordered = list.sorted { $0.lexicographicallyPrecedes($1) }
+            if let conflicting = await partitions[partition].lockForTransaction(ordered) {
+                for (index, held) in taken { await partitions[index].unlock(transactionKeys: held) }
+                throw conflict(keys.firstIndex { $0.key == conflicting }!)
+            }
+            taken.append((partition, ordered))
+        }
+        let outcome: Result<T, DynamoError>
+        do throws(DynamoError) { outcome = .success(try await body()) } catch { outcome = .failure(error) }
+        for (index, held) in taken { await partitions[index].unlock(transactionKeys: held) }
+        return try outcome.get()
+    }
+
+    private func transactionResponse(_ fields: RequestFields, units: [(TableInfo, Double)]) throws(DynamoError) -> JSON {
+        var result: [String: JSON] = [:]
+        guard try fields.enumeration("ReturnConsumedCapacity", allowed: ["INDEXES", "TOTAL", "NONE"]).map({ $0 != "NONE" }) ?? false else {
+            return .object(result)
+        }
+        var totals: [String: (TableInfo, Double)] = [:]
+        for (info, amount) in units { totals[info.name, default: (info, 0)].1 += amount }
+        var consumed: [JSON] = []
+        for (info, total) in totals.values.sorted(by: { $0.0.name < $1.0.name }) {
+            if let capacity = try consumedCapacity(fields, info: info, units: total) { consumed.append(capacity) }
+        }
+        result["ConsumedCapacity"] = .array(consumed)
+        return .object(result)
+    }
+
+    private static let conflictReason: JSON = ["Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"]
+
+    private static func cancellationReason(_ error: DynamoError) -> JSON {
+        switch error.type {
+        case "ConditionalCheckFailedException":
+            var reason: [String: JSON] = ["Code": "ConditionalCheckFailed", "Message": .string(error.message)]
+            if let item = error.item { reason["Item"] = item.json }
+            return .object(reason)
+        case "ValidationException": return ["Code": "ValidationError", "Message": .string(error.message)]
+        default: return ["Code": .string(error.type), "Message": .string(error.message)]
+        }
+    }
+
+    private static func transactionCanceled(_ reasons: [JSON]) -> DynamoError {
+        let codes = reasons.map { reason -> String in
+            if case .object(let members) = reason, case .string(let code)? = members["Code"] { return code }
+            return "None"
+        }
+        var error = DynamoError("TransactionCanceledException",
+                                "Transaction cancelled, please refer cancellation reasons for specific reasons [\(codes.joined(separator: ", "))]")
+        error.details["CancellationReasons"] = .array(reasons)
+        return error
+    }
+}
