@@ -17,12 +17,15 @@ extension Dictionary where Key == String, Value == AttributeValue {
 
 extension Condition {
     /// Whether the condition holds for `item` (nil: no item, every path missing).
-    /// A comparison with a missing value or of mismatched types is false, as in DynamoDB.
+    /// A comparison with a missing value or of mismatched types is false, as in DynamoDB,
+    /// except `<>`, which holds.
     public func evaluate(_ item: Item?) -> Bool {
         let item = item ?? [:]
         switch self {
         case .compare(let left, let comparator, let right):
-            guard let a = left.resolve(item), let b = right.resolve(item) else { return false }
+            // A missing value is unequal to anything, another missing value included; any
+            // other comparison with a missing value is false.
+            guard let a = left.resolve(item), let b = right.resolve(item) else { return comparator == .notEqual }
             switch comparator {
             case .equal: return a == b
             case .notEqual: return a != b

@@ -24,6 +24,7 @@ func condition(_ text: String, names: [String: String] = [:], values: [String: A
         ("attribute_type(tags, :ss)", true), ("begins_with(info.#n, :gr)", true), ("contains(tags, :a)", true),
         ("contains(info.#n, :gr)", true), ("size(tags) = :two AND NOT (#c > :six OR absent = :five)", true),
         ("absent = absent", false), ("#c = :gr", false), ("#c < :gr", false), ("size(info.lst) > :two", false),
+        ("absent <> :five", true), ("absent <> absent", true), ("absent < :five", false), ("absent IN (:five)", false),
     ])
     func evaluates(_ text: String, _ expected: Bool) throws {
         let names = ["#c": "count", "#n": "name"].filter { text.contains($0.key) }
