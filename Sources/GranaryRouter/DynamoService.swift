@@ -66,6 +66,7 @@ public final class DynamoService: Sendable {
             throw .serialization("Malformed JSON request body: \(error)")
         }
         let fields = try RequestFields(json)
+        try fields.refuseMixedParameters()
         let result: JSON
         switch operation {
         case "CreateTable": result = try await createTable(fields)

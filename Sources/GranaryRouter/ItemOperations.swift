@@ -61,14 +61,22 @@ extension DynamoService {
         guard let key = try fields.item("Key") else { throw RequestFields.missing("Key") }
         let (partitionKey, sortKey) = try info.primaryKey(of: key, keyOnly: true)
         let returnValues = try fields.enumeration("ReturnValues", allowed: ["NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW"]) ?? "NONE"
-        if fields.has("AttributeUpdates") || fields.has("Expected") {
-            throw .validation("The legacy parameters AttributeUpdates and Expected are not supported by this node yet: use UpdateExpression and ConditionExpression")
-        }
         let updateText = try fields.string("UpdateExpression")
         let conditionText = try fields.string("ConditionExpression")
         let context = try fields.expressionContext(usesExpressions: updateText != nil || conditionText != nil)
-        let actions = try updateText.map { (text) throws(DynamoError) in try ExpressionParser.update(text, context: context) } ?? []
-        let condition = try conditionText.map { (text) throws(DynamoError) in try ExpressionParser.condition(text, context: context) }
+        let conditionalOperator = try fields.conditionalOperator()
+        let actions: [UpdateAction]
+        if let updates = try fields.object("AttributeUpdates") {
+            actions = try LegacyParameters.attributeUpdates(updates)
+        } else {
+            actions = try updateText.map { (text) throws(DynamoError) in try ExpressionParser.update(text, context: context) } ?? []
+        }
+        let condition: Condition?
+        if let expected = try fields.object("Expected") {
+            condition = try LegacyParameters.expected(expected, conditionalOperator: conditionalOperator)
+        } else {
+            condition = try conditionText.map { (text) throws(DynamoError) in try ExpressionParser.condition(text, context: context) }
+        }
         try context.checkAllUsed()
         for action in actions where info.keyNames.contains(action.path.attributeName) {
             throw .validation("One or more parameter values were invalid: Cannot update attribute \(action.path.attributeName). This attribute is part of the key")
@@ -101,9 +109,6 @@ extension DynamoService {
     /// The paths to return, from ProjectionExpression or the legacy AttributesToGet.
     static func projection(_ fields: RequestFields, context: ExpressionContext) throws(DynamoError) -> [DocumentPath]? {
         if let text = try fields.string("ProjectionExpression") {
-            guard !fields.has("AttributesToGet") else {
-                throw .validation("Can not use both expression and non-expression parameters in the same request: Non-expression parameters: {AttributesToGet} Expression parameters: {ProjectionExpression}")
-            }
             return try ExpressionParser.projection(text, context: context)
         }
         guard let names = try fields.array("AttributesToGet") else { return nil }
@@ -121,13 +126,11 @@ extension DynamoService {
         return paths
     }
 
-    /// The ConditionExpression of a PutItem or DeleteItem (its only expression).
+    /// The ConditionExpression (or legacy Expected) of a PutItem or DeleteItem.
     private func conditionOnly(_ fields: RequestFields) throws(DynamoError) -> Condition? {
-        if fields.has("Expected") {
-            guard !fields.has("ConditionExpression") else {
-                throw .validation("Can not use both expression and non-expression parameters in the same request: Non-expression parameters: {Expected} Expression parameters: {ConditionExpression}")
-            }
-            throw .validation("The legacy parameter Expected is not supported by this node yet: use ConditionExpression")
+        let conditionalOperator = try fields.conditionalOperator()
+        if let expected = try fields.object("Expected") {
+            return try LegacyParameters.expected(expected, conditionalOperator: conditionalOperator)
         }
         let text = try fields.string("ConditionExpression")
         let context = try fields.expressionContext(usesExpressions: text != nil)

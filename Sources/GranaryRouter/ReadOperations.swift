@@ -90,13 +90,24 @@ extension DynamoService {
         let keyText = try fields.string("KeyConditionExpression")
         let filterText = try fields.string("FilterExpression")
         let context = try fields.expressionContext(usesExpressions: keyText != nil || filterText != nil || fields.has("ProjectionExpression"))
-        guard let keyText else {
+        let keyCondition: KeyCondition
+        if let keyText {
+            keyCondition = try KeyCondition(ExpressionParser.condition(keyText, kind: "KeyConditionExpression", context: context), table: info)
+        } else if let legacy = try fields.object("KeyConditions") {
+            keyCondition = try KeyCondition(LegacyParameters.keyConditions(legacy), table: info)
+        } else {
             throw .validation("Either the KeyConditions or KeyConditionExpression parameter must be specified in the request.")
         }
-        let keyCondition = try KeyCondition(ExpressionParser.condition(keyText, kind: "KeyConditionExpression", context: context), table: info)
-        let filter = try filterText.map { (text) throws(DynamoError) in try ExpressionParser.condition(text, kind: "FilterExpression", context: context) }
+        var filter = try filterText.map { (text) throws(DynamoError) in try ExpressionParser.condition(text, kind: "FilterExpression", context: context) }
         if let filter, let key = info.keyNames.first(where: filter.attributeNames.contains) {
             throw .validation("Filter Expression can only contain non-primary key attributes: Primary key attribute: \(key)")
+        }
+        let conditionalOperator = try fields.conditionalOperator()
+        if let legacy = try fields.object("QueryFilter") {
+            if let key = info.keyNames.first(where: legacy.keys.contains) {
+                throw .validation("QueryFilter can only contain non-key attributes: Primary key attribute: \(key)")
+            }
+            filter = try LegacyParameters.filter(legacy, conditionalOperator: conditionalOperator, parameter: "QueryFilter")
         }
         let options = try ReadOptions(fields, filter: filter, context: context)
         try context.checkAllUsed()
@@ -130,7 +141,11 @@ extension DynamoService {
         try refuseIndex(fields, info: info)
         let filterText = try fields.string("FilterExpression")
         let context = try fields.expressionContext(usesExpressions: filterText != nil || fields.has("ProjectionExpression"))
-        let filter = try filterText.map { (text) throws(DynamoError) in try ExpressionParser.condition(text, kind: "FilterExpression", context: context) }
+        var filter = try filterText.map { (text) throws(DynamoError) in try ExpressionParser.condition(text, kind: "FilterExpression", context: context) }
+        let conditionalOperator = try fields.conditionalOperator()
+        if let legacy = try fields.object("ScanFilter") {
+            filter = try LegacyParameters.filter(legacy, conditionalOperator: conditionalOperator, parameter: "ScanFilter")
+        }
         let options = try ReadOptions(fields, filter: filter, context: context)
         try context.checkAllUsed()
         let (low, high) = try segmentHashes(fields)

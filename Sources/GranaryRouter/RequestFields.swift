@@ -101,6 +101,24 @@ struct RequestFields {
         return try Item(itemJSON: value)
     }
 
+    /// DynamoDB refuses a request that mixes the legacy parameters with expressions.
+    func refuseMixedParameters() throws(DynamoError) {
+        let legacy = ["AttributesToGet", "Expected", "AttributeUpdates", "KeyConditions", "QueryFilter", "ScanFilter", "ConditionalOperator"].filter(has)
+        let expressions = ["ProjectionExpression", "ConditionExpression", "UpdateExpression", "KeyConditionExpression", "FilterExpression"].filter(has)
+        guard legacy.isEmpty || expressions.isEmpty else {
+            throw .validation("Can not use both expression and non-expression parameters in the same request: Non-expression parameters: {\(legacy.joined(separator: ", "))} Expression parameters: {\(expressions.joined(separator: ", "))}")
+        }
+    }
+
+    /// ConditionalOperator (AND or OR), which only combines the legacy conditions.
+    func conditionalOperator() throws(DynamoError) -> String? {
+        let value = try enumeration("ConditionalOperator", allowed: ["AND", "OR"])
+        if value != nil && !["Expected", "QueryFilter", "ScanFilter"].contains(where: has) {
+            throw .validation("ConditionalOperator can only be used when Filter or Expected has been specified")
+        }
+        return value
+    }
+
     /// ExpressionAttributeNames and ExpressionAttributeValues, with DynamoDB's rules for
     /// when they may appear.
     func expressionContext(usesExpressions: Bool) throws(DynamoError) -> ExpressionContext {

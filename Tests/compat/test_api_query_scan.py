@@ -110,7 +110,7 @@ def test_query_filter_projection_select_limit(numbers):
     assert projected["Items"] == [{"odd": True, "payload": "x" * 10}]
     counted = numbers.query(KeyConditionExpression=Key("pk").eq("a"), Select="COUNT")
     assert counted["Count"] == 20 and "Items" not in counted
-    specific = numbers.query(KeyConditionExpression=Key("pk").eq("b"), Select="SPECIFIC_ATTRIBUTES", AttributesToGet=["sk"])
+    specific = numbers.query(KeyConditionExpression=Key("pk").eq("b"), Select="SPECIFIC_ATTRIBUTES", ProjectionExpression="sk")
     assert specific["Items"] == [{"sk": 0}, {"sk": 1}, {"sk": 2}]
 
 
