@@ -105,3 +105,31 @@ def aws(node, *args):
     result = subprocess.run(["aws", "dynamodb", "--endpoint-url", node.endpoint, "--output", "json", *args],
                             capture_output=True, text=True, env=environment, timeout=60)
     return result.returncode, (json.loads(result.stdout) if result.stdout.strip() else None), result.stderr
+
+
+def make_table(client, sort_type="N", prefix="t"):
+    """A fresh PAY_PER_REQUEST table keyed by pk (S) and, unless sort_type is None, sk."""
+    import uuid
+    name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    schema = [{"AttributeName": "pk", "KeyType": "HASH"}]
+    definitions = [{"AttributeName": "pk", "AttributeType": "S"}]
+    if sort_type:
+        schema.append({"AttributeName": "sk", "KeyType": "RANGE"})
+        definitions.append({"AttributeName": "sk", "AttributeType": sort_type})
+    client.create_table(TableName=name, BillingMode="PAY_PER_REQUEST", KeySchema=schema, AttributeDefinitions=definitions)
+    return name
+
+
+def refused(call, *args, **kwargs):
+    """The error response of a call that must fail."""
+    import botocore.exceptions
+    import pytest
+    with pytest.raises(botocore.exceptions.ClientError) as raised:
+        call(*args, **kwargs)
+    return raised.value.response
+
+
+def error(call, *args, **kwargs):
+    """(code, message) of a call that must fail."""
+    response = refused(call, *args, **kwargs)
+    return response["Error"]["Code"], response["Error"]["Message"]

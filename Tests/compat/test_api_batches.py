@@ -1,28 +1,10 @@
 """BatchGetItem and BatchWriteItem through boto3 against a real `granary serve`."""
 import json
-import uuid
-
-import botocore.exceptions
-import pytest
-
-from granary_process import raw_post
 
 
-def make_table(client, sort=True):
-    name = "b-" + uuid.uuid4().hex[:12]
-    schema = [{"AttributeName": "pk", "KeyType": "HASH"}]
-    definitions = [{"AttributeName": "pk", "AttributeType": "S"}]
-    if sort:
-        schema.append({"AttributeName": "sk", "KeyType": "RANGE"})
-        definitions.append({"AttributeName": "sk", "AttributeType": "N"})
-    client.create_table(TableName=name, BillingMode="PAY_PER_REQUEST", KeySchema=schema, AttributeDefinitions=definitions)
-    return name
+from granary_process import error, make_table, raw_post
 
 
-def error(call, **kwargs):
-    with pytest.raises(botocore.exceptions.ClientError) as raised:
-        call(**kwargs)
-    return raised.value.response["Error"]["Code"], raised.value.response["Error"]["Message"]
 
 
 def key(pk, sk):
@@ -30,7 +12,7 @@ def key(pk, sk):
 
 
 def test_batch_write_then_get_across_tables(client):
-    first, second = make_table(client), make_table(client, sort=False)
+    first, second = make_table(client), make_table(client, sort_type=None)
     written = client.batch_write_item(RequestItems={
         first: [{"PutRequest": {"Item": {**key("p", n), "v": {"N": str(n * n)}}}} for n in range(20)],
         second: [{"PutRequest": {"Item": {"pk": {"S": f"k{n}"}, "v": {"S": "x"}}}} for n in range(5)],

@@ -3,8 +3,9 @@ AttributeUpdates, KeyConditions, QueryFilter, ScanFilter, AttributesToGet), agai
 `granary serve`."""
 import uuid
 
-import botocore.exceptions
 import pytest
+
+from granary_process import error
 
 
 @pytest.fixture
@@ -19,11 +20,6 @@ def table(client):
 def key(sk, pk="p"):
     return {"pk": {"S": pk}, "sk": {"N": str(sk)}}
 
-
-def error(call, **kwargs):
-    with pytest.raises(botocore.exceptions.ClientError) as raised:
-        call(**kwargs)
-    return raised.value.response["Error"]["Code"], raised.value.response["Error"]["Message"]
 
 
 def test_expected_on_put_delete_and_update(client, table):

@@ -3,36 +3,19 @@ import concurrent.futures
 import decimal
 import json
 import threading
-import uuid
 
 import boto3
-import botocore.exceptions
 import pytest
 from boto3.dynamodb.conditions import Attr, Key
 
-from granary_process import aws, raw_post
+from granary_process import aws, error, make_table, raw_post
 
-
-def make_table(client, sort_type="N", sort=True):
-    name = "q-" + uuid.uuid4().hex[:12]
-    schema = [{"AttributeName": "pk", "KeyType": "HASH"}]
-    definitions = [{"AttributeName": "pk", "AttributeType": "S"}]
-    if sort:
-        schema.append({"AttributeName": "sk", "KeyType": "RANGE"})
-        definitions.append({"AttributeName": "sk", "AttributeType": sort_type})
-    client.create_table(TableName=name, BillingMode="PAY_PER_REQUEST", KeySchema=schema, AttributeDefinitions=definitions)
-    return name
 
 
 def resource(node):
     return boto3.resource("dynamodb", endpoint_url=node.endpoint, region_name="us-east-1",
                           aws_access_key_id="test", aws_secret_access_key="test")
 
-
-def error(call, **kwargs):
-    with pytest.raises(botocore.exceptions.ClientError) as raised:
-        call(**kwargs)
-    return raised.value.response["Error"]["Code"], raised.value.response["Error"]["Message"]
 
 
 @pytest.fixture
@@ -210,7 +193,7 @@ def test_scan_whole_table_with_paginator_filter_and_count(node, numbers):
 
 
 def test_parallel_scan_segments_are_disjoint_and_cover(node, client):
-    table = resource(node).Table(make_table(client, sort=False))
+    table = resource(node).Table(make_table(client, sort_type=None))
     with table.batch_writer() as batch:
         for number in range(400):
             batch.put_item(Item={"pk": f"item-{number}"})
@@ -255,7 +238,7 @@ def test_scan_errors(node, numbers):
 
 def test_scan_is_stable_under_concurrent_writes(node, client):
     """Items present for the whole scan come back exactly once while others come and go."""
-    table = resource(node).Table(make_table(client, sort=False))
+    table = resource(node).Table(make_table(client, sort_type=None))
     with table.batch_writer() as batch:
         for number in range(300):
             batch.put_item(Item={"pk": f"stay-{number}"})

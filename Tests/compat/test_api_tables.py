@@ -1,10 +1,8 @@
 """Tables through boto3 against a real `granary serve`: the control plane."""
 import uuid
 
-import botocore.exceptions
-import pytest
 
-from granary_process import Granary
+from granary_process import Granary, error
 
 
 def name():
@@ -20,11 +18,6 @@ def create(client, table, sort=None, sort_type="S", **extra):
     extra.setdefault("BillingMode", "PAY_PER_REQUEST")
     return client.create_table(TableName=table, KeySchema=schema, AttributeDefinitions=definitions, **extra)
 
-
-def error(call, *args, **kwargs):
-    with pytest.raises(botocore.exceptions.ClientError) as raised:
-        call(*args, **kwargs)
-    return raised.value.response["Error"]["Code"], raised.value.response["Error"]["Message"]
 
 
 def test_create_describe_list_delete(client):

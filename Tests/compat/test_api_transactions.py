@@ -6,26 +6,10 @@ import time
 import uuid
 
 import botocore.exceptions
-import pytest
 
-from granary_process import Granary
-
-
-def make_table(client, sort=False):
-    name = "t-" + uuid.uuid4().hex[:12]
-    schema = [{"AttributeName": "pk", "KeyType": "HASH"}]
-    definitions = [{"AttributeName": "pk", "AttributeType": "S"}]
-    if sort:
-        schema.append({"AttributeName": "sk", "KeyType": "RANGE"})
-        definitions.append({"AttributeName": "sk", "AttributeType": "N"})
-    client.create_table(TableName=name, BillingMode="PAY_PER_REQUEST", KeySchema=schema, AttributeDefinitions=definitions)
-    return name
+from granary_process import Granary, make_table, refused
 
 
-def refused(call, **kwargs):
-    with pytest.raises(botocore.exceptions.ClientError) as raised:
-        call(**kwargs)
-    return raised.value.response
 
 
 def pk(value):
@@ -33,7 +17,7 @@ def pk(value):
 
 
 def test_write_transaction_applies_every_action(client):
-    accounts, log = make_table(client), make_table(client, sort=True)
+    accounts, log = make_table(client, sort_type=None), make_table(client)
     client.put_item(TableName=accounts, Item={**pk("alice"), "balance": {"N": "100"}})
     client.put_item(TableName=accounts, Item={**pk("old"), "balance": {"N": "0"}})
     client.put_item(TableName=accounts, Item={**pk("guard"), "open": {"BOOL": True}})
@@ -62,7 +46,7 @@ def test_write_transaction_applies_every_action(client):
 
 
 def test_failed_condition_cancels_everything_with_reasons_in_order(client):
-    table = make_table(client)
+    table = make_table(client, sort_type=None)
     client.put_item(TableName=table, Item={**pk("a"), "n": {"N": "1"}})
     client.put_item(TableName=table, Item={**pk("b"), "n": {"N": "5"}})
     response = refused(client.transact_write_items, TransactItems=[
@@ -89,7 +73,7 @@ def test_failed_condition_cancels_everything_with_reasons_in_order(client):
 
 
 def test_transaction_validation(client):
-    table = make_table(client)
+    table = make_table(client, sort_type=None)
 
     def code_and_message(**kwargs):
         error = refused(client.transact_write_items, **kwargs)["Error"]
@@ -112,7 +96,7 @@ def test_transaction_validation(client):
 
 
 def test_client_request_token_is_idempotent(client):
-    table = make_table(client)
+    table = make_table(client, sort_type=None)
     request = {"TransactItems": [{"Update": {"TableName": table, "Key": pk("counter"), "UpdateExpression": "ADD n :one",
                                              "ExpressionAttributeValues": {":one": {"N": "1"}}}}],
                "ClientRequestToken": "token-" + uuid.uuid4().hex[:8]}
@@ -156,7 +140,7 @@ def total_balance(client, table, accounts):
 
 
 def test_concurrent_transfers_conserve_the_total(node, client):
-    table = make_table(client)
+    table = make_table(client, sort_type=None)
     accounts = [f"acct-{n}" for n in range(12)]
     for account in accounts:
         client.put_item(TableName=table, Item={**pk(account), "balance": {"N": "100"}})
@@ -185,7 +169,7 @@ def test_transfers_survive_kill_9():
     server = Granary().wait_ready()
     try:
         client = server.client()
-        table = make_table(client)
+        table = make_table(client, sort_type=None)
         accounts = [f"acct-{n}" for n in range(10)]
         for account in accounts:
             client.put_item(TableName=table, Item={**pk(account), "balance": {"N": "50"}})
