@@ -37,18 +37,11 @@ public actor Catalog {
     public static func open(partitions: [Partition], cores: [CoreTables]) async throws(StorageError) -> Catalog {
         let home = partitions[0]
         var tables: [String: TableInfo] = [:]
-        var start = tablePrefix
-        while true {
-            let batch = try await home.rawScan(from: start, limit: 256)
-            let mine = batch.filter { $0.key.starts(with: tablePrefix) }
-            for (key, value) in mine {
-                guard let json = try? JSON.parse(value), let info = TableInfo(catalogJSON: json) else {
-                    throw .corruption(file: "catalog", offset: 0, detail: "table record \(String(decoding: key, as: UTF8.self)) does not decode")
-                }
-                tables[info.name] = info
+        for (key, value) in try await home.rawScan(prefix: tablePrefix) {
+            guard let json = try? JSON.parse(value), let info = TableInfo(catalogJSON: json) else {
+                throw .corruption(file: "catalog", offset: 0, detail: "table record \(String(decoding: key, as: UTF8.self)) does not decode")
             }
-            guard mine.count == 256 else { break }
-            start = mine.last!.key + [0]
+            tables[info.name] = info
         }
         var nextID: UInt32 = 1
         if let stored = try await home.rawGet(nextIDKey), stored.count == 4 {

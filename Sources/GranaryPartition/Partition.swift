@@ -134,22 +134,9 @@ public actor Partition {
     /// anything else runs). Idempotent: each write is the item's final image. They run side
     /// by side, so that they share the log's group commits.
     public func applyTransaction(_ writes: [TransactionWrite]) async throws(DynamoError) {
-        let failures = await withTaskGroup(of: DynamoError?.self) { group in
-            for write in writes {
-                group.addTask {
-                    do throws(DynamoError) {
-                        try await self.store(table: write.table, key: write.key, replacing: self.read(write.key), with: write.item)
-                        return nil
-                    } catch {
-                        return error
-                    }
-                }
-            }
-            var failures: [DynamoError] = []
-            for await failure in group { if let failure { failures.append(failure) } }
-            return failures
+        _ = try await concurrently(writes) { (write) throws(DynamoError) in
+            try await self.store(table: write.table, key: write.key, replacing: self.read(write.key), with: write.item)
         }
-        if let failure = failures.first { throw failure }
     }
 
     /// Stores `new` (or deletes, for nil) under `key`, which holds `old`, and keeps the
@@ -254,8 +241,17 @@ public actor Partition {
         try await store.delete(key)
     }
 
-    public func rawScan(from start: [UInt8], limit: Int) async throws(StorageError) -> [(key: [UInt8], value: [UInt8])] {
-        try await store.scan(from: start, limit: limit)
+    /// Every entry whose key starts with `prefix`, read in bounded batches.
+    public func rawScan(prefix: [UInt8]) async throws(StorageError) -> [(key: [UInt8], value: [UInt8])] {
+        var found: [(key: [UInt8], value: [UInt8])] = []
+        var start = prefix
+        while true {
+            let batch = try await store.scan(from: start, limit: 256)
+            let matching = batch.filter { $0.key.starts(with: prefix) }
+            found += matching
+            guard matching.count == 256 else { return found }
+            start = matching.last!.key + [0]
+        }
     }
 
     public func close() async {

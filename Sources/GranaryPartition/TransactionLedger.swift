@@ -51,7 +51,7 @@ public enum TransactionLedger {
                               coordinator: Partition, partitions: [Partition]) async throws(DynamoError) {
         let chunks = chunked(writes)
         do throws(StorageError) {
-            try await concurrently(Array(chunks.enumerated())) { (index, chunk) throws(StorageError) in
+            _ = try await concurrently(Array(chunks.enumerated())) { (index, chunk) throws(StorageError) in
                 try await coordinator.rawPut(chunkKey(id, index), ItemCodec.encode(chunk))
             }
             try await coordinator.rawPut(headerKey(id), encode(Header(state: .committed, requestHash: requestHash, time: now, chunks: chunks.count)))
@@ -70,7 +70,7 @@ public enum TransactionLedger {
     /// tokens and stray chunks. Runs when the node opens, before it serves.
     public static func recover(partitions: [Partition], now: Double) async throws(StorageError) {
         for coordinator in partitions {
-            for (key, value) in try await scan(prefix: headerKey(""), in: coordinator) {
+            for (key, value) in try await coordinator.rawScan(prefix: headerKey("")) {
                 let id = String(decoding: key.dropFirst(headerKey("").count), as: UTF8.self)
                 guard let header = decodeHeader(value) else {
                     throw .corruption(file: "partition-\(coordinator.index)", offset: 0, detail: "transaction record \(id) does not decode")
@@ -95,7 +95,7 @@ public enum TransactionLedger {
                 }
             }
             // Chunks whose header never became durable belong to transactions that did not commit.
-            for (key, _) in try await scan(prefix: chunkKey("", 0).dropLast(2), in: coordinator) {
+            for (key, _) in try await coordinator.rawScan(prefix: Array(chunkKey("", 0).dropLast(2))) {
                 let rest = key.dropFirst(headerKey("").count)
                 guard let slash = rest.lastIndex(of: UInt8(ascii: "/")) else { continue }
                 let id = String(decoding: rest[..<slash], as: UTF8.self)
@@ -109,7 +109,7 @@ public enum TransactionLedger {
     // MARK: Steps
 
     private static func apply(_ writes: [Int: [TransactionWrite]], partitions: [Partition]) async throws(DynamoError) {
-        try await concurrently(Array(writes)) { (index, writes) throws(DynamoError) in
+        _ = try await concurrently(Array(writes)) { (index, writes) throws(DynamoError) in
             try await partitions[index].applyTransaction(writes)
         }
     }
@@ -121,7 +121,7 @@ public enum TransactionLedger {
         } else {
             try await coordinator.rawDelete(headerKey(id))
         }
-        try await concurrently(Array(0..<chunks)) { (index) throws(StorageError) in try await coordinator.rawDelete(chunkKey(id, index)) }
+        _ = try await concurrently(Array(0..<chunks)) { (index) throws(StorageError) in try await coordinator.rawDelete(chunkKey(id, index)) }
     }
 
     // MARK: Encoding
@@ -183,31 +183,4 @@ public enum TransactionLedger {
 
     private static func number(_ value: Int) -> AttributeValue { .n(try! Number(parsing: String(value))) }
 
-    private static func scan(prefix: [UInt8], in partition: Partition) async throws(StorageError) -> [(key: [UInt8], value: [UInt8])] {
-        var found: [(key: [UInt8], value: [UInt8])] = []
-        var start = prefix
-        while true {
-            let batch = try await partition.rawScan(from: start, limit: 256)
-            let mine = batch.filter { $0.key.starts(with: prefix) }
-            found += mine
-            guard mine.count == 256 else { return found }
-            start = mine.last!.key + [0]
-        }
-    }
-
-    static func concurrently<Element: Sendable, Failure: Error>(
-        _ elements: [Element], _ body: @escaping @Sendable (Element) async throws(Failure) -> Void
-    ) async throws(Failure) {
-        let failures = await withTaskGroup(of: Failure?.self) { group in
-            for element in elements {
-                group.addTask {
-                    do throws(Failure) { try await body(element); return nil } catch { return error }
-                }
-            }
-            var failures: [Failure] = []
-            for await failure in group { if let failure { failures.append(failure) } }
-            return failures
-        }
-        if let failure = failures.first { throw failure }
-    }
 }

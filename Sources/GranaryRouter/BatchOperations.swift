@@ -21,6 +21,7 @@ extension DynamoService {
     func batchGetItem(_ fields: RequestFields) async throws(DynamoError) -> JSON {
         let requestItems = try batchRequestItems(fields)
         var tables: [TableKeys] = []
+        var lookups: [(Partition, [UInt8])] = []  // every key, in request order
         var keyCount = 0
         for (name, value) in requestItems.sorted(by: { $0.key < $1.key }) {
             let info = try table(named: name)
@@ -38,10 +39,12 @@ extension DynamoService {
             for keyJSON in keysJSON {
                 let key = try Item(itemJSON: keyJSON)
                 let (partitionKey, sortKey) = try info.primaryKey(of: key, keyOnly: true)
-                guard seen.insert(info.storageKey(partition: partitionKey, sort: sortKey)).inserted else {
+                let storageKey = info.storageKey(partition: partitionKey, sort: sortKey)
+                guard seen.insert(storageKey).inserted else {
                     throw .validation("Provided list of item keys contains duplicates")
                 }
                 keys.append(key)
+                lookups.append((partition(for: partitionKey), storageKey))
             }
             let context = try request.expressionContext(usesExpressions: request.has("ProjectionExpression"))
             let projection = try Self.projection(request, context: context)
@@ -52,30 +55,24 @@ extension DynamoService {
 
         // Every key is read at once; the answer then takes items in request order up to
         // 16 MB and hands the rest back as UnprocessedKeys.
-        let lookups = tables.flatMap { entry in
-            entry.keys.map { key in
-                let (partitionKey, sortKey) = try! entry.info.primaryKey(of: key, keyOnly: true)  // checked above
-                return (partition(for: partitionKey), entry.info.storageKey(partition: partitionKey, sort: sortKey))
-            }
-        }
-        let found = try await Self.concurrently(lookups) { (partition, key) throws(DynamoError) in try await partition.getItem(key) }
+        let found = try await concurrently(lookups) { (partition, key) throws(DynamoError) in try await partition.getItem(key) }
 
         var responses: [String: JSON] = [:]
         var unprocessed: [String: JSON] = [:]
-        var consumed: [JSON] = []
+        var units: [(TableInfo, Double)] = []
         var responseBytes = 0
         var index = 0
         for entry in tables {
             var items: [JSON] = []
             var leftover: [JSON] = []
-            var units = 0.0
+            let perUnit = entry.consistent ? 1.0 : 0.5
             for key in entry.keys {
                 defer { index += 1 }
                 guard responseBytes <= Self.batchGetResponseBytesMax else { leftover.append(key.json); continue }
-                guard let item = found[index] else { units += entry.consistent ? 1 : 0.5; continue }
+                guard let item = found[index] else { units.append((entry.info, perUnit)); continue }
                 let shown = entry.projection.map { Projection.apply($0, to: item) } ?? item
                 responseBytes += shown.sizeBytes
-                units += Double((item.sizeBytes + 4095) / 4096) * (entry.consistent ? 1 : 0.5)
+                units.append((entry.info, Double(max(1, (item.sizeBytes + 4095) / 4096)) * perUnit))
                 items.append(shown.json)
             }
             responses[entry.info.name] = .array(items)
@@ -84,12 +81,9 @@ extension DynamoService {
                 request["Keys"] = .array(leftover)
                 unprocessed[entry.info.name] = .object(request)
             }
-            if let capacity = try consumedCapacity(fields, info: entry.info, units: max(units, 0.5)) { consumed.append(capacity) }
         }
         var result: [String: JSON] = ["Responses": .object(responses), "UnprocessedKeys": .object(unprocessed)]
-        if try fields.enumeration("ReturnConsumedCapacity", allowed: ["INDEXES", "TOTAL", "NONE"]).map({ $0 != "NONE" }) ?? false {
-            result["ConsumedCapacity"] = .array(consumed)
-        }
+        try addConsumedCapacity(fields, units: units, to: &result)
         return .object(result)
     }
 
@@ -139,22 +133,12 @@ extension DynamoService {
             }
         }
         let work = writes.map { (partition(for: $0.partitionKey), $0.info.id, $0.key, $0.decision) }
-        let sizes = try await Self.concurrently(work) { (partition, table, key, decision) throws(DynamoError) in
+        let sizes = try await concurrently(work) { (partition, table, key, decision) throws(DynamoError) in
             let (old, new) = try await partition.write(table: table, key: key) { (_: Item?) throws(DynamoError) in decision }
             return max(old?.sizeBytes ?? 0, new?.sizeBytes ?? 0)
         }
         var result: [String: JSON] = ["UnprocessedItems": .object([:])]
-        if try fields.enumeration("ReturnConsumedCapacity", allowed: ["INDEXES", "TOTAL", "NONE"]).map({ $0 != "NONE" }) ?? false {
-            var units: [String: (TableInfo, Double)] = [:]
-            for (write, size) in zip(writes, sizes) {
-                units[write.info.name, default: (write.info, 0)].1 += Self.writeUnits(size)
-            }
-            var consumed: [JSON] = []
-            for (info, total) in units.values.sorted(by: { $0.0.name < $1.0.name }) {
-                if let capacity = try consumedCapacity(fields, info: info, units: total) { consumed.append(capacity) }
-            }
-            result["ConsumedCapacity"] = .array(consumed)
-        }
+        try addConsumedCapacity(fields, units: zip(writes, sizes).map { ($0.info, Self.writeUnits($1)) }, to: &result)
         return .object(result)
     }
 
@@ -172,23 +156,5 @@ extension DynamoService {
     func table(named name: String) throws(DynamoError) -> TableInfo {
         guard let info = tables.tables[name] else { throw .resourceNotFound() }
         return info
-    }
-
-    /// Runs `body` on every element at once (each on the partition it calls), and returns
-    /// the results in order, or the first error.
-    static func concurrently<Element: Sendable, Result: Sendable>(
-        _ elements: [Element], _ body: @escaping @Sendable (Element) async throws(DynamoError) -> Result
-    ) async throws(DynamoError) -> [Result] {
-        let outcomes = await withTaskGroup(of: (Int, Swift.Result<Result, DynamoError>).self) { group in
-            for (index, element) in elements.enumerated() {
-                group.addTask {
-                    do throws(DynamoError) { return (index, .success(try await body(element))) } catch { return (index, .failure(error)) }
-                }
-            }
-            var outcomes = [Swift.Result<Result, DynamoError>?](repeating: nil, count: elements.count)
-            for await (index, outcome) in group { outcomes[index] = outcome }
-            return outcomes
-        }
-        return try outcomes.map { (outcome) throws(DynamoError) in try outcome!.get() }
     }
 }

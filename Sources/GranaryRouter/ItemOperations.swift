@@ -163,6 +163,19 @@ extension DynamoService {
         if let consumed = try consumedCapacity(fields, info: info, units: units) { result["ConsumedCapacity"] = consumed }
     }
 
+    /// ConsumedCapacity of a request touching several tables (batches, transactions): the
+    /// units summed per table, one entry for each.
+    func addConsumedCapacity(_ fields: RequestFields, units: [(TableInfo, Double)], to result: inout [String: JSON]) throws(DynamoError) {
+        guard try fields.enumeration("ReturnConsumedCapacity", allowed: ["INDEXES", "TOTAL", "NONE"]).map({ $0 != "NONE" }) ?? false else { return }
+        var totals: [String: (TableInfo, Double)] = [:]
+        for (info, amount) in units { totals[info.name, default: (info, 0)].1 += amount }
+        var consumed: [JSON] = []
+        for (info, total) in totals.values.sorted(by: { $0.0.name < $1.0.name }) {
+            if let capacity = try consumedCapacity(fields, info: info, units: total) { consumed.append(capacity) }
+        }
+        result["ConsumedCapacity"] = .array(consumed)
+    }
+
     /// One table's ConsumedCapacity as ReturnConsumedCapacity asks for it (nil for NONE).
     func consumedCapacity(_ fields: RequestFields, info: TableInfo, units: Double) throws(DynamoError) -> JSON? {
         guard let mode = try fields.enumeration("ReturnConsumedCapacity", allowed: ["INDEXES", "TOTAL", "NONE"]), mode != "NONE" else { return nil }

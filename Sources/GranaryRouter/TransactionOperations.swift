@@ -78,7 +78,7 @@ extension DynamoService {
 
         let keys = writes.map { ($0.partition, $0.storageKey) }
         let units = try await withTransactionLocks(keys) { () async throws(DynamoError) -> [(TableInfo, Double)] in
-            let stored = try await Self.concurrently(writes.map { (self.partitions[$0.partition], $0.storageKey) }) {
+            let stored = try await concurrently(writes.map { (self.partitions[$0.partition], $0.storageKey) }) {
                 (partition, key) throws(DynamoError) in try await partition.getItem(key)
             }
             var reasons: [JSON] = []
@@ -183,7 +183,7 @@ extension DynamoService {
             reads.append((info, partitionIndex(hash: KeyEncoding.hash(partitionKey)), storageKey, projection))
         }
         let items = try await withTransactionLocks(reads.map { ($0.partition, $0.key) }) { () async throws(DynamoError) -> [Item?] in
-            try await Self.concurrently(reads.map { (self.partitions[$0.partition], $0.key) }) {
+            try await concurrently(reads.map { (self.partitions[$0.partition], $0.key) }) {
                 (partition, key) throws(DynamoError) in try await partition.getItem(key)
             }
         } conflict: { index in
@@ -240,16 +240,7 @@ extension DynamoService {
 
     private func transactionResponse(_ fields: RequestFields, units: [(TableInfo, Double)]) throws(DynamoError) -> JSON {
         var result: [String: JSON] = [:]
-        guard try fields.enumeration("ReturnConsumedCapacity", allowed: ["INDEXES", "TOTAL", "NONE"]).map({ $0 != "NONE" }) ?? false else {
-            return .object(result)
-        }
-        var totals: [String: (TableInfo, Double)] = [:]
-        for (info, amount) in units { totals[info.name, default: (info, 0)].1 += amount }
-        var consumed: [JSON] = []
-        for (info, total) in totals.values.sorted(by: { $0.0.name < $1.0.name }) {
-            if let capacity = try consumedCapacity(fields, info: info, units: total) { consumed.append(capacity) }
-        }
-        result["ConsumedCapacity"] = .array(consumed)
+        try addConsumedCapacity(fields, units: units, to: &result)
         return .object(result)
     }
 

@@ -10,16 +10,12 @@ import boto3
 import botocore.exceptions
 import pytest
 
-from granary_process import Granary, aws, raw_post
+from granary_process import Granary, aws, make_table, raw_post
 
 
 @pytest.fixture
 def table(client):
-    table = "items-" + uuid.uuid4().hex[:12]
-    client.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
-                        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-                        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "N"}])
-    return table
+    return make_table(client, prefix="items")
 
 
 def error(call, **kwargs):

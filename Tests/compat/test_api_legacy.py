@@ -1,20 +1,15 @@
 """The legacy parameters older applications send (Expected, ConditionalOperator,
 AttributeUpdates, KeyConditions, QueryFilter, ScanFilter, AttributesToGet), against a real
 `granary serve`."""
-import uuid
 
 import pytest
 
-from granary_process import error
+from granary_process import error, make_table
 
 
 @pytest.fixture
 def table(client):
-    name = "l-" + uuid.uuid4().hex[:12]
-    client.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
-                        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-                        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "N"}])
-    return name
+    return make_table(client, prefix="legacy")
 
 
 def key(sk, pk="p"):

@@ -95,6 +95,21 @@ def test_transaction_validation(client):
     assert error["Message"] == "Transaction request cannot include multiple operations on one item"
 
 
+def test_large_transaction_spans_ledger_chunks(client):
+    """Ten 390 KB items (3.9 MB) commit together, through several ledger chunks; past 4 MB
+    the request is refused and writes nothing."""
+    table = make_table(client, sort_type=None)
+    blob = "b" * 390_000
+    client.transact_write_items(TransactItems=[{"Put": {"TableName": table, "Item": {**pk(f"big-{n}"), "blob": {"S": blob}}}}
+                                               for n in range(10)])
+    got = client.transact_get_items(TransactItems=[{"Get": {"TableName": table, "Key": pk(f"big-{n}")}} for n in range(10)])
+    assert all(response["Item"]["blob"]["S"] == blob for response in got["Responses"])
+    error = refused(client.transact_write_items, TransactItems=[
+        {"Put": {"TableName": table, "Item": {**pk(f"huge-{n}"), "blob": {"S": blob}}}} for n in range(11)])["Error"]
+    assert (error["Code"], error["Message"]) == ("ValidationException", "Transaction request cannot be larger than 4 MB")
+    assert client.describe_table(TableName=table)["Table"]["ItemCount"] == 10
+
+
 def test_client_request_token_is_idempotent(client):
     table = make_table(client, sort_type=None)
     request = {"TransactItems": [{"Update": {"TableName": table, "Key": pk("counter"), "UpdateExpression": "ADD n :one",
