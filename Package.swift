@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "GranaryStorage", targets: ["GranaryStorage"]),
         .library(name: "GranaryNode", targets: ["GranaryNode"]),
         .executable(name: "granary", targets: ["granary"]),
+        .executable(name: "granary-load", targets: ["granary-load"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -28,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         .target(
@@ -56,9 +58,14 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "GranarySigV4",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict
+        ),
+        .target(
             name: "GranaryRouter",
             dependencies: [
-                "GranaryIO", "GranaryModel", "GranaryPartition", "CShims",
+                "GranaryIO", "GranaryModel", "GranaryPartition", "GranarySigV4", "CShims",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -74,6 +81,22 @@ let package = Package(
             dependencies: ["GranaryNode", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict
         ),
+        // The load generator: a client of any DynamoDB endpoint, on the same reactor.
+        .target(
+            name: "GranaryLoad",
+            dependencies: [
+                "GranaryIO", "GranaryModel", "GranarySigV4",
+                .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "granary-load",
+            dependencies: ["GranaryLoad", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "GranaryLoadTests", dependencies: ["GranaryLoad", "GranaryRouter", "GranarySigV4"], swiftSettings: strict),
         .testTarget(name: "GranaryIOTests", dependencies: ["GranaryIO", "CShims"], swiftSettings: strict),
         .testTarget(name: "GranaryStorageTests", dependencies: ["GranaryStorage", "GranaryIO", "CShims"], swiftSettings: strict),
         .testTarget(name: "GranaryModelTests", dependencies: ["GranaryModel"], swiftSettings: strict),

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import GranaryModel
+import GranarySigV4
 
 /// AWS Signature Version 4, checked on every request when credentials are configured.
 ///
@@ -71,7 +72,7 @@ public struct SigV4Verifier: Sendable {
         }
         let skew = now.timeIntervalSince(signedAt)
         if abs(skew) > Double(Self.clockSkewSeconds) {
-            let format = Self.formatter()
+            let format = SigV4.formatter()
             let nowText = format.string(from: now)
             if skew > 0 {
                 throw Self.coral("InvalidSignatureException", "Signature expired: \(amzDate) is now earlier than \(format.string(from: now.addingTimeInterval(-Double(Self.clockSkewSeconds)))) (\(nowText) - 15 min.)")
@@ -88,21 +89,16 @@ public struct SigV4Verifier: Sendable {
 
     static func signature(request: HTTPRequest, signedHeaders: String, amzDate: String, scope: String,
                           date: String, region: String, service: String, secret: String) -> String {
-        let names = signedHeaders.split(separator: ";").map { $0.lowercased() }
-        var canonicalHeaders = ""
-        for name in names {
-            let values = request.headers.filter { $0.name.lowercased() == name }.map { collapseSpaces($0.value) }
-            canonicalHeaders += "\(name):\(values.joined(separator: ","))\n"
+        let headers = signedHeaders.split(separator: ";").map { name in
+            let name = name.lowercased()
+            let values = request.headers.filter { $0.name.lowercased() == name }.map { SigV4.collapseSpaces($0.value) }
+            return (name: name, value: values.joined(separator: ","))
         }
         let (path, query) = splitTarget(request.target)
-        let canonicalRequest = [request.method, path, query, canonicalHeaders, signedHeaders, hex(SHA256.hash(data: request.body))]
-            .joined(separator: "\n")
-        let stringToSign = ["AWS4-HMAC-SHA256", amzDate, scope, hex(SHA256.hash(data: Array(canonicalRequest.utf8)))].joined(separator: "\n")
-        var key = SymmetricKey(data: Array("AWS4\(secret)".utf8))
-        for part in [date, region, service, "aws4_request"] {
-            key = SymmetricKey(data: Data(HMAC<SHA256>.authenticationCode(for: Array(part.utf8), using: key)))
-        }
-        return hex(HMAC<SHA256>.authenticationCode(for: Array(stringToSign.utf8), using: key))
+        return SigV4.signature(method: request.method, path: path, query: query, headers: headers,
+                               signedHeaders: signedHeaders, payloadHash: SigV4.payloadHash(request.body),
+                               amzDate: amzDate, scope: scope,
+                               key: SigV4.signingKey(secret: secret, date: date, region: region, service: service))
     }
 
     /// The canonical URI and query: DynamoDB's requests go to "/", without a query; a
@@ -113,17 +109,6 @@ public struct SigV4Verifier: Sendable {
         return (String(target[..<mark]), query)
     }
 
-    static func collapseSpaces(_ value: String) -> String {
-        value.trimmingCharacters(in: .whitespaces).split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ")
-    }
-
-    static func hex<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {
-        let digits = Array("0123456789abcdef".utf8)
-        var output: [UInt8] = []
-        for byte in digest { output += [digits[Int(byte >> 4)], digits[Int(byte & 15)]] }
-        return String(decoding: output, as: UTF8.self)
-    }
-
     static func constantTimeEquals(_ lhs: String, _ rhs: String) -> Bool {
         let a = Array(lhs.utf8), b = Array(rhs.utf8)
         guard a.count == b.count else { return false }
@@ -132,21 +117,5 @@ public struct SigV4Verifier: Sendable {
         return difference == 0
     }
 
-    static func formatter() -> DateFormatter {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-        return formatter
-    }
-
-    static func parse(_ amzDate: String) -> Date? { formatter().date(from: amzDate) }
-}
-
-extension HMAC<SHA256>.MAC: @retroactive Sequence {
-    public func makeIterator() -> Array<UInt8>.Iterator { withUnsafeBytes { Array($0) }.makeIterator() }
-}
-
-extension SHA256.Digest: @retroactive Sequence {
-    public func makeIterator() -> Array<UInt8>.Iterator { withUnsafeBytes { Array($0) }.makeIterator() }
+    static func parse(_ amzDate: String) -> Date? { SigV4.formatter().date(from: amzDate) }
 }

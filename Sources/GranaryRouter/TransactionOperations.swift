@@ -1,4 +1,5 @@
 import Crypto
+import GranarySigV4
 import Foundation
 import GranaryModel
 import GranaryPartition
@@ -62,7 +63,7 @@ extension DynamoService {
             throw .validation("Transaction request cannot be larger than 4 MB")
         }
 
-        let requestHash = SHA256.hash(data: JSON.object(fields.members).canonicalSerialized()).map { String(format: "%02x", $0) }.joined()
+        let requestHash = SigV4.hex(SHA256.hash(data: JSON.object(fields.members).canonicalSerialized()))
         let coordinator = token.map { partitionIndex(hash: KeyEncoding.hash(.s($0))) } ?? writes[0].partition
         let now = Date().timeIntervalSince1970
         if let token, let header = try await TransactionLedger.header(token, in: partitions[coordinator]),
