@@ -76,23 +76,7 @@ public final class DynamoClient {
 
     /// Calls `operation` (such as "GetItem") with a JSON body.
     public func call(_ operation: String, _ body: String) async -> CallOutcome {
-        let bodyBytes = Array(body.utf8)
-        let target = "DynamoDB_20120810.\(operation)"
-        request.removeAll(keepingCapacity: true)
-        request += "POST / HTTP/1.1\r\nHost: ".utf8
-        request += endpoint.hostHeader.utf8
-        request += "\r\nContent-Type: application/x-amz-json-1.0\r\nX-Amz-Target: ".utf8
-        request += target.utf8
-        request += "\r\nContent-Length: ".utf8
-        request += String(bodyBytes.count).utf8
-        request += "\r\n".utf8
-        if let signer {
-            for (name, value) in signer.headers(host: endpoint.hostHeader, target: target, body: bodyBytes) {
-                request += "\(name): \(value)\r\n".utf8
-            }
-        }
-        request += "\r\n".utf8
-        request += bodyBytes
+        Self.encode(operation, body: body, host: endpoint.hostHeader, signer: signer, into: &request)
         let response: HTTPClientResponse
         do {
             response = try await connection.exchange(request)
@@ -101,6 +85,27 @@ public final class DynamoClient {
         }
         if response.status == 200 { return .success(response.body) }
         return .failure(Self.errorType(status: response.status, body: response.body))
+    }
+
+    /// The bytes of a request: POST / with the JSON 1.0 headers, signed if there is a signer.
+    static func encode(_ operation: String, body: String, host: String, signer: RequestSigner?, into request: inout [UInt8]) {
+        let bodyBytes = Array(body.utf8)
+        let target = "DynamoDB_20120810.\(operation)"
+        request.removeAll(keepingCapacity: true)
+        request += "POST / HTTP/1.1\r\nHost: ".utf8
+        request += host.utf8
+        request += "\r\nContent-Type: application/x-amz-json-1.0\r\nX-Amz-Target: ".utf8
+        request += target.utf8
+        request += "\r\nContent-Length: ".utf8
+        request += String(bodyBytes.count).utf8
+        request += "\r\n".utf8
+        if let signer {
+            for (name, value) in signer.headers(host: host, target: target, body: bodyBytes) {
+                request += "\(name): \(value)\r\n".utf8
+            }
+        }
+        request += "\r\n".utf8
+        request += bodyBytes
     }
 
     /// The error type named in a DynamoDB error body, or "HTTP<status>".

@@ -10,6 +10,7 @@ import requests
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BINARY = os.environ.get("GRANARY_BINARY", os.path.join(REPO, ".build", "debug", "granary"))
+LOAD_BINARY = os.environ.get("GRANARY_LOAD_BINARY", os.path.join(os.path.dirname(BINARY), "granary-load"))
 # Data directories live on the repository's disk: /tmp may be tmpfs, which granary refuses.
 DATA_ROOT = os.path.join(REPO, ".build", "e2e-data")
 
@@ -29,8 +30,8 @@ def fresh_data_dir():
 class Granary:
     """One `granary serve` process on a free loopback port."""
 
-    def __init__(self, data_dir=None, extra_args=(), preexec_fn=None):
-        self.port = free_port()
+    def __init__(self, data_dir=None, extra_args=(), preexec_fn=None, port=None):
+        self.port = port or free_port()
         self.data_dir = data_dir or fresh_data_dir()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         # Small log segments: every start preallocates one per partition, and the suite
