@@ -46,6 +46,8 @@ public struct RunResult: Codable, Sendable {
     public var throughput: Double
     public var errors: Int
     public var operations: [String: OperationFigures]
+    /// The workload's own operations together (latency over every one of them).
+    public var overall: OperationFigures
     public var timeline: [TimelinePoint]
 
     init(options: RunOptions, loading: Bool, seconds: Double, statistics: [RunStatistics.State], timeline: [TimelinePoint]) {
@@ -72,29 +74,32 @@ public struct RunResult: Codable, Sendable {
                 for (type, count) in types { errorCounts[operation, default: [:]][type, default: 0] += count }
             }
         }
-        var operations: [String: OperationFigures] = [:]
-        for name in Set(latencies.keys).union(errorCounts.keys) {
-            let histogram = latencies[name] ?? makeHistogram()
+        func figures(_ histogram: LatencyHistogram, errors: [String: Int]) -> OperationFigures {
             let some = histogram.totalCount > 0
-            operations[name] = OperationFigures(
+            return OperationFigures(
                 count: histogram.totalCount, operationsPerSecond: Double(histogram.totalCount) / max(seconds, 1e-9),
                 meanMicroseconds: some ? histogram.mean : 0,
                 p50Microseconds: some ? histogram.valueAtPercentile(50) : 0, p90Microseconds: some ? histogram.valueAtPercentile(90) : 0,
                 p99Microseconds: some ? histogram.valueAtPercentile(99) : 0, p999Microseconds: some ? histogram.valueAtPercentile(99.9) : 0,
-                maxMicroseconds: some ? histogram.max : 0, errors: errorCounts[name] ?? [:])
+                maxMicroseconds: some ? histogram.max : 0, errors: errors)
+        }
+        var operations: [String: OperationFigures] = [:]
+        for name in Set(latencies.keys).union(errorCounts.keys) {
+            operations[name] = figures(latencies[name] ?? makeHistogram(), errors: errorCounts[name] ?? [:])
         }
         self.operations = operations
         // Throughput counts the workload's own operations; a read-modify-write's read and
         // write, also shown alone, are not counted again.
         let topLevel = Set(loading ? ["insert"] : options.workload.mix.map { $0.0.rawValue })
-        var successes: UInt64 = 0
-        var failures = 0
-        for (name, figures) in operations where topLevel.contains(name) {
-            successes += figures.count
-            failures += figures.errors.values.reduce(0, +)
+        var all = makeHistogram()
+        var allErrors: [String: Int] = [:]
+        for name in topLevel {
+            if let histogram = latencies[name] { all.add(histogram) }
+            for (type, count) in errorCounts[name] ?? [:] { allErrors[type, default: 0] += count }
         }
-        throughput = Double(successes) / max(seconds, 1e-9)
-        errors = failures
+        overall = figures(all, errors: allErrors)
+        throughput = overall.operationsPerSecond
+        errors = allErrors.values.reduce(0, +)
     }
 
     /// The figures as a small table, for people.

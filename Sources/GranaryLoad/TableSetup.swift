@@ -48,14 +48,19 @@ public enum TableSetup {
             case .failure("ResourceInUseException"): break
             case .failure(let type): throw Failure(description: "CreateTable \(layout.table) failed: \(type)")
             }
+            var last = ""
             for _ in 0..<600 {
-                let describe = await client.call("DescribeTable", #"{"TableName":"\#(layout.table)"}"#)
-                if case .success(let body) = describe, case .string("ACTIVE")? = (try? JSON.parse(body))?["Table"]?["TableStatus"] {
-                    return created
+                switch await client.call("DescribeTable", #"{"TableName":"\#(layout.table)"}"#) {
+                case .success(let body):
+                    let status = (try? JSON.parse(body))?["Table"]?["TableStatus"]
+                    if case .string("ACTIVE")? = status { return created }
+                    last = "TableStatus \(status.map { "\($0)" } ?? "missing from the answer")"
+                case .failure(let type):
+                    last = type
                 }
                 try await reactor.sleep(for: .milliseconds(100))
             }
-            throw Failure(description: "table \(layout.table) did not become ACTIVE within 60 s")
+            throw Failure(description: "table \(layout.table) did not become ACTIVE within 60 s (last DescribeTable: \(last))")
         }
     }
 }
