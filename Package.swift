@@ -22,6 +22,7 @@ let package = Package(
         .library(name: "GranaryNode", targets: ["GranaryNode"]),
         .executable(name: "granary", targets: ["granary"]),
         .executable(name: "granary-load", targets: ["granary-load"]),
+        .executable(name: "granary-sim", targets: ["granary-sim"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -47,6 +48,15 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(name: "GranaryModel", swiftSettings: strict),
+        // Multi-Paxos for one replication group: pure, no I/O, no clock, no randomness.
+        .target(name: "GranaryPaxos", swiftSettings: strict),
+        // The deterministic simulator that runs Paxos groups under faults and checks them.
+        .target(name: "GranarySimulation", dependencies: ["GranaryPaxos"], swiftSettings: strict),
+        .executableTarget(
+            name: "granary-sim",
+            dependencies: ["GranarySimulation", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict
+        ),
         .target(
             name: "GranaryStorage",
             dependencies: ["GranaryIO", "CShims"],
@@ -97,6 +107,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "GranaryLoadTests", dependencies: ["GranaryLoad", "GranaryRouter", "GranarySigV4"], swiftSettings: strict),
+        .testTarget(name: "GranaryPaxosTests", dependencies: ["GranaryPaxos", "GranarySimulation"], swiftSettings: strict),
         .testTarget(name: "GranaryIOTests", dependencies: ["GranaryIO", "CShims"], swiftSettings: strict),
         .testTarget(name: "GranaryStorageTests", dependencies: ["GranaryStorage", "GranaryIO", "CShims"], swiftSettings: strict),
         .testTarget(name: "GranaryModelTests", dependencies: ["GranaryModel"], swiftSettings: strict),

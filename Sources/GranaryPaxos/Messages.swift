@@ -1,0 +1,104 @@
+/// A replica's identity within its group.
+public typealias NodeID = UInt32
+
+/// A log position. Slot 0 is never used: slot numbers start at 1, so "0" means "none".
+public typealias Slot = UInt64
+
+/// A Paxos ballot: a round, made unique by the proposing node's id. Ballots are totally
+/// ordered (round first); `zero` is below every real ballot.
+public struct Ballot: Comparable, Hashable, Sendable, CustomStringConvertible {
+    public var round: UInt64
+    public var node: NodeID
+
+    public init(round: UInt64, node: NodeID) {
+        self.round = round
+        self.node = node
+    }
+
+    public static let zero = Ballot(round: 0, node: 0)
+
+    public static func < (lhs: Ballot, rhs: Ballot) -> Bool {
+        (lhs.round, lhs.node) < (rhs.round, rhs.node)
+    }
+
+    public var description: String { "\(round).\(node)" }
+}
+
+/// What a slot holds: a client's command, or a no-op that fills a gap a new leader found.
+public enum Command: Hashable, Sendable, CustomStringConvertible {
+    case noop
+    case value([UInt8])
+
+    public var description: String {
+        switch self {
+        case .noop: "noop"
+        case .value(let bytes): "value(\(bytes.count)B:\(bytes.prefix(8).map { String($0, radix: 16) }.joined()))"
+        }
+    }
+}
+
+/// A slot's accepted value and the ballot it was accepted in.
+public struct Entry: Hashable, Sendable {
+    public var slot: Slot
+    public var ballot: Ballot
+    public var command: Command
+
+    public init(slot: Slot, ballot: Ballot, command: Command) {
+        self.slot = slot
+        self.ballot = ballot
+        self.command = command
+    }
+}
+
+/// The messages replicas exchange.
+public enum Message: Hashable, Sendable {
+    /// Phase 1a: a candidate asks for promises for every slot from `fromSlot` on.
+    case prepare(ballot: Ballot, fromSlot: Slot)
+    /// Phase 1b: the acceptor promises `ballot` and reports what it accepted from the slot on.
+    case promise(ballot: Ballot, accepted: [Entry])
+    /// The acceptor has promised a higher ballot; the sender should stand down.
+    case reject(promised: Ballot)
+    /// Phase 2a from the leader, also its heartbeat: accept these entries (those at or
+    /// below `commit` are already chosen), and know that every slot up to `commit` is chosen.
+    case append(ballot: Ballot, entries: [Entry], commit: Slot)
+    /// Phase 2b: every slot up to `matched` is accepted in `ballot` or known chosen here;
+    /// `chosen` is the prefix known chosen.
+    case appended(ballot: Ballot, matched: Slot, chosen: Slot)
+}
+
+/// A message with its sender and recipient.
+public struct Envelope: Hashable, Sendable {
+    public var from: NodeID
+    public var to: NodeID
+    public var message: Message
+
+    public init(from: NodeID, to: NodeID, message: Message) {
+        self.from = from
+        self.to = to
+        self.message = message
+    }
+}
+
+/// What the caller must do, in order, after a batch of inputs: persist (durably), then
+/// send, then apply the newly chosen entries; then call `advance`. Persist before send:
+/// a promise or an acceptance may not leave the node before it is on disk, or a crash
+/// could make the node forget a vote it gave.
+public struct Ready: Sendable {
+    /// The promised ballot to persist, if it changed.
+    public var promised: Ballot?
+    /// Accepted entries to persist (each replaces what the slot held).
+    public var entries: [Entry] = []
+    public var messages: [Envelope] = []
+    /// Chosen entries to apply, in slot order, each exactly once.
+    public var committed: [Entry] = []
+
+    public var isEmpty: Bool { promised == nil && entries.isEmpty && messages.isEmpty && committed.isEmpty }
+}
+
+/// What a replica keeps on disk: its promise and its accepted entries.
+public struct DurableState: Sendable, Equatable {
+    public var promised: Ballot = .zero
+    public var log: [Slot: Entry] = [:]
+
+    public init() {}
+}
