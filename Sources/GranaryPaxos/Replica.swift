@@ -45,6 +45,9 @@ public struct Replica: Sendable {
     /// Every slot up to here has been handed to the caller to apply.
     public private(set) var applied: Slot = 0
 
+    /// The highest ballot this replica has promised (its own, when it leads).
+    public var promised: Ballot { durable.promised }
+
     private var id: NodeID { configuration.id }
     private var peers: [NodeID] { configuration.members.filter { $0 != id } }
     /// Slots beyond `chosen` already known to be chosen (learned from a leader).

@@ -170,7 +170,7 @@ public final class Simulation {
     func state() -> String {
         members.map { id in
             guard let replica = nodes[id]!.replica else { return "\(id): down" }
-            return "\(id): \(replica.role) ballot \(replica.durable.promised) chosen \(replica.chosen) log \(replica.durable.log.count)"
+            return "\(id): \(replica.role) ballot \(replica.promised) chosen \(replica.chosen) log \(replica.durable.log.count)"
         }.joined(separator: "; ")
     }
 
@@ -183,7 +183,7 @@ public final class Simulation {
         let leaders = members.filter { nodes[$0]!.replica?.role == .leader }
         guard !leaders.isEmpty else { return nil }
         // Stale leaders may linger; clients try the one with the highest ballot.
-        return leaders.max { nodes[$0]!.replica!.durable.promised < nodes[$1]!.replica!.durable.promised }
+        return leaders.max { nodes[$0]!.replica!.promised < nodes[$1]!.replica!.promised }
     }
 
     func step(faulty: Bool) {
@@ -205,24 +205,21 @@ public final class Simulation {
         due.sort { $0.order < $1.order }
         for message in due {
             trace(1, UInt64(message.envelope.from), UInt64(message.envelope.to), UInt64(message.envelope.message.kind))
-            guard var replica = nodes[message.envelope.to]!.replica else { continue }
-            replica.step(message.envelope)
-            nodes[message.envelope.to]!.replica = replica
+            // In place: a copy of a replica would copy its whole log.
+            guard nodes[message.envelope.to]!.replica != nil else { continue }
+            nodes[message.envelope.to]!.replica!.step(message.envelope)
             process(message.envelope.to, faulty: faulty)
         }
-        for id in members {
-            guard var replica = nodes[id]!.replica else { continue }
-            replica.tick()
-            nodes[id]!.replica = replica
+        for id in members where nodes[id]!.replica != nil {
+            nodes[id]!.replica!.tick()
             process(id, faulty: faulty)
         }
     }
 
     /// A client's proposal to `leader`; remembered so that its commit acknowledges it.
     func propose(_ command: Command, to leader: NodeID) {
-        guard var replica = nodes[leader]!.replica else { return }
-        if let slot = replica.propose(command) { pending[leader, default: [:]][slot] = command }
-        nodes[leader]!.replica = replica
+        guard nodes[leader]!.replica != nil else { return }
+        if let slot = nodes[leader]!.replica!.propose(command) { pending[leader, default: [:]][slot] = command }
     }
 
     func injectFaults() {
@@ -262,8 +259,8 @@ public final class Simulation {
 
     /// Does what a replica's Ready asks: persist, then send, then apply (checking as it goes).
     func process(_ id: NodeID, faulty: Bool) {
-        while var replica = nodes[id]!.replica, replica.hasReady {
-            let ready = replica.ready()
+        while nodes[id]!.replica?.hasReady == true {
+            let ready = nodes[id]!.replica!.ready()
             if bug == .sendBeforePersist {
                 send(ready.messages, faulty: faulty)
                 if faulty && random.chance(faults.crashBeforeSend * 10) {
@@ -281,9 +278,8 @@ public final class Simulation {
                 send(ready.messages, faulty: faulty)
             }
             for entry in ready.committed { apply(entry, at: id) }
-            replica.advance(ready)
-            checkLeadership(id, replica)
-            nodes[id]!.replica = replica
+            nodes[id]!.replica!.advance(ready)
+            checkLeadership(id)
         }
     }
 
@@ -322,9 +318,9 @@ public final class Simulation {
         trace(4, UInt64(id), entry.slot, UInt64(entry.command.hashValueStable))
     }
 
-    func checkLeadership(_ id: NodeID, _ replica: Replica) {
-        guard replica.role == .leader else { return }
-        let ballot = replica.durable.promised
+    func checkLeadership(_ id: NodeID) {
+        guard nodes[id]!.replica!.role == .leader else { return }
+        let ballot = nodes[id]!.replica!.promised
         if ballot.node != id { report.violations.append("node \(id) leads in ballot \(ballot), which is not its own") }
         if let other = leaderOfBallot[ballot], other != id {
             report.violations.append("two leaders in ballot \(ballot): \(other) and \(id)")

@@ -11,8 +11,17 @@ struct GranarySim: ParsableCommand {
     @Option(help: "Run this one seed.")
     var seed: UInt64?
 
-    @Option(help: "Run seeds 0..<N.")
+    @Option(help: "Run N seeds, from --from on.")
     var seeds: UInt64?
+
+    @Option(help: "The first seed of --seeds.")
+    var from: UInt64 = 0
+
+    @Flag(help: "Measure the core alone: commits per second of CPU on a perfect network, for --ticks ticks with --batch proposals each.")
+    var throughput = false
+
+    @Option(help: "Proposals per tick for --throughput.")
+    var batch: Int = 16
 
     @Option(help: "Ticks with faults before the liveness phase.")
     var ticks: Int = 2000
@@ -23,6 +32,12 @@ struct GranarySim: ParsableCommand {
     func run() throws {
         guard (1...9).contains(replicas) else { throw ValidationError("--replicas must be 1...9") }
         guard ticks >= 0 && ticks <= 10_000_000 else { throw ValidationError("--ticks must be 0...10000000") }
+        if throughput {
+            guard (1...10_000).contains(batch) else { throw ValidationError("--batch must be 1...10000") }
+            let measurement = Simulation.measureThroughput(replicas: replicas, ticks: ticks, proposalsPerTick: batch)
+            print(measurement)
+            return
+        }
         if let seed {
             let report = Simulation(seed: seed, replicas: replicas).run(faultTicks: ticks)
             print(report)
@@ -32,7 +47,7 @@ struct GranarySim: ParsableCommand {
         }
         let count = seeds ?? 100
         var acknowledged = 0
-        for seed in 0..<count {
+        for seed in from..<from + count {
             let report = Simulation(seed: seed, replicas: replicas).run(faultTicks: ticks)
             acknowledged += report.acknowledged
             if !report.passed {
@@ -41,6 +56,6 @@ struct GranarySim: ParsableCommand {
                 throw ExitCode(1)
             }
         }
-        print("\(count) seeds passed, \(replicas) replicas, \(ticks) fault ticks each, \(acknowledged) acknowledged proposals checked")
+        print("\(count) seeds passed (\(from)..<\(from + count)), \(replicas) replicas, \(ticks) fault ticks each, \(acknowledged) acknowledged proposals checked")
     }
 }
