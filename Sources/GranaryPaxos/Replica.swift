@@ -53,7 +53,7 @@ public struct Replica: Sendable {
     /// Slots beyond `chosen` already known to be chosen (learned from a leader).
     private var learned: Set<Slot> = []
     private var highestRound: UInt64
-    private var random: UInt64
+    private var random: SeededRandom
     private var electionElapsed = 0
     private var electionTimeout = 0
     private var heartbeatElapsed = 0
@@ -81,7 +81,7 @@ public struct Replica: Sendable {
         self.configuration = configuration
         self.durable = durable
         highestRound = durable.promised.round
-        random = configuration.seed ^ (UInt64(configuration.id) &* 0x9E37_79B9_7F4A_7C15)
+        random = SeededRandom(seed: configuration.seed ^ (UInt64(configuration.id) &* 0x9E37_79B9_7F4A_7C15))
         resetElectionTimer()
     }
 
@@ -169,13 +169,7 @@ public struct Replica: Sendable {
 
     private mutating func resetElectionTimer() {
         electionElapsed = 0
-        // SplitMix64 over the seed: the caller's randomness, replayable.
-        random &+= 0x9E37_79B9_7F4A_7C15
-        var z = random
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        z ^= z >> 31
-        electionTimeout = configuration.electionTicks + Int(z % UInt64(configuration.electionTicks))
+        electionTimeout = configuration.electionTicks + Int(random.next() % UInt64(configuration.electionTicks))
     }
 
     private mutating func noteRound(_ round: UInt64) { highestRound = max(highestRound, round) }
@@ -327,5 +321,21 @@ public struct Replica: Sendable {
 
     private mutating func send(_ message: Message, to peer: NodeID) {
         outbox.append(Envelope(from: id, to: peer, message: message))
+    }
+}
+
+/// SplitMix64 (Steele, Lea and Flood) from a caller's seed: the core's only randomness, so a
+/// seed replays a run. (GranaryStorage has its own copy; this module depends on nothing.)
+public struct SeededRandom: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+
+    public init(seed: UInt64) { state = seed }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }

@@ -1,18 +1,9 @@
 import GranaryPaxos
 
-/// SplitMix64: the simulation's only source of randomness, so one seed replays one run.
-public struct SimulationRandom {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed }
+/// The simulation's only source of randomness, so one seed replays one run.
+public typealias SimulationRandom = SeededRandom
 
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
+extension SeededRandom {
     public mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
     public mutating func chance(_ probability: Double) -> Bool { Double(next() >> 11) * 0x1.0p-53 < probability }
 }
