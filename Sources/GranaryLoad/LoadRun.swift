@@ -2,9 +2,7 @@ import Atomics
 import Dispatch
 import Foundation
 import GranaryIO
-import GranaryModel
 import Histogram
-import Synchronization
 
 /// Everything a run needs to know.
 public struct RunOptions: Sendable {

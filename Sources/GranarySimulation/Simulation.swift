@@ -181,7 +181,7 @@ public final class Simulation {
         now += 1
         if faulty { injectFaults() }
         // Clients propose to whoever leads.
-        if faulty || proposalChance > 0, random.chance(proposalChance), let leader = currentLeader() {
+        if random.chance(proposalChance), let leader = currentLeader() {
             let command = Command.value(Array("v\(nextValue)".utf8))
             nextValue += 1
             report.proposed += 1

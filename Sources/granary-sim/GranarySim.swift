@@ -46,6 +46,7 @@ struct GranarySim: ParsableCommand {
             return
         }
         let count = seeds ?? 100
+        guard count <= UInt64.max - from else { throw ValidationError("--from plus --seeds must stay below 2^64") }
         var acknowledged = 0
         for seed in from..<from + count {
             let report = Simulation(seed: seed, replicas: replicas).run(faultTicks: ticks)

@@ -31,6 +31,13 @@ import Testing
         #expect(report.acknowledged > 950, "\(report)")
     }
 
+    /// The control for the two tests below: the same harsh faults without a bug pass, so
+    /// what those tests catch is the bug, not the faults.
+    @Test func theHarshFaultsAloneBreakNothing() {
+        let failure = firstFailure(nil)
+        #expect(failure == nil, "\(failure.map { "\($0)" } ?? "")")
+    }
+
     /// A replica that forgets its promises and votes on restart breaks Paxos: some seed
     /// shows two values chosen for a slot or an acknowledged write lost.
     @Test func forgettingTheDiskIsCaught() {
@@ -43,7 +50,7 @@ import Testing
         #expect(firstFailure(.sendBeforePersist) != nil)
     }
 
-    func firstFailure(_ bug: Simulation.DeliberateBug) -> SimulationReport? {
+    func firstFailure(_ bug: Simulation.DeliberateBug?) -> SimulationReport? {
         var faults = FaultProfile()
         faults.crash = 0.02
         faults.restart = 0.2
