@@ -51,7 +51,9 @@ let package = Package(
         // Multi-Paxos for one replication group: pure, no I/O, no clock, no randomness.
         .target(name: "GranaryPaxos", swiftSettings: strict),
         // The deterministic simulator that runs Paxos groups under faults and checks them.
-        .target(name: "GranarySimulation", dependencies: ["GranaryPaxos"], swiftSettings: strict),
+        // Linearizability checking of recorded histories (Porcupine's search), pure.
+        .target(name: "GranaryLinearizability", swiftSettings: strict),
+        .target(name: "GranarySimulation", dependencies: ["GranaryPaxos", "GranaryLinearizability"], swiftSettings: strict),
         .executableTarget(
             name: "granary-sim",
             dependencies: ["GranarySimulation", .product(name: "ArgumentParser", package: "swift-argument-parser")],
@@ -107,6 +109,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "GranaryLoadTests", dependencies: ["GranaryLoad", "GranaryRouter", "GranarySigV4"], swiftSettings: strict),
+        .testTarget(name: "GranaryLinearizabilityTests", dependencies: ["GranaryLinearizability"], swiftSettings: strict),
         .testTarget(name: "GranaryPaxosTests", dependencies: ["GranaryPaxos", "GranarySimulation"], swiftSettings: strict),
         .testTarget(name: "GranaryIOTests", dependencies: ["GranaryIO", "CShims"], swiftSettings: strict),
         .testTarget(name: "GranaryStorageTests", dependencies: ["GranaryStorage", "GranaryIO", "CShims"], swiftSettings: strict),
