@@ -32,7 +32,9 @@ public enum Command: Hashable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .noop: "noop"
-        case .value(let bytes): "value(\(bytes.count)B:\(bytes.prefix(8).map { String($0, radix: 16) }.joined()))"
+        case .value(let bytes):
+            if let text = String(validating: bytes, as: UTF8.self), text.utf8.allSatisfy({ $0 > 32 && $0 < 127 }) { text }
+            else { "value(\(bytes.count)B:\(bytes.prefix(8).map { String($0, radix: 16) }.joined()))" }
         }
     }
 }
@@ -60,10 +62,19 @@ public enum Message: Hashable, Sendable {
     case reject(promised: Ballot)
     /// Phase 2a from the leader, also its heartbeat: accept these entries (those at or
     /// below `commit` are already chosen), and know that every slot up to `commit` is chosen.
-    case append(ballot: Ballot, entries: [Entry], commit: Slot)
+    /// `sentAt` is the leader's clock when it sent this; the answer echoes it, and the
+    /// leader's lease runs from the send time of what a quorum answered.
+    case append(ballot: Ballot, entries: [Entry], commit: Slot, sentAt: UInt64)
     /// Phase 2b: every slot up to `matched` is accepted in `ballot` or known chosen here;
-    /// `chosen` is the prefix known chosen.
-    case appended(ballot: Ballot, matched: Slot, chosen: Slot)
+    /// `chosen` is the prefix known chosen; `sentAt` echoes the append it answers.
+    case appended(ballot: Ballot, matched: Slot, chosen: Slot, sentAt: UInt64)
+    /// Before running for leader: "have you heard from a leader lately?" A follower that
+    /// merely lost its own link to a live leader is told so and does not disturb the group.
+    case leaderQuery
+    /// The answer: `alive` if the sender leads or heard from a leader within an election timeout.
+    case leaderStatus(alive: Bool)
+    /// Leadership transfer: the leader of `ballot` asks the recipient to run for leader now.
+    case timeoutNow(ballot: Ballot)
 }
 
 /// A message with its sender and recipient.
@@ -101,4 +112,29 @@ public struct DurableState: Sendable, Equatable {
     public var log: [Slot: Entry] = [:]
 
     public init() {}
+}
+
+extension Message: CustomStringConvertible {
+    /// One line per message, for transcripts and failure reports.
+    public var description: String {
+        func list(_ entries: [Entry]) -> String {
+            "[" + entries.map { "\($0.slot)@\($0.ballot)=\($0.command)" }.joined(separator: " ") + "]"
+        }
+        switch self {
+        case .prepare(let ballot, let fromSlot): return "prepare \(ballot) from \(fromSlot)"
+        case .promise(let ballot, let accepted): return "promise \(ballot) \(list(accepted))"
+        case .reject(let promised): return "reject promised \(promised)"
+        case .append(let ballot, let entries, let commit, let sentAt):
+            return "append \(ballot) \(list(entries)) commit \(commit) at \(sentAt)"
+        case .appended(let ballot, let matched, let chosen, let sentAt):
+            return "appended \(ballot) matched \(matched) chosen \(chosen) at \(sentAt)"
+        case .leaderQuery: return "leader?"
+        case .leaderStatus(let alive): return alive ? "leader alive" : "no leader"
+        case .timeoutNow(let ballot): return "timeout-now \(ballot)"
+        }
+    }
+}
+
+extension Envelope: CustomStringConvertible {
+    public var description: String { "\(from)->\(to) \(message)" }
 }

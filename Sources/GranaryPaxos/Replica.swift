@@ -9,6 +9,17 @@
 /// (a no-op where no one accepted anything) and leads. Phase 2 is pipelined and batched; a
 /// slot is chosen when a majority has accepted it in the leader's ballot; the leader
 /// carries its commit slot to followers, who apply chosen slots in order.
+///
+/// Leases (for strongly consistent reads at the leader without a round trip): every append
+/// carries the leader's clock; a quorum's answers date the lease from the send time of what
+/// they answered, and it lasts `leaseTicks - clockDriftTicks` of the leader's clock. Any
+/// later leader was elected by a quorum that includes one of those answerers, after it
+/// answered; so a new leader that waits `leaseTicks` of its own clock from its election
+/// before serving reads starts after the old lease ended, as long as clocks drift within
+/// the bound (see `clockDriftTicks`). A replica (re)started waits a full lease before it
+/// may lead at all. Before running for leader a follower asks its peers whether they hear a
+/// leader (one that lost only its own link does not depose a live one), and a leader that
+/// has not heard from a quorum for an election timeout stands down.
 public struct Replica: Sendable {
     public struct Configuration: Sendable {
         public var id: NodeID
@@ -19,6 +30,16 @@ public struct Replica: Sendable {
         /// A leader's heartbeat (and resend) interval, in ticks.
         public var heartbeatTicks = 2
         public var maxEntriesPerMessage = 64
+        /// How long a leader's lease lasts (from the send time of what a quorum answered)
+        /// and how long a new leader waits before serving strong reads, in ticks.
+        public var leaseTicks = 10
+        /// What the lease gives up for clock drift. With clocks whose rates differ from
+        /// real time by at most a fraction r, the lease is safe when
+        /// (leaseTicks - clockDriftTicks) / (1 - r) <= (leaseTicks - 1) / (1 + r)
+        /// (the 1 is a tick's rounding): 10 and 3 allow r up to 12.5%.
+        public var clockDriftTicks = 3
+        /// Off only in tests that show the checks catch a leader serving reads at once.
+        public var newLeaderWaitsOutOldLease = true
         /// Seeds the election-timeout draws (the caller owns randomness).
         public var seed: UInt64
 
@@ -57,6 +78,15 @@ public struct Replica: Sendable {
     private var electionElapsed = 0
     private var electionTimeout = 0
     private var heartbeatElapsed = 0
+    /// This replica's clock: ticks since it started. Only ever compared with itself.
+    public private(set) var now: UInt64 = 0
+    /// A restarted replica may have answered a leader's heartbeat just before it went
+    /// down; it does not lead before a full lease from its start.
+    private let mayLeadAt: UInt64
+    /// Ticks since the leader was last heard from.
+    private var ticksSinceLeader: UInt64 = 0
+    /// While asking peers whether a leader is alive: who said "no leader" (self included).
+    private var noLeaderVotes: Set<NodeID>?
 
     // Candidate state.
     private var promises: [NodeID: [Entry]] = [:]
@@ -70,6 +100,14 @@ public struct Replica: Sendable {
     /// forgets what it knew chosen; resends start here so that it learns it again.
     private var followerChosen: [NodeID: Slot] = [:]
     private var nextSend: [NodeID: Slot] = [:]
+    /// Per follower: the latest `sentAt` it echoed in this ballot (the lease's evidence).
+    private var answeredSentAt: [NodeID: UInt64] = [:]
+    private var electedAt: UInt64 = 0
+    /// The last slot at the election: reads wait until it is applied, so they see every
+    /// write chosen in earlier ballots.
+    private var readBarrier: Slot = 0
+    /// A leadership transfer in progress: its target, when it gives up, whether TimeoutNow went.
+    private var transfer: (target: NodeID, deadline: UInt64, sent: Bool)?
 
     // What `ready` hands out.
     private var promisedChanged = false
@@ -82,30 +120,81 @@ public struct Replica: Sendable {
         self.durable = durable
         highestRound = durable.promised.round
         random = SeededRandom(seed: configuration.seed ^ (UInt64(configuration.id) &* 0x9E37_79B9_7F4A_7C15))
+        mayLeadAt = UInt64(configuration.leaseTicks)
         resetElectionTimer()
+    }
+
+    // MARK: Leases
+
+    /// The start of the current lease: the latest send time that a quorum (this leader,
+    /// at `now`, and the followers' echoes) has answered.
+    private var leaseStart: UInt64? {
+        guard role == .leader else { return nil }
+        var times = peers.compactMap { answeredSentAt[$0] }
+        times.append(now)
+        guard times.count >= configuration.quorum else { return nil }
+        return times.sorted(by: >)[configuration.quorum - 1]
+    }
+
+    /// Whether this replica may answer a strongly consistent read from its applied state now:
+    /// it leads, holds a lease, has waited out any earlier leader's lease, applied every slot
+    /// chosen before its election, and is not handing leadership over.
+    public var canServeStrongRead: Bool {
+        guard role == .leader, transfer == nil, applied >= readBarrier, let start = leaseStart else { return false }
+        if configuration.newLeaderWaitsOutOldLease && now < electedAt + UInt64(configuration.leaseTicks) { return false }
+        return now < start + UInt64(configuration.leaseTicks - configuration.clockDriftTicks)
     }
 
     // MARK: Inputs
 
     /// One unit of time.
     public mutating func tick() {
+        now += 1
         switch role {
         case .leader:
+            // Check quorum: a leader cut off from a majority stops pretending.
+            let contact = max(electedAt, leaseStart ?? 0)
+            if now - contact >= UInt64(configuration.electionTicks) {
+                becomeFollower(leader: nil)
+                return
+            }
+            if let transfer, now >= transfer.deadline { self.transfer = nil }
             heartbeatElapsed += 1
             if heartbeatElapsed >= configuration.heartbeatTicks {
                 heartbeatElapsed = 0
                 for peer in peers { sendAppend(to: peer, resend: true) }
             }
         case .follower, .candidate:
+            ticksSinceLeader += 1
             electionElapsed += 1
-            if electionElapsed >= electionTimeout { startElection() }
+            if electionElapsed >= electionTimeout { askWhetherLeaderIsAlive() }
+        }
+    }
+
+    /// Hands leadership to `target` (before a planned restart): no new proposals or strong
+    /// reads here; once the target has every slot, it is told to run for leader at once.
+    /// Gives up after an election timeout. Returns false if this replica does not lead.
+    public mutating func transferLeadership(to target: NodeID) -> Bool {
+        guard role == .leader, peers.contains(target) else { return false }
+        transfer = (target, now + UInt64(configuration.electionTicks), false)
+        sendTimeoutNowIfCaughtUp()
+        return true
+    }
+
+    private mutating func sendTimeoutNowIfCaughtUp() {
+        guard let transfer, !transfer.sent else { return }
+        if (matched[transfer.target] ?? 0) >= lastSlot {
+            self.transfer!.sent = true
+            send(.timeoutNow(ballot: durable.promised), to: transfer.target)
+        } else {
+            sendAppend(to: transfer.target, resend: false)
         }
     }
 
     /// Offers a command for the next slot. Returns its slot if this replica leads (the
     /// command is chosen only if that slot commits with it), nil otherwise.
     public mutating func propose(_ command: Command) -> Slot? {
-        guard role == .leader else { return nil }
+        guard role == .leader, transfer == nil else { return nil }
         lastSlot += 1
         accept(Entry(slot: lastSlot, ballot: durable.promised, command: command))
         matched[id] = lastSlot
@@ -124,13 +213,27 @@ public struct Replica: Sendable {
         case .reject(let promised):
             noteRound(promised.round)
             if promised > durable.promised && role != .follower { becomeFollower(leader: nil) }
-        case .append(let ballot, let entries, let commit):
-            handleAppend(ballot, entries: entries, commit: commit, from: envelope.from)
-        case .appended(let ballot, let matchedSlot, let chosenSlot):
+        case .append(let ballot, let entries, let commit, let sentAt):
+            handleAppend(ballot, entries: entries, commit: commit, sentAt: sentAt, from: envelope.from)
+        case .appended(let ballot, let matchedSlot, let chosenSlot, let sentAt):
             guard role == .leader, ballot == durable.promised else { return }
             matched[envelope.from] = max(matched[envelope.from] ?? 0, matchedSlot, chosenSlot)
             followerChosen[envelope.from] = chosenSlot
+            answeredSentAt[envelope.from] = max(answeredSentAt[envelope.from] ?? 0, sentAt)
             advanceCommit()
+            if transfer?.target == envelope.from { sendTimeoutNowIfCaughtUp() }
+        case .leaderQuery:
+            // As etcd-raft's pre-vote with check-quorum: alive only if a known leader spoke lately.
+            let alive = role == .leader || (role == .follower && leader != nil && ticksSinceLeader < UInt64(configuration.electionTicks))
+            send(.leaderStatus(alive: alive), to: envelope.from)
+        case .leaderStatus(let alive):
+            guard !alive, role != .leader, noLeaderVotes != nil else { return }
+            noLeaderVotes!.insert(envelope.from)
+            if noLeaderVotes!.count >= configuration.quorum { startElection() }
+        case .timeoutNow(let ballot):
+            // Only from the leader this replica follows, in its ballot: a stale one is ignored.
+            guard role == .follower, leader == envelope.from, ballot == durable.promised else { return }
+            startElection()
         }
     }
 
@@ -190,10 +293,24 @@ public struct Replica: Sendable {
         matched = [:]
         nextSend = [:]
         followerChosen = [:]
+        answeredSentAt = [:]
+        transfer = nil
+        noLeaderVotes = nil
         resetElectionTimer()
     }
 
+    /// The election timer fired: ask the peers whether they hear a leader; a quorum of
+    /// "no" (this replica's own included) starts an election.
+    private mutating func askWhetherLeaderIsAlive() {
+        resetElectionTimer()
+        guard now >= mayLeadAt else { return }
+        noLeaderVotes = [id]
+        for peer in peers { send(.leaderQuery, to: peer) }
+        if noLeaderVotes!.count >= configuration.quorum { startElection() }
+    }
+
     private mutating func startElection() {
+        noLeaderVotes = nil
         let ballot = Ballot(round: highestRound + 1, node: id)
         promise(ballot)
         role = .candidate
@@ -243,12 +360,15 @@ public struct Replica: Sendable {
         leader = id
         promises = [:]
         heartbeatElapsed = 0
+        electedAt = now
+        answeredSentAt = [:]
         lastSlot = max(chosen, best.keys.max() ?? 0)
         if lastSlot >= prepareFrom {
             for slot in prepareFrom...lastSlot {
                 accept(Entry(slot: slot, ballot: ballot, command: best[slot]?.command ?? .noop))
             }
         }
+        readBarrier = lastSlot
         matched = [id: lastSlot]
         for peer in peers {
             matched[peer] = 0
@@ -278,10 +398,10 @@ public struct Replica: Sendable {
             nextSend[peer] = last + 1
         }
         if entries.isEmpty && !resend && !evenIfEmpty { return }
-        send(.append(ballot: durable.promised, entries: entries, commit: chosen), to: peer)
+        send(.append(ballot: durable.promised, entries: entries, commit: chosen, sentAt: now), to: peer)
     }
 
-    private mutating func handleAppend(_ ballot: Ballot, entries: [Entry], commit: Slot, from: NodeID) {
+    private mutating func handleAppend(_ ballot: Ballot, entries: [Entry], commit: Slot, sentAt: UInt64, from: NodeID) {
         noteRound(ballot.round)
         guard ballot >= durable.promised else {
             send(.reject(promised: durable.promised), to: from)
@@ -291,6 +411,8 @@ public struct Replica: Sendable {
         if role != .follower || leader != from { becomeFollower(leader: from) }
         promise(ballot)
         resetElectionTimer()
+        ticksSinceLeader = 0
+        noLeaderVotes = nil
         for entry in entries where entry.slot > chosen && !learned.contains(entry.slot) {
             // Chosen slots keep the ballot they were chosen in; the rest are this ballot's.
             precondition(entry.slot <= commit || entry.ballot == ballot, "a leader proposes in its own ballot")
@@ -306,7 +428,7 @@ public struct Replica: Sendable {
         }
         var matchedSlot = chosen
         while durable.log[matchedSlot + 1]?.ballot == ballot { matchedSlot += 1 }
-        send(.appended(ballot: ballot, matched: matchedSlot, chosen: chosen), to: from)
+        send(.appended(ballot: ballot, matched: matchedSlot, chosen: chosen, sentAt: sentAt), to: from)
     }
 
     /// The leader's commit: the highest slot that a majority has accepted in this ballot

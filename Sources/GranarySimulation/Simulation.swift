@@ -1,3 +1,4 @@
+import GranaryLinearizability
 import GranaryPaxos
 
 /// The simulation's only source of randomness, so one seed replays one run.
@@ -21,12 +22,19 @@ public struct FaultProfile: Sendable {
     public var partition = 0.01
     /// A node crashes after persisting but before sending (the window persist-before-send guards).
     public var crashBeforeSend = 0.002
+    /// Each node's clock runs at a rate within 1 +- clockDrift of real time (redrawn now and
+    /// then); the replicas' lease is configured for drift up to 12.5%.
+    public var clockDrift = 0.1
+    /// Per tick: the leader is asked to hand leadership to a random peer (a planned restart).
+    public var transfer = 0.005
 
     public init() {}
     public static let none: FaultProfile = {
         var profile = FaultProfile()
         profile.drop = 0; profile.duplicate = 0; profile.maxDelay = 1
         profile.crash = 0; profile.restart = 0; profile.partition = 0; profile.crashBeforeSend = 0
+        profile.clockDrift = 0
+        profile.transfer = 0
         return profile
     }()
 }
@@ -40,13 +48,19 @@ public struct SimulationReport: Sendable, CustomStringConvertible {
     public var chosenSlots = 0
     public var messages = 0
     public var crashes = 0
+    /// Client operations in the history the linearizability checker saw, and how many of
+    /// them were strong reads served under a lease.
+    public var operations = 0
+    public var strongReads = 0
+    public var inconclusiveKeys = 0
     public var violations: [String] = []
     public var traceHash: UInt64 = 0xCBF2_9CE4_8422_2325
 
     public var passed: Bool { violations.isEmpty }
 
     public var description: String {
-        var text = "seed \(seed): \(ticks) ticks, \(proposed) proposed, \(acknowledged) acknowledged, \(chosenSlots) slots chosen, \(messages) messages, \(crashes) crashes"
+        var text = "seed \(seed): \(ticks) ticks, \(proposed) proposed, \(acknowledged) acknowledged, \(chosenSlots) slots chosen, \(messages) messages, \(crashes) crashes, \(operations) client operations (\(strongReads) lease reads) linearizable"
+        if inconclusiveKeys > 0 { text += " (\(inconclusiveKeys) keys inconclusive)" }
         for violation in violations.prefix(5) { text += "\n  VIOLATION: \(violation)" }
         return text
     }
@@ -62,6 +76,10 @@ public final class Simulation {
         var disk = DurableState()
         /// The state machine: applied commands in slot order (rebuilt after a restart).
         var applied: [Command] = []
+        var store = KeyValueStore()
+        /// The node's clock: it ticks when its share of real time reaches a whole tick.
+        var clockRate = 1.0
+        var clockShare = 0.0
     }
 
     struct InFlight {
@@ -75,6 +93,7 @@ public final class Simulation {
     let faults: FaultProfile
     let proposalChance: Double
     let bug: DeliberateBug?
+    let checkLeasesOnEveryStep: Bool
     var random: SimulationRandom
     var nodes: [NodeID: Node] = [:]
     var network: [InFlight] = []
@@ -87,6 +106,14 @@ public final class Simulation {
     var acknowledged: [Command: Slot] = [:]
     var chosenValues: [Slot: Command] = [:]
     var leaderOfBallot: [Ballot: NodeID] = [:]
+    /// The clients' history for the linearizability checker: one clock for calls and
+    /// returns, and the history index of each proposal in flight.
+    var history = KeyValueHistory()
+    var historyClock: UInt64 = 0
+    var pendingOperation: [Command: Int] = [:]
+    /// History entries of proposals known never to be chosen (their slot chose another).
+    var failedOperations: Set<Int> = []
+    static let keys: UInt64 = 3
 
     /// Deliberate bugs, for tests that show the checks catch them.
     public enum DeliberateBug: Sendable {
@@ -94,25 +121,38 @@ public final class Simulation {
         case sendBeforePersist
         /// A replica restarts with an empty disk (it forgets its promises and votes).
         case forgetDiskOnRestart
+        /// Strong reads are served by any replica that believes it leads, lease or not.
+        case readsWithoutLease
+        /// A new leader serves strong reads without waiting out its predecessor's lease.
+        case newLeaderSkipsLeaseWait
     }
 
+    /// `checkLeases: false` leaves overlapping leases to the linearizability checker alone.
     public init(seed: UInt64, replicas: Int = 3, faults: FaultProfile = FaultProfile(), proposalChance: Double = 0.3,
-                bug: DeliberateBug? = nil) {
+                bug: DeliberateBug? = nil, checkLeases: Bool = true) {
         precondition(replicas >= 1)
         self.seed = seed
         members = (1...replicas).map { NodeID($0) }
         self.faults = faults
         self.proposalChance = proposalChance
         self.bug = bug
+        self.checkLeasesOnEveryStep = checkLeases
         random = SimulationRandom(seed: seed)
         report = SimulationReport(seed: seed, ticks: 0)
         for id in members {
             nodes[id] = Node(replica: Replica(configuration: configuration(id)))
+            nodes[id]!.clockRate = drawClockRate()
         }
     }
 
     func configuration(_ id: NodeID) -> Replica.Configuration {
-        Replica.Configuration(id: id, members: members, seed: seed &+ UInt64(id) &* 7919)
+        var configuration = Replica.Configuration(id: id, members: members, seed: seed &+ UInt64(id) &* 7919)
+        configuration.newLeaderWaitsOutOldLease = bug != .newLeaderSkipsLeaseWait
+        return configuration
+    }
+
+    func drawClockRate() -> Double {
+        faults.clockDrift == 0 ? 1 : 1 - faults.clockDrift + 2 * faults.clockDrift * Double(random.below(1001)) / 1000
     }
 
     // MARK: Running
@@ -154,6 +194,14 @@ public final class Simulation {
         report.ticks = now
         report.acknowledged = acknowledged.count
         report.chosenSlots = chosenValues.count
+        // Every client's history, less proposals known never chosen, is linearizable.
+        let checked = KeyValueHistory(history.entries.enumerated().filter { !failedOperations.contains($0.offset) }.map(\.element))
+        let verdict = checked.check()
+        report.operations = checked.entries.count
+        report.inconclusiveKeys = verdict.inconclusiveKeys.count
+        for (key, operations) in verdict.violations {
+            report.violations.append("key \(key): the history is not linearizable:\n    " + operations.sorted { $0.call < $1.call }.map(\.description).joined(separator: "\n    "))
+        }
         return report
     }
 
@@ -180,12 +228,20 @@ public final class Simulation {
     func step(faulty: Bool) {
         now += 1
         if faulty { injectFaults() }
-        // Clients propose to whoever leads.
+        // Clients write to whoever leads, blindly or conditionally, and read anywhere:
+        // only a replica that may serve a strong read answers.
         if random.chance(proposalChance), let leader = currentLeader() {
-            let command = Command.value(Array("v\(nextValue)".utf8))
+            let key = UInt64(random.below(Int(Simulation.keys)))
+            let value = nextValue
             nextValue += 1
+            let operation: KeyValueCommand = random.chance(0.3)
+                ? .compareAndSet(key: key, expected: random.chance(0.5) ? nil : UInt64(random.below(Int(value))), new: value)
+                : .write(key: key, value: value)
             report.proposed += 1
-            propose(command, to: leader)
+            propose(operation.encoded, to: leader)
+        }
+        if random.chance(proposalChance) {
+            read(key: UInt64(random.below(Int(Simulation.keys))), at: members[random.below(members.count)])
         }
         // Deliver what is due, in an order the seed picks.
         var due: [InFlight] = []
@@ -202,15 +258,42 @@ public final class Simulation {
             process(message.envelope.to, faulty: faulty)
         }
         for id in members where nodes[id]!.replica != nil {
-            nodes[id]!.replica!.tick()
-            process(id, faulty: faulty)
+            // Clocks drift: a node ticks zero, one or two times in a step of real time.
+            nodes[id]!.clockShare += nodes[id]!.clockRate
+            while nodes[id]!.clockShare >= 1 && nodes[id]!.replica != nil {
+                nodes[id]!.clockShare -= 1
+                nodes[id]!.replica!.tick()
+                process(id, faulty: faulty)
+            }
         }
+    }
+
+    /// Whether a replica would answer a strong read now (as the caller decides it).
+    func servesStrongReads(_ id: NodeID) -> Bool {
+        guard let replica = nodes[id]!.replica else { return false }
+        return bug == .readsWithoutLease ? replica.role == .leader : replica.canServeStrongRead
+    }
+
+    /// A strongly consistent read at `id`: answered from its applied state if it may serve one.
+    func read(key: UInt64, at id: NodeID) {
+        guard servesStrongReads(id) else { return }
+        let value = nodes[id]!.store.values[key]
+        historyClock += 2
+        history.append(.init(key: key, input: .read, output: .read(value), call: historyClock - 1, returned: historyClock))
+        report.strongReads += 1
+        trace(6, UInt64(id), key, value ?? .max)
     }
 
     /// A client's proposal to `leader`; remembered so that its commit acknowledges it.
     func propose(_ command: Command, to leader: NodeID) {
         guard nodes[leader]!.replica != nil else { return }
-        if let slot = nodes[leader]!.replica!.propose(command) { pending[leader, default: [:]][slot] = command }
+        guard let slot = nodes[leader]!.replica!.propose(command) else { return }
+        pending[leader, default: [:]][slot] = command
+        if let operation = KeyValueCommand(command) {
+            historyClock += 1
+            pendingOperation[command] = history.entries.count
+            history.append(.init(key: operation.key, input: operation.input, output: nil, call: historyClock, returned: nil))
+        }
     }
 
     func injectFaults() {
@@ -219,6 +302,16 @@ public final class Simulation {
             if !live.isEmpty { crash(live[random.below(live.count)]) }
         }
         for id in members where nodes[id]!.replica == nil && random.chance(faults.restart) { restart(id) }
+        if random.chance(0.01) {
+            let id = members[random.below(members.count)]
+            nodes[id]!.clockRate = drawClockRate()
+        }
+        if random.chance(faults.transfer), let leader = currentLeader(), members.count > 1 {
+            var target = members[random.below(members.count)]
+            if target == leader { target = members[(members.firstIndex(of: leader)! + 1) % members.count] }
+            if nodes[leader]!.replica!.transferLeadership(to: target) { process(leader, faulty: true) }
+            trace(7, UInt64(leader), UInt64(target), 0)
+        }
         if random.chance(faults.partition) {
             blocked = []
             let a = members[random.below(members.count)]
@@ -237,6 +330,7 @@ public final class Simulation {
     func crash(_ id: NodeID) {
         nodes[id]!.replica = nil
         nodes[id]!.applied = []
+        nodes[id]!.store = KeyValueStore()
         pending[id] = nil
         report.crashes += 1
         trace(2, UInt64(id), 0, 0)
@@ -271,6 +365,7 @@ public final class Simulation {
             for entry in ready.committed { apply(entry, at: id) }
             nodes[id]!.replica!.advance(ready)
             checkLeadership(id)
+            if checkLeasesOnEveryStep { checkLeases() }
         }
     }
 
@@ -295,6 +390,7 @@ public final class Simulation {
             report.violations.append("node \(id) applied slot \(entry.slot) when slot \(expectedSlot) was next")
         }
         nodes[id]!.applied.append(entry.command)
+        let output = nodes[id]!.store.apply(entry.command)
         if let chosen = chosenValues[entry.slot] {
             if chosen != entry.command {
                 report.violations.append("slot \(entry.slot): node \(id) applied \(entry.command) but \(chosen) was chosen")
@@ -304,9 +400,28 @@ public final class Simulation {
         }
         if let proposed = pending[id]?[entry.slot] {
             pending[id]![entry.slot] = nil
-            if proposed == entry.command { acknowledged[proposed] = entry.slot }
+            if proposed == entry.command {
+                acknowledged[proposed] = entry.slot
+                if let index = pendingOperation.removeValue(forKey: proposed) {
+                    historyClock += 1
+                    history.entries[index].output = output
+                    history.entries[index].returned = historyClock
+                }
+            } else if let index = pendingOperation.removeValue(forKey: proposed) {
+                // Its slot chose another command, and a command lives in one slot only.
+                failedOperations.insert(index)
+            }
         }
         trace(4, UInt64(id), entry.slot, UInt64(entry.command.hashValueStable))
+    }
+
+    /// At most one replica serves strong reads at any moment (leases never overlap).
+    func checkLeases() {
+        let serving = members.filter(servesStrongReads)
+        if serving.count > 1 {
+            let ballots = serving.map { "\($0) in ballot \(nodes[$0]!.replica!.promised)" }.joined(separator: ", ")
+            report.violations.append("tick \(now): two replicas serve strong reads at once: \(ballots)")
+        }
     }
 
     func checkLeadership(_ id: NodeID) {
@@ -340,6 +455,9 @@ extension Message {
         case .reject: 3
         case .append: 4
         case .appended: 5
+        case .leaderQuery: 6
+        case .leaderStatus: 7
+        case .timeoutNow: 8
         }
     }
 }

@@ -47,16 +47,20 @@ struct GranarySim: ParsableCommand {
         }
         let count = seeds ?? 100
         guard count <= UInt64.max - from else { throw ValidationError("--from plus --seeds must stay below 2^64") }
-        var acknowledged = 0
+        var acknowledged = 0, operations = 0, strongReads = 0, inconclusive = 0
         for seed in from..<from + count {
             let report = Simulation(seed: seed, replicas: replicas).run(faultTicks: ticks)
             acknowledged += report.acknowledged
+            operations += report.operations
+            strongReads += report.strongReads
+            inconclusive += report.inconclusiveKeys
             if !report.passed {
                 print(report)
                 print("FAILED: seed \(seed) (replay: granary-sim --seed \(seed) --ticks \(ticks) --replicas \(replicas))")
                 throw ExitCode(1)
             }
         }
-        print("\(count) seeds passed (\(from)..<\(from + count)), \(replicas) replicas, \(ticks) fault ticks each, \(acknowledged) acknowledged proposals checked")
+        print("\(count) seeds passed (\(from)..<\(from + count)), \(replicas) replicas, \(ticks) fault ticks each, \(acknowledged) acknowledged proposals checked, "
+            + "\(operations) client operations (\(strongReads) lease reads) linearizable, \(inconclusive) keys inconclusive")
     }
 }
