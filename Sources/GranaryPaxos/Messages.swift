@@ -24,14 +24,77 @@ public struct Ballot: Comparable, Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(round).\(node)" }
 }
 
-/// What a slot holds: a client's command, or a no-op that fills a gap a new leader found.
+/// Who is in a group: the voters (every one persists the log and votes), and which of them
+/// are log-only (they vote and keep the recent log but hold no state machine, so they never
+/// lead). A majority of the voters is a quorum.
+public struct Membership: Hashable, Sendable, CustomStringConvertible {
+    public private(set) var voters: [NodeID]
+    public private(set) var logOnly: Set<NodeID>
+
+    public init(voters: [NodeID], logOnly: Set<NodeID> = []) {
+        precondition(!voters.isEmpty, "a group has a voter")
+        precondition(Set(voters).count == voters.count, "voters are distinct")
+        precondition(logOnly.isSubset(of: voters), "a log-only replica is a voter")
+        precondition(logOnly.count < voters.count, "someone can lead")
+        self.voters = voters.sorted()
+        self.logOnly = logOnly
+    }
+
+    public var quorum: Int { voters.count / 2 + 1 }
+
+    public func contains(_ id: NodeID) -> Bool { voters.contains(id) }
+
+    public func canLead(_ id: NodeID) -> Bool { voters.contains(id) && !logOnly.contains(id) }
+
+    public func adding(_ id: NodeID, logOnly: Bool = false) -> Membership {
+        Membership(voters: voters + [id], logOnly: logOnly ? self.logOnly.union([id]) : self.logOnly)
+    }
+
+    public func removing(_ id: NodeID) -> Membership {
+        Membership(voters: voters.filter { $0 != id }, logOnly: logOnly.subtracting([id]))
+    }
+
+    /// One change at a time: a single voter added or removed, so that every majority of the
+    /// old voters meets every majority of the new. Replacing a replica is two changes: add
+    /// the new one, then remove the old. (A replica does not switch between holding a state
+    /// machine and being log-only: it is removed and added again.)
+    public func isOneChange(from old: Membership) -> Bool {
+        let added = Set(voters).subtracting(old.voters), removed = Set(old.voters).subtracting(voters)
+        let kept = Set(voters).intersection(old.voters)
+        return added.count + removed.count == 1 && kept.allSatisfy { logOnly.contains($0) == old.logOnly.contains($0) }
+    }
+
+    public var description: String {
+        voters.map { logOnly.contains($0) ? "\($0)(log)" : "\($0)" }.joined(separator: ",")
+    }
+}
+
+/// A state machine's image through `slot`, which replaces the log up to it. A log-only
+/// replica's has no data (it has no state machine); it only marks where its log starts.
+public struct Snapshot: Hashable, Sendable {
+    public var slot: Slot
+    /// The membership in force after `slot`.
+    public var membership: Membership
+    public var data: [UInt8]?
+
+    public init(slot: Slot, membership: Membership, data: [UInt8]?) {
+        self.slot = slot
+        self.membership = membership
+        self.data = data
+    }
+}
+
+/// What a slot holds: a client's command, a no-op that fills a gap a new leader found, or a
+/// new membership that governs every later slot.
 public enum Command: Hashable, Sendable, CustomStringConvertible {
     case noop
     case value([UInt8])
+    case membership(Membership)
 
     public var description: String {
         switch self {
         case .noop: "noop"
+        case .membership(let membership): "members(\(membership))"
         case .value(let bytes):
             if let text = String(validating: bytes, as: UTF8.self), text.utf8.allSatisfy({ $0 > 32 && $0 < 127 }) { text }
             else { "value(\(bytes.count)B:\(bytes.prefix(8).map { String($0, radix: 16) }.joined()))" }
@@ -56,15 +119,22 @@ public struct Entry: Hashable, Sendable {
 public enum Message: Hashable, Sendable {
     /// Phase 1a: a candidate asks for promises for every slot from `fromSlot` on.
     case prepare(ballot: Ballot, fromSlot: Slot)
-    /// Phase 1b: the acceptor promises `ballot` and reports what it accepted from the slot on.
-    case promise(ballot: Ballot, accepted: [Entry])
+    /// Phase 1b: the acceptor promises `ballot` and reports what it accepted from the slot on,
+    /// with its snapshot when it has compacted its log at or past that slot (those slots
+    /// are chosen; the snapshot is what the candidate must learn of them).
+    case promise(ballot: Ballot, accepted: [Entry], snapshot: Snapshot?)
     /// The acceptor has promised a higher ballot; the sender should stand down.
     case reject(promised: Ballot)
     /// Phase 2a from the leader, also its heartbeat: accept these entries (those at or
     /// below `commit` are already chosen), and know that every slot up to `commit` is chosen.
     /// `sentAt` is the leader's clock when it sent this; the answer echoes it, and the
     /// leader's lease runs from the send time of what a quorum answered.
-    case append(ballot: Ballot, entries: [Entry], commit: Slot, sentAt: UInt64)
+    /// Every replica with a state machine knows every slot up to `retain` chosen (and has
+    /// it on disk): log-only replicas may drop those slots from their log.
+    case append(ballot: Ballot, entries: [Entry], commit: Slot, sentAt: UInt64, retain: Slot)
+    /// Catch-up of a replica that needs slots the leader compacted: install this snapshot
+    /// (every slot up to its slot is chosen); answered with `appended`.
+    case snapshot(ballot: Ballot, snapshot: Snapshot, sentAt: UInt64)
     /// Phase 2b: every slot up to `matched` is accepted in `ballot` or known chosen here;
     /// `chosen` is the prefix known chosen; `sentAt` echoes the append it answers.
     case appended(ballot: Ballot, matched: Slot, chosen: Slot, sentAt: UInt64)
@@ -97,18 +167,31 @@ public struct Envelope: Hashable, Sendable {
 public struct Ready: Sendable {
     /// The promised ballot to persist, if it changed.
     public var promised: Ballot?
+    /// A snapshot to persist, before the entries: it replaces every log entry up to its
+    /// slot (drop them). If `restoreSnapshot`, it came from the leader and the state
+    /// machine must be reset to its data before the committed entries are applied.
+    public var snapshot: Snapshot?
+    public var restoreSnapshot = false
+    /// Every slot up to here is chosen: persist it after the entries (a restarted replica
+    /// keeps knowing it, so it does not need the quorums of memberships long replaced).
+    public var chosen: Slot?
     /// Accepted entries to persist (each replaces what the slot held).
     public var entries: [Entry] = []
     public var messages: [Envelope] = []
     /// Chosen entries to apply, in slot order, each exactly once.
     public var committed: [Entry] = []
 
-    public var isEmpty: Bool { promised == nil && entries.isEmpty && messages.isEmpty && committed.isEmpty }
+    public var isEmpty: Bool {
+        promised == nil && snapshot == nil && chosen == nil && entries.isEmpty && messages.isEmpty && committed.isEmpty
+    }
 }
 
-/// What a replica keeps on disk: its promise and its accepted entries.
+/// What a replica keeps on disk: its promise, its latest snapshot, its accepted entries
+/// after the snapshot, and how far it knows them chosen.
 public struct DurableState: Sendable, Equatable {
     public var promised: Ballot = .zero
+    public var snapshot: Snapshot?
+    public var chosen: Slot = 0
     public var log: [Slot: Entry] = [:]
 
     public init() {}
@@ -122,10 +205,13 @@ extension Message: CustomStringConvertible {
         }
         switch self {
         case .prepare(let ballot, let fromSlot): return "prepare \(ballot) from \(fromSlot)"
-        case .promise(let ballot, let accepted): return "promise \(ballot) \(list(accepted))"
+        case .promise(let ballot, let accepted, let snapshot):
+            return "promise \(ballot) \(list(accepted))" + (snapshot.map { " snapshot \($0.slot)" } ?? "")
         case .reject(let promised): return "reject promised \(promised)"
-        case .append(let ballot, let entries, let commit, let sentAt):
-            return "append \(ballot) \(list(entries)) commit \(commit) at \(sentAt)"
+        case .append(let ballot, let entries, let commit, let sentAt, let retain):
+            return "append \(ballot) \(list(entries)) commit \(commit) at \(sentAt)" + (retain > 0 ? " retain \(retain)" : "")
+        case .snapshot(let ballot, let snapshot, let sentAt):
+            return "snapshot \(ballot) through \(snapshot.slot) members \(snapshot.membership) at \(sentAt)"
         case .appended(let ballot, let matched, let chosen, let sentAt):
             return "appended \(ballot) matched \(matched) chosen \(chosen) at \(sentAt)"
         case .leaderQuery: return "leader?"

@@ -65,3 +65,27 @@ struct KeyValueStore {
         }
     }
 }
+
+extension KeyValueStore {
+    /// The snapshot image: "key=value" pairs in key order.
+    var encoded: [UInt8] {
+        Array(values.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ";").utf8)
+    }
+
+    init(decoding bytes: [UInt8]) {
+        for pair in String(decoding: bytes, as: UTF8.self).split(separator: ";") {
+            let parts = pair.split(separator: "=")
+            guard parts.count == 2, let key = UInt64(parts[0]), let value = UInt64(parts[1]) else {
+                preconditionFailure("a snapshot this simulator wrote: \(pair)")
+            }
+            values[key] = value
+        }
+    }
+
+    /// A digest that does not change between processes, to compare replicas' states.
+    var digest: UInt64 {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        for byte in encoded { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
+        return hash
+    }
+}

@@ -27,14 +27,15 @@ public struct FaultProfile: Sendable {
     public var clockDrift = 0.1
     /// Per tick: the leader is asked to hand leadership to a random peer (a planned restart).
     public var transfer = 0.005
+    /// Per tick: the operator adds a fresh replica or removes one (retiring it for good).
+    public var reconfigure = 0.003
 
     public init() {}
     public static let none: FaultProfile = {
         var profile = FaultProfile()
         profile.drop = 0; profile.duplicate = 0; profile.maxDelay = 1
         profile.crash = 0; profile.restart = 0; profile.partition = 0; profile.crashBeforeSend = 0
-        profile.clockDrift = 0
-        profile.transfer = 0
+        profile.clockDrift = 0; profile.transfer = 0; profile.reconfigure = 0
         return profile
     }()
 }
@@ -48,6 +49,8 @@ public struct SimulationReport: Sendable, CustomStringConvertible {
     public var chosenSlots = 0
     public var messages = 0
     public var crashes = 0
+    public var snapshotsSent = 0
+    public var membershipChanges = 0
     /// Client operations in the history the linearizability checker saw, and how many of
     /// them were strong reads served under a lease.
     public var operations = 0
@@ -59,7 +62,9 @@ public struct SimulationReport: Sendable, CustomStringConvertible {
     public var passed: Bool { violations.isEmpty }
 
     public var description: String {
-        var text = "seed \(seed): \(ticks) ticks, \(proposed) proposed, \(acknowledged) acknowledged, \(chosenSlots) slots chosen, \(messages) messages, \(crashes) crashes, \(operations) client operations (\(strongReads) lease reads) linearizable"
+        var text = "seed \(seed): \(ticks) ticks, \(proposed) proposed, \(acknowledged) acknowledged, \(chosenSlots) slots chosen, "
+            + "\(messages) messages, \(crashes) crashes, \(snapshotsSent) snapshots sent, \(membershipChanges) membership changes, "
+            + "\(operations) client operations (\(strongReads) lease reads) linearizable"
         if inconclusiveKeys > 0 { text += " (\(inconclusiveKeys) keys inconclusive)" }
         for violation in violations.prefix(5) { text += "\n  VIOLATION: \(violation)" }
         return text
@@ -68,15 +73,21 @@ public struct SimulationReport: Sendable, CustomStringConvertible {
 
 /// A group of replicas, a network and disks, all simulated in one thread, driven tick by
 /// tick from one seed. After `faultTicks` of faults it heals everything and demands that
-/// the group make progress again within `livenessTicks` (the liveness phase).
+/// the group make progress again within `livenessTicks` (the liveness phase). Clients
+/// write, conditionally write and read a few keys (Simulation+Clients.swift); the checks
+/// run on every step and the history is checked for linearizability at the end.
 public final class Simulation {
     struct Node {
         var replica: Replica?
+        /// Never started (a spare the operator may add), or removed from the group for good.
+        var spare = false
+        var retired = false
         /// What survives a crash: what the replica persisted.
         var disk = DurableState()
-        /// The state machine: applied commands in slot order (rebuilt after a restart).
-        var applied: [Command] = []
+        /// The state machine, and the slot it has applied through (rebuilt after a restart
+        /// from the snapshot on disk, then the log).
         var store = KeyValueStore()
+        var appliedThrough: Slot = 0
         /// The node's clock: it ticks when its share of real time reaches a whole tick.
         var clockRate = 1.0
         var clockShare = 0.0
@@ -89,7 +100,9 @@ public final class Simulation {
     }
 
     public let seed: UInt64
-    let members: [NodeID]
+    let founding: Membership
+    /// Every node id: the founding members, then spares for the operator to add.
+    let nodeIDs: [NodeID]
     let faults: FaultProfile
     let proposalChance: Double
     let bug: DeliberateBug?
@@ -105,7 +118,13 @@ public final class Simulation {
     var pending: [NodeID: [Slot: Command]] = [:]
     var acknowledged: [Command: Slot] = [:]
     var chosenValues: [Slot: Command] = [:]
+    /// The state machine's digest after each slot, as the first replica to apply it had it.
+    var stateAfter: [Slot: UInt64] = [:]
     var leaderOfBallot: [Ballot: NodeID] = [:]
+    /// The membership of the chosen log's prefix, as first applied, and the replicas it
+    /// removed that the operator has yet to retire.
+    var current: Membership
+    var retiring: [(slot: Slot, removed: [NodeID], membership: Membership)] = []
     /// The clients' history for the linearizability checker: one clock for calls and
     /// returns, and the history index of each proposal in flight.
     var history = KeyValueHistory()
@@ -114,6 +133,8 @@ public final class Simulation {
     /// History entries of proposals known never to be chosen (their slot chose another).
     var failedOperations: Set<Int> = []
     static let keys: UInt64 = 3
+    /// Full replicas snapshot their state machine and compact their log this often.
+    static let compactionSlots: Slot = 40
 
     /// Deliberate bugs, for tests that show the checks catch them.
     public enum DeliberateBug: Sendable {
@@ -127,26 +148,31 @@ public final class Simulation {
         case newLeaderSkipsLeaseWait
     }
 
+    /// `logOnly` of the founding replicas (the last ones) hold no state machine.
     /// `checkLeases: false` leaves overlapping leases to the linearizability checker alone.
-    public init(seed: UInt64, replicas: Int = 3, faults: FaultProfile = FaultProfile(), proposalChance: Double = 0.3,
+    public init(seed: UInt64, replicas: Int = 3, logOnly: Int = 0, faults: FaultProfile = FaultProfile(), proposalChance: Double = 0.3,
                 bug: DeliberateBug? = nil, checkLeases: Bool = true) {
-        precondition(replicas >= 1)
+        precondition(replicas >= 1 && logOnly < replicas)
         self.seed = seed
-        members = (1...replicas).map { NodeID($0) }
+        let voters = (1...replicas).map { NodeID($0) }
+        founding = Membership(voters: voters, logOnly: Set(voters.suffix(logOnly)))
+        current = founding
+        nodeIDs = (1...replicas + 4).map { NodeID($0) }
         self.faults = faults
         self.proposalChance = proposalChance
         self.bug = bug
         self.checkLeasesOnEveryStep = checkLeases
         random = SimulationRandom(seed: seed)
         report = SimulationReport(seed: seed, ticks: 0)
-        for id in members {
-            nodes[id] = Node(replica: Replica(configuration: configuration(id)))
+        for id in nodeIDs {
+            nodes[id] = Node()
             nodes[id]!.clockRate = drawClockRate()
+            if founding.contains(id) { nodes[id]!.replica = Replica(configuration: configuration(id)) } else { nodes[id]!.spare = true }
         }
     }
 
     func configuration(_ id: NodeID) -> Replica.Configuration {
-        var configuration = Replica.Configuration(id: id, members: members, seed: seed &+ UInt64(id) &* 7919)
+        var configuration = Replica.Configuration(id: id, members: founding.voters, logOnly: founding.logOnly, seed: seed &+ UInt64(id) &* 7919)
         configuration.newLeaderWaitsOutOldLease = bug != .newLeaderSkipsLeaseWait
         return configuration
     }
@@ -154,6 +180,8 @@ public final class Simulation {
     func drawClockRate() -> Double {
         faults.clockDrift == 0 ? 1 : 1 - faults.clockDrift + 2 * faults.clockDrift * Double(random.below(1001)) / 1000
     }
+
+    var running: [NodeID] { nodeIDs.filter { nodes[$0]!.replica != nil } }
 
     // MARK: Running
 
@@ -164,7 +192,7 @@ public final class Simulation {
             if !report.violations.isEmpty { return finish() }
         }
         heal()
-        // Liveness: with no faults, a leader emerges and a new proposal commits everywhere.
+        // Liveness: with no faults, a leader emerges and a new proposal commits at every voter.
         let probe = Command.value(Array("probe-\(seed)".utf8))
         var probeAcknowledged = false
         for _ in 0..<livenessTicks {
@@ -175,52 +203,41 @@ public final class Simulation {
             if !report.violations.isEmpty { return finish() }
             if let slot = acknowledged[probe] {
                 probeAcknowledged = true
-                if members.allSatisfy({ (nodes[$0]!.replica?.chosen ?? 0) >= slot }) { break }
+                if everyVoterHasChosen(slot) { break }
             }
         }
         if acknowledged[probe] == nil {
             report.violations.append("liveness: no proposal committed within \(livenessTicks) ticks after faults stopped (\(state()))")
-        } else if let slot = acknowledged[probe], !members.allSatisfy({ (nodes[$0]!.replica?.chosen ?? 0) >= slot }) {
-            report.violations.append("liveness: not every replica learned slot \(slot) within \(livenessTicks) ticks (\(state()))")
+        } else if let slot = acknowledged[probe], !everyVoterHasChosen(slot) {
+            report.violations.append("liveness: not every voter learned slot \(slot) within \(livenessTicks) ticks (\(state()))")
         }
         return finish()
     }
 
-    func finish() -> SimulationReport {
-        // No acknowledged proposal lost: each is chosen in its slot.
-        for (command, slot) in acknowledged.sorted(by: { $0.value < $1.value }) where chosenValues[slot] != command {
-            report.violations.append("acknowledged \(command) at slot \(slot) but \(chosenValues[slot].map { "\($0)" } ?? "nothing") is chosen there")
-        }
-        report.ticks = now
-        report.acknowledged = acknowledged.count
-        report.chosenSlots = chosenValues.count
-        // Every client's history, less proposals known never chosen, is linearizable.
-        let checked = KeyValueHistory(history.entries.enumerated().filter { !failedOperations.contains($0.offset) }.map(\.element))
-        let verdict = checked.check()
-        report.operations = checked.entries.count
-        report.inconclusiveKeys = verdict.inconclusiveKeys.count
-        for (key, operations) in verdict.violations {
-            report.violations.append("key \(key): the history is not linearizable:\n    " + operations.sorted { $0.call < $1.call }.map(\.description).joined(separator: "\n    "))
-        }
-        return report
+    func everyVoterHasChosen(_ slot: Slot) -> Bool {
+        guard let leader = currentLeader() else { return false }
+        return nodes[leader]!.replica!.latestMembership.voters.allSatisfy { (nodes[$0]!.replica?.chosen ?? 0) >= slot }
     }
 
     /// Each replica's role, ballot and chosen slot, for failure messages.
     func state() -> String {
-        members.map { id in
+        nodeIDs.filter { !nodes[$0]!.spare }.map { id in
+            if nodes[id]!.retired { return "\(id): retired" }
             guard let replica = nodes[id]!.replica else { return "\(id): down" }
-            return "\(id): \(replica.role) ballot \(replica.promised) chosen \(replica.chosen) log \(replica.durable.log.count)"
+            let changes = replica.durable.log.values.filter { if case .membership = $0.command { true } else { false } }
+                .sorted { $0.slot < $1.slot }.map { "\($0.slot)@\($0.ballot)=\($0.command)" }.joined(separator: " ")
+            return "\(id): \(replica.role) ballot \(replica.promised) chosen \(replica.chosen) log \(replica.durable.log.count) "
+                + "snapshot \(replica.durable.snapshot.map { "\($0.slot) \($0.membership)" } ?? "none") members \(replica.latestMembership) changes [\(changes)]"
         }.joined(separator: "; ")
     }
 
     func heal() {
         blocked = []
-        for id in members where nodes[id]!.replica == nil { restart(id) }
+        for id in nodeIDs where nodes[id]!.replica == nil && !nodes[id]!.spare && !nodes[id]!.retired { restart(id) }
     }
 
     func currentLeader() -> NodeID? {
-        let leaders = members.filter { nodes[$0]!.replica?.role == .leader }
-        guard !leaders.isEmpty else { return nil }
+        let leaders = running.filter { nodes[$0]!.replica!.role == .leader }
         // Stale leaders may linger; clients try the one with the highest ballot.
         return leaders.max { nodes[$0]!.replica!.promised < nodes[$1]!.replica!.promised }
     }
@@ -228,21 +245,7 @@ public final class Simulation {
     func step(faulty: Bool) {
         now += 1
         if faulty { injectFaults() }
-        // Clients write to whoever leads, blindly or conditionally, and read anywhere:
-        // only a replica that may serve a strong read answers.
-        if random.chance(proposalChance), let leader = currentLeader() {
-            let key = UInt64(random.below(Int(Simulation.keys)))
-            let value = nextValue
-            nextValue += 1
-            let operation: KeyValueCommand = random.chance(0.3)
-                ? .compareAndSet(key: key, expected: random.chance(0.5) ? nil : UInt64(random.below(Int(value))), new: value)
-                : .write(key: key, value: value)
-            report.proposed += 1
-            propose(operation.encoded, to: leader)
-        }
-        if random.chance(proposalChance) {
-            read(key: UInt64(random.below(Int(Simulation.keys))), at: members[random.below(members.count)])
-        }
+        runClients()
         // Deliver what is due, in an order the seed picks.
         var due: [InFlight] = []
         network.removeAll { message in
@@ -257,7 +260,7 @@ public final class Simulation {
             nodes[message.envelope.to]!.replica!.step(message.envelope)
             process(message.envelope.to, faulty: faulty)
         }
-        for id in members where nodes[id]!.replica != nil {
+        for id in running {
             // Clocks drift: a node ticks zero, one or two times in a step of real time.
             nodes[id]!.clockShare += nodes[id]!.clockRate
             while nodes[id]!.clockShare >= 1 && nodes[id]!.replica != nil {
@@ -266,71 +269,78 @@ public final class Simulation {
                 process(id, faulty: faulty)
             }
         }
+        retire()
     }
 
-    /// Whether a replica would answer a strong read now (as the caller decides it).
-    func servesStrongReads(_ id: NodeID) -> Bool {
-        guard let replica = nodes[id]!.replica else { return false }
-        return bug == .readsWithoutLease ? replica.role == .leader : replica.canServeStrongRead
-    }
-
-    /// A strongly consistent read at `id`: answered from its applied state if it may serve one.
-    func read(key: UInt64, at id: NodeID) {
-        guard servesStrongReads(id) else { return }
-        let value = nodes[id]!.store.values[key]
-        historyClock += 2
-        history.append(.init(key: key, input: .read, output: .read(value), call: historyClock - 1, returned: historyClock))
-        report.strongReads += 1
-        trace(6, UInt64(id), key, value ?? .max)
-    }
-
-    /// A client's proposal to `leader`; remembered so that its commit acknowledges it.
-    func propose(_ command: Command, to leader: NodeID) {
-        guard nodes[leader]!.replica != nil else { return }
-        guard let slot = nodes[leader]!.replica!.propose(command) else { return }
-        pending[leader, default: [:]][slot] = command
-        if let operation = KeyValueCommand(command) {
-            historyClock += 1
-            pendingOperation[command] = history.entries.count
-            history.append(.init(key: operation.key, input: operation.input, output: nil, call: historyClock, returned: nil))
-        }
-    }
+    // MARK: Faults
 
     func injectFaults() {
         if random.chance(faults.crash) {
-            let live = members.filter { nodes[$0]!.replica != nil }
+            let live = running
             if !live.isEmpty { crash(live[random.below(live.count)]) }
         }
-        for id in members where nodes[id]!.replica == nil && random.chance(faults.restart) { restart(id) }
+        for id in nodeIDs where nodes[id]!.replica == nil && !nodes[id]!.spare && !nodes[id]!.retired && random.chance(faults.restart) {
+            restart(id)
+        }
         if random.chance(0.01) {
-            let id = members[random.below(members.count)]
+            let id = nodeIDs[random.below(nodeIDs.count)]
             nodes[id]!.clockRate = drawClockRate()
         }
-        if random.chance(faults.transfer), let leader = currentLeader(), members.count > 1 {
-            var target = members[random.below(members.count)]
-            if target == leader { target = members[(members.firstIndex(of: leader)! + 1) % members.count] }
-            if nodes[leader]!.replica!.transferLeadership(to: target) { process(leader, faulty: true) }
-            trace(7, UInt64(leader), UInt64(target), 0)
+        if random.chance(faults.transfer), let leader = currentLeader() {
+            let candidates = nodes[leader]!.replica!.latestMembership.voters.filter { $0 != leader }
+            if !candidates.isEmpty {
+                let target = candidates[random.below(candidates.count)]
+                if nodes[leader]!.replica!.transferLeadership(to: target) { process(leader, faulty: true) }
+                trace(7, UInt64(leader), UInt64(target), 0)
+            }
         }
+        if random.chance(faults.reconfigure) { reconfigure() }
         if random.chance(faults.partition) {
             blocked = []
-            let a = members[random.below(members.count)]
-            var b = members[random.below(members.count)]
-            if b == a { b = members[(members.firstIndex(of: a)! + 1) % members.count] }
+            let a = nodeIDs[random.below(nodeIDs.count)]
+            var b = nodeIDs[random.below(nodeIDs.count)]
+            if b == a { b = nodeIDs[(nodeIDs.firstIndex(of: a)! + 1) % nodeIDs.count] }
             switch random.below(4) {
             case 0: break  // healed
-            case 1: for other in members where other != a { blocked.insert([a, other]); blocked.insert([other, a]) }
-            case 2: for other in members where other != a { blocked.insert([a, other]) }  // a can hear but not speak
+            case 1: for other in nodeIDs where other != a { blocked.insert([a, other]); blocked.insert([other, a]) }
+            case 2: for other in nodeIDs where other != a { blocked.insert([a, other]) }  // a can hear but not speak
             default: blocked.insert([a, b])  // one clogged link
             }
             trace(5, UInt64(a), UInt64(b), UInt64(blocked.count))
         }
     }
 
+    /// The operator adds a replica (a fresh spare, started empty) or removes one, keeping the
+    /// group between one fewer and one more voter than it was founded with. A removed replica
+    /// is retired once its removal is chosen.
+    func reconfigure() {
+        guard let leader = currentLeader() else { return }
+        let latest = nodes[leader]!.replica!.latestMembership
+        let spares = nodeIDs.filter { nodes[$0]!.spare }
+        if random.chance(0.5) && latest.voters.count > max(1, founding.voters.count - 1) {
+            let full = latest.voters.filter { !latest.logOnly.contains($0) }
+            let removable = latest.voters.filter { latest.logOnly.contains($0) || full.count > 1 }
+            guard !removable.isEmpty else { return }
+            let victim = removable[random.below(removable.count)]
+            if nodes[leader]!.replica!.proposeMembership(latest.removing(victim)) != nil {
+                report.membershipChanges += 1
+                trace(8, UInt64(victim), 0, 0)
+                process(leader, faulty: true)
+            }
+        } else if latest.voters.count < founding.voters.count + 1, let spare = spares.first {
+            guard nodes[leader]!.replica!.proposeMembership(latest.adding(spare)) != nil else { return }
+            nodes[spare]!.spare = false
+            nodes[spare]!.replica = Replica(configuration: configuration(spare))
+            report.membershipChanges += 1
+            trace(9, UInt64(spare), 0, 0)
+            process(leader, faulty: true)
+        }
+    }
+
     func crash(_ id: NodeID) {
         nodes[id]!.replica = nil
-        nodes[id]!.applied = []
         nodes[id]!.store = KeyValueStore()
+        nodes[id]!.appliedThrough = 0
         pending[id] = nil
         report.crashes += 1
         trace(2, UInt64(id), 0, 0)
@@ -338,7 +348,9 @@ public final class Simulation {
 
     func restart(_ id: NodeID) {
         if bug == .forgetDiskOnRestart { nodes[id]!.disk = DurableState() }
-        nodes[id]!.replica = Replica(configuration: configuration(id), durable: nodes[id]!.disk)
+        let disk = nodes[id]!.disk
+        nodes[id]!.replica = Replica(configuration: configuration(id), durable: disk)
+        if let snapshot = disk.snapshot, let data = snapshot.data { restore(id, data: data, through: snapshot.slot) }
         trace(3, UInt64(id), 0, 0)
     }
 
@@ -354,7 +366,13 @@ public final class Simulation {
                 }
             }
             if let promised = ready.promised { nodes[id]!.disk.promised = promised }
+            if let snapshot = ready.snapshot {
+                nodes[id]!.disk.snapshot = snapshot
+                nodes[id]!.disk.log = nodes[id]!.disk.log.filter { $0.key > snapshot.slot }
+                if ready.restoreSnapshot, let data = snapshot.data { restore(id, data: data, through: snapshot.slot) }
+            }
             for entry in ready.entries { nodes[id]!.disk.log[entry.slot] = entry }
+            if let chosen = ready.chosen { nodes[id]!.disk.chosen = chosen }
             if bug != .sendBeforePersist {
                 if faulty && random.chance(faults.crashBeforeSend) {
                     crash(id)
@@ -366,12 +384,23 @@ public final class Simulation {
             nodes[id]!.replica!.advance(ready)
             checkLeadership(id)
             if checkLeasesOnEveryStep { checkLeases() }
+            compactIfDue(id)
+        }
+    }
+
+    /// A full replica snapshots its state machine every `compactionSlots` applied slots.
+    func compactIfDue(_ id: NodeID) {
+        guard let replica = nodes[id]!.replica, !replica.configuration.isLogOnly else { return }
+        let through = nodes[id]!.appliedThrough
+        if through >= (replica.durable.snapshot?.slot ?? 0) + Simulation.compactionSlots {
+            nodes[id]!.replica!.compact(through: through, snapshot: nodes[id]!.store.encoded)
         }
     }
 
     func send(_ messages: [Envelope], faulty: Bool) {
         for envelope in messages {
             report.messages += 1
+            if case .snapshot = envelope.message { report.snapshotsSent += 1 }
             if blocked.contains([envelope.from, envelope.to]) { continue }
             if faulty && random.chance(faults.drop) { continue }
             let copies = faulty && random.chance(faults.duplicate) ? 2 : 1
@@ -380,58 +409,6 @@ public final class Simulation {
                 network.append(InFlight(deliverAt: now + delay, order: random.next(), envelope: envelope))
             }
         }
-    }
-
-    // MARK: Checks
-
-    func apply(_ entry: Entry, at id: NodeID) {
-        let expectedSlot = Slot(nodes[id]!.applied.count + 1)
-        if entry.slot != expectedSlot {
-            report.violations.append("node \(id) applied slot \(entry.slot) when slot \(expectedSlot) was next")
-        }
-        nodes[id]!.applied.append(entry.command)
-        let output = nodes[id]!.store.apply(entry.command)
-        if let chosen = chosenValues[entry.slot] {
-            if chosen != entry.command {
-                report.violations.append("slot \(entry.slot): node \(id) applied \(entry.command) but \(chosen) was chosen")
-            }
-        } else {
-            chosenValues[entry.slot] = entry.command
-        }
-        if let proposed = pending[id]?[entry.slot] {
-            pending[id]![entry.slot] = nil
-            if proposed == entry.command {
-                acknowledged[proposed] = entry.slot
-                if let index = pendingOperation.removeValue(forKey: proposed) {
-                    historyClock += 1
-                    history.entries[index].output = output
-                    history.entries[index].returned = historyClock
-                }
-            } else if let index = pendingOperation.removeValue(forKey: proposed) {
-                // Its slot chose another command, and a command lives in one slot only.
-                failedOperations.insert(index)
-            }
-        }
-        trace(4, UInt64(id), entry.slot, UInt64(entry.command.hashValueStable))
-    }
-
-    /// At most one replica serves strong reads at any moment (leases never overlap).
-    func checkLeases() {
-        let serving = members.filter(servesStrongReads)
-        if serving.count > 1 {
-            let ballots = serving.map { "\($0) in ballot \(nodes[$0]!.replica!.promised)" }.joined(separator: ", ")
-            report.violations.append("tick \(now): two replicas serve strong reads at once: \(ballots)")
-        }
-    }
-
-    func checkLeadership(_ id: NodeID) {
-        guard nodes[id]!.replica!.role == .leader else { return }
-        let ballot = nodes[id]!.replica!.promised
-        if ballot.node != id { report.violations.append("node \(id) leads in ballot \(ballot), which is not its own") }
-        if let other = leaderOfBallot[ballot], other != id {
-            report.violations.append("two leaders in ballot \(ballot): \(other) and \(id)")
-        }
-        leaderOfBallot[ballot] = id
     }
 
     /// FNV-1a over the run's events: the same seed gives the same hash, bit for bit.
@@ -458,6 +435,7 @@ extension Message {
         case .leaderQuery: 6
         case .leaderStatus: 7
         case .timeoutNow: 8
+        case .snapshot: 9
         }
     }
 }

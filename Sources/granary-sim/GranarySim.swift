@@ -29,8 +29,12 @@ struct GranarySim: ParsableCommand {
     @Option(help: "Replicas in the group (3 or 5, or any other count).")
     var replicas: Int = 3
 
+    @Option(help: "How many of the founding replicas are log-only (they vote and keep the log, hold no state machine, never lead).")
+    var logOnly: Int = 0
+
     func run() throws {
         guard (1...9).contains(replicas) else { throw ValidationError("--replicas must be 1...9") }
+        guard logOnly >= 0 && logOnly < replicas else { throw ValidationError("--log-only must be 0..<replicas") }
         guard ticks >= 0 && ticks <= 10_000_000 else { throw ValidationError("--ticks must be 0...10000000") }
         if throughput {
             guard (1...10_000).contains(batch) else { throw ValidationError("--batch must be 1...10000") }
@@ -39,7 +43,7 @@ struct GranarySim: ParsableCommand {
             return
         }
         if let seed {
-            let report = Simulation(seed: seed, replicas: replicas).run(faultTicks: ticks)
+            let report = Simulation(seed: seed, replicas: replicas, logOnly: logOnly).run(faultTicks: ticks)
             print(report)
             print("trace \(String(report.traceHash, radix: 16))")
             if !report.passed { throw ExitCode(1) }
@@ -49,18 +53,18 @@ struct GranarySim: ParsableCommand {
         guard count <= UInt64.max - from else { throw ValidationError("--from plus --seeds must stay below 2^64") }
         var acknowledged = 0, operations = 0, strongReads = 0, inconclusive = 0
         for seed in from..<from + count {
-            let report = Simulation(seed: seed, replicas: replicas).run(faultTicks: ticks)
+            let report = Simulation(seed: seed, replicas: replicas, logOnly: logOnly).run(faultTicks: ticks)
             acknowledged += report.acknowledged
             operations += report.operations
             strongReads += report.strongReads
             inconclusive += report.inconclusiveKeys
             if !report.passed {
                 print(report)
-                print("FAILED: seed \(seed) (replay: granary-sim --seed \(seed) --ticks \(ticks) --replicas \(replicas))")
+                print("FAILED: seed \(seed) (replay: granary-sim --seed \(seed) --ticks \(ticks) --replicas \(replicas) --log-only \(logOnly))")
                 throw ExitCode(1)
             }
         }
-        print("\(count) seeds passed (\(from)..<\(from + count)), \(replicas) replicas, \(ticks) fault ticks each, \(acknowledged) acknowledged proposals checked, "
+        print("\(count) seeds passed (\(from)..<\(from + count)), \(replicas) replicas (\(logOnly) log-only), \(ticks) fault ticks each, \(acknowledged) acknowledged proposals checked, "
             + "\(operations) client operations (\(strongReads) lease reads) linearizable, \(inconclusive) keys inconclusive")
     }
 }

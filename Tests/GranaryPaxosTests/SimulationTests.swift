@@ -58,15 +58,7 @@ import Testing
         #expect(failure?.violations.contains { $0.contains("not linearizable") } == true, "\(failure.map { "\($0)" } ?? "")")
     }
 
-    /// Elections come at least an election timeout after the old leader was last heard, so
-    /// only a hand-over races a lease: one the old leader gave up on (and resumed serving)
-    /// while its TimeoutNow was still on the way. Frequent hand-overs and slow links make it;
-    /// a new leader that then serves at once overlaps the old lease.
-    @Test func notWaitingOutTheOldLeaseIsCaught() {
-        let failure = firstFailure(.newLeaderSkipsLeaseWait, faults: handOverFaults)
-        #expect(failure?.violations.contains { $0.contains("serve strong reads at once") } == true, "\(failure.map { "\($0)" } ?? "")")
-    }
-
+    /// Hand-overs under faults (frequent, with slow links) keep every invariant too.
     @Test func theHandOverFaultsAloneBreakNothing() {
         let failure = firstFailure(nil, faults: handOverFaults)
         #expect(failure == nil, "\(failure.map { "\($0)" } ?? "")")
@@ -81,8 +73,9 @@ import Testing
 
     var handOverFaults: FaultProfile {
         var faults = harshFaults
-        faults.transfer = 0.1
+        faults.transfer = 0.2
         faults.maxDelay = 8
+        faults.reconfigure = 0
         return faults
     }
 
