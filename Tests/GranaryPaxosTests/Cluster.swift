@@ -6,19 +6,39 @@ struct Cluster {
     var replicas: [NodeID: Replica] = [:]
     var sent: [Envelope] = []
     var applied: [NodeID: [Command]] = [:]
+    /// Each replica's state machine: the bytes of the one-byte values it applied, in order
+    /// (what its snapshots hold).
+    var states: [NodeID: [UInt8]] = [:]
+    let founding: [NodeID]
+    let foundingLogOnly: Set<NodeID>
 
     init(members: [NodeID] = [1, 2, 3], logOnly: Set<NodeID> = []) {
-        for id in members {
-            replicas[id] = Replica(configuration: Replica.Configuration(id: id, members: members, logOnly: logOnly, seed: 1))
-        }
+        founding = members
+        foundingLogOnly = logOnly
+        for id in members { start(id) }
+    }
+
+    /// Starts a replica with an empty disk (a founding member, or one about to be added).
+    mutating func start(_ id: NodeID, seed: UInt64 = 1) {
+        replicas[id] = Replica(configuration: Replica.Configuration(id: id, members: founding, logOnly: foundingLogOnly, seed: seed))
+    }
+
+    /// Snapshots `id`'s state machine and compacts its log through what it applied.
+    mutating func compact(_ id: NodeID) {
+        replicas[id]!.compact(through: replicas[id]!.applied, snapshot: states[id, default: []])
+        flush(id)
     }
 
     /// Takes each replica's Ready (as the caller would: persist, send, apply).
     mutating func flush(_ id: NodeID) {
         while replicas[id]!.hasReady {
             let ready = replicas[id]!.ready()
+            if let snapshot = ready.snapshot, ready.restoreSnapshot { states[id] = snapshot.data }
             sent += ready.messages
             applied[id, default: []] += ready.committed.map(\.command)
+            for entry in ready.committed {
+                if case .value(let bytes) = entry.command, bytes.count == 1 { states[id, default: []].append(bytes[0]) }
+            }
             replicas[id]!.advance(ready)
         }
     }
