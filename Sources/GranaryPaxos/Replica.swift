@@ -23,9 +23,11 @@
 ///
 /// Membership changes go through the log, one at a time (see `Membership.isOneChange`): a
 /// change chosen at slot s governs the slots after s, and the leader proposes nothing past s
-/// until s is chosen, so every slot's quorum is known from the chosen prefix. A candidate
-/// gathers a quorum of every membership that governs a slot it recovers, learning changes
-/// from the promises as they come. Log-only replicas vote and keep the log until every
+/// until s is chosen, so every slot's quorum is known from the chosen prefix. A change that
+/// is not one change from the membership before it in the log is void (a new leader must
+/// re-propose what an old one left accepted, even a change made from a view since replaced).
+/// A candidate gathers a quorum of every membership that governs a slot it recovers, as the
+/// values it would propose there say (the highest-ballot ones the promises report so far). Log-only replicas vote and keep the log until every
 /// replica with a state machine has it, but never lead or apply. The caller compacts the
 /// log behind a snapshot of its state machine (`compact`); a replica that needs compacted
 /// slots gets the snapshot instead.
@@ -109,8 +111,9 @@ public struct Replica: Sendable {
     // Candidate state.
     private var promises: [NodeID: [Entry]] = [:]
     private var prepareFrom: Slot = 1
-    /// Membership changes the promises reported (they may govern the slots being recovered).
-    private var reportedChanges: [Slot: Membership] = [:]
+    /// For each slot being recovered, the highest-ballot entry reported so far (this
+    /// replica's own included): what this candidate would propose there.
+    private var recovered: [Slot: Entry] = [:]
     private var prepared: Set<NodeID> = []
     // Leader state.
     private var lastSlot: Slot = 0
@@ -160,13 +163,23 @@ public struct Replica: Sendable {
 
     // MARK: Membership
 
-    /// The membership that governs `slot`: the latest change before it, or the base.
-    public func membership(at slot: Slot) -> Membership {
-        var best: (slot: Slot, membership: Membership)?
-        for (changeSlot, membership) in changes where changeSlot < slot && changeSlot >= (best?.slot ?? 0) {
-            best = (changeSlot, membership)
+    /// The memberships in force after each change, in slot order, from `start` on: a
+    /// change that is not one change from the membership before it is void.
+    private static func fold(_ start: Membership, _ changes: [(slot: Slot, membership: Membership)]) -> [Membership] {
+        var memberships = [start]
+        for change in changes.sorted(by: { $0.slot < $1.slot }) where change.membership.isOneChange(from: memberships.last!) {
+            memberships.append(change.membership)
         }
-        return best?.membership ?? base
+        return memberships
+    }
+
+    private func changes(in range: ClosedRange<Slot>) -> [(slot: Slot, membership: Membership)] {
+        changes.filter { range.contains($0.key) }.map { ($0.key, $0.value) }
+    }
+
+    /// The membership that governs `slot`: the base, changed by each change before it.
+    public func membership(at slot: Slot) -> Membership {
+        slot <= baseSlot + 1 ? base : Self.fold(base, changes(in: baseSlot + 1...slot - 1)).last!
     }
 
     /// The membership after every change in the log (chosen or not).
@@ -178,11 +191,7 @@ public struct Replica: Sendable {
     /// The memberships that may govern the next slots: the chosen one, and every change in
     /// the log after it (at most one, at a leader; more at a replica with a stale log).
     private var currentMemberships: [Membership] {
-        var memberships = [membership(at: chosen + 1)]
-        for (slot, membership) in changes.sorted(by: { $0.key < $1.key }) where slot > chosen && !memberships.contains(membership) {
-            memberships.append(membership)
-        }
-        return memberships
+        Self.fold(membership(at: chosen + 1), changes(in: chosen + 1...Slot.max))
     }
 
     private func isQuorumOfEach(_ ids: Set<NodeID>, _ memberships: [Membership]) -> Bool {
@@ -191,8 +200,7 @@ public struct Replica: Sendable {
 
     /// Everyone a leader talks to: the voters of every membership from its chosen prefix on.
     private var peers: [NodeID] {
-        var all = Set(membership(at: chosen + 1).voters)
-        for (slot, membership) in changes where slot > chosen { all.formUnion(membership.voters) }
+        var all = Set(currentMemberships.flatMap(\.voters))
         all.remove(id)
         return all.sorted()
     }
@@ -396,7 +404,7 @@ public struct Replica: Sendable {
         role = .follower
         self.leader = leader
         promises = [:]
-        reportedChanges = [:]
+        recovered = [:]
         matched = [:]
         nextSend = [:]
         followerChosen = [:]
@@ -432,7 +440,8 @@ public struct Replica: Sendable {
         leader = nil
         prepareFrom = chosen + 1
         promises = [id: acceptedEntries(from: prepareFrom)]
-        reportedChanges = [:]
+        recovered = [:]
+        noteRecovered(promises[id]!)
         prepared = [id]
         resetElectionTimer()
         sendPrepares()
@@ -443,11 +452,17 @@ public struct Replica: Sendable {
     /// of them, and every change at or after it that this replica or a promise holds.
     private var electionMemberships: [Membership] {
         let from = max(prepareFrom, chosen + 1)
-        var memberships = [membership(at: from)]
-        for (slot, membership) in changes.merging(reportedChanges, uniquingKeysWith: { mine, _ in mine }) where slot >= from {
-            memberships.append(membership)
+        let changes: [(slot: Slot, membership: Membership)] = recovered.values.compactMap { entry in
+            guard entry.slot >= from, case .membership(let membership) = entry.command else { return nil }
+            return (entry.slot, membership)
         }
-        return memberships
+        return Self.fold(membership(at: from), changes)
+    }
+
+    private mutating func noteRecovered(_ entries: [Entry]) {
+        for entry in entries where entry.ballot >= (recovered[entry.slot]?.ballot ?? .zero) {
+            recovered[entry.slot] = entry
+        }
     }
 
     private mutating func sendPrepares() {
@@ -495,9 +510,7 @@ public struct Replica: Sendable {
             }
         }
         promises[from] = accepted
-        for entry in accepted {
-            if case .membership(let membership) = entry.command { reportedChanges[entry.slot] = membership }
-        }
+        noteRecovered(accepted)
         sendPrepares()
         becomeLeaderIfPromised()
     }
@@ -511,17 +524,11 @@ public struct Replica: Sendable {
     private mutating func becomeLeader() {
         let ballot = durable.promised
         let from = max(prepareFrom, chosen + 1)
-        var best: [Slot: Entry] = [:]
-        for (_, accepted) in promises {
-            for entry in accepted where entry.slot >= from {
-                if let current = best[entry.slot], current.ballot >= entry.ballot { continue }
-                best[entry.slot] = entry
-            }
-        }
+        let best = recovered.filter { $0.key >= from }
         role = .leader
         leader = id
         promises = [:]
-        reportedChanges = [:]
+        recovered = [:]
         heartbeatElapsed = 0
         electedAt = now
         answeredSentAt = [:]

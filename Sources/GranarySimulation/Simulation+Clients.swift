@@ -101,10 +101,12 @@ extension Simulation {
     }
 
     /// The operator retires the replicas a chosen change removed (chosen slots are first
-    /// applied in slot order, so `current` follows the log) once every voter of the new
+    /// applied in slot order, so `current` follows the log; a change that is not one
+    /// change from it is void) once every voter of the new
     /// membership knows the change chosen: until then a voter that does not may need the
     /// old membership's quorum to recover the slots before it.
     func membershipChosen(_ membership: Membership, at slot: Slot) {
+        guard membership.isOneChange(from: current) else { return }  // void, as the replicas read it
         let removed = current.voters.filter { !membership.contains($0) }
         if !removed.isEmpty { retiring.append((slot, removed, membership)) }
         current = membership

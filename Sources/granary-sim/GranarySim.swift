@@ -23,6 +23,26 @@ struct GranarySim: ParsableCommand {
     @Option(help: "Proposals per tick for --throughput.")
     var batch: Int = 16
 
+    @Option(help: "Run with a deliberate bug, to see the checks catch it: send-before-persist, forget-disk, reads-without-lease, skip-lease-wait.")
+    var bug: String?
+
+    @Option(help: "Per tick: the chance that a node crashes (default 0.004).")
+    var crash: Double?
+
+    @Option(help: "Per tick: the chance that the operator adds or removes a replica (default 0.003).")
+    var reconfigure: Double?
+
+    @Option(help: "Per tick: the chance that the leader hands over to a peer (default 0.005).")
+    var transfer: Double?
+
+    var faults: FaultProfile {
+        var faults = FaultProfile()
+        if let crash { faults.crash = crash; faults.restart = min(1, crash * 10) }
+        if let reconfigure { faults.reconfigure = reconfigure }
+        if let transfer { faults.transfer = transfer }
+        return faults
+    }
+
     @Option(help: "Ticks with faults before the liveness phase.")
     var ticks: Int = 2000
 
@@ -32,7 +52,19 @@ struct GranarySim: ParsableCommand {
     @Option(help: "How many of the founding replicas are log-only (they vote and keep the log, hold no state machine, never lead).")
     var logOnly: Int = 0
 
+    func deliberateBug() throws -> Simulation.DeliberateBug? {
+        switch bug {
+        case nil: nil
+        case "send-before-persist": .sendBeforePersist
+        case "forget-disk": .forgetDiskOnRestart
+        case "reads-without-lease": .readsWithoutLease
+        case "skip-lease-wait": .newLeaderSkipsLeaseWait
+        default: throw ValidationError("unknown --bug \(bug!)")
+        }
+    }
+
     func run() throws {
+        let bug = try deliberateBug()
         guard (1...9).contains(replicas) else { throw ValidationError("--replicas must be 1...9") }
         guard logOnly >= 0 && logOnly < replicas else { throw ValidationError("--log-only must be 0..<replicas") }
         guard ticks >= 0 && ticks <= 10_000_000 else { throw ValidationError("--ticks must be 0...10000000") }
@@ -43,7 +75,7 @@ struct GranarySim: ParsableCommand {
             return
         }
         if let seed {
-            let report = Simulation(seed: seed, replicas: replicas, logOnly: logOnly).run(faultTicks: ticks)
+            let report = Simulation(seed: seed, replicas: replicas, logOnly: logOnly, faults: faults, bug: bug).run(faultTicks: ticks)
             print(report)
             print("trace \(String(report.traceHash, radix: 16))")
             if !report.passed { throw ExitCode(1) }
@@ -53,7 +85,7 @@ struct GranarySim: ParsableCommand {
         guard count <= UInt64.max - from else { throw ValidationError("--from plus --seeds must stay below 2^64") }
         var acknowledged = 0, operations = 0, strongReads = 0, inconclusive = 0
         for seed in from..<from + count {
-            let report = Simulation(seed: seed, replicas: replicas, logOnly: logOnly).run(faultTicks: ticks)
+            let report = Simulation(seed: seed, replicas: replicas, logOnly: logOnly, faults: faults, bug: bug).run(faultTicks: ticks)
             acknowledged += report.acknowledged
             operations += report.operations
             strongReads += report.strongReads

@@ -137,4 +137,22 @@ import Testing
         #expect(cluster.replicas[3]!.role == .leader)
         #expect(cluster.replicas[3]!.chosen >= 6 && cluster.states[3] == [1, 2, 3, 4, 5, 6])
     }
+
+    /// A change that is not one change from the membership before it in the log is void:
+    /// a new leader re-proposes whatever an old one left accepted, even a change made from
+    /// a view a chosen change has since replaced.
+    @Test func aChangeFromAStaleViewIsVoid() {
+        let founding = Membership(voters: [1, 2, 3])
+        var disk = DurableState()
+        disk.log[1] = Entry(slot: 1, ballot: Ballot(round: 1, node: 1), command: .membership(founding.adding(4)))
+        disk.log[2] = Entry(slot: 2, ballot: Ballot(round: 2, node: 2), command: .membership(founding.removing(3)))  // two from {1,2,3,4}
+        disk.log[3] = Entry(slot: 3, ballot: Ballot(round: 2, node: 2), command: .membership(founding.adding(4).removing(3)))
+        disk.chosen = 3
+        let replica = Replica(configuration: Replica.Configuration(id: 1, members: [1, 2, 3], seed: 1), durable: disk)
+        #expect(replica.chosen == 3)
+        #expect(replica.membership(at: 1).voters == [1, 2, 3])
+        #expect(replica.membership(at: 2).voters == [1, 2, 3, 4])
+        #expect(replica.membership(at: 3).voters == [1, 2, 3, 4])
+        #expect(replica.latestMembership.voters == [1, 2, 4])
+    }
 }

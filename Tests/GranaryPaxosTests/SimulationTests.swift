@@ -58,6 +58,18 @@ import Testing
         #expect(failure?.violations.contains { $0.contains("not linearizable") } == true, "\(failure.map { "\($0)" } ?? "")")
     }
 
+    /// Frequent membership changes under crashes keep every invariant too.
+    @Test func theReconfigurationFaultsAloneBreakNothing() {
+        let failure = firstFailure(nil, faults: reconfigurationFaults, seeds: 200)
+        #expect(failure == nil, "\(failure.map { "\($0)" } ?? "")")
+    }
+
+    var reconfigurationFaults: FaultProfile {
+        var faults = harshFaults
+        faults.reconfigure = 0.05
+        return faults
+    }
+
     /// Hand-overs under faults (frequent, with slow links) keep every invariant too.
     @Test func theHandOverFaultsAloneBreakNothing() {
         let failure = firstFailure(nil, faults: handOverFaults)
