@@ -22,6 +22,9 @@ public struct FaultProfile: Sendable {
     public var partition = 0.01
     /// A node crashes after persisting but before sending (the window persist-before-send guards).
     public var crashBeforeSend = 0.002
+    /// A node crashes while persisting: the disk keeps a prefix of what the Ready asked for
+    /// (a torn log tail) and loses the rest, and nothing was sent.
+    public var crashWhilePersisting = 0.002
     /// Each node's clock runs at a rate within 1 +- clockDrift of real time (redrawn now and
     /// then); the replicas' lease is configured for drift up to 12.5%.
     public var clockDrift = 0.1
@@ -34,7 +37,7 @@ public struct FaultProfile: Sendable {
     public static let none: FaultProfile = {
         var profile = FaultProfile()
         profile.drop = 0; profile.duplicate = 0; profile.maxDelay = 1
-        profile.crash = 0; profile.restart = 0; profile.partition = 0; profile.crashBeforeSend = 0
+        profile.crash = 0; profile.restart = 0; profile.partition = 0; profile.crashBeforeSend = 0; profile.crashWhilePersisting = 0
         profile.clockDrift = 0; profile.transfer = 0; profile.reconfigure = 0
         return profile
     }()
@@ -365,14 +368,15 @@ public final class Simulation {
                     return
                 }
             }
-            if let promised = ready.promised { nodes[id]!.disk.promised = promised }
-            if let snapshot = ready.snapshot {
-                nodes[id]!.disk.snapshot = snapshot
-                nodes[id]!.disk.log = nodes[id]!.disk.log.filter { $0.key > snapshot.slot }
-                if ready.restoreSnapshot, let data = snapshot.data { restore(id, data: data, through: snapshot.slot) }
+            if faulty && random.chance(faults.crashWhilePersisting) {
+                persist(ready, at: id, records: random.below(ready.entries.count + 3))
+                crash(id)
+                return
             }
-            for entry in ready.entries { nodes[id]!.disk.log[entry.slot] = entry }
-            if let chosen = ready.chosen { nodes[id]!.disk.chosen = chosen }
+            persist(ready, at: id, records: .max)
+            if let snapshot = ready.snapshot, ready.restoreSnapshot, let data = snapshot.data {
+                restore(id, data: data, through: snapshot.slot)
+            }
             if bug != .sendBeforePersist {
                 if faulty && random.chance(faults.crashBeforeSend) {
                     crash(id)
@@ -386,6 +390,24 @@ public final class Simulation {
             if checkLeasesOnEveryStep { checkLeases() }
             compactIfDue(id)
         }
+    }
+
+    /// Writes the first `records` of what a Ready asks to persist, in the order a log would
+    /// hold them: the promise, the snapshot, the entries, the chosen mark.
+    func persist(_ ready: Ready, at id: NodeID, records: Int) {
+        var left = records
+        func take() -> Bool {
+            guard left > 0 else { return false }
+            left -= 1
+            return true
+        }
+        if let promised = ready.promised, take() { nodes[id]!.disk.promised = promised }
+        if let snapshot = ready.snapshot, take() {
+            nodes[id]!.disk.snapshot = snapshot
+            nodes[id]!.disk.log = nodes[id]!.disk.log.filter { $0.key > snapshot.slot }
+        }
+        for entry in ready.entries where take() { nodes[id]!.disk.log[entry.slot] = entry }
+        if let chosen = ready.chosen, take() { nodes[id]!.disk.chosen = chosen }
     }
 
     /// A full replica snapshots its state machine every `compactionSlots` applied slots.
