@@ -179,7 +179,8 @@ public struct Replica: Sendable {
 
     /// The membership that governs `slot`: the base, changed by each change before it.
     public func membership(at slot: Slot) -> Membership {
-        slot <= baseSlot + 1 ? base : Self.fold(base, changes(in: baseSlot + 1...slot - 1)).last!
+        if changes.isEmpty || slot <= baseSlot + 1 { return base }  // the common case, on every commit
+        return Self.fold(base, changes(in: baseSlot + 1...slot - 1)).last!
     }
 
     /// The membership after every change in the log (chosen or not).
@@ -191,7 +192,8 @@ public struct Replica: Sendable {
     /// The memberships that may govern the next slots: the chosen one, and every change in
     /// the log after it (at most one, at a leader; more at a replica with a stale log).
     private var currentMemberships: [Membership] {
-        Self.fold(membership(at: chosen + 1), changes(in: chosen + 1...Slot.max))
+        if changes.isEmpty { return [base] }
+        return Self.fold(membership(at: chosen + 1), changes(in: chosen + 1...Slot.max))
     }
 
     private func isQuorumOfEach(_ ids: Set<NodeID>, _ memberships: [Membership]) -> Bool {

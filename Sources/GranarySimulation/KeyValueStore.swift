@@ -49,7 +49,10 @@ enum KeyValueCommand: Equatable {
 
 /// One replica's copy of the state machine, rebuilt from slot 1 after a restart.
 struct KeyValueStore {
-    var values: [UInt64: UInt64] = [:]
+    private(set) var values: [UInt64: UInt64] = [:] {
+        didSet { cachedDigest = nil }
+    }
+    private var cachedDigest: UInt64?
 
     /// Applies a chosen command; the answer is what its proposer tells the client.
     mutating func apply(_ command: Command) -> KeyValueModel.Output? {
@@ -83,9 +86,11 @@ extension KeyValueStore {
     }
 
     /// A digest that does not change between processes, to compare replicas' states.
-    var digest: UInt64 {
+    mutating func digest() -> UInt64 {
+        if let cachedDigest { return cachedDigest }
         var hash: UInt64 = 0xCBF2_9CE4_8422_2325
         for byte in encoded { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
+        cachedDigest = hash
         return hash
     }
 }

@@ -27,14 +27,14 @@ extension Simulation {
 
     /// Whether a replica would answer a strong read now (as the caller decides it).
     func servesStrongReads(_ id: NodeID) -> Bool {
-        guard let replica = nodes[id]!.replica else { return false }
+        guard let replica = nodes[Int(id)].replica else { return false }
         return bug == .readsWithoutLease ? replica.role == .leader : replica.canServeStrongRead
     }
 
     /// A strongly consistent read at `id`: answered from its applied state if it may serve one.
     func read(key: UInt64, at id: NodeID) {
         guard servesStrongReads(id) else { return }
-        let value = nodes[id]!.store.values[key]
+        let value = nodes[Int(id)].store.values[key]
         historyClock += 2
         history.append(.init(key: key, input: .read, output: .read(value), call: historyClock - 1, returned: historyClock))
         report.strongReads += 1
@@ -43,8 +43,8 @@ extension Simulation {
 
     /// A client's proposal to `leader`; remembered so that its commit acknowledges it.
     func propose(_ command: Command, to leader: NodeID) {
-        guard nodes[leader]!.replica != nil else { return }
-        guard let slot = nodes[leader]!.replica!.propose(command) else { return }
+        guard nodes[Int(leader)].replica != nil else { return }
+        guard let slot = nodes[Int(leader)].replica!.propose(command) else { return }
         pending[leader, default: [:]][slot] = command
         if let operation = KeyValueCommand(command) {
             historyClock += 1
@@ -55,13 +55,13 @@ extension Simulation {
 
     /// Applies a chosen entry to a replica's state machine, checking it against every other.
     func apply(_ entry: Entry, at id: NodeID) {
-        let expectedSlot = nodes[id]!.appliedThrough + 1
+        let expectedSlot = nodes[Int(id)].appliedThrough + 1
         if entry.slot != expectedSlot {
             report.violations.append("node \(id) applied slot \(entry.slot) when slot \(expectedSlot) was next")
         }
-        nodes[id]!.appliedThrough = entry.slot
-        let output = nodes[id]!.store.apply(entry.command)
-        let digest = nodes[id]!.store.digest
+        nodes[Int(id)].appliedThrough = entry.slot
+        let output = nodes[Int(id)].store.apply(entry.command)
+        let digest = nodes[Int(id)].store.digest()
         if let chosen = chosenValues[entry.slot] {
             if chosen != entry.command {
                 report.violations.append("slot \(entry.slot): node \(id) applied \(entry.command) but \(chosen) was chosen")
@@ -92,9 +92,9 @@ extension Simulation {
 
     /// A replica's state machine reset to a snapshot (at restart, or sent by the leader).
     func restore(_ id: NodeID, data: [UInt8], through slot: Slot) {
-        nodes[id]!.store = KeyValueStore(decoding: data)
-        nodes[id]!.appliedThrough = slot
-        if let digest = stateAfter[slot], digest != nodes[id]!.store.digest {
+        nodes[Int(id)].store = KeyValueStore(decoding: data)
+        nodes[Int(id)].appliedThrough = slot
+        if let digest = stateAfter[slot], digest != nodes[Int(id)].store.digest() {
             report.violations.append("node \(id) restored a snapshot through slot \(slot) that differs from the state after that slot")
         }
         trace(10, UInt64(id), slot, 0)
@@ -114,11 +114,11 @@ extension Simulation {
 
     func retire() {
         retiring.removeAll { change in
-            let known = change.membership.voters.allSatisfy { (nodes[$0]!.replica?.chosen ?? 0) >= change.slot }
+            let known = change.membership.voters.allSatisfy { (nodes[Int($0)].replica?.chosen ?? 0) >= change.slot }
             guard known else { return false }
             for id in change.removed {
-                nodes[id]!.replica = nil
-                nodes[id]!.retired = true
+                nodes[Int(id)].replica = nil
+                nodes[Int(id)].retired = true
                 pending[id] = nil
                 trace(11, UInt64(id), 0, 0)
             }
@@ -150,14 +150,14 @@ extension Simulation {
     func checkLeases() {
         let serving = running.filter(servesStrongReads)
         if serving.count > 1 {
-            let ballots = serving.map { "\($0) in ballot \(nodes[$0]!.replica!.promised)" }.joined(separator: ", ")
+            let ballots = serving.map { "\($0) in ballot \(nodes[Int($0)].replica!.promised)" }.joined(separator: ", ")
             report.violations.append("tick \(now): two replicas serve strong reads at once: \(ballots)")
         }
     }
 
     func checkLeadership(_ id: NodeID) {
-        guard nodes[id]!.replica!.role == .leader else { return }
-        let ballot = nodes[id]!.replica!.promised
+        guard nodes[Int(id)].replica!.role == .leader else { return }
+        let ballot = nodes[Int(id)].replica!.promised
         if ballot.node != id { report.violations.append("node \(id) leads in ballot \(ballot), which is not its own") }
         if let other = leaderOfBallot[ballot], other != id {
             report.violations.append("two leaders in ballot \(ballot): \(other) and \(id)")

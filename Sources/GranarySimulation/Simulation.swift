@@ -111,7 +111,8 @@ public final class Simulation {
     let bug: DeliberateBug?
     let checkLeasesOnEveryStep: Bool
     var random: SimulationRandom
-    var nodes: [NodeID: Node] = [:]
+    /// By node id (index 0 unused): an array, so that reading a node's field copies nothing.
+    var nodes: [Node] = []
     var network: [InFlight] = []
     var blocked: Set<[NodeID]> = []  // directed links [from, to] that drop everything
     var now = 0
@@ -167,10 +168,11 @@ public final class Simulation {
         self.checkLeasesOnEveryStep = checkLeases
         random = SimulationRandom(seed: seed)
         report = SimulationReport(seed: seed, ticks: 0)
+        nodes = [Node(spare: true)]
         for id in nodeIDs {
-            nodes[id] = Node()
-            nodes[id]!.clockRate = drawClockRate()
-            if founding.contains(id) { nodes[id]!.replica = Replica(configuration: configuration(id)) } else { nodes[id]!.spare = true }
+            nodes.append(Node())
+            nodes[Int(id)].clockRate = drawClockRate()
+            if founding.contains(id) { nodes[Int(id)].replica = Replica(configuration: configuration(id)) } else { nodes[Int(id)].spare = true }
         }
     }
 
@@ -184,7 +186,7 @@ public final class Simulation {
         faults.clockDrift == 0 ? 1 : 1 - faults.clockDrift + 2 * faults.clockDrift * Double(random.below(1001)) / 1000
     }
 
-    var running: [NodeID] { nodeIDs.filter { nodes[$0]!.replica != nil } }
+    var running: [NodeID] { nodeIDs.filter { nodes[Int($0)].replica != nil } }
 
     // MARK: Running
 
@@ -219,14 +221,14 @@ public final class Simulation {
 
     func everyVoterHasChosen(_ slot: Slot) -> Bool {
         guard let leader = currentLeader() else { return false }
-        return nodes[leader]!.replica!.latestMembership.voters.allSatisfy { (nodes[$0]!.replica?.chosen ?? 0) >= slot }
+        return nodes[Int(leader)].replica!.latestMembership.voters.allSatisfy { (nodes[Int($0)].replica?.chosen ?? 0) >= slot }
     }
 
     /// Each replica's role, ballot and chosen slot, for failure messages.
     func state() -> String {
-        nodeIDs.filter { !nodes[$0]!.spare }.map { id in
-            if nodes[id]!.retired { return "\(id): retired" }
-            guard let replica = nodes[id]!.replica else { return "\(id): down" }
+        nodeIDs.filter { !nodes[Int($0)].spare }.map { id in
+            if nodes[Int(id)].retired { return "\(id): retired" }
+            guard let replica = nodes[Int(id)].replica else { return "\(id): down" }
             let changes = replica.durable.log.values.filter { if case .membership = $0.command { true } else { false } }
                 .sorted { $0.slot < $1.slot }.map { "\($0.slot)@\($0.ballot)=\($0.command)" }.joined(separator: " ")
             return "\(id): \(replica.role) ballot \(replica.promised) chosen \(replica.chosen) log \(replica.durable.log.count) "
@@ -236,13 +238,13 @@ public final class Simulation {
 
     func heal() {
         blocked = []
-        for id in nodeIDs where nodes[id]!.replica == nil && !nodes[id]!.spare && !nodes[id]!.retired { restart(id) }
+        for id in nodeIDs where nodes[Int(id)].replica == nil && !nodes[Int(id)].spare && !nodes[Int(id)].retired { restart(id) }
     }
 
     func currentLeader() -> NodeID? {
-        let leaders = running.filter { nodes[$0]!.replica!.role == .leader }
+        let leaders = running.filter { nodes[Int($0)].replica!.role == .leader }
         // Stale leaders may linger; clients try the one with the highest ballot.
-        return leaders.max { nodes[$0]!.replica!.promised < nodes[$1]!.replica!.promised }
+        return leaders.max { nodes[Int($0)].replica!.promised < nodes[Int($1)].replica!.promised }
     }
 
     func step(faulty: Bool) {
@@ -259,16 +261,16 @@ public final class Simulation {
         for message in due {
             trace(1, UInt64(message.envelope.from), UInt64(message.envelope.to), UInt64(message.envelope.message.kind))
             // In place: a copy of a replica would copy its whole log.
-            guard nodes[message.envelope.to]!.replica != nil else { continue }
-            nodes[message.envelope.to]!.replica!.step(message.envelope)
+            guard nodes[Int(message.envelope.to)].replica != nil else { continue }
+            nodes[Int(message.envelope.to)].replica!.step(message.envelope)
             process(message.envelope.to, faulty: faulty)
         }
         for id in running {
             // Clocks drift: a node ticks zero, one or two times in a step of real time.
-            nodes[id]!.clockShare += nodes[id]!.clockRate
-            while nodes[id]!.clockShare >= 1 && nodes[id]!.replica != nil {
-                nodes[id]!.clockShare -= 1
-                nodes[id]!.replica!.tick()
+            nodes[Int(id)].clockShare += nodes[Int(id)].clockRate
+            while nodes[Int(id)].clockShare >= 1 && nodes[Int(id)].replica != nil {
+                nodes[Int(id)].clockShare -= 1
+                nodes[Int(id)].replica!.tick()
                 process(id, faulty: faulty)
             }
         }
@@ -282,18 +284,18 @@ public final class Simulation {
             let live = running
             if !live.isEmpty { crash(live[random.below(live.count)]) }
         }
-        for id in nodeIDs where nodes[id]!.replica == nil && !nodes[id]!.spare && !nodes[id]!.retired && random.chance(faults.restart) {
+        for id in nodeIDs where nodes[Int(id)].replica == nil && !nodes[Int(id)].spare && !nodes[Int(id)].retired && random.chance(faults.restart) {
             restart(id)
         }
         if random.chance(0.01) {
             let id = nodeIDs[random.below(nodeIDs.count)]
-            nodes[id]!.clockRate = drawClockRate()
+            nodes[Int(id)].clockRate = drawClockRate()
         }
         if random.chance(faults.transfer), let leader = currentLeader() {
-            let candidates = nodes[leader]!.replica!.latestMembership.voters.filter { $0 != leader }
+            let candidates = nodes[Int(leader)].replica!.latestMembership.voters.filter { $0 != leader }
             if !candidates.isEmpty {
                 let target = candidates[random.below(candidates.count)]
-                if nodes[leader]!.replica!.transferLeadership(to: target) { process(leader, faulty: true) }
+                if nodes[Int(leader)].replica!.transferLeadership(to: target) { process(leader, faulty: true) }
                 trace(7, UInt64(leader), UInt64(target), 0)
             }
         }
@@ -318,22 +320,22 @@ public final class Simulation {
     /// is retired once its removal is chosen.
     func reconfigure() {
         guard let leader = currentLeader() else { return }
-        let latest = nodes[leader]!.replica!.latestMembership
-        let spares = nodeIDs.filter { nodes[$0]!.spare }
+        let latest = nodes[Int(leader)].replica!.latestMembership
+        let spares = nodeIDs.filter { nodes[Int($0)].spare }
         if random.chance(0.5) && latest.voters.count > max(1, founding.voters.count - 1) {
             let full = latest.voters.filter { !latest.logOnly.contains($0) }
             let removable = latest.voters.filter { latest.logOnly.contains($0) || full.count > 1 }
             guard !removable.isEmpty else { return }
             let victim = removable[random.below(removable.count)]
-            if nodes[leader]!.replica!.proposeMembership(latest.removing(victim)) != nil {
+            if nodes[Int(leader)].replica!.proposeMembership(latest.removing(victim)) != nil {
                 report.membershipChanges += 1
                 trace(8, UInt64(victim), 0, 0)
                 process(leader, faulty: true)
             }
         } else if latest.voters.count < founding.voters.count + 1, let spare = spares.first {
-            guard nodes[leader]!.replica!.proposeMembership(latest.adding(spare)) != nil else { return }
-            nodes[spare]!.spare = false
-            nodes[spare]!.replica = Replica(configuration: configuration(spare))
+            guard nodes[Int(leader)].replica!.proposeMembership(latest.adding(spare)) != nil else { return }
+            nodes[Int(spare)].spare = false
+            nodes[Int(spare)].replica = Replica(configuration: configuration(spare))
             report.membershipChanges += 1
             trace(9, UInt64(spare), 0, 0)
             process(leader, faulty: true)
@@ -341,26 +343,26 @@ public final class Simulation {
     }
 
     func crash(_ id: NodeID) {
-        nodes[id]!.replica = nil
-        nodes[id]!.store = KeyValueStore()
-        nodes[id]!.appliedThrough = 0
+        nodes[Int(id)].replica = nil
+        nodes[Int(id)].store = KeyValueStore()
+        nodes[Int(id)].appliedThrough = 0
         pending[id] = nil
         report.crashes += 1
         trace(2, UInt64(id), 0, 0)
     }
 
     func restart(_ id: NodeID) {
-        if bug == .forgetDiskOnRestart { nodes[id]!.disk = DurableState() }
-        let disk = nodes[id]!.disk
-        nodes[id]!.replica = Replica(configuration: configuration(id), durable: disk)
+        if bug == .forgetDiskOnRestart { nodes[Int(id)].disk = DurableState() }
+        let disk = nodes[Int(id)].disk
+        nodes[Int(id)].replica = Replica(configuration: configuration(id), durable: disk)
         if let snapshot = disk.snapshot, let data = snapshot.data { restore(id, data: data, through: snapshot.slot) }
         trace(3, UInt64(id), 0, 0)
     }
 
     /// Does what a replica's Ready asks: persist, then send, then apply (checking as it goes).
     func process(_ id: NodeID, faulty: Bool) {
-        while nodes[id]!.replica?.hasReady == true {
-            let ready = nodes[id]!.replica!.ready()
+        while nodes[Int(id)].replica?.hasReady == true {
+            let ready = nodes[Int(id)].replica!.ready()
             if bug == .sendBeforePersist {
                 send(ready.messages, faulty: faulty)
                 if faulty && random.chance(faults.crashBeforeSend * 10) {
@@ -385,7 +387,7 @@ public final class Simulation {
                 send(ready.messages, faulty: faulty)
             }
             for entry in ready.committed { apply(entry, at: id) }
-            nodes[id]!.replica!.advance(ready)
+            nodes[Int(id)].replica!.advance(ready)
             checkLeadership(id)
             if checkLeasesOnEveryStep { checkLeases() }
             compactIfDue(id)
@@ -401,21 +403,21 @@ public final class Simulation {
             left -= 1
             return true
         }
-        if let promised = ready.promised, take() { nodes[id]!.disk.promised = promised }
+        if let promised = ready.promised, take() { nodes[Int(id)].disk.promised = promised }
         if let snapshot = ready.snapshot, take() {
-            nodes[id]!.disk.snapshot = snapshot
-            nodes[id]!.disk.log = nodes[id]!.disk.log.filter { $0.key > snapshot.slot }
+            nodes[Int(id)].disk.snapshot = snapshot
+            nodes[Int(id)].disk.log = nodes[Int(id)].disk.log.filter { $0.key > snapshot.slot }
         }
-        for entry in ready.entries where take() { nodes[id]!.disk.log[entry.slot] = entry }
-        if let chosen = ready.chosen, take() { nodes[id]!.disk.chosen = chosen }
+        for entry in ready.entries where take() { nodes[Int(id)].disk.log[entry.slot] = entry }
+        if let chosen = ready.chosen, take() { nodes[Int(id)].disk.chosen = chosen }
     }
 
     /// A full replica snapshots its state machine every `compactionSlots` applied slots.
     func compactIfDue(_ id: NodeID) {
-        guard let replica = nodes[id]!.replica, !replica.configuration.isLogOnly else { return }
-        let through = nodes[id]!.appliedThrough
+        guard let replica = nodes[Int(id)].replica, !replica.configuration.isLogOnly else { return }
+        let through = nodes[Int(id)].appliedThrough
         if through >= (replica.durable.snapshot?.slot ?? 0) + Simulation.compactionSlots {
-            nodes[id]!.replica!.compact(through: through, snapshot: nodes[id]!.store.encoded)
+            nodes[Int(id)].replica!.compact(through: through, snapshot: nodes[Int(id)].store.encoded)
         }
     }
 
