@@ -678,18 +678,12 @@ public struct Replica: Sendable {
     /// A snapshot from the leader (or a promise) past what this replica knows chosen.
     private mutating func install(_ snapshot: Snapshot) {
         precondition(snapshot.slot > chosen)
-        durable.snapshot = snapshot
-        base = snapshot.membership
-        baseSlot = snapshot.slot
-        durable.log = durable.log.filter { $0.key > snapshot.slot }
-        unpersisted = unpersisted.filter { $0.key > snapshot.slot }
-        changes = changes.filter { $0.key > snapshot.slot }
-        learned = learned.filter { $0 > snapshot.slot }
         chosen = snapshot.slot
         durable.chosen = snapshot.slot
         chosenChanged = true
+        replaceLog(with: snapshot)
+        learned = learned.filter { $0 > snapshot.slot }
         applied = snapshot.slot
-        unpersistedSnapshot = snapshot
         restoreSnapshot = !configuration.isLogOnly
         advanceChosenThroughLearned()
     }
