@@ -159,9 +159,10 @@ extension Simulation {
         guard nodes[Int(id)].replica!.role == .leader else { return }
         let ballot = nodes[Int(id)].replica!.promised
         if ballot.node != id { report.violations.append("node \(id) leads in ballot \(ballot), which is not its own") }
-        if let other = leaderOfBallot[ballot], other != id {
-            report.violations.append("two leaders in ballot \(ballot): \(other) and \(id)")
+        let incarnation = nodes[Int(id)].incarnation
+        if let other = leaderOfBallot[ballot], other != (id, incarnation) {
+            report.violations.append("two leaders in ballot \(ballot): \(other.id) (incarnation \(other.incarnation)) and \(id) (incarnation \(incarnation))")
         }
-        leaderOfBallot[ballot] = id
+        leaderOfBallot[ballot] = (id, incarnation)
     }
 }

@@ -91,6 +91,7 @@ public final class Simulation {
         /// from the snapshot on disk, then the log).
         var store = KeyValueStore()
         var appliedThrough: Slot = 0
+        var incarnation = 0
         /// The node's clock: it ticks when its share of real time reaches a whole tick.
         var clockRate = 1.0
         var clockShare = 0.0
@@ -124,7 +125,9 @@ public final class Simulation {
     var chosenValues: [Slot: Command] = [:]
     /// The state machine's digest after each slot, as the first replica to apply it had it.
     var stateAfter: [Slot: UInt64] = [:]
-    var leaderOfBallot: [Ballot: NodeID] = [:]
+    /// Who led in each ballot: the node and its incarnation (a restart is a new one: a node
+    /// that leads a ballot again after a restart could propose two values for one slot).
+    var leaderOfBallot: [Ballot: (id: NodeID, incarnation: Int)] = [:]
     /// The membership of the chosen log's prefix, as first applied, and the replicas it
     /// removed that the operator has yet to retire.
     var current: Membership
@@ -146,6 +149,10 @@ public final class Simulation {
         case sendBeforePersist
         /// A replica restarts with an empty disk (it forgets its promises and votes).
         case forgetDiskOnRestart
+        /// A replica restarts without its promise (its log kept): it may run in a ballot again.
+        case forgetPromiseOnRestart
+        /// Replicas always answer that they hear a leader, so no follower ever runs.
+        case alwaysSayLeaderAlive
         /// Strong reads are served by any replica that believes it leads, lease or not.
         case readsWithoutLease
         /// A new leader serves strong reads without waiting out its predecessor's lease.
@@ -353,6 +360,8 @@ public final class Simulation {
 
     func restart(_ id: NodeID) {
         if bug == .forgetDiskOnRestart { nodes[Int(id)].disk = DurableState() }
+        if bug == .forgetPromiseOnRestart { nodes[Int(id)].disk.promised = .zero }
+        nodes[Int(id)].incarnation += 1
         let disk = nodes[Int(id)].disk
         nodes[Int(id)].replica = Replica(configuration: configuration(id), durable: disk)
         if let snapshot = disk.snapshot, let data = snapshot.data { restore(id, data: data, through: snapshot.slot) }
@@ -422,7 +431,8 @@ public final class Simulation {
     }
 
     func send(_ messages: [Envelope], faulty: Bool) {
-        for envelope in messages {
+        for var envelope in messages {
+            if bug == .alwaysSayLeaderAlive, case .leaderStatus = envelope.message { envelope.message = .leaderStatus(alive: true) }
             report.messages += 1
             if case .snapshot = envelope.message { report.snapshotsSent += 1 }
             if blocked.contains([envelope.from, envelope.to]) { continue }

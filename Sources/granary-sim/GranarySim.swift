@@ -23,7 +23,7 @@ struct GranarySim: ParsableCommand {
     @Option(help: "Proposals per tick for --throughput.")
     var batch: Int = 16
 
-    @Option(help: "Run with a deliberate bug, to see the checks catch it: send-before-persist, forget-disk, reads-without-lease, skip-lease-wait.")
+    @Option(help: "Run with a deliberate bug, to see the checks catch it: send-before-persist, forget-disk, forget-promise, always-leader-alive, reads-without-lease, skip-lease-wait.")
     var bug: String?
 
     @Option(help: "Per tick: the chance that a node crashes (default 0.004).")
@@ -57,6 +57,8 @@ struct GranarySim: ParsableCommand {
         case nil: nil
         case "send-before-persist": .sendBeforePersist
         case "forget-disk": .forgetDiskOnRestart
+        case "forget-promise": .forgetPromiseOnRestart
+        case "always-leader-alive": .alwaysSayLeaderAlive
         case "reads-without-lease": .readsWithoutLease
         case "skip-lease-wait": .newLeaderSkipsLeaseWait
         default: throw ValidationError("unknown --bug \(bug!)")
