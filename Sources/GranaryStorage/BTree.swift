@@ -36,16 +36,10 @@ public final class BTree<S: Storage> {
     var freeListPages: [UInt64] = []  // hold the durable free list
     var dirty: [UInt64: BTreeNode] = [:]
     var dirtyBlobs: [UInt64: [UInt8]] = [:]
-    var cache: [UInt64: (node: BTreeNode, lastUse: UInt64)] = [:]
-    private var cachedPages: [UInt64] = []  // for sampling eviction victims
-    private var cachedPosition: [UInt64: Int] = [:]
+    var cache: PageCache
     var pinned: Set<UInt64> = []  // being written by a checkpoint in flight
     var blobsInFlight: [UInt64: [UInt8]] = [:]  // overflow values a checkpoint is writing
     var checkpointing = false
-    private var useClock: UInt64 = 0
-    /// Picks eviction samples. SplitMix64: SystemRandomNumberGenerator costs a getrandom(2)
-    /// system call per call, which showed in profiles of uncached reads.
-    private var random = SplitMix64(seed: 0x2545_F491_4F6C_DD1D)
 
     /// Dirty pages and overflow pages waiting for a checkpoint: the caller checkpoints when
     /// this passes its budget.
@@ -70,6 +64,7 @@ public final class BTree<S: Storage> {
         self.file = file
         self.name = name
         self.options = options
+        cache = PageCache(capacity: options.cachePages)
     }
 
     // MARK: Reading
@@ -202,7 +197,7 @@ public final class BTree<S: Storage> {
         if let node = dirty[page] { return (page, node) }
         let node = try await load(page)
         node.materialize()
-        uncache(page)
+        cache.remove(page)
         freedThisEpoch.append(page)
         let moved = allocatePage()
         dirty[moved] = node
@@ -282,7 +277,7 @@ public final class BTree<S: Storage> {
             if !parent.keys.isEmpty { parent.keys.remove(at: max(0, slot - 1)) }
             level -= 1
         }
-        while root != 0, let top = dirty[root] ?? cache[root]?.node, !top.isLeaf, top.childCount <= 1 {
+        while root != 0, let top = dirty[root] ?? cache.peek(root), !top.isLeaf, top.childCount <= 1 {
             let old = root
             root = top.childCount == 1 ? top.child(at: 0) : 0
             if dirty.removeValue(forKey: old) != nil { free.append(old) } else { freedThisEpoch.append(old) }
@@ -353,14 +348,10 @@ public final class BTree<S: Storage> {
 
     private func load(_ page: UInt64) async throws(StorageError) -> BTreeNode {
         if let node = dirty[page] { return node }
-        useClock += 1
-        if let entry = cache[page] {
-            cache[page]!.lastUse = useClock
-            return entry.node
-        }
-        // A buffer per read (another task may load a page while this one waits), kept by
-        // the node as its page.
-        let buffer = AlignedBytes(count: BTreePage.size, zeroed: false)
+        if let node = cache.lookup(page) { return node }
+        // A buffer per read in flight (another task may load a page while this one waits),
+        // kept by the node as its page.
+        let buffer = cache.takeBuffer()
         let offset = page * UInt64(BTreePage.size)
         pageReads += 1
         let read = try await file.read(into: buffer.bytes, at: offset)
@@ -369,51 +360,12 @@ public final class BTree<S: Storage> {
         else {
             throw .corruption(file: name, offset: offset, detail: "page \(page) fails its checksum, names another page, or does not parse")
         }
-        if let entry = cache[page] { return entry.node }  // loaded by another task meanwhile
-        insertIntoCache(page, node)
+        if let cached = cache.lookup(page) {  // loaded by another task meanwhile
+            cache.giveBack(buffer)
+            return cached
+        }
+        cache.insert(page, node, pinned: pinned)
         return node
-    }
-
-    func insertIntoCache(_ page: UInt64, _ node: BTreeNode) {
-        while cache.count >= options.cachePages, evictOne() {}
-        cache[page] = (node, useClock)
-        cachedPosition[page] = cachedPages.count
-        cachedPages.append(page)
-    }
-
-    /// Evicts the least recently used of five sampled clean pages (sampled LRU, as Redis
-    /// does: O(1), and close to true LRU). Returns false when nothing can be evicted.
-    private func evictOne() -> Bool {
-        guard !cachedPages.isEmpty else { return false }
-        var victim: UInt64?
-        for _ in 0..<5 {
-            let page = cachedPages[Int.random(in: 0..<cachedPages.count, using: &random)]
-            guard !pinned.contains(page) else { continue }
-            if victim == nil || cache[page]!.lastUse < cache[victim!]!.lastUse { victim = page }
-        }
-        guard let victim else { return cache.count < options.cachePages * 2 ? false : evictAnyUnpinned() }
-        uncache(victim)
-        return true
-    }
-
-    /// Evicts until the cache is within its budget (after a checkpoint unpins its pages).
-    func trimCache() {
-        while cache.count > options.cachePages, evictOne() {}
-    }
-
-    private func evictAnyUnpinned() -> Bool {
-        guard let page = cachedPages.first(where: { !pinned.contains($0) }) else { return false }
-        uncache(page)
-        return true
-    }
-
-    private func uncache(_ page: UInt64) {
-        guard cache.removeValue(forKey: page) != nil, let position = cachedPosition.removeValue(forKey: page) else { return }
-        let last = cachedPages.removeLast()
-        if position < cachedPages.count {
-            cachedPages[position] = last
-            cachedPosition[last] = position
-        }
     }
 
     public var cachedPageCount: Int { cache.count }

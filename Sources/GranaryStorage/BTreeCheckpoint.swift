@@ -45,7 +45,7 @@ extension BTree {
         dirtyBlobs.removeAll()
         blobsInFlight = blobs
         for (page, node) in nodes {
-            insertIntoCache(page, node)
+            cache.insert(page, node, pinned: pinned)
             pinned.insert(page)
         }
         freedByCheckpointInFlight = freedThisEpoch
@@ -123,7 +123,7 @@ extension BTree {
         freeListPages = plan.newFreeListPages
         pinned.removeAll()
         blobsInFlight.removeAll()
-        trimCache()
+        cache.trim(pinned: pinned)
     }
 
     func writeSuperblock(
