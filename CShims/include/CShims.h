@@ -43,6 +43,10 @@ extern const uint32_t granary_IORING_CQE_F_MORE;
 extern const uint32_t granary_IORING_SETUP_SINGLE_ISSUER;
 extern const uint32_t granary_IORING_SETUP_COOP_TASKRUN;
 extern const uint32_t granary_IORING_SETUP_DEFER_TASKRUN;
+extern const uint32_t granary_IORING_SETUP_TASKRUN_FLAG;
+// Set in the submission ring's flags when completions wait for the task to enter the kernel.
+extern const uint32_t granary_IORING_SQ_TASKRUN;
+extern const uint32_t granary_IORING_SQ_CQ_OVERFLOW;
 
 // open(2) flags that glibc only defines under _GNU_SOURCE.
 extern const int granary_O_DIRECT;

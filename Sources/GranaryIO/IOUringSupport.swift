@@ -33,23 +33,26 @@ public enum IOUringSupport {
     }
 
     /// Creates a ring with the reactor's settings: single issuer and cooperative task
-    /// running where the kernel has them (Linux 6.0+), plain otherwise.
-    static func makeRing() throws(Errno) -> io_uring {
+    /// running with its flag where the kernel has them (Linux 6.0+), plain otherwise.
+    /// Returns whether the kernel raises IORING_SQ_TASKRUN when completions wait for us.
+    static func makeRing() throws(Errno) -> (ring: io_uring, hasTaskRunFlag: Bool) {
         var ring = io_uring()
         var parameters = io_uring_params()
         parameters.flags = UInt32(IORING_SETUP_CQSIZE) | granary_IORING_SETUP_SINGLE_ISSUER
-            | granary_IORING_SETUP_COOP_TASKRUN
+            | granary_IORING_SETUP_COOP_TASKRUN | granary_IORING_SETUP_TASKRUN_FLAG
+        var hasTaskRunFlag = true
         parameters.cq_entries = IOLimits.completionQueueEntries
         var result = io_uring_queue_init_params(IOLimits.submissionQueueEntries, &ring, &parameters)
         if result == -EINVAL {
             // An older kernel that lacks the newer flags.
+            hasTaskRunFlag = false
             parameters = io_uring_params()
             parameters.flags = UInt32(IORING_SETUP_CQSIZE)
             parameters.cq_entries = IOLimits.completionQueueEntries
             result = io_uring_queue_init_params(IOLimits.submissionQueueEntries, &ring, &parameters)
         }
         if result < 0 { throw Errno(result: result) }
-        return ring
+        return (ring, hasTaskRunFlag)
     }
 
     /// Checks, once at start-up, that a ring can be created and has every opcode we use.
