@@ -6,6 +6,14 @@ import GranaryIO
 
 /// CLOCK_MONOTONIC in nanoseconds (a vDSO call: no system call).
 @inline(__always)
+/// CLOCK_MONOTONIC_COARSE: a few nanoseconds to read, a scheduler tick's resolution. For
+/// deadlines checked in tight loops.
+public func coarseNanoseconds() -> UInt64 {
+    var time = timespec()
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &time)
+    return UInt64(time.tv_sec) &* 1_000_000_000 &+ UInt64(time.tv_nsec)
+}
+
 public func nowNanoseconds() -> UInt64 {
     var time = timespec()
     clock_gettime(CLOCK_MONOTONIC, &time)
