@@ -73,73 +73,73 @@ public struct Replica: Sendable {
     public enum Role: Sendable, Equatable { case follower, candidate, leader }
 
     public let configuration: Configuration
-    public private(set) var role: Role = .follower
+    public internal(set) var role: Role = .follower
     /// The leader this replica last heard from (or itself), for redirecting clients.
-    public private(set) var leader: NodeID?
-    public private(set) var durable: DurableState
+    public internal(set) var leader: NodeID?
+    public internal(set) var durable: DurableState
     /// Every slot up to here is chosen (held in the log, or in the snapshot).
-    public private(set) var chosen: Slot = 0
+    public internal(set) var chosen: Slot = 0
     /// Every slot up to here has been handed to the caller to apply (or restored).
-    public private(set) var applied: Slot = 0
+    public internal(set) var applied: Slot = 0
     /// This replica's clock: ticks since it started. Only ever compared with itself.
-    public private(set) var now: UInt64 = 0
+    public internal(set) var now: UInt64 = 0
 
     /// The highest ballot this replica has promised (its own, when it leads).
     public var promised: Ballot { durable.promised }
 
-    private var id: NodeID { configuration.id }
+    var id: NodeID { configuration.id }
     /// The membership in force after `baseSlot` (the snapshot's, or the founding one).
-    private var base: Membership
-    private var baseSlot: Slot = 0
+    var base: Membership
+    var baseSlot: Slot = 0
     /// Membership changes in the log after `baseSlot`, by slot (accepted, maybe not chosen).
-    private var changes: [Slot: Membership] = [:]
+    var changes: [Slot: Membership] = [:]
     /// Slots beyond `chosen` already known to be chosen (learned from a leader).
-    private var learned: Set<Slot> = []
-    private var highestRound: UInt64
-    private var random: SeededRandom
-    private var electionElapsed = 0
-    private var electionTimeout = 0
-    private var heartbeatElapsed = 0
+    var learned: Set<Slot> = []
+    var highestRound: UInt64
+    var random: SeededRandom
+    var electionElapsed = 0
+    var electionTimeout = 0
+    var heartbeatElapsed = 0
     /// A restarted replica may have answered a leader's heartbeat just before it went
     /// down; it does not lead before a full lease from its start.
-    private let mayLeadAt: UInt64
+    let mayLeadAt: UInt64
     /// Ticks since the leader was last heard from.
-    private var ticksSinceLeader: UInt64 = 0
+    var ticksSinceLeader: UInt64 = 0
     /// While asking peers whether a leader is alive: who said "no leader" (self included).
-    private var noLeaderVotes: Set<NodeID>?
+    var noLeaderVotes: Set<NodeID>?
 
     // Candidate state.
-    private var promises: [NodeID: [Entry]] = [:]
-    private var prepareFrom: Slot = 1
+    var promises: [NodeID: [Entry]] = [:]
+    var prepareFrom: Slot = 1
     /// For each slot being recovered, the highest-ballot entry reported so far (this
     /// replica's own included): what this candidate would propose there.
-    private var recovered: [Slot: Entry] = [:]
-    private var prepared: Set<NodeID> = []
+    var recovered: [Slot: Entry] = [:]
+    var prepared: Set<NodeID> = []
     // Leader state.
-    private var lastSlot: Slot = 0
+    var lastSlot: Slot = 0
     /// Per member: every slot up to here is accepted in this ballot or known chosen there
     /// (acceptances are durable, so this only grows within a ballot; commit counts it).
-    private var matched: [NodeID: Slot] = [:]
+    var matched: [NodeID: Slot] = [:]
     /// Per follower: its chosen prefix, as its latest answer said. A restarted follower
     /// forgets what it knew chosen; resends start here so that it learns it again.
-    private var followerChosen: [NodeID: Slot] = [:]
-    private var nextSend: [NodeID: Slot] = [:]
+    var followerChosen: [NodeID: Slot] = [:]
+    var nextSend: [NodeID: Slot] = [:]
     /// Per follower: the latest `sentAt` it echoed in this ballot (the lease's evidence).
-    private var answeredSentAt: [NodeID: UInt64] = [:]
-    private var electedAt: UInt64 = 0
+    var answeredSentAt: [NodeID: UInt64] = [:]
+    var electedAt: UInt64 = 0
     /// The last slot at the election: reads wait until it is applied, so they see every
     /// write chosen in earlier ballots.
-    private var readBarrier: Slot = 0
+    var readBarrier: Slot = 0
     /// A leadership transfer in progress: its target, when it gives up, whether TimeoutNow went.
-    private var transfer: (target: NodeID, deadline: UInt64, sent: Bool)?
+    var transfer: (target: NodeID, deadline: UInt64, sent: Bool)?
 
     // What `ready` hands out.
-    private var promisedChanged = false
-    private var unpersisted: [Slot: Entry] = [:]
-    private var outbox: [Envelope] = []
-    private var unpersistedSnapshot: Snapshot?
-    private var restoreSnapshot = false
-    private var chosenChanged = false
+    var promisedChanged = false
+    var unpersisted: [Slot: Entry] = [:]
+    var outbox: [Envelope] = []
+    var unpersistedSnapshot: Snapshot?
+    var restoreSnapshot = false
+    var chosenChanged = false
 
     /// A replica starting (or restarting) with what it had on disk. The caller restores its
     /// state machine from `durable.snapshot` (if any) before applying what `ready` hands out.
@@ -159,77 +159,6 @@ public struct Replica: Sendable {
         random = SeededRandom(seed: configuration.seed ^ (UInt64(configuration.id) &* 0x9E37_79B9_7F4A_7C15))
         mayLeadAt = UInt64(configuration.leaseTicks)
         resetElectionTimer()
-    }
-
-    // MARK: Membership
-
-    /// The memberships in force after each change, in slot order, from `start` on: a
-    /// change that is not one change from the membership before it is void.
-    private static func fold(_ start: Membership, _ changes: [(slot: Slot, membership: Membership)]) -> [Membership] {
-        var memberships = [start]
-        for change in changes.sorted(by: { $0.slot < $1.slot }) where change.membership.isOneChange(from: memberships.last!) {
-            memberships.append(change.membership)
-        }
-        return memberships
-    }
-
-    private func changes(in range: ClosedRange<Slot>) -> [(slot: Slot, membership: Membership)] {
-        changes.filter { range.contains($0.key) }.map { ($0.key, $0.value) }
-    }
-
-    /// The membership that governs `slot`: the base, changed by each change before it.
-    public func membership(at slot: Slot) -> Membership {
-        if changes.isEmpty || slot <= baseSlot + 1 { return base }  // the common case, on every commit
-        return Self.fold(base, changes(in: baseSlot + 1...slot - 1)).last!
-    }
-
-    /// The membership after every change in the log (chosen or not).
-    public var latestMembership: Membership { membership(at: .max) }
-
-    /// A change in the log not yet known chosen: nothing is proposed past it until it is.
-    private var hasPendingChange: Bool { changes.keys.contains { $0 > chosen } }
-
-    /// The memberships that may govern the next slots: the chosen one, and every change in
-    /// the log after it (at most one, at a leader; more at a replica with a stale log).
-    private var currentMemberships: [Membership] {
-        if changes.isEmpty { return [base] }
-        return Self.fold(membership(at: chosen + 1), changes(in: chosen + 1...Slot.max))
-    }
-
-    private func isQuorumOfEach(_ ids: Set<NodeID>, _ memberships: [Membership]) -> Bool {
-        memberships.allSatisfy { membership in membership.voters.filter(ids.contains).count >= membership.quorum }
-    }
-
-    /// Everyone a leader talks to: the voters of every membership from its chosen prefix on.
-    private var peers: [NodeID] {
-        var all = Set(currentMemberships.flatMap(\.voters))
-        all.remove(id)
-        return all.sorted()
-    }
-
-    // MARK: Leases
-
-    /// The start of the current lease: the latest send time that a quorum (this leader,
-    /// at `now`, and the followers' echoes) has answered, in every membership in force.
-    private var leaseStart: UInt64? {
-        guard role == .leader else { return nil }
-        var start = UInt64.max
-        for membership in currentMemberships {
-            var times = membership.voters.compactMap { $0 == id ? now : answeredSentAt[$0] }
-            guard times.count >= membership.quorum else { return nil }
-            times.sort(by: >)
-            start = min(start, times[membership.quorum - 1])
-        }
-        return start
-    }
-
-    /// Whether this replica may answer a strongly consistent read from its applied state now:
-    /// it leads, holds a lease, has waited out any earlier leader's lease, applied every slot
-    /// chosen before its election, and is not handing leadership over.
-    public var canServeStrongRead: Bool {
-        guard role == .leader, transfer == nil, applied >= readBarrier, let start = leaseStart else { return false }
-        if configuration.newLeaderWaitsOutOldLease && now < electedAt + UInt64(configuration.leaseTicks) { return false }
-        return now < start + UInt64(configuration.leaseTicks - configuration.clockDriftTicks)
     }
 
     // MARK: Inputs
@@ -274,7 +203,7 @@ public struct Replica: Sendable {
         return appendProposal(.membership(membership))
     }
 
-    private mutating func appendProposal(_ command: Command) -> Slot? {
+    mutating func appendProposal(_ command: Command) -> Slot? {
         guard role == .leader, transfer == nil, !hasPendingChange else { return nil }
         lastSlot += 1
         accept(Entry(slot: lastSlot, ballot: durable.promised, command: command))
@@ -384,323 +313,6 @@ public struct Replica: Sendable {
         if configuration.isLogOnly { applied = chosen }
     }
 
-    // MARK: Roles
-
-    private mutating func resetElectionTimer() {
-        electionElapsed = 0
-        electionTimeout = configuration.electionTicks + Int(random.next() % UInt64(configuration.electionTicks))
-    }
-
-    private mutating func noteRound(_ round: UInt64) { highestRound = max(highestRound, round) }
-
-    private mutating func promise(_ ballot: Ballot) {
-        precondition(ballot >= durable.promised, "a promise never goes back")
-        if ballot != durable.promised {
-            durable.promised = ballot
-            promisedChanged = true
-        }
-        noteRound(ballot.round)
-    }
-
-    private mutating func becomeFollower(leader: NodeID?) {
-        role = .follower
-        self.leader = leader
-        promises = [:]
-        recovered = [:]
-        matched = [:]
-        nextSend = [:]
-        followerChosen = [:]
-        answeredSentAt = [:]
-        transfer = nil
-        noLeaderVotes = nil
-        resetElectionTimer()
-    }
-
-    /// Log-only replicas never lead; nor does a replica the log has not made a voter (in the
-    /// chosen membership or a pending one: a stale change may remove it, and still it must run
-    /// if the replicas that could otherwise are gone).
-    private var mayRunForLeader: Bool {
-        !configuration.isLogOnly && currentMemberships.contains { $0.canLead(id) }
-    }
-
-    /// The election timer fired: ask the peers whether they hear a leader; a quorum of
-    /// "no" (this replica's own included) starts an election.
-    private mutating func askWhetherLeaderIsAlive() {
-        resetElectionTimer()
-        guard now >= mayLeadAt, mayRunForLeader else { return }
-        noLeaderVotes = [id]
-        let voters = Set(currentMemberships.flatMap(\.voters))
-        for peer in voters.sorted() where peer != id { send(.leaderQuery, to: peer) }
-        if isQuorumOfEach(noLeaderVotes!, currentMemberships) { startElection() }
-    }
-
-    private mutating func startElection() {
-        noLeaderVotes = nil
-        let ballot = Ballot(round: highestRound + 1, node: id)
-        promise(ballot)
-        role = .candidate
-        leader = nil
-        prepareFrom = chosen + 1
-        promises = [id: acceptedEntries(from: prepareFrom)]
-        recovered = [:]
-        noteRecovered(promises[id]!)
-        prepared = [id]
-        resetElectionTimer()
-        sendPrepares()
-        becomeLeaderIfPromised()
-    }
-
-    /// The memberships that govern the slots being recovered: the one in force at the first
-    /// of them, and every change at or after it that this replica or a promise holds.
-    private var electionMemberships: [Membership] {
-        let from = max(prepareFrom, chosen + 1)
-        let changes: [(slot: Slot, membership: Membership)] = recovered.values.compactMap { entry in
-            guard entry.slot >= from, case .membership(let membership) = entry.command else { return nil }
-            return (entry.slot, membership)
-        }
-        return Self.fold(membership(at: from), changes)
-    }
-
-    private mutating func noteRecovered(_ entries: [Entry]) {
-        for entry in entries where entry.ballot >= (recovered[entry.slot]?.ballot ?? .zero) {
-            recovered[entry.slot] = entry
-        }
-    }
-
-    private mutating func sendPrepares() {
-        for membership in electionMemberships {
-            for voter in membership.voters where !prepared.contains(voter) {
-                prepared.insert(voter)
-                send(.prepare(ballot: durable.promised, fromSlot: prepareFrom), to: voter)
-            }
-        }
-    }
-
-    private func acceptedEntries(from slot: Slot) -> [Entry] {
-        durable.log.values.filter { $0.slot >= slot }.sorted { $0.slot < $1.slot }
-    }
-
-    private mutating func handlePrepare(_ ballot: Ballot, fromSlot: Slot, from: NodeID) {
-        noteRound(ballot.round)
-        guard ballot >= durable.promised else {
-            send(.reject(promised: durable.promised), to: from)
-            return
-        }
-        if ballot > durable.promised && role != .follower { becomeFollower(leader: nil) }
-        promise(ballot)
-        resetElectionTimer()
-        // Entries known chosen are reported too: the candidate's choice rule picks them.
-        let snapshot = baseSlot >= fromSlot ? durable.snapshot : nil
-        send(.promise(ballot: ballot, accepted: acceptedEntries(from: fromSlot), snapshot: snapshot), to: from)
-    }
-
-    private mutating func handlePromise(_ ballot: Ballot, accepted: [Entry], snapshot: Snapshot?, from: NodeID) {
-        guard role == .candidate, ballot == durable.promised else { return }
-        if let snapshot, snapshot.slot > chosen {
-            if snapshot.data != nil {
-                install(snapshot)
-            } else if (chosen + 1...snapshot.slot).allSatisfy({ durable.log[$0] != nil }) {
-                // A log-only replica dropped these slots: every full replica, this one
-                // included, knew them chosen and has them on disk.
-                for slot in chosen + 1...snapshot.slot { learned.insert(slot) }
-                advanceChosenThroughLearned()
-            } else {
-                // Slots chosen long ago that this replica never had: it cannot recover them,
-                // so it cannot lead; a replica that has them will.
-                becomeFollower(leader: nil)
-                return
-            }
-        }
-        promises[from] = accepted
-        noteRecovered(accepted)
-        sendPrepares()
-        becomeLeaderIfPromised()
-    }
-
-    private mutating func becomeLeaderIfPromised() {
-        if isQuorumOfEach(Set(promises.keys), electionMemberships) { becomeLeader() }
-    }
-
-    /// Phase 1 is done: each slot from the first not known chosen gets the highest-ballot
-    /// value any promiser accepted, or a no-op; all are proposed again in this ballot.
-    private mutating func becomeLeader() {
-        let ballot = durable.promised
-        let from = max(prepareFrom, chosen + 1)
-        let best = recovered.filter { $0.key >= from }
-        role = .leader
-        leader = id
-        promises = [:]
-        recovered = [:]
-        heartbeatElapsed = 0
-        electedAt = now
-        answeredSentAt = [:]
-        lastSlot = max(chosen, best.keys.max() ?? 0)
-        if lastSlot >= from {
-            for slot in from...lastSlot {
-                accept(Entry(slot: slot, ballot: ballot, command: best[slot]?.command ?? .noop))
-            }
-        }
-        readBarrier = lastSlot
-        matched = [id: lastSlot]
-        for peer in peers {
-            matched[peer] = 0
-            nextSend[peer] = from
-        }
-        // Announce the new ballot at once (with the re-proposed slots, if any).
-        for peer in peers { sendAppend(to: peer, resend: false, evenIfEmpty: true) }
-        advanceCommit()
-    }
-
-    // MARK: Phase 2
-
-    /// Stores an entry in this replica's log, to be persisted before anything is sent.
-    private mutating func accept(_ entry: Entry) {
-        precondition(entry.slot > baseSlot, "compacted slots are chosen")
-        durable.log[entry.slot] = entry
-        unpersisted[entry.slot] = entry
-        if case .membership(let membership) = entry.command { changes[entry.slot] = membership } else { changes[entry.slot] = nil }
-    }
-
-    /// Sends a follower the entries it lacks: from what it has not been sent yet, or, on a
-    /// heartbeat, from the first slot it does not know chosen (resending what may be lost);
-    /// the snapshot if it lacks slots compacted here.
-    private mutating func sendAppend(to peer: NodeID, resend: Bool, evenIfEmpty: Bool = false) {
-        let first = resend ? (followerChosen[peer] ?? 0) + 1 : (nextSend[peer] ?? 1)
-        if first <= baseSlot, let snapshot = durable.snapshot {
-            nextSend[peer] = baseSlot + 1
-            send(.snapshot(ballot: durable.promised, snapshot: snapshot, sentAt: now), to: peer)
-            return
-        }
-        var entries: [Entry] = []
-        if first <= lastSlot {
-            let last = min(lastSlot, first + Slot(configuration.maxEntriesPerMessage) - 1)
-            entries = (first...last).map { durable.log[$0]! }
-            nextSend[peer] = last + 1
-        }
-        if entries.isEmpty && !resend && !evenIfEmpty { return }
-        send(.append(ballot: durable.promised, entries: entries, commit: chosen, sentAt: now, retain: retainSlot), to: peer)
-    }
-
-    /// Every replica with a state machine knows every slot up to here chosen.
-    private var retainSlot: Slot {
-        let full = latestMembership.voters.filter { !latestMembership.logOnly.contains($0) }
-        return full.map { $0 == id ? chosen : followerChosen[$0] ?? 0 }.min() ?? 0
-    }
-
-    /// A message from a leader in `ballot`: follow it, unless this replica promised higher.
-    private mutating func followLeader(_ ballot: Ballot, from: NodeID) -> Bool {
-        noteRound(ballot.round)
-        guard ballot >= durable.promised else {
-            send(.reject(promised: durable.promised), to: from)
-            return false
-        }
-        precondition(!(role == .leader && ballot == durable.promised), "two leaders in ballot \(ballot)")
-        if role != .follower || leader != from { becomeFollower(leader: from) }
-        promise(ballot)
-        resetElectionTimer()
-        ticksSinceLeader = 0
-        noLeaderVotes = nil
-        return true
-    }
-
-    private mutating func handleAppend(_ ballot: Ballot, entries: [Entry], commit: Slot, sentAt: UInt64, retain: Slot, from: NodeID) {
-        for entry in entries where entry.slot > chosen && !learned.contains(entry.slot) {
-            // Chosen slots keep the ballot they were chosen in; the rest are this ballot's.
-            precondition(entry.slot <= commit || entry.ballot == ballot, "a leader proposes in its own ballot")
-            if durable.log[entry.slot] != entry { accept(entry) }
-            if entry.slot <= commit { learned.insert(entry.slot) }
-        }
-        // A slot is chosen if the leader said so for it, or if it is at or below the
-        // leader's commit and holds the leader's own entry (one value per slot per ballot).
-        while let next = durable.log[chosen + 1],
-              learned.contains(chosen + 1) || (next.ballot == ballot && chosen + 1 <= commit) {
-            choose(chosen + 1)
-        }
-        if configuration.isLogOnly {
-            let through = min(retain, chosen)
-            if through >= baseSlot + configuration.logOnlyCompactionSlots {
-                replaceLog(with: Snapshot(slot: through, membership: membership(at: through + 1), data: nil))
-            }
-        }
-        answerLeader(ballot, sentAt: sentAt, to: from)
-    }
-
-    private mutating func answerLeader(_ ballot: Ballot, sentAt: UInt64, to leader: NodeID) {
-        var matchedSlot = chosen
-        while durable.log[matchedSlot + 1]?.ballot == ballot { matchedSlot += 1 }
-        send(.appended(ballot: ballot, matched: matchedSlot, chosen: chosen, sentAt: sentAt), to: leader)
-    }
-
-    private mutating func choose(_ slot: Slot) {
-        precondition(slot == chosen + 1 && durable.log[slot] != nil, "slots are chosen in order, from the log")
-        chosen = slot
-        durable.chosen = slot
-        chosenChanged = true
-        learned.remove(slot)
-    }
-
-    private mutating func advanceChosenThroughLearned() {
-        while learned.contains(chosen + 1) && durable.log[chosen + 1] != nil { choose(chosen + 1) }
-    }
-
-    /// The leader's commit: each next slot is chosen once a quorum of the membership that
-    /// governs it has accepted it in this ballot (or knows it chosen).
-    private mutating func advanceCommit() {
-        while chosen < lastSlot {
-            let slot = chosen + 1
-            let membership = membership(at: slot)
-            let accepted = membership.voters.filter { (matched[$0] ?? 0) >= slot }.count
-            guard accepted >= membership.quorum else { break }
-            choose(slot)
-        }
-        // A leader the chosen log has removed tells the rest, and stands down (its successor
-        // comes from them).
-        if role == .leader && !hasPendingChange && !latestMembership.contains(id) {
-            for peer in peers { sendAppend(to: peer, resend: true) }
-            becomeFollower(leader: nil)
-        }
-    }
-
-    // MARK: Snapshots
-
-    /// Drops the log through the snapshot's slot, which the caller persists first.
-    private mutating func replaceLog(with snapshot: Snapshot) {
-        precondition(snapshot.slot > baseSlot && snapshot.slot <= chosen, "a snapshot holds chosen slots past the last one")
-        durable.snapshot = snapshot
-        base = snapshot.membership
-        baseSlot = snapshot.slot
-        durable.log = durable.log.filter { $0.key > snapshot.slot }
-        unpersisted = unpersisted.filter { $0.key > snapshot.slot }
-        changes = changes.filter { $0.key > snapshot.slot }
-        unpersistedSnapshot = snapshot
-    }
-
-    /// A snapshot from the leader (or a promise) past what this replica knows chosen.
-    private mutating func install(_ snapshot: Snapshot) {
-        precondition(snapshot.slot > chosen)
-        chosen = snapshot.slot
-        durable.chosen = snapshot.slot
-        chosenChanged = true
-        replaceLog(with: snapshot)
-        learned = learned.filter { $0 > snapshot.slot }
-        applied = snapshot.slot
-        restoreSnapshot = !configuration.isLogOnly
-        advanceChosenThroughLearned()
-    }
-
-    private mutating func sendTimeoutNowIfCaughtUp() {
-        guard let transfer, !transfer.sent else { return }
-        if (matched[transfer.target] ?? 0) >= lastSlot {
-            self.transfer!.sent = true
-            send(.timeoutNow(ballot: durable.promised), to: transfer.target)
-        } else {
-            sendAppend(to: transfer.target, resend: false)
-        }
-    }
-
-    private mutating func send(_ message: Message, to peer: NodeID) {
-        outbox.append(Envelope(from: id, to: peer, message: message))
-    }
 }
 
 /// SplitMix64 (Steele, Lea and Flood) from a caller's seed: the core's only randomness, so a
