@@ -27,8 +27,9 @@
 /// is not one change from the membership before it in the log is void (a new leader must
 /// re-propose what an old one left accepted, even a change made from a view since replaced).
 /// A candidate gathers a quorum of every membership that governs a slot it recovers, as the
-/// values it would propose there say (the highest-ballot ones the promises report so far). Log-only replicas vote and keep the log until every
-/// replica with a state machine has it, but never lead or apply. The caller compacts the
+/// values it would propose there say (the highest-ballot ones the promises report so far).
+/// Log-only replicas vote and keep the log until every replica with a state machine has it,
+/// but never lead or apply. The caller compacts the
 /// log behind a snapshot of its state machine (`compact`); a replica that needs compacted
 /// slots gets the snapshot instead.
 public struct Replica: Sendable {
@@ -303,7 +304,8 @@ public struct Replica: Sendable {
     public mutating func advance(_ ready: Ready) {
         promisedChanged = false
         if ready.chosen == chosen { chosenChanged = false }
-        if let snapshot = ready.snapshot, snapshot == unpersistedSnapshot {
+        // By slot: a snapshot's data may be large, and a newer one has a higher slot.
+        if let snapshot = ready.snapshot, snapshot.slot == unpersistedSnapshot?.slot {
             unpersistedSnapshot = nil
             restoreSnapshot = false
         }

@@ -13,7 +13,8 @@ struct PageCache {
         var referenced: Bool
     }
 
-    /// The page budget. More may be held while a checkpoint pins pages (up to twice it).
+    /// The page budget. While a checkpoint is written its pages are pinned and cannot be
+    /// evicted, so the cache may pass the budget by up to the checkpoint's page count.
     let capacity: Int
     private var slots: [Slot] = []
     private var slotOfPage: [UInt64: Int] = [:]
@@ -86,8 +87,7 @@ struct PageCache {
     }
 
     /// Evicts the first unpinned page whose reference bit is clear, clearing bits on the
-    /// way (two sweeps at most). Returns false when every cached page is pinned, or the
-    /// cache has room to spare for the pinned ones (twice the budget).
+    /// way (two sweeps at most). Returns false when every cached page is pinned.
     private mutating func evictOne(pinned: Set<UInt64>) -> Bool {
         guard !slots.isEmpty else { return false }
         for _ in 0..<2 * slots.count {
