@@ -77,7 +77,7 @@ let package = Package(
         .target(
             name: "GranaryRouter",
             dependencies: [
-                "GranaryIO", "GranaryModel", "GranaryPartition", "GranarySigV4", "CShims",
+                "GranaryIO", "GranaryModel", "GranaryPartition", "GranaryStorage", "GranarySigV4", "CShims",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
