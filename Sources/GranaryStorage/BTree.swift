@@ -195,7 +195,10 @@ public final class BTree<S: Storage> {
 
     private func makeDirty(_ page: UInt64) async throws(StorageError) -> (UInt64, BTreeNode) {
         if let node = dirty[page] { return (page, node) }
-        let node = try await load(page)
+        let loaded = try await load(page)
+        // A node the checkpoint in flight has yet to encode stays as it is: the change
+        // goes to a copy (its arrays shared until written).
+        let node = pinned.contains(page) ? loaded.materializedCopy() : loaded
         node.materialize()
         cache.remove(page)
         freedThisEpoch.append(page)

@@ -9,12 +9,18 @@ extension BTree {
     static var formatVersion: UInt16 { 1 }
     static var freeListEntriesPerPage: Int { (BTreePage.size - BTreePage.headerBytes - 8) / 8 }
 
-    /// What a checkpoint writes, fixed at the moment it began.
+    /// Pages a checkpoint encodes and writes at a time: 1 MiB of buffer, and as many
+    /// writes in flight as a device's queue takes.
+    static var checkpointBatchPages: Int { 128 }
+
+    /// What a checkpoint writes, fixed at the moment it began: each page's number and how
+    /// to fill it, in page order. Pages are encoded only when their batch is written, so
+    /// the snapshot costs no copy of the dirty set; the nodes it holds are never changed
+    /// again (a write to one changes a copy: `makeDirty`).
     public struct CheckpointPlan {
         let generation: UInt64
         let lsn: UInt64
-        let buffer: AlignedBytes
-        let pageNumbers: [UInt64]
+        let pages: [(number: UInt64, fill: (UnsafeMutableRawPointer) -> Void)]
         let root: UInt64
         let pageCount: UInt64
         let freeListFirst: UInt64
@@ -30,9 +36,9 @@ extension BTree {
         try await writeCheckpoint(plan)
     }
 
-    /// The synchronous half of a checkpoint: takes the snapshot (every dirty page encoded,
-    /// the free list fixed) without waiting, so the caller can hold off writers for just
-    /// this long. Then call `writeCheckpoint`.
+    /// The synchronous half of a checkpoint: takes the snapshot (the dirty pages, the free
+    /// list) without waiting, so the caller can hold off writers for just this long. Then
+    /// call `writeCheckpoint`.
     public func prepareCheckpoint(lsn: UInt64) -> CheckpointPlan {
         precondition(!checkpointing, "one checkpoint at a time")
         checkpointing = true
@@ -58,8 +64,6 @@ extension BTree {
         let snapshotRoot = root
         let snapshotPageCount = pageCount
 
-        // Encode every page now, so later changes to these nodes cannot leak into this
-        // checkpoint; then write them in runs of consecutive page numbers.
         var pages: [(number: UInt64, fill: (UnsafeMutableRawPointer) -> Void)] = []
         for (page, node) in nodes {
             pages.append((page, { node.encode(into: $0, number: page, generation: newGeneration) }))
@@ -88,27 +92,35 @@ extension BTree {
             }))
         }
         pages.sort { $0.number < $1.number }
-        let buffer = AlignedBytes(count: max(1, pages.count) * BTreePage.size)
-        for (index, page) in pages.enumerated() { page.fill(buffer.pointer + index * BTreePage.size) }
         return CheckpointPlan(
-            generation: newGeneration, lsn: lsn, buffer: buffer, pageNumbers: pages.map(\.number),
+            generation: newGeneration, lsn: lsn, pages: pages,
             root: snapshotRoot, pageCount: snapshotPageCount, freeListFirst: newListPages.first ?? 0,
             freeCount: durableFree.count, oldFreeListPages: oldFreeListPages, newFreeListPages: newListPages)
     }
 
-    /// The asynchronous half: writes the planned pages in runs of consecutive page
-    /// numbers, syncs, writes the superblock, syncs. Only then are the pages this epoch
-    /// freed reusable.
+    /// The asynchronous half: encodes and writes the planned pages a batch at a time (each
+    /// batch's runs of consecutive page numbers in flight together), syncs, writes the
+    /// superblock, syncs. Only then are the pages this epoch freed reusable. Other tree
+    /// operations run between the batches.
     public func writeCheckpoint(_ plan: CheckpointPlan) async throws(StorageError) {
         defer { checkpointing = false }
-        let numbers = plan.pageNumbers
-        var runStart = 0
-        while runStart < numbers.count {
-            var runEnd = runStart + 1
-            while runEnd < numbers.count && numbers[runEnd] == numbers[runEnd - 1] + 1 { runEnd += 1 }
-            let bytes = UnsafeRawBufferPointer(plan.buffer.slice((runStart * BTreePage.size)..<(runEnd * BTreePage.size)))
-            try await file.write(bytes, at: numbers[runStart] * UInt64(BTreePage.size))
-            runStart = runEnd
+        let buffer = AlignedBytes(count: Self.checkpointBatchPages * BTreePage.size)
+        var batchStart = 0
+        while batchStart < plan.pages.count {
+            let batch = plan.pages[batchStart..<min(plan.pages.count, batchStart + Self.checkpointBatchPages)]
+            var runs: [(buffer: UnsafeRawBufferPointer, offset: UInt64)] = []
+            var runStart = batch.startIndex
+            for index in batch.indices {
+                batch[index].fill(buffer.pointer + (index - batch.startIndex) * BTreePage.size)
+                if index + 1 == batch.endIndex || batch[index + 1].number != batch[index].number + 1 {
+                    let slots = (runStart - batch.startIndex)..<(index + 1 - batch.startIndex)
+                    let bytes = buffer.slice((slots.lowerBound * BTreePage.size)..<(slots.upperBound * BTreePage.size))
+                    runs.append((UnsafeRawBufferPointer(bytes), batch[runStart].number * UInt64(BTreePage.size)))
+                    runStart = index + 1
+                }
+            }
+            try await file.write(runs: runs)
+            batchStart = batch.endIndex
         }
         try await file.synchronize()
         try await writeSuperblock(

@@ -93,7 +93,6 @@ final class BTreeNode {
             length: length)
     }
 
-    /// Decodes a view into arrays, so the node can be changed.
     /// Gives up the page buffer of a node nobody will read again (an evicted one), so that
     /// the cache can read another page into it.
     func releasePage() -> AlignedBytes? {
@@ -101,6 +100,15 @@ final class BTreeNode {
         return page
     }
 
+    /// A materialized node with this one's entries.
+    func materializedCopy() -> BTreeNode {
+        guard isView else { return BTreeNode(isLeaf: isLeaf, keys: keys, values: values, children: children) }
+        return BTreeNode(isLeaf: isLeaf, keys: (0..<count).map { key(at: $0) },
+                         values: isLeaf ? (0..<count).map { value(at: $0) } : [],
+                         children: isLeaf ? [] : (0...count).map { child(at: $0) })
+    }
+
+    /// Decodes a view into arrays, so the node can be changed.
     func materialize() {
         guard page != nil else { return }
         let count = entryOffsets.count

@@ -121,6 +121,35 @@ public final class ReactorFile: StorageFile, @unchecked Sendable {
         }
     }
 
+    /// Submits every run at once and waits for all of them. A run the kernel wrote only in
+    /// part (or could not take: EBUSY) is finished by the one-at-a-time path.
+    public func write(runs: [(buffer: UnsafeRawBufferPointer, offset: UInt64)]) async throws(StorageError) {
+        guard !runs.isEmpty else { return }
+        var written = [Int](repeating: 0, count: runs.count)
+        var failure: Int32?
+        var outstanding = runs.count
+        await withUnsafeContinuation { (done: UnsafeContinuation<Void, Never>) in
+            for (index, run) in runs.enumerated() {
+                reactor.submit(isFileIO: true, { completion in
+                    if completion.result >= 0 {
+                        written[index] = Int(completion.result)
+                    } else if completion.result != -EBUSY, failure == nil {
+                        failure = -completion.result
+                    }
+                    outstanding -= 1
+                    if outstanding == 0 { done.resume() }
+                }) { sqe, _ in
+                    io_uring_prep_write(sqe, descriptor, run.buffer.baseAddress, UInt32(run.buffer.count), run.offset)
+                }
+            }
+        }
+        if let failure { throw .system(operation: "write", file: name, errno: failure) }
+        for (index, run) in runs.enumerated() where written[index] < run.buffer.count {
+            let rest = UnsafeRawBufferPointer(rebasing: run.buffer[written[index]...])
+            try await write(rest, at: run.offset + UInt64(written[index]), durable: false)
+        }
+    }
+
     public func synchronize() async throws(StorageError) {
         do {
             try await reactor.synchronizeData(descriptor)

@@ -32,12 +32,23 @@ public protocol StorageFile: AnyObject {
     /// Makes every completed write durable (fdatasync). A failure means written data may
     /// be lost: the caller must stop using the file, never retry and carry on.
     func synchronize() async throws(StorageError)
+    /// Writes every run, with all of them in flight at once where the storage can (a
+    /// checkpoint's pages are scattered over the file). Not durable until `synchronize()`.
+    func write(runs: [(buffer: UnsafeRawBufferPointer, offset: UInt64)]) async throws(StorageError)
     /// Writes all of `buffer` at `offset`, durable when it returns (RWF_DSYNC where the
     /// storage has it: one request instead of a write and a sync).
     func writeDurably(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws(StorageError)
     /// Reserves `length` bytes from `offset` (fallocate).
     func allocate(from offset: UInt64, length: UInt64) async throws(StorageError)
     func close() async
+}
+
+extension StorageFile {
+    /// One run after another: for storage that cannot do better (and for the faulty
+    /// storage of the tests, whose faults apply to each run as to any write).
+    public func write(runs: [(buffer: UnsafeRawBufferPointer, offset: UInt64)]) async throws(StorageError) {
+        for run in runs { try await write(run.buffer, at: run.offset) }
+    }
 }
 
 /// A failure of the storage layer or of the data it holds.

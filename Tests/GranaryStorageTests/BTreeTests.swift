@@ -107,6 +107,44 @@ private func contents<S>(_ tree: BTree<S>, page: Int = 97) async throws -> [[UIn
         #expect(failures.isEmpty, "\(failures)")
     }
 
+    /// A checkpoint encodes its pages batch by batch while writes go on: a write between
+    /// the snapshot and the encoding must change a copy, so the checkpoint holds exactly the
+    /// tree as of its snapshot, and the live tree has every later write.
+    @Test func writesDuringACheckpointNeverReachItsPages() async throws {
+        let (durable, live, snapshot, final) = try await onReactor { _ in
+            let storage = FaultyStorage(seed: 11)
+            var options = BTree<FaultyStorage>.Options()
+            options.cachePages = 64
+            let tree = try await BTree.open(storage: storage, options: options)
+            var working: [[UInt8]: [UInt8]] = [:]
+            var random = SplitMix64(seed: 12)
+            for k in 0..<3000 {
+                let v = value(k, size: Int(random.next() % 400))
+                try await tree.put(key(k), v)
+                working[key(k)] = v
+            }
+            let plan = tree.prepareCheckpoint(lsn: 1)
+            let snapshot = working
+            for step in 0..<2000 {  // updates, inserts that split pages, deletes
+                let k = Int(random.next() % 4000)
+                if random.next() % 4 == 0 {
+                    _ = try await tree.delete(key(k))
+                    working[key(k)] = nil
+                } else {
+                    let v = value(k &+ step, size: Int(random.next() % 400))
+                    try await tree.put(key(k), v)
+                    working[key(k)] = v
+                }
+            }
+            try await tree.writeCheckpoint(plan)
+            let live = try await contents(tree)
+            let durable = try await contentsAfterCut(storage, options: options)
+            return (durable, live, snapshot, working)
+        }
+        #expect(durable == snapshot)
+        #expect(live == final)
+    }
+
     @Test func largeValuesLiveInOverflowPagesAndSurviveReopen() async throws {
         let (before, after) = try await onReactor { _ in
             let storage = FaultyStorage(seed: 3)
