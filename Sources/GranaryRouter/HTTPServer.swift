@@ -14,11 +14,13 @@ public final class HTTPServer: @unchecked Sendable {
     private let handler: HTTPHandler
     private let logger: Logger
     private var openConnections = 0
+    private let isolation: CoreIsolation
 
     public init(reactor: Reactor, logger: Logger, handler: @escaping HTTPHandler) {
         self.reactor = reactor
         self.handler = handler
         self.logger = logger
+        isolation = CoreIsolation(reactor: reactor)
     }
 
     /// Starts accepting on `listener`. Call on the reactor's thread.
@@ -39,15 +41,15 @@ public final class HTTPServer: @unchecked Sendable {
                 return
             }
             openConnections += 1
-            Task(executorPreference: reactor) {
-                await self.serve(connection)
+            Task(executorPreference: reactor) { [isolation] in
+                await self.serve(connection, isolation: isolation)
                 self.openConnections -= 1
             }
             if !completion.hasMore { start(listener: listener) }
         }
     }
 
-    private func serve(_ connection: Int32) async {
+    private func serve(_ connection: Int32, isolation: isolated CoreIsolation) async {
         let buffer = ConnectionBuffer(capacity: HTTPLimits.receiveBufferInitialBytes)
         defer { Glibc.close(connection) }
         var needed = 1  // unread bytes the parser needs before it can say more
@@ -117,5 +119,18 @@ public final class HTTPServer: @unchecked Sendable {
     static func errorResponse(_ error: HTTPParseError) -> HTTPResponse {
         HTTPResponse(status: error.status, headers: [("Content-Type", "text/plain")],
                      body: Array("\(error.message)\n".utf8))
+    }
+}
+
+/// The isolation of a core's connection tasks: an actor whose executor is the core's
+/// reactor. The partitions and stores of the core are actors on that same executor, so a
+/// call from a connection into them starts at once, where a call from a task without an
+/// actor went through the reactor's job queue and a turn of the loop, at each hop.
+actor CoreIsolation {
+    nonisolated let reactor: Reactor
+    nonisolated var unownedExecutor: UnownedSerialExecutor { reactor.asUnownedSerialExecutor() }
+
+    init(reactor: Reactor) {
+        self.reactor = reactor
     }
 }
