@@ -16,7 +16,9 @@
 /// Used by one task at a time on one core (inside an actor).
 public final class BTree<S: Storage> {
     public struct Options: Sendable {
-        /// Clean pages kept in memory. Dirty pages are on top, until the next checkpoint.
+        /// Pages kept in memory, clean and dirty together: clean pages are evicted to make
+        /// room for dirty ones, which stay until a checkpoint writes them (the caller
+        /// checkpoints before they take the whole budget).
         public var cachePages = 8192
         public init() {}
     }
@@ -43,7 +45,15 @@ public final class BTree<S: Storage> {
 
     /// Dirty pages and overflow pages waiting for a checkpoint: the caller checkpoints when
     /// this passes its budget.
-    public var dirtyPageCount: Int { dirty.count + dirtyBlobs.values.reduce(0) { $0 + Self.overflowPages(for: $1.count) } }
+    public var dirtyPageCount: Int { dirty.count + dirtyBlobPages }
+    var dirtyBlobPages = 0
+    /// The memory dirty pages take: nodes as `BTreeNode.footprint` estimates them (a node
+    /// decoded into arrays takes more or less than its page), overflow values by their
+    /// pages. The caller checkpoints on it; clean pages get what it leaves of the budget.
+    public var dirtyBytes: Int { dirtyNodeBytes + dirtyBlobPages * BTreePage.size }
+    var dirtyNodeBytes = 0
+    /// Clean pages are kept even when dirty ones fill the budget: a lookup needs its path.
+    static var cleanPagesMin: Int { 16 }
 
     /// Opens the tree in `name`, creating an empty one if the file is new. Throws
     /// `.corruption` when neither superblock verifies, or the free list is damaged.
@@ -64,7 +74,7 @@ public final class BTree<S: Storage> {
         self.file = file
         self.name = name
         self.options = options
-        cache = PageCache(capacity: options.cachePages)
+        cache = PageCache(capacity: max(Self.cleanPagesMin, options.cachePages))
     }
 
     // MARK: Reading
@@ -144,7 +154,7 @@ public final class BTree<S: Storage> {
         let stored = storeValue(value, key: key)
         if root == 0 {
             let page = allocatePage()
-            dirty[page] = BTreeNode(isLeaf: true, keys: [key], values: [stored])
+            setDirty(page, BTreeNode(isLeaf: true, keys: [key], values: [stored]))
             root = page
             return
         }
@@ -159,6 +169,7 @@ public final class BTree<S: Storage> {
             leaf.values.insert(stored, at: index)
         }
         splitOverfullNodes(path)
+        for (_, node) in path { account(node) }
     }
 
     /// Removes `key`; returns whether it was there.
@@ -173,6 +184,7 @@ public final class BTree<S: Storage> {
         leaf.keys.remove(at: index)
         leaf.values.remove(at: index)
         removeEmptyNodes(path)
+        for (page, node) in path where dirty[page] === node { account(node) }
         return true
     }
 
@@ -203,7 +215,7 @@ public final class BTree<S: Storage> {
         cache.remove(page)
         freedThisEpoch.append(page)
         let moved = allocatePage()
-        dirty[moved] = node
+        setDirty(moved, node)
         return (moved, node)
     }
 
@@ -214,10 +226,10 @@ public final class BTree<S: Storage> {
             let node = path[level].node
             let (separator, right) = split(node)
             let rightPage = allocatePage()
-            dirty[rightPage] = right
+            setDirty(rightPage, right)
             if level == 0 {
                 let newRoot = allocatePage()
-                dirty[newRoot] = BTreeNode(isLeaf: false, keys: [separator], children: [path[0].page, rightPage])
+                setDirty(newRoot, BTreeNode(isLeaf: false, keys: [separator], children: [path[0].page, rightPage]))
                 root = newRoot
                 // A new root may itself be too big only if keys are huge; it has one key.
                 return
@@ -230,6 +242,7 @@ public final class BTree<S: Storage> {
                 // One split was not enough (a run of large entries): split again from here.
                 splitOverfullNodes(Array(path[..<level]) + [(path[level].page, node)])
                 splitOverfullNodes(Array(path[..<level]) + [(rightPage, right)])
+                account(right)
                 return
             }
             level -= 1
@@ -272,7 +285,7 @@ public final class BTree<S: Storage> {
             let (page, node) = path[level]
             let empty = node.isLeaf ? node.keys.isEmpty : node.children.isEmpty
             guard empty else { break }
-            dirty[page] = nil
+            removeDirty(page)
             free.append(page)  // a dirty page was never durable: reusable at once
             let parent = path[level - 1].node
             let slot = parent.children.firstIndex(of: page)!
@@ -283,13 +296,36 @@ public final class BTree<S: Storage> {
         while root != 0, let top = dirty[root] ?? cache.peek(root), !top.isLeaf, top.childCount <= 1 {
             let old = root
             root = top.childCount == 1 ? top.child(at: 0) : 0
-            if dirty.removeValue(forKey: old) != nil { free.append(old) } else { freedThisEpoch.append(old) }
+            if removeDirty(old) { free.append(old) } else { freedThisEpoch.append(old) }
         }
         if root != 0, let top = dirty[root], top.isLeaf, top.keys.isEmpty {
-            dirty[root] = nil
+            removeDirty(root)
             free.append(root)
             root = 0
         }
+    }
+
+    // MARK: Dirty memory
+
+    private func setDirty(_ page: UInt64, _ node: BTreeNode) {
+        dirty[page] = node
+        account(node)
+    }
+
+    /// Takes a page out of the dirty set; returns whether it was there.
+    @discardableResult
+    private func removeDirty(_ page: UInt64) -> Bool {
+        guard let node = dirty.removeValue(forKey: page) else { return false }
+        dirtyNodeBytes -= node.accountedBytes
+        node.accountedBytes = 0
+        return true
+    }
+
+    /// Brings a dirty node's share of `dirtyNodeBytes` up to date after a change.
+    private func account(_ node: BTreeNode) {
+        let now = node.footprint
+        dirtyNodeBytes += now - node.accountedBytes
+        node.accountedBytes = now
     }
 
     // MARK: Values and overflow pages
@@ -306,13 +342,19 @@ public final class BTree<S: Storage> {
         let first = pageCount
         pageCount += UInt64(count)
         dirtyBlobs[first] = value
+        dirtyBlobPages += count
         return .overflow(firstPage: first, pageCount: UInt32(count), length: UInt32(value.count))
     }
 
     private func release(_ value: LeafValue) {
         guard case .overflow(let first, let count, _) = value else { return }
         let pages = (0..<UInt64(count)).map { first + $0 }
-        if dirtyBlobs.removeValue(forKey: first) != nil { free += pages } else { freedThisEpoch += pages }
+        if dirtyBlobs.removeValue(forKey: first) != nil {
+            free += pages
+            dirtyBlobPages -= pages.count
+        } else {
+            freedThisEpoch += pages
+        }
     }
 
     private func resolve(_ value: LeafValue) async throws(StorageError) -> [UInt8] {
@@ -367,8 +409,14 @@ public final class BTree<S: Storage> {
             cache.giveBack(buffer)
             return cached
         }
-        cache.insert(page, node, pinned: pinned)
+        cacheClean(page, node)
         return node
+    }
+
+    /// Caches a clean page within what the dirty pages leave of the budget.
+    func cacheClean(_ page: UInt64, _ node: BTreeNode) {
+        cache.capacity = max(Self.cleanPagesMin, options.cachePages - dirtyBytes / BTreePage.size)
+        cache.insert(page, node, pinned: pinned)
     }
 
     public var cachedPageCount: Int { cache.count }

@@ -48,11 +48,14 @@ extension BTree {
         // Snapshot, synchronously: what this checkpoint writes, and the free list it records.
         let nodes = dirty.sorted { $0.key < $1.key }
         dirty.removeAll()
+        dirtyNodeBytes = 0
         let blobs = dirtyBlobs
         dirtyBlobs.removeAll()
+        dirtyBlobPages = 0
         blobsInFlight = blobs
         for (page, node) in nodes {
-            cache.insert(page, node, pinned: pinned)
+            node.accountedBytes = 0
+            cacheClean(page, node)
             pinned.insert(page)
         }
         freedByCheckpointInFlight = freedThisEpoch
@@ -136,6 +139,7 @@ extension BTree {
         freeListPages = plan.newFreeListPages
         pinned.removeAll()
         blobsInFlight.removeAll()
+        cache.capacity = max(Self.cleanPagesMin, options.cachePages - dirtyBytes / BTreePage.size)
         cache.trim(pinned: pinned)
     }
 

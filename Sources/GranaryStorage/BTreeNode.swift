@@ -125,6 +125,17 @@ final class BTreeNode {
         entryOffsets = []
     }
 
+    /// The memory the tree accounts this node at while it is dirty (set by the tree).
+    var accountedBytes = 0
+
+    /// Roughly the heap memory of a materialized node: its encoded bytes, plus per entry
+    /// the headers and malloc rounding of its key's array and (in a leaf) its value's, and
+    /// its slots in the node's own arrays. With 100-byte values a dirty leaf takes about
+    /// 1.7 pages; with 1 KB values, less than one (pages split half full).
+    var footprint: Int {
+        encodedBytes + count * (isLeaf ? 120 : 64) + 256
+    }
+
     /// Bytes this node takes encoded; more than a page means it must split.
     var encodedBytes: Int {
         precondition(!isView, "sizes are computed for materialized nodes")

@@ -13,9 +13,10 @@ struct PageCache {
         var referenced: Bool
     }
 
-    /// The page budget. While a checkpoint is written its pages are pinned and cannot be
-    /// evicted, so the cache may pass the budget by up to the checkpoint's page count.
-    let capacity: Int
+    /// The clean-page budget: the tree's page budget less its dirty pages, so the tree
+    /// sets it before each insertion. While a checkpoint is written its pages are pinned
+    /// and cannot be evicted, so the cache may pass the budget by up to their count.
+    var capacity: Int
     private var slots: [Slot] = []
     private var slotOfPage: [UInt64: Int] = [:]
     private var emptySlots: [Int] = []

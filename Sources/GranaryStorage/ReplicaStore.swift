@@ -14,21 +14,24 @@ public actor ReplicaStore<S: Storage & Sendable> {
     public struct Options: Sendable {
         public var log = WALOptions()
         public var tree = BTree<S>.Options()
-        /// Checkpoint when this many pages are dirty (8 KiB each: 32 MiB by default).
+        /// Checkpoint when dirty pages take this many 8 KiB pages' worth of memory (32 MiB
+        /// by default; `BTree.dirtyBytes`).
         public var checkpointDirtyPages = 4096
         /// Checkpoint when the log has this many live segments.
         public var checkpointLogSegments = 4
         public init() {}
 
-        /// Bounds that keep the store's memory within `bytes`: five eighths for clean
-        /// pages, a quarter for dirty pages (a checkpoint runs when they fill it), the log's
-        /// staging buffer out of the rest. Pages are counted at 8 KiB; a dirty page decoded
-        /// into arrays takes somewhat more, which BENCHMARKS.md measures as peak RSS.
+        /// Bounds that keep the store's memory within `bytes`: seven eighths for the tree's
+        /// pages, clean and dirty, of which dirty pages (counted by the memory they take)
+        /// may have half (a checkpoint runs when they do), and the log's staging buffer
+        /// out of the rest. A tree whose pages all fit the dirty share is checkpointed by
+        /// the log's length alone, instead of being rewritten whole each time all its pages
+        /// had been touched (BENCHMARKS.md).
         public init(memoryBudgetBytes bytes: Int) {
             precondition(bytes >= 16 << 20, "a store needs at least 16 MiB")
             let page = BTreePage.size
-            tree.cachePages = max(16, bytes * 5 / 8 / page)
-            checkpointDirtyPages = max(16, bytes / 4 / page)
+            tree.cachePages = max(32, bytes * 7 / 8 / page)
+            checkpointDirtyPages = max(16, bytes / 2 / page)
             log.groupBytesMax = min(2 << 20, max(1 << 20, bytes / 16)) / StorageLimits.blockSize * StorageLimits.blockSize
             log.recordPayloadBytesMax = min(log.recordPayloadBytesMax, log.groupBytesMax - WALFormat.recordHeaderBytes)
         }
@@ -206,7 +209,7 @@ public actor ReplicaStore<S: Storage & Sendable> {
         // The dirty-page count is ours to read; the log's segment count is a hop to its
         // actor, so it is asked every 256 writes (a segment holds thousands of records).
         writesSinceLogCheck += 1
-        var due = tree.dirtyPageCount >= options.checkpointDirtyPages
+        var due = tree.dirtyBytes >= options.checkpointDirtyPages * BTreePage.size
         if !due && writesSinceLogCheck >= 256 {
             writesSinceLogCheck = 0
             due = await log.segmentCount >= options.checkpointLogSegments

@@ -145,6 +145,31 @@ private func contents<S>(_ tree: BTree<S>, page: Int = 97) async throws -> [[UIn
         #expect(live == final)
     }
 
+    /// The dirty memory the tree counts (what checkpoints and the cache budget go by) is
+    /// the sum of its dirty nodes' footprints after any mix of inserts, splits, updates,
+    /// deletes and checkpoints.
+    @Test func dirtyMemoryIsAccountedThroughEveryChange() async throws {
+        let mismatches = try await onReactor { _ in
+            let tree = try await BTree.open(storage: FaultyStorage(seed: 13))
+            var random = SplitMix64(seed: 14)
+            var mismatches: [String] = []
+            for step in 0..<6000 {
+                let k = Int(random.next() % 2000)
+                if random.next() % 3 == 0 {
+                    _ = try await tree.delete(key(k))
+                } else {
+                    let large = random.next() % 40 == 0
+                    try await tree.put(key(k), value(k &+ step, size: large ? 5000 : Int(random.next() % 700)))
+                }
+                if step % 1500 == 1499 { try await tree.checkpoint(lsn: UInt64(step)) }
+                let expected = tree.dirty.values.reduce(0) { $0 + $1.footprint }
+                if tree.dirtyNodeBytes != expected { mismatches.append("step \(step): \(tree.dirtyNodeBytes) != \(expected)") }
+            }
+            return mismatches
+        }
+        #expect(mismatches.isEmpty, "\(mismatches.prefix(3))")
+    }
+
     @Test func largeValuesLiveInOverflowPagesAndSurviveReopen() async throws {
         let (before, after) = try await onReactor { _ in
             let storage = FaultyStorage(seed: 3)
