@@ -43,6 +43,10 @@ struct OperationTable: ~Copyable {
 
     private var handlers: [CompletionHandler?]
     private var generations: [UInt32]
+    private var onFiles: [Bool]
+    /// File operations (reads, writes, syncs) in flight: the disk answers them within
+    /// its latency, so the reactor polls for them rather than sleeping.
+    private(set) var fileOperationsInFlight = 0
     private var freeSlots: [Int32]
     let scratch: UnsafeMutableRawPointer
 
@@ -50,6 +54,7 @@ struct OperationTable: ~Copyable {
         precondition(capacity > 0 && capacity < Int(Int32.max))
         handlers = Array(repeating: nil, count: capacity)
         generations = Array(repeating: 0, count: capacity)
+        onFiles = Array(repeating: false, count: capacity)
         freeSlots = (0..<Int32(capacity)).reversed()
         scratch = .allocate(byteCount: capacity * Self.scratchBytes, alignment: 16)
     }
@@ -61,10 +66,12 @@ struct OperationTable: ~Copyable {
     var inFlightCount: Int { handlers.count - freeSlots.count }
 
     /// Takes a free slot for `handler`, or returns nil when every slot is in flight.
-    mutating func acquire(_ handler: CompletionHandler) -> OperationID? {
+    mutating func acquire(_ handler: CompletionHandler, onFile: Bool = false) -> OperationID? {
         guard let index = freeSlots.popLast() else { return nil }
         precondition(handlers[Int(index)] == nil, "a free slot held a handler")
         handlers[Int(index)] = handler
+        onFiles[Int(index)] = onFile
+        if onFile { fileOperationsInFlight += 1 }
         return OperationID(userData: UInt64(generations[Int(index)]) << 32 | UInt64(index))
     }
 
@@ -88,6 +95,7 @@ struct OperationTable: ~Copyable {
         let handler = handlers[index]!
         if !keep {
             handlers[index] = nil
+            if onFiles[index] { fileOperationsInFlight -= 1 }
             generations[index] &+= 1
             freeSlots.append(Int32(index))
         }

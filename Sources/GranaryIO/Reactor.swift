@@ -164,7 +164,7 @@ public final class Reactor: @unchecked Sendable {
         _ handler: CompletionHandler, isFileIO: Bool,
         _ prepare: (UnsafeMutablePointer<io_uring_sqe>, UnsafeMutableRawPointer) -> Void
     ) -> (OperationID, UnsafeMutablePointer<io_uring_sqe>)? {
-        guard let id = operations.acquire(handler) else { return nil }
+        guard let id = operations.acquire(handler, onFile: isFileIO) else { return nil }
         let sqe = nextSubmissionEntry()
         prepare(sqe, operations.scratch(for: id))
         io_uring_sqe_set_data64(sqe, id.userData)
@@ -266,8 +266,11 @@ public final class Reactor: @unchecked Sendable {
         if ranWork { lastProgressNanoseconds = now }
         let idle = readyJobs.isEmpty && readyCallbacks.isEmpty
         // Soon after progress, poll instead of sleeping: a completion or a peer core's
-        // reply is likely within microseconds, and a wake-up costs more than that.
-        let polling = now &- lastProgressNanoseconds < IOLimits.pollBeforeSleepNanoseconds
+        // reply is likely within microseconds, and a wake-up costs more than that. With
+        // file operations in flight, poll for as long as the disk takes to answer.
+        let window = operations.fileOperationsInFlight > 0
+            ? IOLimits.pollForFilesNanoseconds : IOLimits.pollBeforeSleepNanoseconds
+        let polling = now &- lastProgressNanoseconds < window
         enterKernel(wait: idle && !polling)
         if reapCompletions() > 0 { lastProgressNanoseconds = now }
     }
