@@ -26,9 +26,11 @@ public enum IOLimits {
     /// this long, so the cost is bounded to 50 us of CPU per burst of work.
     public static let pollBeforeSleepNanoseconds: UInt64 = 50_000
 
-    /// How long a reactor polls after its last progress while file operations are in
-    /// flight: longer than a durable write or an uncached read takes on our disks (80-250
-    /// us), so that their completions are taken without a wake-up. One durable write at a
+    /// How long a reactor polls after its last progress while file reads or writes are
+    /// at the device: longer than a durable write or an uncached read takes on our disks
+    /// (80-250 us), so that their completions are taken without a wake-up. Not for syncs:
+    /// an io-wq thread on the same core runs them, and polling would hold it off (one
+    /// write and fdatasync at a time fell from 6.4k/s to 1.7k/s when polled for). One durable write at a
     /// time ran at 8.9-9.0k/s sleeping after 50 us, and 11.1-12.1k/s polling through it,
     /// where fio's io_uring O_DSYNC writes did 11.0-11.3k (granary-syncbench dsync).
     public static let pollForFilesNanoseconds: UInt64 = 500_000

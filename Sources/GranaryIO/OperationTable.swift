@@ -43,10 +43,10 @@ struct OperationTable: ~Copyable {
 
     private var handlers: [CompletionHandler?]
     private var generations: [UInt32]
-    private var onFiles: [Bool]
-    /// File operations (reads, writes, syncs) in flight: the disk answers them within
-    /// its latency, so the reactor polls for them rather than sleeping.
-    private(set) var fileOperationsInFlight = 0
+    private var onDevice: [Bool]
+    /// File reads and writes in flight: the device answers them within its latency, so
+    /// the reactor polls for them rather than sleeping.
+    private(set) var deviceOperationsInFlight = 0
     private var freeSlots: [Int32]
     let scratch: UnsafeMutableRawPointer
 
@@ -54,7 +54,7 @@ struct OperationTable: ~Copyable {
         precondition(capacity > 0 && capacity < Int(Int32.max))
         handlers = Array(repeating: nil, count: capacity)
         generations = Array(repeating: 0, count: capacity)
-        onFiles = Array(repeating: false, count: capacity)
+        onDevice = Array(repeating: false, count: capacity)
         freeSlots = (0..<Int32(capacity)).reversed()
         scratch = .allocate(byteCount: capacity * Self.scratchBytes, alignment: 16)
     }
@@ -66,12 +66,12 @@ struct OperationTable: ~Copyable {
     var inFlightCount: Int { handlers.count - freeSlots.count }
 
     /// Takes a free slot for `handler`, or returns nil when every slot is in flight.
-    mutating func acquire(_ handler: CompletionHandler, onFile: Bool = false) -> OperationID? {
+    mutating func acquire(_ handler: CompletionHandler, onDevice device: Bool = false) -> OperationID? {
         guard let index = freeSlots.popLast() else { return nil }
         precondition(handlers[Int(index)] == nil, "a free slot held a handler")
         handlers[Int(index)] = handler
-        onFiles[Int(index)] = onFile
-        if onFile { fileOperationsInFlight += 1 }
+        onDevice[Int(index)] = device
+        if device { deviceOperationsInFlight += 1 }
         return OperationID(userData: UInt64(generations[Int(index)]) << 32 | UInt64(index))
     }
 
@@ -95,7 +95,7 @@ struct OperationTable: ~Copyable {
         let handler = handlers[index]!
         if !keep {
             handlers[index] = nil
-            if onFiles[index] { fileOperationsInFlight -= 1 }
+            if onDevice[index] { deviceOperationsInFlight -= 1 }
             generations[index] &+= 1
             freeSlots.append(Int32(index))
         }

@@ -70,7 +70,7 @@ extension Reactor {
     /// Makes every completed write to the file durable. The corresponding C function is
     /// `fdatasync`. A failure here means the data may be lost: callers fence, never retry.
     public func synchronizeData(_ descriptor: Int32) async throws(Errno) {
-        let completion = await perform(isFileIO: true) { sqe, _ in
+        let completion = await perform(isFileIO: true, runsOnWorker: true) { sqe, _ in
             io_uring_prep_fsync(sqe, descriptor, granary_IORING_FSYNC_DATASYNC)
         }
         _ = try completion.get()
@@ -80,7 +80,7 @@ extension Reactor {
     public func allocate(
         _ descriptor: Int32, offset: Int, length: Int, mode: Int32 = 0
     ) async throws(Errno) {
-        let completion = await perform(isFileIO: true) { sqe, _ in
+        let completion = await perform(isFileIO: true, runsOnWorker: true) { sqe, _ in
             io_uring_prep_fallocate(sqe, descriptor, mode, offset, length)
         }
         _ = try completion.get()

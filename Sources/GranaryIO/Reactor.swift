@@ -161,10 +161,10 @@ public final class Reactor: @unchecked Sendable {
     /// Takes a slot for `handler` and prepares its submission entry; nil when every slot is
     /// in flight (the caller answers EBUSY).
     private func start(
-        _ handler: CompletionHandler, isFileIO: Bool,
+        _ handler: CompletionHandler, isFileIO: Bool, runsOnWorker: Bool = false,
         _ prepare: (UnsafeMutablePointer<io_uring_sqe>, UnsafeMutableRawPointer) -> Void
     ) -> (OperationID, UnsafeMutablePointer<io_uring_sqe>)? {
-        guard let id = operations.acquire(handler, onFile: isFileIO) else { return nil }
+        guard let id = operations.acquire(handler, onDevice: isFileIO && !runsOnWorker) else { return nil }
         let sqe = nextSubmissionEntry()
         prepare(sqe, operations.scratch(for: id))
         io_uring_sqe_set_data64(sqe, id.userData)
@@ -174,14 +174,16 @@ public final class Reactor: @unchecked Sendable {
 
     /// Starts one io_uring operation and suspends the calling task until it completes.
     /// The task must be running on this reactor (executor preference or actor executor),
-    /// so it resumes here.
+    /// so it resumes here. `runsOnWorker` marks a file request the kernel hands to an
+    /// io-wq thread (a sync, an allocation): the reactor does not poll for it, since that
+    /// thread shares this core and a polling loop would hold it off.
     public func perform(
-        isFileIO: Bool = false,
+        isFileIO: Bool = false, runsOnWorker: Bool = false,
         _ prepare: (UnsafeMutablePointer<io_uring_sqe>, UnsafeMutableRawPointer) -> Void
     ) async -> Completion {
         preconditionOwner()
         return await withUnsafeContinuation { continuation in
-            if start(.continuation(continuation), isFileIO: isFileIO, prepare) == nil {
+            if start(.continuation(continuation), isFileIO: isFileIO, runsOnWorker: runsOnWorker, prepare) == nil {
                 continuation.resume(returning: Completion(result: -EBUSY, flags: 0))
             }
         }
@@ -267,8 +269,8 @@ public final class Reactor: @unchecked Sendable {
         let idle = readyJobs.isEmpty && readyCallbacks.isEmpty
         // Soon after progress, poll instead of sleeping: a completion or a peer core's
         // reply is likely within microseconds, and a wake-up costs more than that. With
-        // file operations in flight, poll for as long as the disk takes to answer.
-        let window = operations.fileOperationsInFlight > 0
+        // reads or writes at the device, poll for as long as the disk takes to answer.
+        let window = operations.deviceOperationsInFlight > 0
             ? IOLimits.pollForFilesNanoseconds : IOLimits.pollBeforeSleepNanoseconds
         let polling = now &- lastProgressNanoseconds < window
         enterKernel(wait: idle && !polling)
