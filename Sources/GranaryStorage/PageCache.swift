@@ -44,13 +44,15 @@ struct PageCache {
     }
 
     /// Caches a page (replacing what a page freed and written again held), first evicting
-    /// unpinned pages while the cache is at its budget.
+    /// unpinned pages while the cache is at its budget. When every cached page may be
+    /// pinned there is nothing to evict, and no sweep is made: a checkpoint larger than
+    /// the budget moved its pages in one sweep each, half a second for 20,000 pages.
     mutating func insert(_ page: UInt64, _ node: BTreeNode, pinned: Set<UInt64>) {
         if let slot = slotOfPage[page] {
             slots[slot].node = node
             return
         }
-        while count >= capacity, evictOne(pinned: pinned) {}
+        while count >= capacity, pinned.count < count, evictOne(pinned: pinned) {}
         let slot: Int
         if let empty = emptySlots.popLast() {
             slot = empty
