@@ -27,13 +27,16 @@ public enum IOLimits {
     public static let pollBeforeSleepNanoseconds: UInt64 = 50_000
 
     /// How long a reactor polls after its last progress while file reads or writes are
-    /// at the device: longer than a durable write or an uncached read takes on our disks
-    /// (80-250 us), so that their completions are taken without a wake-up. Not for syncs:
-    /// an io-wq thread on the same core runs them, and polling would hold it off (one
-    /// write and fdatasync at a time fell from 6.4k/s to 1.7k/s when polled for). One durable write at a
-    /// time ran at 8.9-9.0k/s sleeping after 50 us, and 11.1-12.1k/s polling through it,
-    /// where fio's io_uring O_DSYNC writes did 11.0-11.3k (granary-syncbench dsync).
-    public static let pollForFilesNanoseconds: UInt64 = 500_000
+    /// at the device: about as long as a durable write or an uncached read at depth 32
+    /// takes on our disks (80-250 us), so that most completions are taken without a
+    /// wake-up, which costs about 25 us here. One durable write at a time ran at 8.9-9.0k/s
+    /// sleeping after 50 us and 10.2-12.1k/s polling, where fio's io_uring O_DSYNC writes
+    /// did 11.0-11.3k (granary-syncbench dsync); uncached page reads at depth 32 went from
+    /// 0.71 to 0.84-0.90 of fio's (BENCHMARKS.md). 500 us read no better, and GetItem, whose
+    /// core shares the machine with its client, did worse. Not for syncs: an io-wq thread
+    /// on the same core runs them, and polling holds it off (one write and fdatasync at a
+    /// time fell from 6.4k/s to 1.7k/s when polled for).
+    public static let pollForFilesNanoseconds: UInt64 = 250_000
 
     /// File requests (reads, writes, syncs) prepared before the reactor flushes them to the
     /// kernel, even mid-turn. The block layer holds a multi-request submission back until
