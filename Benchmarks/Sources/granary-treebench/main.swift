@@ -4,11 +4,14 @@
 //     granary-treebench load   --dir PATH --keys N [--value-bytes 100]
 //     granary-treebench read   --dir PATH --keys N --depth D --seconds S (--cache-pages P | --memory MiB)
 //     granary-treebench insert --dir PATH --writers W --seconds S [--value-bytes 100] [--memory MiB]
+//     granary-treebench scan   --dir PATH --seconds S --cache-pages P
 //
 // Keys are 16 bytes ("key" and 13 decimal digits), values `--value-bytes` bytes. `read`
 // runs D concurrent readers of uniformly random keys against the tree alone (read-only,
 // so the readers need no lock); `insert` writes random new keys through the store (WAL,
-// then tree, with checkpoints), each durable before the writer goes on.
+// then tree, with checkpoints), each durable before the writer goes on; `scan` reads the
+// tree in key order from the first key, 1,000 entries a call, until the end or the time is
+// up, and reports MB/s of keys and values.
 import BenchmarkSupport
 import Dispatch
 import Glibc
@@ -46,7 +49,7 @@ struct Options {
             default: fail("granary-treebench", "unknown flag \(flag)")
             }
         }
-        guard ["load", "read", "insert"].contains(mode), !directory.isEmpty, keys > 0, (0...3000).contains(valueBytes),
+        guard ["load", "read", "insert", "scan"].contains(mode), !directory.isEmpty, keys > 0, (0...3000).contains(valueBytes),
               (1...1024).contains(depth), (1...1024).contains(writers), seconds > 0, cachePages > 0,
               memoryMiB == 0 || memoryMiB >= 16
         else { fail("granary-treebench", "bad arguments") }
@@ -68,6 +71,7 @@ final class Tally: @unchecked Sendable {
     var operations = 0
     var misses = 0
     var pageReads = 0
+    var bytes = 0
     var elapsed = 0.0
     var error: String?
     /// Key choice without a system call per key.
@@ -138,6 +142,24 @@ func run() async throws {
         }
         tally.elapsed = Double(nowNanoseconds() - start) / 1e9
         tally.pageReads = tree.pageReads - readsBefore
+    case "scan":
+        var treeOptions = BTree<ReactorStorage>.Options()
+        treeOptions.cachePages = options.cachePages
+        let tree = try await BTree.open(storage: storage, options: treeOptions)
+        let start = nowNanoseconds()
+        let deadline = start + UInt64(options.seconds * 1e9)
+        var from: [UInt8]? = nil
+        while nowNanoseconds() < deadline {
+            let batch = try await tree.scan(from: from, limit: 1000)
+            for entry in batch {
+                tally.bytes += entry.key.count + entry.value.count
+                tally.operations += 1
+            }
+            guard batch.count == 1000, let last = batch.last else { break }
+            from = last.key + [0]
+        }
+        tally.elapsed = Double(nowNanoseconds() - start) / 1e9
+        tally.pageReads = tree.pageReads
     default:  // insert
         let storeOptions = options.memoryMiB > 0
             ? ReplicaStore<ReactorStorage>.Options(memoryBudgetBytes: options.memoryMiB << 20)
@@ -176,5 +198,6 @@ print("""
     {"tool":"granary","mode":"\(options.mode)","depth":\(options.depth),"writers":\(options.writers),\
     "cache_pages":\(options.cachePages),"ops_per_s":\(Int(Double(tally.operations) / tally.elapsed)),\
     "page_reads_per_s":\(Int(Double(tally.pageReads) / tally.elapsed)),\
+    "mb_per_s":\(Double(tally.bytes) / tally.elapsed / 1e6),\
     "p50_us":\(microseconds(50)),"p99_us":\(microseconds(99)),"misses":\(tally.misses),"max_rss_kib":\(status.ru_maxrss)}
     """)
