@@ -20,6 +20,9 @@ public final class BTree<S: Storage> {
         /// room for dirty ones, which stay until a checkpoint writes them (the caller
         /// checkpoints before they take the whole budget).
         public var cachePages = 8192
+        /// What one cached clean page costs in memory: the unit of `cachePages`, in which
+        /// the dirty pages' memory is counted against the budget.
+        public var cleanPageBytes = BTreePage.size
         public init() {}
     }
 
@@ -43,13 +46,11 @@ public final class BTree<S: Storage> {
     var blobsInFlight: [UInt64: [UInt8]] = [:]  // overflow values a checkpoint is writing
     var checkpointing = false
 
-    /// Dirty pages and overflow pages waiting for a checkpoint: the caller checkpoints when
-    /// this passes its budget.
-    public var dirtyPageCount: Int { dirty.count + dirtyBlobPages }
     var dirtyBlobPages = 0
-    /// The memory dirty pages take: nodes as `BTreeNode.footprint` estimates them (a node
-    /// decoded into arrays takes more or less than its page), overflow values by their
-    /// pages. The caller checkpoints on it; clean pages get what it leaves of the budget.
+    /// The memory dirty pages (and overflow values) waiting for a checkpoint take: nodes as
+    /// `BTreeNode.footprint` estimates them (a node decoded into arrays takes more or less
+    /// than its page), overflow values by their pages. The caller checkpoints when it
+    /// passes its budget; clean pages get what it leaves of the tree's.
     public var dirtyBytes: Int { dirtyNodeBytes + dirtyBlobPages * BTreePage.size }
     var dirtyNodeBytes = 0
     /// Clean pages are kept even when dirty ones fill the budget: a lookup needs its path.
@@ -415,8 +416,13 @@ public final class BTree<S: Storage> {
 
     /// Caches a clean page within what the dirty pages leave of the budget.
     func cacheClean(_ page: UInt64, _ node: BTreeNode) {
-        cache.capacity = max(Self.cleanPagesMin, options.cachePages - dirtyBytes / BTreePage.size)
+        cache.capacity = cleanPageBudget
         cache.insert(page, node, pinned: pinned)
+    }
+
+    /// The clean pages the cache may hold: the budget less the dirty pages' memory.
+    var cleanPageBudget: Int {
+        max(Self.cleanPagesMin, options.cachePages - dirtyBytes / options.cleanPageBytes)
     }
 
     public var cachedPageCount: Int { cache.count }

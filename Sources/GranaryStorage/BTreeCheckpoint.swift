@@ -139,7 +139,7 @@ extension BTree {
         freeListPages = plan.newFreeListPages
         pinned.removeAll()
         blobsInFlight.removeAll()
-        cache.capacity = max(Self.cleanPagesMin, options.cachePages - dirtyBytes / BTreePage.size)
+        cache.capacity = cleanPageBudget
         cache.trim(pinned: pinned)
     }
 

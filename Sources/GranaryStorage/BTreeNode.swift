@@ -130,10 +130,11 @@ final class BTreeNode {
 
     /// Roughly the heap memory of a materialized node: its encoded bytes, plus per entry
     /// the headers and malloc rounding of its key's array and (in a leaf) its value's, and
-    /// its slots in the node's own arrays. With 100-byte values a dirty leaf takes about
-    /// 1.7 pages; with 1 KB values, less than one (pages split half full).
+    /// its slots in the node's own arrays. 160 bytes per leaf entry is what keeps peak RSS
+    /// of 16 durable writers within the budget plus 20 MiB (120 let it pass by 22 at a
+    /// 32 MiB budget; BENCHMARKS.md, "Memory budget").
     var footprint: Int {
-        encodedBytes + count * (isLeaf ? 120 : 64) + 256
+        encodedBytes + count * (isLeaf ? 160 : 64) + 256
     }
 
     /// Bytes this node takes encoded; more than a page means it must split.

@@ -33,7 +33,8 @@ public actor ReplicaStore<S: Storage & Sendable> {
         public init(memoryBudgetBytes bytes: Int) {
             precondition(bytes >= 16 << 20, "a store needs at least 16 MiB")
             let page = BTreePage.size
-            tree.cachePages = max(32, bytes * 7 / 8 / (page + 4096))
+            tree.cleanPageBytes = page + 4096
+            tree.cachePages = max(32, bytes * 7 / 8 / tree.cleanPageBytes)
             checkpointDirtyPages = max(16, bytes / 2 / page)
             log.groupBytesMax = min(2 << 20, max(1 << 20, bytes / 16)) / StorageLimits.blockSize * StorageLimits.blockSize
             log.recordPayloadBytesMax = min(log.recordPayloadBytesMax, log.groupBytesMax - WALFormat.recordHeaderBytes)
