@@ -54,6 +54,10 @@ public final class Reactor: @unchecked Sendable {
     private var pendingFileSubmissions = 0
     /// When this loop last ran work or reaped a completion (CLOCK_MONOTONIC, ns).
     private var lastProgressNanoseconds: UInt64 = 0
+    /// Whether an idle loop polls for a while before it sleeps (IOLimits): yes for a
+    /// server's cores; no for a load generator sharing the machine with the server it
+    /// measures, whose polling took CPU from it (BENCHMARKS.md, "Open loop").
+    public let pollsWhenIdle: Bool
     /// The number of `io_uring_enter` calls, for tests and benchmarks of batching.
     public private(set) var kernelEntries = 0
 
@@ -62,9 +66,10 @@ public final class Reactor: @unchecked Sendable {
 
     /// Creates a reactor owned by the calling thread. Call it on the thread that will run
     /// `run()`: the ring is created with IORING_SETUP_SINGLE_ISSUER where the kernel has it.
-    public init(index: Int, cpu: Int?) throws(Errno) {
+    public init(index: Int, cpu: Int?, pollsWhenIdle: Bool = true) throws(Errno) {
         self.index = index
         self.cpu = cpu
+        self.pollsWhenIdle = pollsWhenIdle
         (ring, hasTaskRunFlag) = try IOUringSupport.makeRing()
         operations = OperationTable(capacity: IOLimits.operationsInFlightMax)
         completionBuffer = .allocate(capacity: IOLimits.completionBatchMax)
@@ -272,7 +277,7 @@ public final class Reactor: @unchecked Sendable {
         // reads or writes at the device, poll for as long as the disk takes to answer.
         let window = operations.deviceOperationsInFlight > 0
             ? IOLimits.pollForFilesNanoseconds : IOLimits.pollBeforeSleepNanoseconds
-        let polling = now &- lastProgressNanoseconds < window
+        let polling = pollsWhenIdle && now &- lastProgressNanoseconds < window
         enterKernel(wait: idle && !polling)
         if reapCompletions() > 0 { lastProgressNanoseconds = now }
     }

@@ -18,8 +18,8 @@ public final class ReactorGroup: Sendable {
 
     /// Starts one pinned reactor thread per CPU in `cpus` (nil entries are unpinned, for
     /// tests that want more reactors than cores), each running its loop, after `setUp`
-    /// has run on it (to open listeners, pools and so on).
-    public init(cpus: [Int?], setUp: @escaping @Sendable (Reactor) throws -> Void = { _ in }) throws {
+    /// has run on it (to open listeners, pools and so on). `pollsWhenIdle`: see `Reactor`.
+    public init(cpus: [Int?], pollsWhenIdle: Bool = true, setUp: @escaping @Sendable (Reactor) throws -> Void = { _ in }) throws {
         precondition(!cpus.isEmpty, "a reactor group needs at least one core")
         let started = Mutex<[Int: Result<Reactor, any Error>]>([:])
         let ready = DispatchSemaphore(value: 0)
@@ -35,7 +35,7 @@ public final class ReactorGroup: Sendable {
                 }
                 let reactor: Reactor
                 do {
-                    reactor = try Reactor(index: index, cpu: cpu)
+                    reactor = try Reactor(index: index, cpu: cpu, pollsWhenIdle: pollsWhenIdle)
                     try setUp(reactor)
                 } catch {
                     started.withLock { $0[index] = .failure(error) }

@@ -86,7 +86,7 @@ public final class LoadRun: Sendable {
 
     /// Runs to the end and returns the result. Blocks the calling (non-reactor) thread.
     public func execute() throws -> RunResult {
-        let group = try ReactorGroup(cpus: Array(repeating: nil, count: options.threads))
+        let group = try ReactorGroup(cpus: Array(repeating: nil, count: options.threads), pollsWhenIdle: false)
         defer { group.stop() }
         let statistics = group.reactors.map { _ in RunStatistics() }
         let remaining = ManagedAtomic(options.concurrency)
