@@ -21,10 +21,14 @@ enum LeafValue: Equatable {
 /// tree's writers touch `keys`, `values` and `children` only after that, and readers go
 /// through the accessors, which serve either form.
 final class BTreeNode {
-    var isLeaf: Bool
-    var keys: [[UInt8]]
-    var values: [LeafValue]
+    let isLeaf: Bool
+    var keys: [[UInt8]] { didSet { knownEncodedBytes = nil } }
+    var values: [LeafValue] { didSet { knownEncodedBytes = nil } }
+    /// A branch's size depends on its keys alone (a child is 8 bytes, one more than keys).
     var children: [UInt64]
+    /// `encodedBytes` as last computed: a write changes one leaf, and the branches above it
+    /// were measured on every write (a tenth of PutItem's B-tree CPU, perf) without changing.
+    private var knownEncodedBytes: Int?
     /// The page this node was read from, and where each entry starts in it; nil once
     /// materialized (or for a node made in memory).
     private var page: AlignedBytes?
@@ -140,23 +144,29 @@ final class BTreeNode {
     /// Bytes this node takes encoded; more than a page means it must split.
     var encodedBytes: Int {
         precondition(!isView, "sizes are computed for materialized nodes")
-        if isLeaf {
-            return BTreePage.headerBytes + zip(keys, values).reduce(0) { $0 + 7 + $1.0.count + $1.1.encodedBytes }
-        }
-        return BTreePage.headerBytes + 8 + keys.reduce(0) { $0 + 2 + $1.count + 8 }
+        if let knownEncodedBytes { return knownEncodedBytes }
+        let bytes = isLeaf
+            ? BTreePage.headerBytes + zip(keys, values).reduce(0) { $0 + 7 + $1.0.count + $1.1.encodedBytes }
+            : BTreePage.headerBytes + 8 + keys.reduce(0) { $0 + 2 + $1.count + 8 }
+        knownEncodedBytes = bytes
+        return bytes
     }
 
     /// The index of the first key >= `key` (binary search), and whether it is equal.
     func search(_ key: [UInt8]) -> (index: Int, found: Bool) {
         if let page { return Self.search(key, in: page.pointer, offsets: entryOffsets, keyStart: isLeaf ? 7 : 2) }
+        // The array read once: per comparison, a class property's read is a dynamic
+        // exclusivity check and a retain.
         return key.withUnsafeBytes { target in
-            var low = 0
-            var high = count
-            while low < high {
-                let middle = (low + high) / 2
-                if withKey(at: middle, { Self.compare($0, target) }) < 0 { low = middle + 1 } else { high = middle }
+            keys.withUnsafeBufferPointer { keys in
+                var low = 0
+                var high = keys.count
+                while low < high {
+                    let middle = (low + high) / 2
+                    if keys[middle].withUnsafeBytes({ Self.compare($0, target) }) < 0 { low = middle + 1 } else { high = middle }
+                }
+                return (low, low < keys.count && keys[low].withUnsafeBytes({ Self.compare($0, target) }) == 0)
             }
-            return (low, low < count && withKey(at: low, { Self.compare($0, target) }) == 0)
         }
     }
 
