@@ -91,7 +91,11 @@ let package = Package(
         .executableTarget(
             name: "granary",
             dependencies: ["GranaryNode", .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            swiftSettings: strict
+            swiftSettings: strict,
+            // jemalloc instead of glibc's malloc: a request's memory is often freed on
+            // another core than the one that allocated it, and glibc then takes the
+            // allocating arena's lock (futex waits between the cores; BENCHMARKS.md).
+            linkerSettings: [.linkedLibrary("jemalloc")]
         ),
         // The load generator: a client of any DynamoDB endpoint, on the same reactor.
         .target(

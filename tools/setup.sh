@@ -3,7 +3,7 @@
 
 # Debian packages: the C libraries CShims links (liburing, libnuma, ISA-L, zlib), and fio, which
 # the benchmarks and the reactor's tests measure against.
-GRANARY_APT_PACKAGES="liburing-dev libnuma-dev libisal-dev zlib1g-dev pkg-config fio"
+GRANARY_APT_PACKAGES="liburing-dev libnuma-dev libisal-dev zlib1g-dev libjemalloc-dev pkg-config fio"
 
 granary_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
