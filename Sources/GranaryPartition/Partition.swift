@@ -96,11 +96,11 @@ public actor Partition {
     // MARK: Items
 
     public func getItem(_ key: [UInt8]) async throws(DynamoError) -> Item? {
-        try await read(key)?.item
+        try await read(key)?.item ?? nil
     }
 
-    /// The item under `key` and the size of its stored form.
-    private func read(_ key: [UInt8]) async throws(DynamoError) -> (item: Item, storedBytes: Int)? {
+    /// The item under `key` (decoded only when `decoding`) and the size of its stored form.
+    private func read(_ key: [UInt8], decoding: Bool = true) async throws(DynamoError) -> (item: Item?, storedBytes: Int)? {
         let stored: [UInt8]?
         do throws(StorageError) {
             stored = try await store.get(key)
@@ -108,6 +108,7 @@ public actor Partition {
             throw Self.internalError(error)
         }
         guard let stored else { return nil }
+        guard decoding else { return (nil, stored.count) }
         do {
             return (try ItemCodec.decode(stored), stored.count)
         } catch {
@@ -116,11 +117,14 @@ public actor Partition {
     }
 
     /// Reads the item under `key`, asks `decide` what to do, and does it durably. Returns
-    /// the item before and after. `decide` throws to refuse (a failed condition).
-    public func write(table: UInt32, key: [UInt8], decide: @Sendable (Item?) throws(DynamoError) -> WriteDecision) async throws(DynamoError) -> (old: Item?, new: Item?) {
+    /// the item before and after. `decide` throws to refuse (a failed condition). A write
+    /// that needs nothing of the old item (a PutItem without a condition, ReturnValues or
+    /// a capacity report) passes `usesOld: false`: `decide` and the result then see nil,
+    /// and the old item is not decoded.
+    public func write(table: UInt32, key: [UInt8], usesOld: Bool = true, decide: @Sendable (Item?) throws(DynamoError) -> WriteDecision) async throws(DynamoError) -> (old: Item?, new: Item?) {
         await lock(key)
         defer { unlock(key) }
-        let old = try await read(key)
+        let old = try await read(key, decoding: usesOld)
         let new: Item?
         switch try decide(old?.item) {
         case .put(let item): new = item
@@ -141,7 +145,7 @@ public actor Partition {
 
     /// Stores `new` (or deletes, for nil) under `key`, which holds `old`, and keeps the
     /// table's statistics.
-    private func store(table: UInt32, key: [UInt8], replacing old: (item: Item, storedBytes: Int)?, with new: Item?) async throws(DynamoError) {
+    private func store(table: UInt32, key: [UInt8], replacing old: (item: Item?, storedBytes: Int)?, with new: Item?) async throws(DynamoError) {
         var newBytes: Int?
         do throws(StorageError) {
             if let new {

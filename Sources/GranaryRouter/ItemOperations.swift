@@ -45,14 +45,18 @@ extension DynamoService {
         }
         let condition = try conditionOnly(fields)
         let returnOldOnFailure = try Self.returnOldOnFailure(fields)
-        let (old, new) = try await partition(for: partitionKey).write(table: info.id, key: info.storageKey(partition: partitionKey, sort: sortKey)) {
+        let reportsCapacity = try fields.enumeration("ReturnConsumedCapacity", allowed: ["INDEXES", "TOTAL", "NONE"]).map { $0 != "NONE" } ?? false
+        let usesOld = condition != nil || returnValues == "ALL_OLD" || reportsCapacity
+        let (old, new) = try await partition(for: partitionKey).write(table: info.id, key: info.storageKey(partition: partitionKey, sort: sortKey), usesOld: usesOld) {
             (stored: Item?) throws(DynamoError) -> WriteDecision in
             try Self.check(condition, against: stored, returnOldOnFailure: returnOldOnFailure)
             return decision
         }
         var result: [String: JSON] = [:]
         if returnValues == "ALL_OLD", let old { result["Attributes"] = old.json }
-        try addConsumedCapacity(fields, info: info, units: Self.writeUnits(max(old?.sizeBytes ?? 0, new?.sizeBytes ?? 0)), to: &result)
+        if reportsCapacity {
+            try addConsumedCapacity(fields, info: info, units: Self.writeUnits(max(old?.sizeBytes ?? 0, new?.sizeBytes ?? 0)), to: &result)
+        }
         return .object(result)
     }
 
