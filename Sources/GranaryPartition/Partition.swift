@@ -96,7 +96,7 @@ public actor Partition {
     // MARK: Items
 
     public func getItem(_ key: [UInt8]) async throws(DynamoError) -> Item? {
-        try await read(key)?.item ?? nil
+        try await read(key)?.item
     }
 
     /// The item under `key` (decoded only when `decoding`) and the size of its stored form.
