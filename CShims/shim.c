@@ -70,6 +70,11 @@ uint32_t granary_crc32c(uint32_t crc, const void *data, size_t length) {
     return ~crc32_iscsi((unsigned char *)data, (int)length, ~crc);
 }
 
+uint32_t granary_crc32(uint32_t crc, const void *data, size_t length) {
+    // Unlike crc32_iscsi, crc32_gzip_refl inverts on the way in and out itself.
+    return crc32_gzip_refl(crc, (const unsigned char *)data, length);
+}
+
 __attribute__((target("sse4.2")))
 uint32_t granary_crc32c_sse42(uint32_t crc, const void *data, size_t length) {
     const unsigned char *bytes = data;

@@ -82,6 +82,11 @@ uint32_t granary_crc32c(uint32_t crc, const void *data, size_t length);
 // for the benchmark that chose between the two.
 uint32_t granary_crc32c_sse42(uint32_t crc, const void *data, size_t length);
 
+// CRC32 (IEEE 802.3, reflected: zlib's and gzip's crc32), with ISA-L's crc32_gzip_refl,
+// which is ten times faster than zlib's crc32 on a 1 KB body (22 ns against 259 here).
+// Same form as zlib: granary_crc32(0, "123456789", 9) == 0xCBF43926; `crc` chains calls.
+uint32_t granary_crc32(uint32_t crc, const void *data, size_t length);
+
 // zlib: inflateInit2 is a macro over inflateInit2_ with the library's version and struct
 // size. windowBits: 15 + 32 detects gzip or zlib (deflate) headers. Returns zlib's code.
 int granary_inflate_init(z_stream *stream, int windowBits);

@@ -1,7 +1,7 @@
 import CShims
 
 /// Request bodies sent compressed (Content-Encoding: gzip or deflate), and the CRC32 of
-/// response bodies that boto3 checks (x-amz-crc32). Both through zlib.
+/// response bodies that boto3 checks (x-amz-crc32): zlib inflates, ISA-L checksums.
 enum BodyCoding {
     enum Failure: Error {
         case unsupported(String)
@@ -52,6 +52,6 @@ enum BodyCoding {
 
     /// CRC32 (IEEE, zlib's), as x-amz-crc32 carries it in decimal.
     static func crc32(_ bytes: [UInt8]) -> UInt32 {
-        bytes.withUnsafeBufferPointer { UInt32(CShims.crc32(0, $0.baseAddress, uInt($0.count))) }
+        bytes.withUnsafeBufferPointer { granary_crc32(0, $0.baseAddress, $0.count) }
     }
 }
