@@ -139,7 +139,7 @@ public actor Partition {
     /// by side, so that they share the log's group commits.
     public func applyTransaction(_ writes: [TransactionWrite]) async throws(DynamoError) {
         _ = try await concurrently(writes) { (write) throws(DynamoError) in
-            try await self.store(table: write.table, key: write.key, replacing: self.read(write.key), with: write.item)
+            try await self.store(table: write.table, key: write.key, replacing: self.read(write.key, decoding: false), with: write.item)
         }
     }
 

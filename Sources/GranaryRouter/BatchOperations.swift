@@ -92,6 +92,7 @@ extension DynamoService {
     func batchWriteItem(_ fields: RequestFields) async throws(DynamoError) -> JSON {
         let requestItems = try batchRequestItems(fields)
         _ = try fields.enumeration("ReturnItemCollectionMetrics", allowed: ["SIZE", "NONE"])
+        let reportsCapacity = try Self.reportsCapacity(fields)
         var writes: [(info: TableInfo, partitionKey: AttributeValue, key: [UInt8], decision: WriteDecision)] = []
         for (name, value) in requestItems.sorted(by: { $0.key < $1.key }) {
             let info = try table(named: name)
@@ -134,7 +135,8 @@ extension DynamoService {
         }
         let work = writes.map { (partition(for: $0.partitionKey), $0.info.id, $0.key, $0.decision) }
         let sizes = try await concurrently(work) { (partition, table, key, decision) throws(DynamoError) in
-            let (old, new) = try await partition.write(table: table, key: key) { (_: Item?) throws(DynamoError) in decision }
+            // The old item is decoded only for its size, which only the capacity figure uses.
+            let (old, new) = try await partition.write(table: table, key: key, usesOld: reportsCapacity) { (_: Item?) throws(DynamoError) in decision }
             return max(old?.sizeBytes ?? 0, new?.sizeBytes ?? 0)
         }
         var result: [String: JSON] = ["UnprocessedItems": .object([:])]

@@ -45,7 +45,7 @@ extension DynamoService {
         }
         let condition = try conditionOnly(fields)
         let returnOldOnFailure = try Self.returnOldOnFailure(fields)
-        let reportsCapacity = try fields.enumeration("ReturnConsumedCapacity", allowed: ["INDEXES", "TOTAL", "NONE"]).map { $0 != "NONE" } ?? false
+        let reportsCapacity = try Self.reportsCapacity(fields)
         let usesOld = condition != nil || returnValues == "ALL_OLD" || reportsCapacity
         let (old, new) = try await partition(for: partitionKey).write(table: info.id, key: info.storageKey(partition: partitionKey, sort: sortKey), usesOld: usesOld) {
             (stored: Item?) throws(DynamoError) -> WriteDecision in
@@ -170,7 +170,7 @@ extension DynamoService {
     /// ConsumedCapacity of a request touching several tables (batches, transactions): the
     /// units summed per table, one entry for each.
     func addConsumedCapacity(_ fields: RequestFields, units: [(TableInfo, Double)], to result: inout [String: JSON]) throws(DynamoError) {
-        guard try fields.enumeration("ReturnConsumedCapacity", allowed: ["INDEXES", "TOTAL", "NONE"]).map({ $0 != "NONE" }) ?? false else { return }
+        guard try Self.reportsCapacity(fields) else { return }
         var totals: [String: (TableInfo, Double)] = [:]
         for (info, amount) in units { totals[info.name, default: (info, 0)].1 += amount }
         var consumed: [JSON] = []
@@ -178,6 +178,12 @@ extension DynamoService {
             if let capacity = try consumedCapacity(fields, info: info, units: total) { consumed.append(capacity) }
         }
         result["ConsumedCapacity"] = .array(consumed)
+    }
+
+    /// Whether the request asks for ConsumedCapacity (INDEXES or TOTAL). Writes that need
+    /// the old item for nothing else skip decoding it when not.
+    static func reportsCapacity(_ fields: RequestFields) throws(DynamoError) -> Bool {
+        try fields.enumeration("ReturnConsumedCapacity", allowed: ["INDEXES", "TOTAL", "NONE"]).map { $0 != "NONE" } ?? false
     }
 
     /// One table's ConsumedCapacity as ReturnConsumedCapacity asks for it (nil for NONE).

@@ -40,6 +40,26 @@ def test_batch_write_then_get_across_tables(client):
     assert client.describe_table(TableName=first)["Table"]["ItemCount"] == 18
 
 
+def test_batch_write_capacity_counts_the_larger_image_and_a_bad_mode_writes_nothing(client):
+    table = make_table(client)
+    client.put_item(TableName=table, Item={**key("c", 1), "blob": {"S": "x" * 3000}})
+    # A bad ReturnConsumedCapacity is refused before any write of the batch is made.
+    code, message = error(client.batch_write_item, RequestItems={table: [
+        {"DeleteRequest": {"Key": key("c", 1)}}, {"PutRequest": {"Item": key("c", 2)}}]},
+        ReturnConsumedCapacity="SOME")
+    assert code == "ValidationException" and "returnConsumedCapacity" in message
+    assert client.describe_table(TableName=table)["Table"]["ItemCount"] == 1
+    # Deleting the 3 KB item costs 3 units: its old size is read when capacity is asked for.
+    written = client.batch_write_item(RequestItems={table: [
+        {"DeleteRequest": {"Key": key("c", 1)}}, {"PutRequest": {"Item": key("c", 2)}}]},
+        ReturnConsumedCapacity="TOTAL")
+    assert written["ConsumedCapacity"] == [{"TableName": table, "CapacityUnits": 4.0}]
+    # Without it the old item is not decoded; the table's count still follows every write.
+    client.batch_write_item(RequestItems={table: [
+        {"PutRequest": {"Item": {**key("c", 2), "v": {"S": "again"}}}}, {"PutRequest": {"Item": key("c", 3)}}]})
+    assert client.describe_table(TableName=table)["Table"]["ItemCount"] == 2
+
+
 def test_batch_get_hands_back_keys_past_16_megabytes(client):
     table = make_table(client)
     blob = "z" * 390_000
