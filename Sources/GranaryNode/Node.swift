@@ -40,21 +40,21 @@ public final class Node: Sendable {
             throw StartupFailure(description: error.description)
         }
         self.configuration = configuration
-        let partitionCount = try Self.partitionCount(in: configuration.dataDirectory, default: configuration.cpus.count)
+        let (partitionCount, placed) = try Self.partitionLayout(in: configuration.dataDirectory, default: configuration.cpus.count)
         do {
             group = try ReactorGroup(cpus: configuration.cpus.map { $0 })
         } catch {
             throw StartupFailure(description: "granary: cannot start the reactors: \(error)")
         }
         do {
-            try start(partitionCount: partitionCount, logger: logger)
+            try start(partitionCount: partitionCount, placedOver: placed, logger: logger)
         } catch {
             group.stop()
             throw error
         }
     }
 
-    private func start(partitionCount: Int, logger: Logger) throws {
+    private func start(partitionCount: Int, placedOver placed: Int, logger: Logger) throws {
         let reactors = group.reactors
         var storeOptions = ReplicaStore<ReactorStorage>.Options(
             memoryBudgetBytes: max(16 << 20, configuration.memoryBytes / partitionCount))
@@ -88,7 +88,7 @@ public final class Node: Sendable {
             } catch {
                 throw StartupFailure(description: "granary: cannot listen on \(configuration.listen): \(error)")
             }
-            let service = DynamoService(tables: tables, catalog: catalog, partitions: everyPartition, verifier: verifier)
+            let service = DynamoService(tables: tables, catalog: catalog, partitions: Array(everyPartition.prefix(placed)), verifier: verifier)
             try Self.wait(on: reactor) { () async throws in
                 let server = HTTPServer(reactor: reactor, logger: logger) { request in await service.handle(request) }
                 server.start(listener: listener)
@@ -117,23 +117,37 @@ public final class Node: Sendable {
         }
     }
 
-    /// How many partitions the data directory is split into: read from its `partitions`
-    /// file, or, for a new directory, `count`, written there.
-    private static func partitionCount(in directory: String, default count: Int) throws -> Int {
+    /// How many partitions the data directory is split into (its `partitions` file, or
+    /// `count` for a new directory), and over how many of them items are placed by hash.
+    /// Builds before the `placement` file placed every item in partition 0 (an operator
+    /// precedence slip made the hash-range arithmetic always 0); their directories keep
+    /// that placement, so that every item stays where it was written.
+    private static func partitionLayout(in directory: String, default count: Int) throws -> (count: Int, placed: Int) {
         let path = "\(directory)/partitions"
+        let placementPath = "\(directory)/placement"
         if let text = try? String(contentsOfFile: path, encoding: .utf8) {
             guard let stored = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)), (1...1024).contains(stored) else {
                 throw StartupFailure(description: "granary: \(path) does not hold a partition count")
             }
-            return stored
+            guard let placement = try? String(contentsOfFile: placementPath, encoding: .utf8) else { return (stored, 1) }
+            guard placement.trimmingCharacters(in: .whitespacesAndNewlines) == Self.placementByHashRange else {
+                throw StartupFailure(description: "granary: \(placementPath) names a placement this build does not know")
+            }
+            return (stored, stored)
         }
         do {
+            // The placement first: a directory with a partition count and no placement is
+            // read as an old one.
+            try "\(Self.placementByHashRange)\n".write(toFile: placementPath, atomically: true, encoding: .utf8)
             try "\(count)\n".write(toFile: path, atomically: true, encoding: .utf8)
         } catch {
             throw StartupFailure(description: "granary: cannot write \(path): \(error)")
         }
-        return count
+        return (count, count)
     }
+
+    /// The `placement` file's text: items spread over every partition by hash range.
+    static let placementByHashRange = "hash-range"
 
     /// Stops every reactor; returns when their threads have finished.
     public func stop() {

@@ -120,7 +120,13 @@ public final class DynamoService: Sendable {
 
     /// Partitions own consecutive ranges of the hash space, in index order.
     func partitionIndex(hash: UInt64) -> Int {
-        Int((hash >> 32) &* UInt64(partitions.count) >> 32)
+        Self.partitionIndex(hash: hash, count: partitions.count)
+    }
+
+    /// The partition of `count` whose range holds `hash`: the top 32 bits scaled to
+    /// `count`. (Shifts bind tighter than `&*` in Swift: the parentheses matter.)
+    static func partitionIndex(hash: UInt64, count: Int) -> Int {
+        Int(((hash >> 32) &* UInt64(count)) >> 32)
     }
 
     // MARK: Responses

@@ -217,3 +217,40 @@ def test_io_uring_blocked_by_seccomp_is_refused_with_cause_and_fix():
     assert code != 0
     assert "io_uring is not available" in stderr
     assert "seccomp" in stderr and "Fix:" in stderr
+
+
+@pytest.mark.parametrize("placement", ["hash-range\n", None])
+def test_items_survive_a_restart_under_either_placement(placement):
+    """A new data directory records that items are spread over its partitions by hash range;
+    one from before that record (every item in partition 0) keeps its placement, so that its
+    items are found where they were written."""
+    from granary_process import fresh_data_dir, make_table
+    data_dir = fresh_data_dir()
+    with open(os.path.join(data_dir, "partitions"), "w") as file:
+        file.write("3\n")
+    if placement:
+        with open(os.path.join(data_dir, "placement"), "w") as file:
+            file.write(placement)
+    node = Granary(data_dir=data_dir).wait_ready()
+    try:
+        client = node.client()
+        table = make_table(client, sort_type=None)
+        for n in range(60):
+            client.put_item(TableName=table, Item={"pk": {"S": f"k{n}"}, "v": {"N": str(n)}})
+    finally:
+        node.kill()
+    node = Granary(data_dir=data_dir).wait_ready()
+    try:
+        client = node.client()
+        for n in range(60):
+            assert client.get_item(TableName=table, Key={"pk": {"S": f"k{n}"}})["Item"]["v"] == {"N": str(n)}
+        assert client.describe_table(TableName=table)["Table"]["ItemCount"] == 60
+        assert len(client.scan(TableName=table)["Items"]) == 60
+    finally:
+        node.kill()
+    assert os.path.exists(os.path.join(data_dir, "placement")) == (placement is not None)
+
+
+def test_a_new_data_directory_records_its_placement(granary):
+    with open(os.path.join(granary.data_dir, "placement")) as file:
+        assert file.read() == "hash-range\n"
