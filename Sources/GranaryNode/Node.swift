@@ -81,16 +81,21 @@ public final class Node: Sendable {
             try await Catalog.open(partitions: everyPartition, cores: cores)
         } failure: { "granary: cannot read the table catalog: \($0)" }
         let verifier = configuration.credentials
-        for (reactor, tables) in zip(reactors, cores) {
+        let servers = zip(reactors, cores).map { reactor, tables in
+            let service = DynamoService(tables: tables, catalog: catalog, partitions: Array(everyPartition.prefix(placed)), verifier: verifier)
+            return HTTPServer(reactor: reactor, logger: logger, router: { service.owningCore(of: &$0) }) { request in
+                await service.handle(request)
+            }
+        }
+        for server in servers { server.join(servers) }
+        for (reactor, server) in zip(reactors, servers) {
             let listener: Int32
             do {
                 listener = try configuration.listen.listen()
             } catch {
                 throw StartupFailure(description: "granary: cannot listen on \(configuration.listen): \(error)")
             }
-            let service = DynamoService(tables: tables, catalog: catalog, partitions: Array(everyPartition.prefix(placed)), verifier: verifier)
             try Self.wait(on: reactor) { () async throws in
-                let server = HTTPServer(reactor: reactor, logger: logger) { request in await service.handle(request) }
                 server.start(listener: listener)
             } failure: { "granary: cannot start serving: \($0)" }
         }

@@ -57,22 +57,8 @@ public final class DynamoService: Sendable {
             throw DynamoError("UnknownOperationException", "", namespace: "com.amazon.coral.service")
         }
         let operation = String(target.dropFirst(Self.targetPrefix.count))
-        let body: [UInt8]
-        do {
-            body = try BodyCoding.decode(request.body, encoding: request.header("Content-Encoding"), limit: HTTPLimits.bodyBytesMax)
-        } catch .unsupported(let encoding) {
-            throw .serialization("Unsupported Content-Encoding: \(encoding)")
-        } catch .tooLarge {
-            throw DynamoError("RequestEntityTooLarge", "Request body exceeds \(HTTPLimits.bodyBytesMax) bytes once decompressed", namespace: "com.amazon.coral.service")
-        } catch {
-            throw .serialization("The request body is not valid gzip or deflate data")
-        }
         let json: JSON
-        do {
-            json = try JSON.parse(body.isEmpty ? Array("{}".utf8) : body)
-        } catch {
-            throw .serialization("Malformed JSON request body: \(error)")
-        }
+        if let parsed = request.parsedJSON { json = parsed } else { json = try parseBody(request) }
         let fields = try RequestFields(json)
         try fields.refuseMixedParameters()
         let result: JSON
@@ -114,6 +100,48 @@ public final class DynamoService: Sendable {
     }
 
     /// The partition that owns a partition key's hash: an equal share of the hash space each.
+    /// The request's body as JSON: decompressed as its Content-Encoding says, then parsed.
+    private func parseBody(_ request: HTTPRequest) throws(DynamoError) -> JSON {
+        let body: [UInt8]
+        do {
+            body = try BodyCoding.decode(request.body, encoding: request.header("Content-Encoding"), limit: HTTPLimits.bodyBytesMax)
+        } catch .unsupported(let encoding) {
+            throw .serialization("Unsupported Content-Encoding: \(encoding)")
+        } catch .tooLarge {
+            throw DynamoError("RequestEntityTooLarge", "Request body exceeds \(HTTPLimits.bodyBytesMax) bytes once decompressed", namespace: "com.amazon.coral.service")
+        } catch {
+            throw .serialization("The request body is not valid gzip or deflate data")
+        }
+        do {
+            return try JSON.parse(body.isEmpty ? Array("{}".utf8) : body)
+        } catch {
+            throw .serialization("Malformed JSON request body: \(error)")
+        }
+    }
+
+    /// The core that owns the item a single-item request names (GetItem, PutItem,
+    /// UpdateItem, DeleteItem): the connection moves there so that the request is answered
+    /// without a call across cores. Nil for everything else, and for anything this cannot
+    /// read (a compressed body, malformed JSON, an unknown table, no usable key): the core
+    /// that has it answers as before, errors included.
+    public func owningCore(of request: inout HTTPRequest) -> Int? {
+        guard request.method == "POST", request.header("Content-Encoding") == nil,
+              let target = request.header("X-Amz-Target"), target.hasPrefix(Self.targetPrefix) else { return nil }
+        let keyMember: String
+        switch target.dropFirst(Self.targetPrefix.count) {
+        case "GetItem", "DeleteItem", "UpdateItem": keyMember = "Key"
+        case "PutItem": keyMember = "Item"
+        default: return nil
+        }
+        guard let json = try? JSON.parse(request.body) else { return nil }
+        request.parsedJSON = json
+        guard case .object(let members) = json,
+              case .string(let name)? = members["TableName"], let info = tables.tables[name],
+              case .object(let key)? = members[keyMember], let keyJSON = key[info.partitionKey.name],
+              let partitionKey = try? AttributeValue(json: keyJSON) else { return nil }
+        return partition(for: partitionKey).reactor.index
+    }
+
     func partition(for partitionKey: AttributeValue) -> Partition {
         partitions[partitionIndex(hash: KeyEncoding.hash(partitionKey))]
     }

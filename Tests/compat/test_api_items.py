@@ -254,3 +254,37 @@ def test_item_statistics_kept_live_match_a_recount():
         assert (recounted["ItemCount"], recounted["TableSizeBytes"]) == (live["ItemCount"], live["TableSizeBytes"])
     finally:
         again.kill()
+
+
+def test_pipelined_item_requests_across_partitions_answer_in_order(node, client):
+    """One connection, one burst of 60 item requests whose keys fall on every partition: a
+    node on several cores moves the connection to each request's partition as it goes
+    (HTTPServer), and the answers still come back in the order asked, each the right one."""
+    import socket
+    from test_node import read_responses
+    name = make_table(client, sort_type=None)
+
+    def request(operation, body):
+        data = json.dumps(body).encode()
+        return (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-amz-json-1.0\r\n"
+                b"X-Amz-Target: DynamoDB_20120810." + operation.encode() + b"\r\n"
+                b"Content-Length: " + str(len(data)).encode() + b"\r\n\r\n" + data)
+
+    burst = b""
+    for n in range(20):
+        burst += request("PutItem", {"TableName": name, "Item": {"pk": {"S": f"k{n}"}, "v": {"N": str(n)}}})
+        burst += request("GetItem", {"TableName": name, "Key": {"pk": {"S": f"k{n}"}}, "ConsistentRead": True})
+        burst += request("UpdateItem", {"TableName": name, "Key": {"pk": {"S": f"k{n}"}},
+                                        "UpdateExpression": "SET v = v + :one", "ExpressionAttributeValues": {":one": {"N": "1"}},
+                                        "ReturnValues": "UPDATED_NEW"})
+    with socket.create_connection(("127.0.0.1", node.port), timeout=10) as sock:
+        sock.sendall(burst)
+        responses = read_responses(sock, 60)
+    assert len(responses) == 60
+    assert all(status == "HTTP/1.1 200 OK" for status, _, _ in responses)
+    for n in range(20):
+        assert json.loads(responses[3 * n][2]) == {}
+        assert json.loads(responses[3 * n + 1][2]) == {"Item": {"pk": {"S": f"k{n}"}, "v": {"N": str(n)}}}
+        assert json.loads(responses[3 * n + 2][2]) == {"Attributes": {"v": {"N": str(n + 1)}}}
+    items = client.scan(TableName=name, ConsistentRead=True)["Items"]
+    assert sorted(int(item["v"]["N"]) for item in items) == list(range(1, 21))
