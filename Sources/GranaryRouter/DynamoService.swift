@@ -58,7 +58,7 @@ public final class DynamoService: Sendable {
         }
         let operation = String(target.dropFirst(Self.targetPrefix.count))
         let json: JSON
-        if let parsed = request.parsedJSON { json = parsed } else { json = try parseBody(request) }
+        if let parsed = request.parsedBody as? JSON { json = parsed } else { json = try parseBody(request) }
         let fields = try RequestFields(json)
         try fields.refuseMixedParameters()
         let result: JSON
@@ -133,8 +133,9 @@ public final class DynamoService: Sendable {
         case "PutItem": keyMember = "Item"
         default: return nil
         }
-        guard let json = try? JSON.parse(request.body) else { return nil }
-        request.parsedJSON = json
+        // A request moved here was parsed on the core that received it.
+        guard let json = request.parsedBody as? JSON ?? (try? JSON.parse(request.body)) else { return nil }
+        request.parsedBody = json
         guard case .object(let members) = json,
               case .string(let name)? = members["TableName"], let info = tables.tables[name],
               case .object(let key)? = members[keyMember], let keyJSON = key[info.partitionKey.name],

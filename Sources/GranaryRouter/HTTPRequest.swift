@@ -1,5 +1,3 @@
-import GranaryModel
-
 /// One parsed HTTP/1.1 request. Header names are kept as sent and looked up without
 /// regard to case, as HTTP requires.
 public struct HTTPRequest: Sendable {
@@ -8,9 +6,9 @@ public struct HTTPRequest: Sendable {
     public var version: HTTPVersion
     public var headers: [(name: String, value: String)]
     public var body: [UInt8]
-    /// The body as JSON, when a router has parsed it already (see `HTTPRouter`), so that
-    /// the handler does not parse it again.
-    public var parsedJSON: JSON? = nil
+    /// The body as a router parsed it (see `HTTPRouter`), so that the handler, which knows
+    /// its type, does not parse it again. HTTP itself never reads it.
+    public var parsedBody: (any Sendable)? = nil
 
     /// The first value of a header, by case-insensitive name.
     public func header(_ name: String) -> String? {

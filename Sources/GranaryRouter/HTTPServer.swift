@@ -7,7 +7,7 @@ public typealias HTTPHandler = @Sendable (HTTPRequest) async -> HTTPResponse
 
 /// The index of the core that should answer a request (the one that owns its data), or
 /// nil when any core may. Called on the core that received it, before the handler; it may
-/// keep what it parsed in the request (`parsedJSON`) for the handler.
+/// keep what it parsed in the request (`parsedBody`) for the handler.
 public typealias HTTPRouter = @Sendable (inout HTTPRequest) -> Int?
 
 /// The HTTP/1.1 server of one core: it accepts on that core's listener and serves each
