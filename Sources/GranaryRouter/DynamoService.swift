@@ -99,7 +99,6 @@ public final class DynamoService: Sendable {
         try table(named: fields.tableName())
     }
 
-    /// The partition that owns a partition key's hash: an equal share of the hash space each.
     /// The request's body as JSON: decompressed as its Content-Encoding says, then parsed.
     private func parseBody(_ request: HTTPRequest) throws(DynamoError) -> JSON {
         let body: [UInt8]
@@ -143,6 +142,7 @@ public final class DynamoService: Sendable {
         return partition(for: partitionKey).reactor.index
     }
 
+    /// The partition that owns a partition key's hash: an equal share of the hash space each.
     func partition(for partitionKey: AttributeValue) -> Partition {
         partitions[partitionIndex(hash: KeyEncoding.hash(partitionKey))]
     }
