@@ -38,6 +38,17 @@ public enum IOLimits {
     /// time fell from 6.4k/s to 1.7k/s when polled for).
     public static let pollForFilesNanoseconds: UInt64 = 250_000
 
+    /// How long a reactor runs (working or polling) without sleeping before it offers its
+    /// CPU to anything else that waits for it (`sched_yield`, which returns at once when
+    /// nothing does). The scheduler would otherwise hand the CPU over only when the
+    /// reactor's slice ends, which this project's 250 Hz kernels notice at the next tick:
+    /// a client thread beside a node waited up to 1-5 ms behind a pinned reactor while
+    /// its requests aged (`perf sched timehist`, BENCHMARKS.md, session 9). With it,
+    /// alternating `tools/profile-api` runs: GetItem 73.2k/68.1k against 73.3k/66.3k
+    /// requests/s, durable PutItem 41.6k/43.1k against 39.4k/41.3k (the fdatasync's io-wq
+    /// thread shares the reactor's CPU), and a lower p99 in all four.
+    public static let runBeforeYieldNanoseconds: UInt64 = 100_000
+
     /// File requests (reads, writes, syncs) prepared before the reactor flushes them to the
     /// kernel, even mid-turn. The block layer holds a multi-request submission back until
     /// the whole batch is queued (it "plugs"), and a virtual disk then sees one kick and

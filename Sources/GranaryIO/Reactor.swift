@@ -60,6 +60,11 @@ public final class Reactor: @unchecked Sendable {
     public let pollsWhenIdle: Bool
     /// The number of `io_uring_enter` calls, for tests and benchmarks of batching.
     public private(set) var kernelEntries = 0
+    /// When this loop last slept in the kernel or gave its CPU away (CLOCK_MONOTONIC, ns).
+    private var lastRestNanoseconds: UInt64 = 0
+    /// The number of times this loop gave its CPU away after running too long without
+    /// sleeping (`IOLimits.runBeforeYieldNanoseconds`), for tests.
+    public private(set) var yields = 0
 
     static let wakeUserData: UInt64 = .max
     static let ignoredUserData: UInt64 = .max - 1
@@ -70,6 +75,7 @@ public final class Reactor: @unchecked Sendable {
         self.index = index
         self.cpu = cpu
         self.pollsWhenIdle = pollsWhenIdle
+        lastRestNanoseconds = monotonicNanoseconds()
         (ring, hasTaskRunFlag) = try IOUringSupport.makeRing()
         operations = OperationTable(capacity: IOLimits.operationsInFlightMax)
         completionBuffer = .allocate(capacity: IOLimits.completionBatchMax)
@@ -278,7 +284,16 @@ public final class Reactor: @unchecked Sendable {
         let window = operations.deviceOperationsInFlight > 0
             ? IOLimits.pollForFilesNanoseconds : IOLimits.pollBeforeSleepNanoseconds
         let polling = pollsWhenIdle && now &- lastProgressNanoseconds < window
-        enterKernel(wait: idle && !polling)
+        if enterKernel(wait: idle && !polling) {
+            lastRestNanoseconds = monotonicNanoseconds()
+        } else if now &- lastRestNanoseconds > IOLimits.runBeforeYieldNanoseconds {
+            // Busy or polling this long without sleeping: let whatever else waits for this
+            // CPU run now (a client beside us, the io-wq thread with our fdatasync), rather
+            // than at the end of our scheduler slice, which a 250 Hz tick ends late.
+            sched_yield()
+            yields += 1
+            lastRestNanoseconds = monotonicNanoseconds()
+        }
         if reapCompletions() > 0 { lastProgressNanoseconds = now }
     }
 
@@ -313,7 +328,10 @@ public final class Reactor: @unchecked Sendable {
         wakeArmed = true
     }
 
-    private func enterKernel(wait: Bool) {
+    /// Submits what is prepared and takes what the kernel holds; sleeps for a completion
+    /// when `wait` and nothing arrived meanwhile. Returns whether it slept (or could have).
+    @discardableResult
+    private func enterKernel(wait: Bool) -> Bool {
         var mayWait = wait
         if mayWait {
             sleeping.store(true, ordering: .sequentiallyConsistent)
@@ -340,6 +358,7 @@ public final class Reactor: @unchecked Sendable {
         // reaping; anything else is a bug in what we submitted.
         precondition(result >= 0 || result == -EINTR || result == -EAGAIN || result == -EBUSY,
                      "io_uring_enter failed: \(Errno(result: result))")
+        return mayWait
     }
 
     /// Whether entering the kernel would post completions. Without the flag, assume so.

@@ -20,6 +20,23 @@ import Testing
         }
     }
 
+    @Test func aReactorBusyForLongOffersItsCPU() async throws {
+        try await withReactors(1) { group in
+            let reactor = group.reactors[0]
+            let yields = try await onReactor(reactor) {
+                // Completions keep the loop busy (it never sleeps) for 20 of its yield intervals.
+                let start = ContinuousClock.now
+                let busy = Duration.nanoseconds(Int64(20 * IOLimits.runBeforeYieldNanoseconds))
+                let before = reactor.yields
+                while ContinuousClock.now - start < busy {
+                    _ = await reactor.noOperation()
+                }
+                return reactor.yields - before
+            }
+            #expect(yields >= 1)
+        }
+    }
+
     @Test func directIOWriteReadRoundTripWithChecksums() async throws {
         let directory = try makeDiskDirectory()
         try await withReactors(1) { group in
