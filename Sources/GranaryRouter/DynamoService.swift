@@ -119,22 +119,28 @@ public final class DynamoService: Sendable {
     }
 
     /// The core that owns the item a single-item request names (GetItem, PutItem,
-    /// UpdateItem, DeleteItem): the connection moves there so that the request is answered
-    /// without a call across cores. Nil for everything else, and for anything this cannot
+    /// UpdateItem, DeleteItem), or the partition a Query reads: the connection moves there
+    /// so that the request is answered without a call across cores. Nil for everything else, and for anything this cannot
     /// read (a compressed body, malformed JSON, an unknown table, no usable key): the core
     /// that has it answers as before, errors included.
     public func owningCore(of request: inout HTTPRequest) -> Int? {
         guard request.method == "POST", request.header("Content-Encoding") == nil,
               let target = request.header("X-Amz-Target"), target.hasPrefix(Self.targetPrefix) else { return nil }
-        let keyMember: String
-        switch target.dropFirst(Self.targetPrefix.count) {
+        let operation = target.dropFirst(Self.targetPrefix.count)
+        let keyMember: String?
+        switch operation {
         case "GetItem", "DeleteItem", "UpdateItem": keyMember = "Key"
         case "PutItem": keyMember = "Item"
+        case "Query": keyMember = nil  // the key condition names the partition
         default: return nil
         }
         // A request moved here was parsed on the core that received it.
         guard let json = request.parsedBody as? JSON ?? (try? JSON.parse(request.body)) else { return nil }
         request.parsedBody = json
+        guard let keyMember else {
+            guard let fields = try? RequestFields(json), let (_, keyCondition, _, _) = try? queryKey(fields) else { return nil }
+            return partition(for: keyCondition.partitionKey).reactor.index
+        }
         guard case .object(let members) = json,
               case .string(let name)? = members["TableName"], let info = tables.tables[name],
               case .object(let key)? = members[keyMember], let keyJSON = key[info.partitionKey.name],

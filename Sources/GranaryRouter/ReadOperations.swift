@@ -84,7 +84,12 @@ extension DynamoService {
 
     // MARK: Query
 
-    func query(_ fields: RequestFields) async throws(DynamoError) -> JSON {
+    /// A Query's table, its key condition, its filter's text and the expression context
+    /// the rest of it reads: the part of a Query that names its partition, which the
+    /// router reads too (`owningCore`).
+    func queryKey(_ fields: RequestFields) throws(DynamoError)
+        -> (info: TableInfo, keyCondition: KeyCondition, filterText: String?, context: ExpressionContext)
+    {
         let info = try table(fields)
         try refuseIndex(fields, info: info)
         let keyText = try fields.string("KeyConditionExpression")
@@ -98,6 +103,11 @@ extension DynamoService {
         } else {
             throw .validation("Either the KeyConditions or KeyConditionExpression parameter must be specified in the request.")
         }
+        return (info, keyCondition, filterText, context)
+    }
+
+    func query(_ fields: RequestFields) async throws(DynamoError) -> JSON {
+        let (info, keyCondition, filterText, context) = try queryKey(fields)
         var filter = try filterText.map { (text) throws(DynamoError) in try ExpressionParser.condition(text, kind: "FilterExpression", context: context) }
         if let filter, let key = info.keyNames.first(where: filter.attributeNames.contains) {
             throw .validation("Filter Expression can only contain non-primary key attributes: Primary key attribute: \(key)")

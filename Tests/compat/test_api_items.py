@@ -257,9 +257,10 @@ def test_item_statistics_kept_live_match_a_recount():
 
 
 def test_pipelined_item_requests_across_partitions_answer_in_order(node, client):
-    """One connection, one burst of 60 item requests whose keys fall on every partition: a
-    node on several cores moves the connection to each request's partition as it goes
-    (HTTPServer), and the answers still come back in the order asked, each the right one."""
+    """One connection, one burst of 80 item requests and Queries whose keys fall on every
+    partition: a node on several cores moves the connection to each request's partition as
+    it goes (HTTPServer), and the answers still come back in the order asked, each the
+    right one."""
     import socket
     from test_node import read_responses
     name = make_table(client, sort_type=None)
@@ -277,14 +278,25 @@ def test_pipelined_item_requests_across_partitions_answer_in_order(node, client)
         burst += request("UpdateItem", {"TableName": name, "Key": {"pk": {"S": f"k{n}"}},
                                         "UpdateExpression": "SET v = v + :one", "ExpressionAttributeValues": {":one": {"N": "1"}},
                                         "ReturnValues": "UPDATED_NEW"})
+        burst += request("Query", {"TableName": name, "KeyConditionExpression": "pk = :k",
+                                   "ExpressionAttributeValues": {":k": {"S": f"k{n}"}}, "ConsistentRead": True})
+    # A Query the router cannot place (a key condition on a non-key attribute) is
+    # answered where it is, in its turn.
+    burst += request("Query", {"TableName": name, "KeyConditionExpression": "v = :k",
+                               "ExpressionAttributeValues": {":k": {"N": "1"}}})
     with socket.create_connection(("127.0.0.1", node.port), timeout=10) as sock:
         sock.sendall(burst)
-        responses = read_responses(sock, 60)
-    assert len(responses) == 60
-    assert all(status == "HTTP/1.1 200 OK" for status, _, _ in responses)
+        responses = read_responses(sock, 81)
+    assert len(responses) == 81
+    assert all(status == "HTTP/1.1 200 OK" for status, _, _ in responses[:80])
     for n in range(20):
-        assert json.loads(responses[3 * n][2]) == {}
-        assert json.loads(responses[3 * n + 1][2]) == {"Item": {"pk": {"S": f"k{n}"}, "v": {"N": str(n)}}}
-        assert json.loads(responses[3 * n + 2][2]) == {"Attributes": {"v": {"N": str(n + 1)}}}
+        assert json.loads(responses[4 * n][2]) == {}
+        assert json.loads(responses[4 * n + 1][2]) == {"Item": {"pk": {"S": f"k{n}"}, "v": {"N": str(n)}}}
+        assert json.loads(responses[4 * n + 2][2]) == {"Attributes": {"v": {"N": str(n + 1)}}}
+        queried = json.loads(responses[4 * n + 3][2])
+        assert queried["Items"] == [{"pk": {"S": f"k{n}"}, "v": {"N": str(n + 1)}}] and queried["Count"] == 1
+    status, _, body = responses[80]
+    assert status == "HTTP/1.1 400 Bad Request"
+    assert json.loads(body)["__type"].endswith("#ValidationException")
     items = client.scan(TableName=name, ConsistentRead=True)["Items"]
     assert sorted(int(item["v"]["N"]) for item in items) == list(range(1, 21))
