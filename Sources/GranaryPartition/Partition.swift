@@ -185,7 +185,7 @@ public actor Partition {
             let batch: [(key: [UInt8], value: [UInt8])]
             let wanted = min(limit - page.items.count, 255) + 2  // one to skip, one to see if more remain
             do throws(StorageError) {
-                batch = try await store.scan(from: from, reverse: reverse, limit: wanted)
+                batch = try await store.scan(from: from, reverse: reverse, bound: reverse ? range.lower : range.upper, limit: wanted)
             } catch {
                 throw Self.internalError(error)
             }
@@ -204,7 +204,7 @@ public actor Partition {
                 page.bytes += item.sizeBytes
                 page.lastKey = key
             }
-            if batch.count == wanted, let last = batch.last {  // a short batch reached the end of the tree
+            if batch.count == wanted, let last = batch.last {  // a short batch reached the end of the range
                 start = reverse ? last.key : last.key + [0]
                 skip = reverse ? last.key : nil
             }

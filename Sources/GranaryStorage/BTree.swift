@@ -94,8 +94,10 @@ public final class BTree<S: Storage> {
     }
 
     /// Up to `limit` entries in key order from `start` (inclusive; nil for the first key),
-    /// or in reverse order from `start` downwards when `reverse`.
-    public func scan(from start: [UInt8]?, reverse: Bool = false, limit: Int) async throws(StorageError) -> [(key: [UInt8], value: [UInt8])] {
+    /// or in reverse order from `start` downwards when `reverse`; none past `bound`
+    /// (exclusive going forward, inclusive in reverse: a range's upper and lower ends), so
+    /// that reading a small range costs its size, not the limit's.
+    public func scan(from start: [UInt8]?, reverse: Bool = false, bound: [UInt8]? = nil, limit: Int) async throws(StorageError) -> [(key: [UInt8], value: [UInt8])] {
         guard root != 0, limit > 0 else { return [] }
         // The path to the first leaf: (node, index of the child or entry taken).
         var path: [(node: BTreeNode, index: Int)] = []
@@ -120,7 +122,11 @@ public final class BTree<S: Storage> {
         while results.count < limit {
             let (leaf, index) = path[path.count - 1]
             if index >= 0 && index < leaf.count {
-                results.append((leaf.key(at: index), try await resolve(leaf.value(at: index))))
+                let key = leaf.key(at: index)
+                if let bound, reverse ? key.lexicographicallyPrecedes(bound) : !key.lexicographicallyPrecedes(bound) {
+                    break
+                }
+                results.append((key, try await resolve(leaf.value(at: index))))
                 path[path.count - 1].index += reverse ? -1 : 1
                 continue
             }

@@ -137,11 +137,12 @@ public actor ReplicaStore<S: Storage & Sendable> {
         return try await tree.get(key)
     }
 
-    public func scan(from start: [UInt8]?, reverse: Bool = false, limit: Int) async throws(StorageError) -> [(key: [UInt8], value: [UInt8])] {
+    /// See `BTree.scan`.
+    public func scan(from start: [UInt8]?, reverse: Bool = false, bound: [UInt8]? = nil, limit: Int) async throws(StorageError) -> [(key: [UInt8], value: [UInt8])] {
         if let fenced { throw .fenced(fenced.description) }
         await lockTree()
         defer { unlockTree() }
-        return try await tree.scan(from: start, reverse: reverse, limit: limit)
+        return try await tree.scan(from: start, reverse: reverse, bound: bound, limit: limit)
     }
 
     /// Stores `value` under `key`; durable and visible when it returns.

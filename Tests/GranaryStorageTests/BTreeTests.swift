@@ -48,6 +48,15 @@ private func contents<S>(_ tree: BTree<S>, page: Int = 97) async throws -> [[UIn
                 let backward = try await tree.scan(from: key(start), reverse: true, limit: 50).map(\.key)
                 let expectedBackward = Array(sorted.filter { !key(start).lexicographicallyPrecedes($0) }.reversed().prefix(50))
                 if backward != expectedBackward { failures.append("backward scan from \(start)") }
+                // Bounded: forward stops before the bound, reverse at it.
+                let bound = key(start + 40)
+                let bounded = try await tree.scan(from: key(start), bound: bound, limit: 50).map(\.key)
+                if bounded != expected.filter({ $0.lexicographicallyPrecedes(bound) }) { failures.append("bounded scan from \(start)") }
+                let low = key(start - 40)
+                let boundedBackward = try await tree.scan(from: key(start), reverse: true, bound: low, limit: 50).map(\.key)
+                if boundedBackward != expectedBackward.filter({ !$0.lexicographicallyPrecedes(low) }) {
+                    failures.append("bounded backward scan from \(start)")
+                }
             }
             if try await contents(tree) != reference { failures.append("full scan") }
             if try await tree.scan(from: nil, reverse: true, limit: 5).map(\.key) != Array(sorted.reversed().prefix(5)) {
