@@ -165,7 +165,60 @@ extension AttributeValue {
     }
 }
 
+extension AttributeValue {
+    /// Writes `json`'s bytes straight to `output`, without building it.
+    public func writeJSON(to output: inout [UInt8]) {
+        func open(_ type: StaticString) {
+            output.append(contentsOf: #"{""#.utf8)
+            output.append(contentsOf: UnsafeBufferPointer(start: type.utf8Start, count: type.utf8CodeUnitCount))
+            output.append(contentsOf: #"":"#.utf8)
+        }
+        func strings<S: Sequence>(_ type: StaticString, _ elements: S, _ text: (S.Element) -> String) {
+            open(type)
+            output.append(UInt8(ascii: "["))
+            for (position, element) in elements.enumerated() {
+                if position > 0 { output.append(UInt8(ascii: ",")) }
+                JSON.writeString(text(element), to: &output)
+            }
+            output.append(contentsOf: "]}".utf8)
+        }
+        switch self {
+        case .s(let text): open("S"); JSON.writeString(text, to: &output); output.append(UInt8(ascii: "}"))
+        case .n(let number): open("N"); JSON.writeString(number.description, to: &output); output.append(UInt8(ascii: "}"))
+        case .b(let bytes): open("B"); JSON.writeString(Base64.encode(bytes), to: &output); output.append(UInt8(ascii: "}"))
+        case .bool(let flag): open("BOOL"); output.append(contentsOf: (flag ? "true}" : "false}").utf8)
+        case .null: open("NULL"); output.append(contentsOf: "true}".utf8)
+        case .m(let members): open("M"); members.writeJSON(to: &output); output.append(UInt8(ascii: "}"))
+        case .l(let elements):
+            open("L")
+            output.append(UInt8(ascii: "["))
+            for (position, element) in elements.enumerated() {
+                if position > 0 { output.append(UInt8(ascii: ",")) }
+                element.writeJSON(to: &output)
+            }
+            output.append(contentsOf: "]}".utf8)
+        case .ss(let texts): strings("SS", texts) { $0 }
+        case .ns(let numbers): strings("NS", numbers) { $0.description }
+        case .bs(let blobs): strings("BS", blobs) { Base64.encode($0) }
+        }
+    }
+}
+
 extension Dictionary where Key == String, Value == AttributeValue {
+    /// Writes the item's JSON (`json`) straight to `output`, without building it.
+    public func writeJSON(to output: inout [UInt8]) {
+        output.append(UInt8(ascii: "{"))
+        var first = true
+        for (name, value) in self {
+            if !first { output.append(UInt8(ascii: ",")) }
+            first = false
+            JSON.writeString(name, to: &output)
+            output.append(UInt8(ascii: ":"))
+            value.writeJSON(to: &output)
+        }
+        output.append(UInt8(ascii: "}"))
+    }
+
     /// Reads an item (`{"name": {"S": "..."}, ...}`).
     public init(itemJSON json: JSON) throws(DynamoError) {
         guard case .object(let members) = json else {

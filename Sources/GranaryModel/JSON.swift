@@ -13,6 +13,10 @@ public enum JSON: Sendable, Equatable {
     case string(String)
     case array([JSON])
     case object([String: JSON])
+    /// Bytes that are already JSON, written as they are: the items of a Query or Scan
+    /// page, written straight from the items (`Item.writeJSON`) without a tree of values
+    /// in between. Responses only: parsing never makes one.
+    case serialized([UInt8])
 
     /// JSON nesting allowed in a request: DynamoDB's 32 levels of item nesting take two JSON
     /// levels each (`{"M": {...}}`), plus the request's own few.
@@ -32,6 +36,7 @@ public enum JSON: Sendable, Equatable {
         case .string: "string"
         case .array: "list"
         case .object: "structure"
+        case .serialized: "serialized"
         }
     }
 }
@@ -261,6 +266,7 @@ extension JSON {
         case .bool(let value): output.append(contentsOf: (value ? "true" : "false").utf8)
         case .number(let text): output.append(contentsOf: text.utf8)
         case .string(let text): JSON.writeString(text, to: &output)
+        case .serialized(let bytes): output.append(contentsOf: bytes)
         case .array(let elements):
             output.append(UInt8(ascii: "["))
             for (position, element) in elements.enumerated() {
@@ -282,7 +288,7 @@ extension JSON {
         }
     }
 
-    static func writeString(_ text: String, to output: inout [UInt8]) {
+    public static func writeString(_ text: String, to output: inout [UInt8]) {
         output.append(UInt8(ascii: "\""))
         var text = text
         text.withUTF8 { bytes in

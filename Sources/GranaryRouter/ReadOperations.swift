@@ -50,7 +50,8 @@ extension DynamoService {
 
     /// The items of a walk that pass the filter, as the response shows them.
     struct ReadResult {
-        var items: [JSON] = []
+        /// The items shown, as the inside of a JSON array: written as they are added.
+        var items: [UInt8] = []
         var count = 0
         var scanned = 0
         var bytes = 0
@@ -61,7 +62,10 @@ extension DynamoService {
                 scanned += 1
                 guard options.filter?.evaluate(item) ?? true else { continue }
                 count += 1
-                if !options.countOnly { items.append((options.projection.map { Projection.apply($0, to: item) } ?? item).json) }
+                if !options.countOnly {
+                    if count > 1 { items.append(UInt8(ascii: ",")) }
+                    (options.projection.map { Projection.apply($0, to: item) } ?? item).writeJSON(to: &items)
+                }
             }
             bytes += page.bytes
             lastItem = page.items.last ?? lastItem
@@ -69,7 +73,7 @@ extension DynamoService {
 
         func json(info: TableInfo, more: Bool, options: ReadOptions) -> [String: JSON] {
             var result: [String: JSON] = ["Count": .number(String(count)), "ScannedCount": .number(String(scanned))]
-            if !options.countOnly { result["Items"] = .array(items) }
+            if !options.countOnly { result["Items"] = .serialized([UInt8(ascii: "[")] + items + [UInt8(ascii: "]")]) }
             if more, let lastItem {
                 result["LastEvaluatedKey"] = lastItem.filter { info.keyNames.contains($0.key) }.json
             }

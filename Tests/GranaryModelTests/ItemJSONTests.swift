@@ -1,0 +1,34 @@
+import Testing
+@testable import GranaryModel
+
+/// Items written straight to bytes (`writeJSON`, for Query and Scan pages) read back as
+/// the same JSON the tree of values (`json`) gives, for every type and for escapes.
+@Suite struct ItemJSONTests {
+    @Test func writtenItemsParseToTheirJSON() throws {
+        let item: Item = [
+            "s": .s("plain"), "escaped": .s("quote \" backslash \\ newline \n tab \t bell \u{07} é 😀"),
+            "empty": .s(""), "n": .n(try Number(parsing: "-12.50")), "b": .b([0, 1, 2, 255]),
+            "yes": .bool(true), "no": .bool(false), "nothing": .null,
+            "m": .m(["inner": .m(["deep": .l([.s("x"), .n(try Number(parsing: "1e3")), .null])]), "k": .bool(false)]),
+            "l": .l([]), "emptyMap": .m([:]),
+            "ss": .ss(["a", "b\"c"]), "ns": .ns([try Number(parsing: "1"), try Number(parsing: "2.5")]),
+            "bs": .bs([[1], [2, 3]]), "name \"quoted\"": .s("v"),
+        ]
+        var bytes: [UInt8] = []
+        item.writeJSON(to: &bytes)
+        #expect(try JSON.parse(bytes) == item.json)
+        for (name, value) in item {
+            var one: [UInt8] = []
+            value.writeJSON(to: &one)
+            #expect(try JSON.parse(one) == value.json, "\(name)")
+        }
+        var empty: [UInt8] = []
+        Item().writeJSON(to: &empty)
+        #expect(empty == Array("{}".utf8))
+    }
+
+    @Test func serializedFragmentsAreWrittenAsTheyAre() throws {
+        let page = JSON.object(["Items": .serialized(Array(#"[{"a":{"S":"b"}}]"#.utf8)), "Count": .number("1")])
+        #expect(try JSON.parse(page.serialized()) == JSON.object(["Items": .array([.object(["a": .object(["S": .string("b")])])]), "Count": .number("1")]))
+    }
+}
