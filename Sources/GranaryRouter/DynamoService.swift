@@ -120,9 +120,10 @@ public final class DynamoService: Sendable {
 
     /// The core that owns the item a single-item request names (GetItem, PutItem,
     /// UpdateItem, DeleteItem), or the partition a Query reads: the connection moves there
-    /// so that the request is answered without a call across cores. Nil for everything else, and for anything this cannot
-    /// read (a compressed body, malformed JSON, an unknown table, no usable key): the core
-    /// that has it answers as before, errors included.
+    /// so that the request is answered without a call across cores. Nil for everything
+    /// else, and for anything this cannot read (a compressed body, malformed JSON, an
+    /// unknown table, no usable key): the core that has it answers as before, errors
+    /// included.
     public func owningCore(of request: inout HTTPRequest) -> Int? {
         guard request.method == "POST", request.header("Content-Encoding") == nil,
               let target = request.header("X-Amz-Target"), target.hasPrefix(Self.targetPrefix) else { return nil }
