@@ -50,8 +50,8 @@ extension DynamoService {
 
     /// The items of a walk that pass the filter, as the response shows them.
     struct ReadResult {
-        /// The items shown, as the inside of a JSON array: written as they are added.
-        var items: [UInt8] = []
+        /// The items shown, as a JSON array written as they are added (closed by `json`).
+        var items: [UInt8] = [UInt8(ascii: "[")]
         var count = 0
         var scanned = 0
         var bytes = 0
@@ -71,9 +71,14 @@ extension DynamoService {
             lastItem = page.items.last ?? lastItem
         }
 
-        func json(info: TableInfo, more: Bool, options: ReadOptions) -> [String: JSON] {
+        /// The response's members. Takes the written items (no copy of the page): call once.
+        mutating func json(info: TableInfo, more: Bool, options: ReadOptions) -> [String: JSON] {
             var result: [String: JSON] = ["Count": .number(String(count)), "ScannedCount": .number(String(scanned))]
-            if !options.countOnly { result["Items"] = .serialized([UInt8(ascii: "[")] + items + [UInt8(ascii: "]")]) }
+            if !options.countOnly {
+                items.append(UInt8(ascii: "]"))
+                result["Items"] = .serialized(items)
+                items = []
+            }
             if more, let lastItem {
                 result["LastEvaluatedKey"] = lastItem.filter { info.keyNames.contains($0.key) }.json
             }
