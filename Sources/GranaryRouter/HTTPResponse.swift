@@ -27,15 +27,32 @@ public struct HTTPResponse: Sendable {
     }
 
     /// The bytes on the wire, with Content-Length and, when closing, Connection: close.
+    /// Written straight into one buffer sized for head and body: no string is built and
+    /// the body is copied once.
     public func serialized(version: HTTPVersion = .http11, keepAlive: Bool) -> [UInt8] {
-        var head = "\(version.text) \(status.code) \(status.reason)\r\n"
-        for (name, value) in headers { head += "\(name): \(value)\r\n" }
-        head += "Content-Length: \(body.count)\r\n"
-        if !keepAlive { head += "Connection: close\r\n" }
-        head += "\r\n"
-        var bytes = Array(head.utf8)
-        bytes.reserveCapacity(bytes.count + body.count)
-        bytes += body
+        let crlf: [UInt8] = [0x0D, 0x0A]
+        var headBytes = 64 + status.reason.utf8.count
+        for (name, value) in headers { headBytes += name.utf8.count + value.utf8.count + 4 }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(headBytes + body.count)
+        bytes.append(contentsOf: version.text.utf8)
+        bytes.append(0x20)
+        bytes.append(contentsOf: String(status.code).utf8)
+        bytes.append(0x20)
+        bytes.append(contentsOf: status.reason.utf8)
+        bytes.append(contentsOf: crlf)
+        for (name, value) in headers {
+            bytes.append(contentsOf: name.utf8)
+            bytes.append(contentsOf: [0x3A, 0x20])
+            bytes.append(contentsOf: value.utf8)
+            bytes.append(contentsOf: crlf)
+        }
+        bytes.append(contentsOf: "Content-Length: ".utf8)
+        bytes.append(contentsOf: String(body.count).utf8)
+        bytes.append(contentsOf: crlf)
+        if !keepAlive { bytes.append(contentsOf: "Connection: close\r\n".utf8) }
+        bytes.append(contentsOf: crlf)
+        bytes.append(contentsOf: body)
         return bytes
     }
 

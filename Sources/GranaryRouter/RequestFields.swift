@@ -102,13 +102,22 @@ struct RequestFields {
     }
 
     /// DynamoDB refuses a request that mixes the legacy parameters with expressions.
+    /// Every request runs this: it walks the request's few members once rather than
+    /// looking up all twelve names (each a hash of the name), and builds the names' lists
+    /// only for the error.
     func refuseMixedParameters() throws(DynamoError) {
-        let legacy = ["AttributesToGet", "Expected", "AttributeUpdates", "KeyConditions", "QueryFilter", "ScanFilter", "ConditionalOperator"].filter(has)
-        let expressions = ["ProjectionExpression", "ConditionExpression", "UpdateExpression", "KeyConditionExpression", "FilterExpression"].filter(has)
-        guard legacy.isEmpty || expressions.isEmpty else {
-            throw .validation("Can not use both expression and non-expression parameters in the same request: Non-expression parameters: {\(legacy.joined(separator: ", "))} Expression parameters: {\(expressions.joined(separator: ", "))}")
+        var usesLegacy = false, usesExpressions = false
+        for (name, value) in members where value != .null {
+            if Self.legacyParameters.contains(name) { usesLegacy = true }
+            if Self.expressionParameters.contains(name) { usesExpressions = true }
         }
+        guard usesLegacy && usesExpressions else { return }
+        let legacy = Self.legacyParameters.filter(has), expressions = Self.expressionParameters.filter(has)
+        throw .validation("Can not use both expression and non-expression parameters in the same request: Non-expression parameters: {\(legacy.joined(separator: ", "))} Expression parameters: {\(expressions.joined(separator: ", "))}")
     }
+
+    static let legacyParameters = ["AttributesToGet", "Expected", "AttributeUpdates", "KeyConditions", "QueryFilter", "ScanFilter", "ConditionalOperator"]
+    static let expressionParameters = ["ProjectionExpression", "ConditionExpression", "UpdateExpression", "KeyConditionExpression", "FilterExpression"]
 
     /// ConditionalOperator (AND or OR), which only combines the legacy conditions.
     func conditionalOperator() throws(DynamoError) -> String? {
