@@ -19,6 +19,7 @@ let package = Package(
     products: [
         .library(name: "GranaryIO", targets: ["GranaryIO"]),
         .library(name: "GranaryStorage", targets: ["GranaryStorage"]),
+        .library(name: "GranaryModel", targets: ["GranaryModel"]),
         .library(name: "GranaryNode", targets: ["GranaryNode"]),
         .executable(name: "granary", targets: ["granary"]),
         .executable(name: "granary-load", targets: ["granary-load"]),

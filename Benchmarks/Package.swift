@@ -30,6 +30,16 @@ let package = Package(
             plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
         ),
         .executableTarget(
+            name: "Model",
+            dependencies: [
+                .product(name: "Benchmark", package: "package-benchmark"),
+                .product(name: "GranaryModel", package: "Granary"),
+            ],
+            path: "Benchmarks/Model",
+            swiftSettings: [.swiftLanguageMode(.v6)],
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
+        ),
+        .executableTarget(
             name: "granary-iobench",
             dependencies: [
                 "BenchmarkSupport", .product(name: "GranaryStorage", package: "Granary"),

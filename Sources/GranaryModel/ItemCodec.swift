@@ -35,6 +35,14 @@ public enum ItemCodec {
         return item
     }
 
+    /// Writes the stored item's protocol JSON (what `decode(bytes).writeJSON` writes)
+    /// straight from its stored form: a GetItem answers without building the item.
+    public static func writeJSON(_ bytes: [UInt8], to output: inout [UInt8]) throws(DecodingError) {
+        var reader = Reader(bytes: bytes)
+        try reader.writeItemJSON(depth: 0, to: &output)
+        guard reader.index == bytes.count else { throw DecodingError(offset: reader.index) }
+    }
+
     static func write(_ value: AttributeValue, to output: inout [UInt8]) {
         switch value {
         case .s(let text):
@@ -139,6 +147,68 @@ public enum ItemCodec {
             let digits = Array(try slice())
             guard digits.count <= Number.significantDigitsMax, digits.allSatisfy({ $0 <= 9 }) else { throw failure() }
             return Number(negative: negative, digits: digits, exponent: exponent)
+        }
+
+        mutating func writeStringJSON(to output: inout [UInt8]) throws(DecodingError) {
+            try slice().withUnsafeBufferPointer { JSON.writeString(utf8: $0, to: &output) }
+        }
+
+        mutating func writeNumberJSON(to output: inout [UInt8]) throws(DecodingError) {
+            let negative = try byte() == 1
+            let zigzag = try varintRaw()
+            let exponent = Int(Int64(bitPattern: zigzag >> 1) ^ -Int64(bitPattern: zigzag & 1))
+            let digits = try slice()
+            guard digits.count <= Number.significantDigitsMax, digits.allSatisfy({ $0 <= 9 }) else { throw failure() }
+            output.append(UInt8(ascii: "\""))
+            Number.writeText(negative: negative, digits: digits, exponent: exponent, to: &output)
+            output.append(UInt8(ascii: "\""))
+        }
+
+        mutating func writeItemJSON(depth: Int, to output: inout [UInt8]) throws(DecodingError) {
+            let count = try varint()
+            output.append(UInt8(ascii: "{"))
+            for position in 0..<count {
+                if position > 0 { output.append(UInt8(ascii: ",")) }
+                try writeStringJSON(to: &output)
+                output.append(UInt8(ascii: ":"))
+                try writeValueJSON(depth: depth, to: &output)
+            }
+            output.append(UInt8(ascii: "}"))
+        }
+
+        /// Mirrors `value(depth:)`, writing `AttributeValue.writeJSON`'s bytes.
+        mutating func writeValueJSON(depth: Int, to output: inout [UInt8]) throws(DecodingError) {
+            guard depth <= ItemLimits.nestingDepthMax + 1, let tag = Tag(rawValue: try byte()) else { throw failure() }
+            func open(_ type: StaticString) {
+                output.append(contentsOf: #"{""#.utf8)
+                output.append(contentsOf: UnsafeBufferPointer(start: type.utf8Start, count: type.utf8CodeUnitCount))
+                output.append(contentsOf: #"":"#.utf8)
+            }
+            /// A list or set: `[element,...]` with each element written by `element`.
+            func elements(_ type: StaticString, _ element: (inout Reader) throws(DecodingError) -> Void) throws(DecodingError) {
+                open(type)
+                output.append(UInt8(ascii: "["))
+                for position in 0..<(try varint()) {
+                    if position > 0 { output.append(UInt8(ascii: ",")) }
+                    try element(&self)
+                }
+                output.append(contentsOf: "]}".utf8)
+            }
+            switch tag {
+            case .s: open("S"); try writeStringJSON(to: &output); output.append(UInt8(ascii: "}"))
+            case .n: open("N"); try writeNumberJSON(to: &output); output.append(UInt8(ascii: "}"))
+            case .b: open("B"); JSON.writeString(Base64.encode(Array(try slice())), to: &output); output.append(UInt8(ascii: "}"))
+            case .bool: open("BOOL"); output.append(contentsOf: (try byte() == 1 ? "true}" : "false}").utf8)
+            case .null: open("NULL"); output.append(contentsOf: "true}".utf8)
+            case .m: open("M"); try writeItemJSON(depth: depth + 1, to: &output); output.append(UInt8(ascii: "}"))
+            case .l: try elements("L") { (reader) throws(DecodingError) in try reader.writeValueJSON(depth: depth + 1, to: &output) }
+            case .ss: try elements("SS") { (reader) throws(DecodingError) in try reader.writeStringJSON(to: &output) }
+            case .ns: try elements("NS") { (reader) throws(DecodingError) in try reader.writeNumberJSON(to: &output) }
+            case .bs:
+                try elements("BS") { (reader) throws(DecodingError) in
+                    JSON.writeString(Base64.encode(Array(try reader.slice())), to: &output)
+                }
+            }
         }
 
         mutating func varintRaw() throws(DecodingError) -> UInt64 {

@@ -100,17 +100,29 @@ public struct Number: Sendable, Hashable, Comparable, CustomStringConvertible {
 
     /// The canonical text DynamoDB returns.
     public var description: String {
-        if isZero { return "0" }
-        var text = negative ? "-" : ""
-        let characters = digits.map { Character(Unicode.Scalar($0 + 48)) }
+        var text: [UInt8] = []
+        Number.writeText(negative: negative, digits: digits, exponent: exponent, to: &text)
+        return String(decoding: text, as: UTF8.self)
+    }
+
+    /// Appends the canonical text of ±0.digits × 10^exponent: "0", "-12.5", "0.007",
+    /// "1200". Stored items are written as JSON with it without becoming a Number first.
+    static func writeText<Digits: Collection<UInt8>>(negative: Bool, digits: Digits, exponent: Int, to output: inout [UInt8]) {
+        guard !digits.isEmpty else { output.append(UInt8(ascii: "0")); return }
+        if negative { output.append(UInt8(ascii: "-")) }
         if exponent <= 0 {
-            text += "0." + String(repeating: "0", count: -exponent) + String(characters)
-        } else if exponent >= digits.count {
-            text += String(characters) + String(repeating: "0", count: exponent - digits.count)
+            output.append(contentsOf: "0.".utf8)
+            output.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: -exponent))
+            for digit in digits { output.append(digit + UInt8(ascii: "0")) }
         } else {
-            text += String(characters[0..<exponent]) + "." + String(characters[exponent...])
+            var position = 0
+            for digit in digits {
+                if position == exponent { output.append(UInt8(ascii: ".")) }
+                output.append(digit + UInt8(ascii: "0"))
+                position += 1
+            }
+            output.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: max(0, exponent - position)))
         }
-        return text
     }
 
     // MARK: Order

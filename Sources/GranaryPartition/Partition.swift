@@ -99,21 +99,29 @@ public actor Partition {
         try await read(key)?.item
     }
 
-    /// The item under `key` (decoded only when `decoding`) and the size of its stored form.
-    private func read(_ key: [UInt8], decoding: Bool = true) async throws(DynamoError) -> (item: Item?, storedBytes: Int)? {
-        let stored: [UInt8]?
+    /// The item under `key` as it is stored (`ItemCodec`), for a reader that writes it out
+    /// without needing it decoded.
+    public func getStoredItem(_ key: [UInt8]) async throws(DynamoError) -> [UInt8]? {
         do throws(StorageError) {
-            stored = try await store.get(key)
+            return try await store.get(key)
         } catch {
             throw Self.internalError(error)
         }
-        guard let stored else { return nil }
-        guard decoding else { return (nil, stored.count) }
+    }
+
+    /// Decodes an item `getStoredItem` returned.
+    public static func decode(stored: [UInt8]) throws(DynamoError) -> Item {
         do {
-            return (try ItemCodec.decode(stored), stored.count)
+            return try ItemCodec.decode(stored)
         } catch {
             throw DynamoError("InternalServerError", "\(error)")
         }
+    }
+
+    /// The item under `key` (decoded only when `decoding`) and the size of its stored form.
+    private func read(_ key: [UInt8], decoding: Bool = true) async throws(DynamoError) -> (item: Item?, storedBytes: Int)? {
+        guard let stored = try await getStoredItem(key) else { return nil }
+        return (decoding ? try Self.decode(stored: stored) : nil, stored.count)
     }
 
     /// Reads the item under `key`, asks `decide` what to do, and does it durably. Returns

@@ -20,10 +20,24 @@ extension DynamoService {
         let context = try fields.expressionContext(usesExpressions: fields.has("ProjectionExpression"))
         let projection = try Self.projection(fields, context: context)
         try context.checkAllUsed()
-        let stored = try await partition(for: partitionKey).getItem(info.storageKey(partition: partitionKey, sort: sortKey))
+        let reportsCapacity = try Self.reportsCapacity(fields)
+        let stored = try await partition(for: partitionKey).getStoredItem(info.storageKey(partition: partitionKey, sort: sortKey))
         var result: [String: JSON] = [:]
-        if let stored { result["Item"] = (projection.map { Projection.apply($0, to: stored) } ?? stored).json }
-        let units = Double(max(1, ((stored?.sizeBytes ?? 0) + 4095) / 4096)) * (consistent ? 1 : 0.5)
+        var itemBytes = 0
+        if let stored {
+            var json: [UInt8] = []
+            json.reserveCapacity(stored.count * 2 + 64)
+            if projection != nil || reportsCapacity {
+                let item = try Partition.decode(stored: stored)
+                itemBytes = item.sizeBytes
+                (projection.map { Projection.apply($0, to: item) } ?? item).writeJSON(to: &json)
+            } else {
+                // The common case: the whole item, written from its stored form.
+                do { try ItemCodec.writeJSON(stored, to: &json) } catch { throw DynamoError("InternalServerError", "\(error)") }
+            }
+            result["Item"] = .serialized(json)
+        }
+        let units = Double(max(1, (itemBytes + 4095) / 4096)) * (consistent ? 1 : 0.5)
         try addConsumedCapacity(fields, info: info, units: units, to: &result)
         return .object(result)
     }

@@ -27,6 +27,33 @@ import Testing
         #expect(empty == Array("{}".utf8))
     }
 
+    /// GetItem writes an item from its stored form (`ItemCodec.writeJSON`) without
+    /// decoding it: the same JSON as the decoded item's, numbers in canonical form.
+    @Test func storedItemsTranscodeToTheirJSON() throws {
+        let numbers = ["0", "-0.0", "12.50", "-12.5", "0.007", "1e3", "1200", "123.456", "-1E-130",
+                       "9.9999999999999999999999999999999999999E+125", "0.1", "10"]
+        var item: Item = [
+            "escaped": .s("quote \" backslash \\ newline \n bell \u{07} é 😀"), "empty": .s(""),
+            "b": .b([0, 1, 2, 255]), "emptyB": .b([]), "yes": .bool(true), "no": .bool(false), "nothing": .null,
+            "m": .m(["inner": .m(["deep": .l([.s("x"), .n(try Number(parsing: "1e3")), .null, .m([:])])])]),
+            "l": .l([]), "ss": .ss(["a", "b\"c"]), "ns": .ns([try Number(parsing: "1"), try Number(parsing: "-2.5")]),
+            "bs": .bs([[1], [2, 3]]), "name \"quoted\" \u{01}": .s("v"),
+        ]
+        for (index, text) in numbers.enumerated() { item["n\(index)"] = .n(try Number(parsing: text)) }
+        for candidate in [item, Item(), ["only": .s("one")]] {
+            var bytes: [UInt8] = []
+            try ItemCodec.writeJSON(ItemCodec.encode(candidate), to: &bytes)
+            #expect(try JSON.parse(bytes) == candidate.json)
+        }
+        var zero: [UInt8] = []
+        try ItemCodec.writeJSON(ItemCodec.encode(["z": .n(.zero)]), to: &zero)
+        #expect(zero == Array(#"{"z":{"N":"0"}}"#.utf8))
+        var truncated = ItemCodec.encode(item)
+        truncated.removeLast()
+        var ignored: [UInt8] = []
+        #expect(throws: ItemCodec.DecodingError.self) { try ItemCodec.writeJSON(truncated, to: &ignored) }
+    }
+
     @Test func serializedFragmentsAreWrittenAsTheyAre() throws {
         let page = JSON.object(["Items": .serialized(Array(#"[{"a":{"S":"b"}}]"#.utf8)), "Count": .number("1")])
         #expect(try JSON.parse(page.serialized()) == JSON.object(["Items": .array([.object(["a": .object(["S": .string("b")])])]), "Count": .number("1")]))

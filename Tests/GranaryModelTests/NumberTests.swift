@@ -60,6 +60,28 @@ import Testing
         #expect(throws: JSONParseError.self) { try JSON.parse(Array(text.utf8)) }
     }
 
+    /// Strings are scanned eight bytes at a time: a byte that needs an escape, or may not
+    /// appear raw, is found in every position of a word and across words.
+    @Test func findsSpecialBytesAnywhereInAWord() throws {
+        for length in 0..<20 {
+            for position in 0..<max(length, 1) {
+                for special in ["\"", "\\", "\n", "\u{01}", "\u{1F}"] {
+                    var characters = Array(repeating: "a", count: length)
+                    if length > 0 { characters[position] = special }
+                    characters.append("é ~\u{7F}")
+                    let text = characters.joined()
+                    var written: [UInt8] = []
+                    JSON.writeString(text, to: &written)
+                    #expect(try JSON.parse(written) == .string(text))
+                    if length > 0, special.utf8.first! < 0x20 {
+                        let raw = Array("\"".utf8) + Array(text.utf8) + Array("\"".utf8)
+                        #expect(throws: JSONParseError.self) { try JSON.parse(raw) }
+                    }
+                }
+            }
+        }
+    }
+
     @Test func boundsNesting() {
         let deep = String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000)
         #expect(throws: JSONParseError.self) { try JSON.parse(Array(deep.utf8)) }
