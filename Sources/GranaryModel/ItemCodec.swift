@@ -43,6 +43,15 @@ public enum ItemCodec {
         guard reader.index == bytes.count else { throw DecodingError(offset: reader.index) }
     }
 
+    /// DynamoDB's size of the stored item (`Item.sizeBytes` of what `decode` gives), read
+    /// off its stored form: a Query or Scan counts its 1 MB page without decoding.
+    public static func storedSize(_ bytes: [UInt8]) throws(DecodingError) -> Int {
+        var reader = Reader(bytes: bytes)
+        let size = try reader.itemSize(depth: 0, inMap: false)
+        guard reader.index == bytes.count else { throw DecodingError(offset: reader.index) }
+        return size
+    }
+
     static func write(_ value: AttributeValue, to output: inout [UInt8]) {
         switch value {
         case .s(let text):
@@ -147,6 +156,47 @@ public enum ItemCodec {
             let digits = Array(try slice())
             guard digits.count <= Number.significantDigitsMax, digits.allSatisfy({ $0 <= 9 }) else { throw failure() }
             return Number(negative: negative, digits: digits, exponent: exponent)
+        }
+
+        /// The sizes `Item.sizeBytes` and `AttributeValue.sizeBytes` give: a map's members
+        /// cost a byte each more than an item's attributes.
+        mutating func itemSize(depth: Int, inMap: Bool) throws(DecodingError) -> Int {
+            var size = 0
+            for _ in 0..<(try varint()) {
+                size += (inMap ? 1 : 0) + (try slice().count) + (try valueSize(depth: depth))
+            }
+            return size
+        }
+
+        mutating func numberSize() throws(DecodingError) -> Int {
+            _ = try byte()
+            _ = try varintRaw()
+            let digits = try slice()
+            guard digits.count <= Number.significantDigitsMax else { throw failure() }
+            return (digits.count + 1) / 2 + 1
+        }
+
+        mutating func valueSize(depth: Int) throws(DecodingError) -> Int {
+            guard depth <= ItemLimits.nestingDepthMax + 1, let tag = Tag(rawValue: try byte()) else { throw failure() }
+            switch tag {
+            case .s, .b: return try slice().count
+            case .n: return try numberSize()
+            case .bool: _ = try byte(); return 1
+            case .null: return 1
+            case .m: return 3 + (try itemSize(depth: depth + 1, inMap: true))
+            case .l:
+                var size = 3
+                for _ in 0..<(try varint()) { size += 1 + (try valueSize(depth: depth + 1)) }
+                return size
+            case .ss, .bs:
+                var size = 0
+                for _ in 0..<(try varint()) { size += try slice().count }
+                return size
+            case .ns:
+                var size = 0
+                for _ in 0..<(try varint()) { size += try numberSize() }
+                return size
+            }
         }
 
         mutating func writeStringJSON(to output: inout [UInt8]) throws(DecodingError) {

@@ -12,7 +12,9 @@ public struct KeyRange: Sendable {
 /// One page of a range walk: the items in walk order, their DynamoDB size, the key of the
 /// last one, and whether the range holds more.
 public struct RangePage: Sendable {
-    public var items: [Item] = []
+    /// The items in their stored form (`ItemCodec`): the reader decodes what it must look
+    /// into (a filter, a projection) and writes the rest out as it is stored.
+    public var storedItems: [[UInt8]] = []
     public var bytes = 0
     public var lastKey: [UInt8]?
     public var more = false
@@ -191,7 +193,7 @@ public actor Partition {
         var skip: [UInt8]? = reverse ? (after ?? range.upper) : nil
         while let from = start {
             let batch: [(key: [UInt8], value: [UInt8])]
-            let wanted = min(limit - page.items.count, 255) + 2  // one to skip, one to see if more remain
+            let wanted = min(limit - page.storedItems.count, 255) + 2  // one to skip, one to see if more remain
             do throws(StorageError) {
                 batch = try await store.scan(from: from, reverse: reverse, bound: reverse ? range.lower : range.upper, limit: wanted)
             } catch {
@@ -202,14 +204,12 @@ public actor Partition {
                 if let skipped = skip, key == skipped { continue }
                 let inside = reverse ? !key.lexicographicallyPrecedes(range.lower) : key.lexicographicallyPrecedes(range.upper)
                 guard inside else { return page }
-                if page.items.count == limit || page.bytes >= byteLimit {
+                if page.storedItems.count == limit || page.bytes >= byteLimit {
                     page.more = true
                     return page
                 }
-                let item: Item
-                do { item = try ItemCodec.decode(value) } catch { throw DynamoError("InternalServerError", "\(error)") }
-                page.items.append(item)
-                page.bytes += item.sizeBytes
+                do { page.bytes += try ItemCodec.storedSize(value) } catch { throw DynamoError("InternalServerError", "\(error)") }
+                page.storedItems.append(value)
                 page.lastKey = key
             }
             if batch.count == wanted, let last = batch.last {  // a short batch reached the end of the range

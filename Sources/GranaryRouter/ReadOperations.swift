@@ -55,11 +55,23 @@ extension DynamoService {
         var count = 0
         var scanned = 0
         var bytes = 0
-        var lastItem: Item?
+        var lastStoredItem: [UInt8]?
 
-        mutating func add(_ page: RangePage, options: ReadOptions) {
-            for item in page.items {
+        mutating func add(_ page: RangePage, options: ReadOptions) throws(DynamoError) {
+            // Without a filter or a projection nothing looks into an item: each is written
+            // from its stored form.
+            let decodes = options.filter != nil || options.projection != nil
+            for stored in page.storedItems {
                 scanned += 1
+                guard decodes else {
+                    count += 1
+                    if !options.countOnly {
+                        if count > 1 { items.append(UInt8(ascii: ",")) }
+                        do { try ItemCodec.writeJSON(stored, to: &items) } catch { throw DynamoError("InternalServerError", "\(error)") }
+                    }
+                    continue
+                }
+                let item = try Partition.decode(stored: stored)
                 guard options.filter?.evaluate(item) ?? true else { continue }
                 count += 1
                 if !options.countOnly {
@@ -68,18 +80,19 @@ extension DynamoService {
                 }
             }
             bytes += page.bytes
-            lastItem = page.items.last ?? lastItem
+            lastStoredItem = page.storedItems.last ?? lastStoredItem
         }
 
         /// The response's members. Takes the written items (no copy of the page): call once.
-        mutating func json(info: TableInfo, more: Bool, options: ReadOptions) -> [String: JSON] {
+        mutating func json(info: TableInfo, more: Bool, options: ReadOptions) throws(DynamoError) -> [String: JSON] {
             var result: [String: JSON] = ["Count": .number(String(count)), "ScannedCount": .number(String(scanned))]
             if !options.countOnly {
                 items.append(UInt8(ascii: "]"))
                 result["Items"] = .serialized(items)
                 items = []
             }
-            if more, let lastItem {
+            if more, let lastStoredItem {
+                let lastItem = try Partition.decode(stored: lastStoredItem)
                 result["LastEvaluatedKey"] = lastItem.filter { info.keyNames.contains($0.key) }.json
             }
             return result
@@ -147,8 +160,8 @@ extension DynamoService {
         let page = try await partition(for: keyCondition.partitionKey).readRange(
             KeyRange(lower: lower, upper: upper), after: after, reverse: !forward, limit: options.limit, byteLimit: Self.pageBytesMax)
         var result = ReadResult()
-        result.add(page, options: options)
-        var json = result.json(info: info, more: page.more, options: options)
+        try result.add(page, options: options)
+        var json = try result.json(info: info, more: page.more, options: options)
         try addConsumedCapacity(fields, info: info, units: result.units(consistent: options.consistent), to: &json)
         return .object(json)
     }
@@ -191,13 +204,13 @@ extension DynamoService {
             let page = try await partitions[index].readRange(
                 KeyRange(lower: lower, upper: upper), after: index == first ? after : nil, reverse: false,
                 limit: options.limit - result.scanned, byteLimit: Self.pageBytesMax - result.bytes)
-            result.add(page, options: options)
+            try result.add(page, options: options)
             if page.more || result.scanned == options.limit || result.bytes >= Self.pageBytesMax {
                 more = page.more || index < last
                 break
             }
         }
-        var json = result.json(info: info, more: more, options: options)
+        var json = try result.json(info: info, more: more, options: options)
         try addConsumedCapacity(fields, info: info, units: result.units(consistent: options.consistent), to: &json)
         return .object(json)
     }

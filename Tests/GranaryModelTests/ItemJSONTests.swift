@@ -27,8 +27,9 @@ import Testing
         #expect(empty == Array("{}".utf8))
     }
 
-    /// GetItem writes an item from its stored form (`ItemCodec.writeJSON`) without
-    /// decoding it: the same JSON as the decoded item's, numbers in canonical form.
+    /// GetItem, Query and Scan write an item from its stored form (`ItemCodec.writeJSON`)
+    /// without decoding it: the same JSON as the decoded item's, numbers in canonical form,
+    /// and the same DynamoDB size (`storedSize`, which counts a page's 1 MB).
     @Test func storedItemsTranscodeToTheirJSON() throws {
         let numbers = ["0", "-0.0", "12.50", "-12.5", "0.007", "1e3", "1200", "123.456", "-1E-130",
                        "9.9999999999999999999999999999999999999E+125", "0.1", "10"]
@@ -44,6 +45,7 @@ import Testing
             var bytes: [UInt8] = []
             try ItemCodec.writeJSON(ItemCodec.encode(candidate), to: &bytes)
             #expect(try JSON.parse(bytes) == candidate.json)
+            #expect(try ItemCodec.storedSize(ItemCodec.encode(candidate)) == candidate.sizeBytes)
         }
         var zero: [UInt8] = []
         try ItemCodec.writeJSON(ItemCodec.encode(["z": .n(.zero)]), to: &zero)
@@ -52,6 +54,7 @@ import Testing
         truncated.removeLast()
         var ignored: [UInt8] = []
         #expect(throws: ItemCodec.DecodingError.self) { try ItemCodec.writeJSON(truncated, to: &ignored) }
+        #expect(throws: ItemCodec.DecodingError.self) { try ItemCodec.storedSize(truncated) }
     }
 
     @Test func serializedFragmentsAreWrittenAsTheyAre() throws {
