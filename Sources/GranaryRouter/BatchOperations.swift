@@ -55,7 +55,7 @@ extension DynamoService {
 
         // Every key is read at once; the answer then takes items in request order up to
         // 16 MB and hands the rest back as UnprocessedKeys.
-        let found = try await concurrently(lookups) { (partition, key) throws(DynamoError) in try await partition.getItem(key) }
+        let found = try await concurrently(lookups) { (partition, key) throws(DynamoError) in try await partition.getStoredItem(key) }
 
         var responses: [String: JSON] = [:]
         var unprocessed: [String: JSON] = [:]
@@ -69,10 +69,10 @@ extension DynamoService {
             for key in entry.keys {
                 defer { index += 1 }
                 guard responseBytes <= Self.batchGetResponseBytesMax else { leftover.append(key.json); continue }
-                guard let item = found[index] else { units.append((entry.info, perUnit)); continue }
-                let shown = entry.projection.map { Projection.apply($0, to: item) } ?? item
-                responseBytes += shown.sizeBytes
-                units.append((entry.info, Double(max(1, (item.sizeBytes + 4095) / 4096)) * perUnit))
+                guard let stored = found[index] else { units.append((entry.info, perUnit)); continue }
+                let shown = try Self.shownItem(stored, projection: entry.projection)
+                responseBytes += shown.shownBytes
+                units.append((entry.info, Double(max(1, (shown.itemBytes + 4095) / 4096)) * perUnit))
                 items.append(shown.json)
             }
             responses[entry.info.name] = .array(items)

@@ -20,26 +20,38 @@ extension DynamoService {
         let context = try fields.expressionContext(usesExpressions: fields.has("ProjectionExpression"))
         let projection = try Self.projection(fields, context: context)
         try context.checkAllUsed()
-        let reportsCapacity = try Self.reportsCapacity(fields)
         let stored = try await partition(for: partitionKey).getStoredItem(info.storageKey(partition: partitionKey, sort: sortKey))
         var result: [String: JSON] = [:]
         var itemBytes = 0
         if let stored {
-            var json: [UInt8] = []
-            json.reserveCapacity(stored.count * 2 + 64)
-            if projection != nil || reportsCapacity {
-                let item = try Partition.decode(stored: stored)
-                itemBytes = item.sizeBytes
-                (projection.map { Projection.apply($0, to: item) } ?? item).writeJSON(to: &json)
-            } else {
-                // The common case: the whole item, written from its stored form.
-                do { try ItemCodec.writeJSON(stored, to: &json) } catch { throw DynamoError("InternalServerError", "\(error)") }
-            }
-            result["Item"] = .serialized(json)
+            let shown = try Self.shownItem(stored, projection: projection)
+            result["Item"] = shown.json
+            itemBytes = shown.itemBytes
         }
         let units = Double(max(1, (itemBytes + 4095) / 4096)) * (consistent ? 1 : 0.5)
         try addConsumedCapacity(fields, info: info, units: units, to: &result)
         return .object(result)
+    }
+
+    /// A stored item as a read shows it: its JSON, written from the stored bytes unless a
+    /// projection must look into it, DynamoDB's size of the whole item (what a read is
+    /// charged) and of the part shown (what bounds a batch's answer).
+    static func shownItem(_ stored: [UInt8], projection: [DocumentPath]?) throws(DynamoError) -> (json: JSON, itemBytes: Int, shownBytes: Int) {
+        var json: [UInt8] = []
+        json.reserveCapacity(stored.count * 2 + 64)
+        if let projection {
+            let item = try Partition.decode(stored: stored)
+            let shown = Projection.apply(projection, to: item)
+            shown.writeJSON(to: &json)
+            return (.serialized(json), item.sizeBytes, shown.sizeBytes)
+        }
+        do {
+            try ItemCodec.writeJSON(stored, to: &json)
+            let size = try ItemCodec.storedSize(stored)
+            return (.serialized(json), size, size)
+        } catch {
+            throw DynamoError("InternalServerError", "\(error)")
+        }
     }
 
     func deleteItem(_ fields: RequestFields) async throws(DynamoError) -> JSON {

@@ -183,22 +183,25 @@ extension DynamoService {
             }
             reads.append((info, partitionIndex(hash: KeyEncoding.hash(partitionKey)), storageKey, projection))
         }
-        let items = try await withTransactionLocks(reads.map { ($0.partition, $0.key) }) { () async throws(DynamoError) -> [Item?] in
+        let items = try await withTransactionLocks(reads.map { ($0.partition, $0.key) }) { () async throws(DynamoError) -> [[UInt8]?] in
             try await concurrently(reads.map { (self.partitions[$0.partition], $0.key) }) {
-                (partition, key) throws(DynamoError) in try await partition.getItem(key)
+                (partition, key) throws(DynamoError) in try await partition.getStoredItem(key)
             }
         } conflict: { index in
             Self.transactionCanceled(reads.indices.map { $0 == index ? Self.conflictReason : ["Code": "None"] })
         }
         var responses: [JSON] = []
         var units: [(TableInfo, Double)] = []
-        for (read, item) in zip(reads, items) {
-            if let item {
-                responses.append(["Item": (read.projection.map { Projection.apply($0, to: item) } ?? item).json])
+        for (read, stored) in zip(reads, items) {
+            var itemBytes = 0
+            if let stored {
+                let shown = try Self.shownItem(stored, projection: read.projection)
+                responses.append(["Item": shown.json])
+                itemBytes = shown.itemBytes
             } else {
                 responses.append([:])
             }
-            units.append((read.info, 2 * Double(max(1, ((item?.sizeBytes ?? 0) + 4095) / 4096))))
+            units.append((read.info, 2 * Double(max(1, (itemBytes + 4095) / 4096))))
         }
         var result = try transactionResponse(fields, units: units)
         if case .object(var members) = result { members["Responses"] = .array(responses); result = .object(members) }

@@ -300,3 +300,30 @@ def test_pipelined_item_requests_across_partitions_answer_in_order(node, client)
     assert json.loads(body)["__type"].endswith("#ValidationException")
     items = client.scan(TableName=name, ConsistentRead=True)["Items"]
     assert sorted(int(item["v"]["N"]) for item in items) == list(range(1, 21))
+
+
+def test_reads_are_charged_by_the_whole_item(client, table):
+    # Names and values add up to 10,010 bytes as DynamoDB counts them: three 4 KB read units.
+    client.put_item(TableName=table, Item={"pk": {"S": "big"}, "sk": {"N": "1"}, "v": {"S": "x" * 10_000}})
+    key = {"pk": {"S": "big"}, "sk": {"N": "1"}}
+
+    def units(answer):
+        consumed = answer["ConsumedCapacity"]
+        return [entry["CapacityUnits"] for entry in consumed] if isinstance(consumed, list) else consumed["CapacityUnits"]
+
+    strong = client.get_item(TableName=table, Key=key, ConsistentRead=True, ReturnConsumedCapacity="TOTAL")
+    assert units(strong) == 3.0 and len(strong["Item"]["v"]["S"]) == 10_000
+    eventual = client.get_item(TableName=table, Key=key, ReturnConsumedCapacity="TOTAL")
+    assert units(eventual) == 1.5 and eventual["Item"] == strong["Item"]
+    # A projection shows less and is charged for the whole item, as DynamoDB does.
+    projected = client.get_item(TableName=table, Key=key, ProjectionExpression="sk", ReturnConsumedCapacity="TOTAL")
+    assert units(projected) == 1.5 and projected["Item"] == {"sk": {"N": "1"}}
+    batch = client.batch_get_item(RequestItems={table: {"Keys": [key, {"pk": {"S": "none"}, "sk": {"N": "1"}}]}},
+                                  ReturnConsumedCapacity="TOTAL")
+    assert units(batch) == [2.0] and batch["Responses"][table] == [strong["Item"]]
+    transaction = client.transact_get_items(TransactItems=[{"Get": {"TableName": table, "Key": key}}],
+                                            ReturnConsumedCapacity="TOTAL")
+    assert units(transaction) == [6.0] and transaction["Responses"] == [{"Item": strong["Item"]}]
+    query = client.query(TableName=table, KeyConditionExpression="pk = :pk",
+                         ExpressionAttributeValues={":pk": {"S": "big"}}, ReturnConsumedCapacity="TOTAL")
+    assert units(query) == 1.5 and query["Items"] == [strong["Item"]]
