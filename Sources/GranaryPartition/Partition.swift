@@ -113,11 +113,21 @@ public actor Partition {
 
     /// Decodes an item `getStoredItem` returned.
     public static func decode(stored: [UInt8]) throws(DynamoError) -> Item {
-        do {
-            return try ItemCodec.decode(stored)
-        } catch {
-            throw DynamoError("InternalServerError", "\(error)")
-        }
+        do { return try ItemCodec.decode(stored) } catch { throw corrupt(error) }
+    }
+
+    /// Writes the JSON of an item `getStoredItem` returned, without decoding it.
+    public static func writeJSON(stored: [UInt8], to output: inout [UInt8]) throws(DynamoError) {
+        do { try ItemCodec.writeJSON(stored, to: &output) } catch { throw corrupt(error) }
+    }
+
+    /// DynamoDB's size of an item `getStoredItem` returned, without decoding it.
+    public static func size(stored: [UInt8]) throws(DynamoError) -> Int {
+        do { return try ItemCodec.storedSize(stored) } catch { throw corrupt(error) }
+    }
+
+    private static func corrupt(_ error: ItemCodec.DecodingError) -> DynamoError {
+        DynamoError("InternalServerError", "\(error)")
     }
 
     /// The item under `key` (decoded only when `decoding`) and the size of its stored form.
@@ -208,7 +218,7 @@ public actor Partition {
                     page.more = true
                     return page
                 }
-                do { page.bytes += try ItemCodec.storedSize(value) } catch { throw DynamoError("InternalServerError", "\(error)") }
+                page.bytes += try Self.size(stored: value)
                 page.storedItems.append(value)
                 page.lastKey = key
             }

@@ -45,13 +45,9 @@ extension DynamoService {
             shown.writeJSON(to: &json)
             return (.serialized(json), item.sizeBytes, shown.sizeBytes)
         }
-        do {
-            try ItemCodec.writeJSON(stored, to: &json)
-            let size = try ItemCodec.storedSize(stored)
-            return (.serialized(json), size, size)
-        } catch {
-            throw DynamoError("InternalServerError", "\(error)")
-        }
+        try Partition.writeJSON(stored: stored, to: &json)
+        let size = try Partition.size(stored: stored)
+        return (.serialized(json), size, size)
     }
 
     func deleteItem(_ fields: RequestFields) async throws(DynamoError) -> JSON {

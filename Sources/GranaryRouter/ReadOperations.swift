@@ -63,20 +63,15 @@ extension DynamoService {
             let decodes = options.filter != nil || options.projection != nil
             for stored in page.storedItems {
                 scanned += 1
-                guard decodes else {
-                    count += 1
-                    if !options.countOnly {
-                        if count > 1 { items.append(UInt8(ascii: ",")) }
-                        do { try ItemCodec.writeJSON(stored, to: &items) } catch { throw DynamoError("InternalServerError", "\(error)") }
-                    }
-                    continue
-                }
-                let item = try Partition.decode(stored: stored)
-                guard options.filter?.evaluate(item) ?? true else { continue }
+                let item = decodes ? try Partition.decode(stored: stored) : nil
+                if let item, !(options.filter?.evaluate(item) ?? true) { continue }
                 count += 1
-                if !options.countOnly {
-                    if count > 1 { items.append(UInt8(ascii: ",")) }
+                guard !options.countOnly else { continue }
+                if count > 1 { items.append(UInt8(ascii: ",")) }
+                if let item {
                     (options.projection.map { Projection.apply($0, to: item) } ?? item).writeJSON(to: &items)
+                } else {
+                    try Partition.writeJSON(stored: stored, to: &items)
                 }
             }
             bytes += page.bytes
