@@ -33,19 +33,19 @@ public struct KeyCondition: Sendable {
             }
             if name == table.partitionKey.name {
                 guard case .compare(.equal, let value) = constraint else { throw .validation("Query key condition not supported") }
-                try Self.checkType(value, table.partitionKey)
+                try Self.checkValue(value, table.partitionKey, table: table)
                 partition = value
             } else if let sortKey = table.sortKey, name == sortKey.name {
                 switch constraint {
-                case .compare(_, let value): try Self.checkType(value, sortKey)
+                case .compare(_, let value): try Self.checkValue(value, sortKey, table: table)
                 case .between(let low, let high):
-                    try Self.checkType(low, sortKey)
-                    try Self.checkType(high, sortKey)  // the parser has checked low <= high
+                    try Self.checkValue(low, sortKey, table: table)
+                    try Self.checkValue(high, sortKey, table: table)  // the parser has checked low <= high
                 case .beginsWith(let value):
                     guard sortKey.type != "N" else {
                         throw .invalidExpression("KeyConditionExpression", "Incorrect operand type for operator or function; operator or function: begins_with, operand type: N")
                     }
-                    try Self.checkType(value, sortKey)
+                    try Self.checkValue(value, sortKey, table: table)
                 }
                 sort = constraint
             } else {
@@ -95,10 +95,12 @@ public struct KeyCondition: Sendable {
         return path.attributeName
     }
 
-    private static func checkType(_ value: AttributeValue, _ key: KeyAttribute) throws(DynamoError) {
+    /// A key value's type and size: `keyRange` encodes every value this lets through.
+    private static func checkValue(_ value: AttributeValue, _ key: KeyAttribute, table: TableInfo) throws(DynamoError) {
         guard value.typeName == key.type else {
             throw .validation("One or more parameter values were invalid: Condition parameter type does not match schema type")
         }
+        try table.checkKeySize(value, of: key)
     }
 
     /// Whether an item's sort key satisfies the condition (for a starting key's check).

@@ -56,17 +56,37 @@ public struct TableInfo: Sendable {
             throw .validation("The provided key element does not match the schema")
         }
         let partition = try keyValue(partitionKey, in: item, keyOnly: keyOnly)
-        guard partition.sizeBytes <= ItemLimits.partitionKeyBytesMax else {
-            throw .validation("One or more parameter values were invalid: Size of hashkey has exceeded the maximum size limit of2048 bytes")
-        }
         var sort: AttributeValue?
-        if let sortKey {
-            sort = try keyValue(sortKey, in: item, keyOnly: keyOnly)
-            guard sort!.sizeBytes <= ItemLimits.sortKeyBytesMax else {
+        if let sortKey { sort = try keyValue(sortKey, in: item, keyOnly: keyOnly) }
+        return (partition, sort)
+    }
+
+    /// A key value's size against DynamoDB's limits for its key attribute: not empty, at
+    /// most 2048 bytes for a partition key and 1024 for a sort key. Its type is checked by
+    /// the caller, whose error message depends on where the value came from.
+    public func checkKeySize(_ value: AttributeValue, of attribute: KeyAttribute) throws(DynamoError) {
+        let size = value.sizeBytes
+        if size == 0 {  // an empty S or B
+            throw .validation("One or more parameter values are not valid. The AttributeValue for a key attribute cannot contain an empty \(attribute.type == "S" ? "string" : "binary") value. Key: \(attribute.name)")
+        }
+        if attribute.name == partitionKey.name {
+            guard size <= ItemLimits.partitionKeyBytesMax else {
+                throw .validation("One or more parameter values were invalid: Size of hashkey has exceeded the maximum size limit of2048 bytes")
+            }
+        } else {
+            guard size <= ItemLimits.sortKeyBytesMax else {
                 throw .validation("One or more parameter values were invalid: Aggregated size of all range keys has exceeded the size limit of 1024 bytes")
             }
         }
-        return (partition, sort)
+    }
+
+    /// Whether `value` can be key `attribute`'s value: its type and size (what
+    /// `KeyEncoding` requires of every value it encodes).
+    public func checkKeyValue(_ value: AttributeValue, of attribute: KeyAttribute) throws(DynamoError) {
+        guard value.typeName == attribute.type else {
+            throw .validation("The provided key element does not match the schema")
+        }
+        try checkKeySize(value, of: attribute)
     }
 
     private func keyValue(_ attribute: KeyAttribute, in item: Item, keyOnly: Bool) throws(DynamoError) -> AttributeValue {
@@ -78,9 +98,7 @@ public struct TableInfo: Sendable {
             if keyOnly { throw .validation("The provided key element does not match the schema") }
             throw .validation("One or more parameter values were invalid: Type mismatch for key \(attribute.name) expected: \(attribute.type) actual: \(value.typeName)")
         }
-        if value.sizeBytes == 0 {  // an empty S or B
-            throw .validation("One or more parameter values are not valid. The AttributeValue for a key attribute cannot contain an empty \(attribute.type == "S" ? "string" : "binary") value. Key: \(attribute.name)")
-        }
+        try checkKeySize(value, of: attribute)
         return value
     }
 

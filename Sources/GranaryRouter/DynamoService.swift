@@ -52,7 +52,7 @@ public final class DynamoService: Sendable {
     }
 
     private func respond(to request: HTTPRequest) async throws(DynamoError) -> [UInt8] {
-        try verifier?.verify(request)
+        if !request.verified { try verifier?.verify(request) }
         guard let target = request.header("X-Amz-Target"), target.hasPrefix(Self.targetPrefix) else {
             throw DynamoError("UnknownOperationException", "", namespace: "com.amazon.coral.service")
         }
@@ -121,9 +121,14 @@ public final class DynamoService: Sendable {
     /// The core that owns the item a single-item request names (GetItem, PutItem,
     /// UpdateItem, DeleteItem), or the partition a Query reads: the connection moves there
     /// so that the request is answered without a call across cores. Nil for everything
-    /// else, and for anything this cannot read (a compressed body, malformed JSON, an
-    /// unknown table, no usable key): the core that has it answers as before, errors
-    /// included.
+    /// else, and for anything this cannot fully validate (a bad or missing signature, a
+    /// compressed body, malformed JSON, an unknown table, a key that does not match the
+    /// schema or its limits): the core that has it answers as before, errors included.
+    ///
+    /// It runs on bytes nobody has checked yet, so it is total: every value it hashes has
+    /// passed the same key validation the operation itself applies. With credentials, the
+    /// signature is checked first and the request marked verified, so that an unsigned
+    /// request costs no parsing and a moved one is not checked twice.
     public func owningCore(of request: inout HTTPRequest) -> Int? {
         guard request.method == "POST", request.header("Content-Encoding") == nil,
               let target = request.header("X-Amz-Target"), target.hasPrefix(Self.targetPrefix) else { return nil }
@@ -135,6 +140,10 @@ public final class DynamoService: Sendable {
         case "Query": keyMember = nil  // the key condition names the partition
         default: return nil
         }
+        if let verifier, !request.verified {
+            guard (try? verifier.verify(request)) != nil else { return nil }
+            request.verified = true
+        }
         // A request moved here was parsed on the core that received it.
         guard let json = request.parsedBody as? JSON ?? (try? JSON.parse(request.body)) else { return nil }
         request.parsedBody = json
@@ -145,7 +154,8 @@ public final class DynamoService: Sendable {
         guard case .object(let members) = json,
               case .string(let name)? = members["TableName"], let info = tables.tables[name],
               case .object(let key)? = members[keyMember], let keyJSON = key[info.partitionKey.name],
-              let partitionKey = try? AttributeValue(json: keyJSON) else { return nil }
+              let partitionKey = try? AttributeValue(json: keyJSON),
+              (try? info.checkKeyValue(partitionKey, of: info.partitionKey)) != nil else { return nil }
         return partition(for: partitionKey).reactor.index
     }
 

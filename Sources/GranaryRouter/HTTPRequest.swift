@@ -9,6 +9,9 @@ public struct HTTPRequest: Sendable {
     /// The body as a router parsed it (see `HTTPRouter`), so that the handler, which knows
     /// its type, does not parse it again. HTTP itself never reads it.
     public var parsedBody: (any Sendable)? = nil
+    /// Set by a router that has checked the request's signature (see `HTTPRouter`), so that
+    /// a request moved to another core is not checked twice. Never read from the wire.
+    public var verified = false
 
     /// The first value of a header, by case-insensitive name.
     public func header(_ name: String) -> String? {
