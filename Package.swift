@@ -98,6 +98,14 @@ let package = Package(
             // allocating arena's lock (futex waits between the cores; BENCHMARKS.md).
             linkerSettings: [.linkedLibrary("jemalloc")]
         ),
+        // The request path in process, for libFuzzer (tools/fuzz) and for replaying its
+        // corpus (tools/test): Fuzz/Requests/main.swift says how.
+        .executableTarget(
+            name: "granary-fuzz-requests",
+            dependencies: ["GranaryNode", "GranaryRouter", "GranaryIO", .product(name: "Logging", package: "swift-log")],
+            path: "Fuzz/Requests",
+            swiftSettings: strict
+        ),
         // The load generator: a client of any DynamoDB endpoint, on the same reactor.
         .target(
             name: "GranaryLoad",

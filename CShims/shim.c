@@ -98,3 +98,7 @@ uint32_t granary_crc32c_sse42(uint32_t crc, const void *data, size_t length) {
 int granary_inflate_init(z_stream *stream, int windowBits) {
     return inflateInit2(stream, windowBits);
 }
+
+int granary_deflate_init(z_stream *stream, int level, int windowBits) {
+    return deflateInit2(stream, level, Z_DEFLATED, windowBits, 8, Z_DEFAULT_STRATEGY);
+}

@@ -90,5 +90,8 @@ uint32_t granary_crc32(uint32_t crc, const void *data, size_t length);
 // zlib: inflateInit2 is a macro over inflateInit2_ with the library's version and struct
 // size. windowBits: 15 + 32 detects gzip or zlib (deflate) headers. Returns zlib's code.
 int granary_inflate_init(z_stream *stream, int windowBits);
+// deflateInit2, a macro for the same reason. windowBits: 15 + 16 writes a gzip wrapper,
+// 15 a zlib one (what HTTP's "deflate" means). Returns zlib's code.
+int granary_deflate_init(z_stream *stream, int level, int windowBits);
 
 #endif

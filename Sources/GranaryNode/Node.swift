@@ -19,6 +19,11 @@ public final class Node: Sendable {
     public let configuration: NodeConfiguration
     private let group: ReactorGroup
     private let dataDirectory: DataDirectory
+    /// The DynamoDB service of each core, by reactor index: what its HTTP server calls.
+    /// The request fuzzer calls them directly, without sockets.
+    public let services: [DynamoService]
+    /// The reactors, by index: a service is called on its own reactor's thread.
+    public var reactors: [Reactor] { group.reactors }
 
     /// Why the node could not start, as a message for the operator.
     public struct StartupFailure: Error, CustomStringConvertible, Sendable {
@@ -27,8 +32,9 @@ public final class Node: Sendable {
 
     /// Checks the machine, opens the data directory, starts one reactor per CPU, recovers
     /// the partitions and the catalog, then listens on the configured address on every core
-    /// (SO_REUSEPORT spreads connections over them).
-    public init(configuration: NodeConfiguration, logger: Logger) throws {
+    /// (SO_REUSEPORT spreads connections over them). With `serving` false it does not
+    /// listen: `services` answers requests handed to it in process.
+    public init(configuration: NodeConfiguration, logger: Logger, serving: Bool = true) throws {
         do {
             try IOUringSupport.check()
         } catch {
@@ -47,15 +53,19 @@ public final class Node: Sendable {
             throw StartupFailure(description: "granary: cannot start the reactors: \(error)")
         }
         do {
-            try start(partitionCount: partitionCount, placedOver: placed, logger: logger)
+            services = try Self.openServices(configuration: configuration, reactors: group.reactors,
+                                              partitionCount: partitionCount, placedOver: placed)
+            if serving { try serve(logger: logger) }
         } catch {
             group.stop()
             throw error
         }
     }
 
-    private func start(partitionCount: Int, placedOver placed: Int, logger: Logger) throws {
-        let reactors = group.reactors
+    /// Recovers the partitions, the transactions and the catalog, and makes each core's
+    /// DynamoDB service.
+    private static func openServices(configuration: NodeConfiguration, reactors: [Reactor], partitionCount: Int,
+                                     placedOver placed: Int) throws -> [DynamoService] {
         var storeOptions = ReplicaStore<ReactorStorage>.Options(
             memoryBudgetBytes: max(16 << 20, configuration.memoryBytes / partitionCount))
         storeOptions.log.segmentBytes = configuration.logSegmentBytes
@@ -67,23 +77,31 @@ public final class Node: Sendable {
                 throw StartupFailure(description: "granary: cannot create \(directory): \(Errno(errno))")
             }
             let reactor = reactors[index % reactors.count]
-            let partition = try Self.wait(on: reactor) { () async throws -> Partition in
+            let partition = try wait(on: reactor) { () async throws -> Partition in
                 try await Partition.open(index: index, directory: directory, reactor: reactor, options: options)
             } failure: { "granary: cannot open partition \(index) in \(directory): \($0)" }
             partitions.append(partition)
         }
         let cores = reactors.map { CoreTables(reactor: $0) }
         let everyPartition = partitions
-        try Self.wait(on: partitions[0].reactor) { () async throws in
+        try wait(on: partitions[0].reactor) { () async throws in
             try await TransactionLedger.recover(partitions: everyPartition, now: Date().timeIntervalSince1970)
         } failure: { "granary: cannot finish the transactions committed before the node stopped: \($0)" }
-        let catalog = try Self.wait(on: partitions[0].reactor) { () async throws -> Catalog in
+        let catalog = try wait(on: partitions[0].reactor) { () async throws -> Catalog in
             try await Catalog.open(partitions: everyPartition, cores: cores)
         } failure: { "granary: cannot read the table catalog: \($0)" }
-        let verifier = configuration.credentials
-        let servers = zip(reactors, cores).map { reactor, tables in
-            let service = DynamoService(tables: tables, catalog: catalog, partitions: Array(everyPartition.prefix(placed)), verifier: verifier)
-            return HTTPServer(reactor: reactor, logger: logger, router: { service.owningCore(of: &$0) }) { request in
+        return cores.map { tables in
+            DynamoService(tables: tables, catalog: catalog, partitions: Array(everyPartition.prefix(placed)),
+                          verifier: configuration.credentials)
+        }
+    }
+
+    /// Listens on the configured address on every core, each core's server answering with
+    /// its service.
+    private func serve(logger: Logger) throws {
+        let reactors = group.reactors
+        let servers = zip(reactors, services).map { reactor, service in
+            HTTPServer(reactor: reactor, logger: logger, router: { service.owningCore(of: &$0) }) { request in
                 await service.handle(request)
             }
         }

@@ -1,4 +1,5 @@
 import CShims
+import Foundation
 
 /// Request bodies sent compressed (Content-Encoding: gzip or deflate), and the CRC32 of
 /// response bodies that boto3 checks (x-amz-crc32): zlib inflates, ISA-L checksums.
@@ -47,6 +48,44 @@ enum BodyCoding {
         if status == Z_BUF_ERROR && produced >= limit { throw .tooLarge }
         guard status == Z_STREAM_END else { throw .malformed }
         output.removeSubrange(produced...)
+        return output
+    }
+
+    /// The response encodings a client accepts, in DynamoDB's preference: gzip, then
+    /// deflate; nil for neither (or when it refuses both with q=0).
+    static func acceptedEncoding(_ header: String?) -> String? {
+        guard let header else { return nil }
+        var accepted: Set<String> = []
+        for item in header.lowercased().split(separator: ",") {
+            let parts = item.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard let name = parts.first else { continue }
+            let quality = parts.dropFirst().first { $0.hasPrefix("q=") }.flatMap { Double($0.dropFirst(2)) } ?? 1
+            if quality > 0 { accepted.insert(name) }
+        }
+        if accepted.contains("gzip") || accepted.contains("x-gzip") || accepted.contains("*") { return "gzip" }
+        if accepted.contains("deflate") { return "deflate" }
+        return nil
+    }
+
+    /// `body` compressed for the wire (gzip or zlib-wrapped "deflate") at zlib's fastest
+    /// level: a response is compressed on the request's core, so speed beats ratio. Nil
+    /// when zlib fails, and the body goes out as it is.
+    static func encode(_ body: [UInt8], as encoding: String) -> [UInt8]? {
+        var stream = z_stream()
+        guard granary_deflate_init(&stream, 1, encoding == "gzip" ? 15 + 16 : 15) == Z_OK else { return nil }
+        defer { deflateEnd(&stream) }
+        var output = [UInt8](repeating: 0, count: Int(deflateBound(&stream, uLong(body.count))) + 32)
+        let status: Int32 = body.withUnsafeBufferPointer { source in
+            output.withUnsafeMutableBufferPointer { target in
+                stream.next_in = UnsafeMutablePointer(mutating: source.baseAddress)
+                stream.avail_in = uInt(source.count)
+                stream.next_out = target.baseAddress
+                stream.avail_out = uInt(target.count)
+                return CShims.deflate(&stream, Z_FINISH)
+            }
+        }
+        guard status == Z_STREAM_END else { return nil }
+        output.removeSubrange(Int(stream.total_out)...)
         return output
     }
 

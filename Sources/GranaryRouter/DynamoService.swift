@@ -37,13 +37,16 @@ public final class DynamoService: Sendable {
         switch (request.method, request.target) {
         case ("GET", "/"):
             return HTTPResponse(status: .ok, headers: [("Content-Type", "text/plain")], body: Array("healthy: granary\n".utf8))
+        case ("OPTIONS", _):
+            return Self.preflightResponse(request)
         case ("POST", _):
             let requestID = newRequestID()
+            let encoding = BodyCoding.acceptedEncoding(request.header("Accept-Encoding"))
             do throws(DynamoError) {
                 let body = try await respond(to: request)
-                return Self.response(status: .ok, body: body, requestID: requestID)
+                return Self.response(status: .ok, body: body, requestID: requestID, encoding: encoding)
             } catch {
-                return Self.errorResponse(error, requestID: requestID)
+                return Self.errorResponse(error, requestID: requestID, encoding: encoding)
             }
         default:
             return HTTPResponse(status: .notFound, headers: [("Content-Type", "text/plain")],
@@ -86,7 +89,8 @@ public final class DynamoService: Sendable {
         case "TransactWriteItems": result = try await transactWriteItems(fields)
         case "TransactGetItems": result = try await transactGetItems(fields)
         default:
-            throw DynamoError("UnknownOperationException", "Operation \(operation) is not supported by this node yet",
+            let shown = operation.utf8.count > 100 ? String(operation.prefix(100)) + "..." : operation
+            throw DynamoError("UnknownOperationException", "Operation \(shown) is not supported by this node yet",
                               namespace: "com.amazon.coral.service")
         }
         return result.serialized()
@@ -177,21 +181,57 @@ public final class DynamoService: Sendable {
 
     // MARK: Responses
 
-    static func response(status: HTTPStatus, body: [UInt8], requestID: String) -> HTTPResponse {
-        HTTPResponse(status: status, headers: [
+    /// Bodies below this go out as they are even to a client that accepts compression: the
+    /// wrapper and the CPU cost more than the bytes saved.
+    static let compressionThresholdBytes = 1024
+
+    /// A DynamoDB answer: its headers, CORS's for browsers, and the body compressed when
+    /// the client accepts `encoding` and the body is large enough to gain. x-amz-crc32
+    /// covers the bytes sent, compressed or not, as DynamoDB's does.
+    static func response(status: HTTPStatus, body: [UInt8], requestID: String, encoding: String? = nil) -> HTTPResponse {
+        var headers: [(name: String, value: String)] = [
             ("Content-Type", jsonContentType),
             ("x-amzn-RequestId", requestID),
-            ("x-amz-crc32", String(BodyCoding.crc32(body))),
-        ], body: body)
+            ("Access-Control-Allow-Origin", "*"),
+            ("Access-Control-Expose-Headers", exposedHeaders),
+        ]
+        var sent = body
+        if let encoding, body.count >= compressionThresholdBytes, let compressed = BodyCoding.encode(body, as: encoding) {
+            sent = compressed
+            headers.append(("Content-Encoding", encoding))
+        }
+        headers.append(("x-amz-crc32", String(BodyCoding.crc32(sent))))
+        return HTTPResponse(status: status, headers: headers, body: sent)
     }
 
-    static func errorResponse(_ error: DynamoError, requestID: String) -> HTTPResponse {
+    static let exposedHeaders = "x-amzn-RequestId,x-amzn-ErrorType,x-amz-crc32,Date"
+
+    /// The answer to a browser's CORS preflight: any origin, DynamoDB's methods, the headers
+    /// the browser asks for. A preflight carries no signature and needs none; the request
+    /// it announces is checked when it comes.
+    static func preflightResponse(_ request: HTTPRequest) -> HTTPResponse {
+        var headers: [(name: String, value: String)] = [
+            ("Access-Control-Allow-Origin", "*"),
+            ("Access-Control-Allow-Methods", "GET,POST,PUT,DELETE,OPTIONS"),
+            ("Access-Control-Expose-Headers", exposedHeaders),
+            ("Access-Control-Max-Age", "172800"),
+        ]
+        if let asked = request.header("Access-Control-Request-Headers"), asked.utf8.count <= 4096,
+           asked.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) {
+            headers.append(("Access-Control-Allow-Headers", asked))
+        } else {
+            headers.append(("Access-Control-Allow-Headers", "*"))
+        }
+        return HTTPResponse(status: .ok, headers: headers, body: [])
+    }
+
+    static func errorResponse(_ error: DynamoError, requestID: String, encoding: String? = nil) -> HTTPResponse {
         var object: [String: JSON] = ["__type": .string("\(error.namespace)#\(error.type)")]
         if !error.message.isEmpty { object["message"] = .string(error.message) }
         if let item = error.item { object["Item"] = item.json }
         object.merge(error.details) { current, _ in current }
         let status: HTTPStatus = error.type == "InternalServerError" ? .internalServerError : .badRequest
-        return response(status: status, body: JSON.object(object).serialized(), requestID: requestID)
+        return response(status: status, body: JSON.object(object).serialized(), requestID: requestID, encoding: encoding)
     }
 
     /// 52 characters of [A-Z0-9], as DynamoDB's request ids look: 12 from each of 5 draws.

@@ -11,6 +11,13 @@ public enum HTTPLimits {
     /// A connection with a request half-sent or idle between requests for this long is
     /// closed, so a slow or silent client cannot hold memory and a slot forever.
     public static let idleTimeout: Duration = .seconds(60)
+    /// A chunk's size line, extensions included: 8 hex digits are 4 GiB, far past any
+    /// body; the rest is room for extensions, which nobody sends to DynamoDB.
+    public static let chunkLineBytesMax = 256
+    /// Chunks in one body. SDKs that stream send chunks of kilobytes; a 17 MB body in
+    /// 256-byte chunks is 70,000. Past this the body is refused (413), so a client cannot
+    /// make every parse walk millions of one-byte chunks.
+    public static let chunkCountMax = 100_000
 }
 
 extension HTTPLimits {

@@ -1,8 +1,9 @@
 /// Parses HTTP/1.1 requests from bytes as they arrive, one request at a time, within
 /// `HTTPLimits`. Pure: no I/O, so it is tested and fuzzed on its own.
 ///
-/// Supported framing is what AWS SDKs send: a Content-Length body, or none. A
-/// Transfer-Encoding other than identity is refused (411), as are malformed lines (400),
+/// Framing: a Content-Length body, a chunked one (decoded here, bounded by its decoded
+/// size), or none. Another Transfer-Encoding is refused (411), as are malformed lines and
+/// chunks (400), a request with both framings (400: the classic request-smuggling shape),
 /// oversized headers (431) and oversized bodies (413).
 public struct HTTPParser: Sendable {
     public enum Outcome: Sendable {
@@ -32,6 +33,18 @@ public struct HTTPParser: Sendable {
         case .failure(let error): return .failure(error)
         }
         let bodyStart = headerEnd + 4
+        if head.chunked {
+            switch Self.decodeChunks(UnsafeRawBufferPointer(rebasing: input[bodyStart...])) {
+            case .complete(let body, let consumed):
+                let request = HTTPRequest(method: head.method, target: head.target, version: head.version,
+                                          headers: head.headers, body: body)
+                return .request(request, consumed: bodyStart + consumed)
+            case .incomplete:
+                return .needBody(requestBytes: input.count + 1, expectsContinue: head.expectsContinue)
+            case .failure(let error):
+                return .failure(error)
+            }
+        }
         let available = input.count - bodyStart
         if available < head.contentLength {
             return .needBody(requestBytes: bodyStart + head.contentLength, expectsContinue: head.expectsContinue)
@@ -49,6 +62,72 @@ public struct HTTPParser: Sendable {
         var headers: [(name: String, value: String)]
         var contentLength: Int
         var expectsContinue: Bool
+        var chunked: Bool
+    }
+
+    private enum Chunks {
+        case complete([UInt8], consumed: Int)
+        case incomplete
+        case failure(HTTPParseError)
+    }
+
+    /// A chunked body (RFC 9112, 7.1): hexadecimal sizes, each chunk's bytes and CRLF, a
+    /// last chunk of size 0, trailer lines (ignored) and a blank line. The decoded body is
+    /// bounded by `HTTPLimits.bodyBytesMax` (413 past it) and the chunks by
+    /// `HTTPLimits.chunkCountMax`, so that tiny chunks cannot make the walk long.
+    private static func decodeChunks(_ input: UnsafeRawBufferPointer) -> Chunks {
+        var body: [UInt8] = []
+        var index = 0
+        var chunks = 0
+        func line() -> Slice<UnsafeRawBufferPointer>?? {  // nil: not arrived; .some(nil): too long
+            let limit = min(input.count, index + HTTPLimits.chunkLineBytesMax)
+            var end = index
+            while end + 1 < limit {
+                if input[end] == 13 && input[end + 1] == 10 {
+                    defer { index = end + 2 }
+                    return .some(input[index..<end])
+                }
+                end += 1
+            }
+            return limit - index >= HTTPLimits.chunkLineBytesMax ? .some(nil) : nil
+        }
+        while true {
+            guard let sizeLine = line() else { return .incomplete }
+            guard let sizeLine else { return .failure(.malformed("chunk size line too long")) }
+            chunks += 1
+            if chunks > HTTPLimits.chunkCountMax { return .failure(.bodyTooLarge) }
+            let digits = sizeLine.prefix { $0 != 59 }  // ";" starts chunk extensions
+            guard !digits.isEmpty, digits.count <= 8 else { return .failure(.malformed("invalid chunk size")) }
+            var size = 0
+            for digit in digits {
+                guard let value = hexValue(digit) else { return .failure(.malformed("invalid chunk size")) }
+                size = size * 16 + value
+            }
+            if size == 0 { break }
+            if body.count + size > HTTPLimits.bodyBytesMax { return .failure(.bodyTooLarge) }
+            guard input.count - index >= size + 2 else { return .incomplete }
+            body.append(contentsOf: input[index..<(index + size)])
+            index += size
+            guard input[index] == 13 && input[index + 1] == 10 else { return .failure(.malformed("chunk not ended by CRLF")) }
+            index += 2
+        }
+        var trailers = 0
+        while true {  // trailer lines until the blank one
+            guard let trailer = line() else { return .incomplete }
+            guard let trailer else { return .failure(.malformed("trailer line too long")) }
+            if trailer.isEmpty { return .complete(body, consumed: index) }
+            trailers += 1
+            if trailers > HTTPLimits.headerCountMax { return .failure(.headersTooLarge) }
+        }
+    }
+
+    private static func hexValue(_ byte: UInt8) -> Int? {
+        switch byte {
+        case 48...57: Int(byte - 48)
+        case 65...70: Int(byte - 55)
+        case 97...102: Int(byte - 87)
+        default: nil
+        }
     }
 
     /// The offset of the blank line's "\r\n\r\n", or nil if it has not arrived.
@@ -83,6 +162,7 @@ public struct HTTPParser: Sendable {
         var headers: [(name: String, value: String)] = []
         var contentLength: Int?
         var expectsContinue = false
+        var chunked = false
         for rawLine in lines {
             let line = trimCR(rawLine)
             if headers.count >= HTTPLimits.headerCountMax { return .failure(.headersTooLarge) }
@@ -101,18 +181,23 @@ public struct HTTPParser: Sendable {
                 }
                 if length > HTTPLimits.bodyBytesMax { return .failure(.bodyTooLarge) }
                 contentLength = length
-            } else if name.caseInsensitiveEquals("Transfer-Encoding") && value.lowercased() != "identity" {
-                return .failure(.lengthRequired)
+            } else if name.caseInsensitiveEquals("Transfer-Encoding") {
+                switch value.lowercased() {
+                case "identity": break
+                case "chunked" where !chunked: chunked = true
+                default: return .failure(.lengthRequired)
+                }
             } else if name.caseInsensitiveEquals("Expect") {
                 guard value.lowercased() == "100-continue" else { return .failure(.expectationFailed) }
                 expectsContinue = true
             }
             headers.append((name, value))
         }
+        if chunked && contentLength != nil { return .failure(.malformed("both Content-Length and chunked framing")) }
         return .success(Head(
             method: String(decoding: parts[0], as: UTF8.self), target: String(decoding: parts[1], as: UTF8.self),
             version: version, headers: headers, contentLength: contentLength ?? 0,
-            expectsContinue: expectsContinue && version == .http11))
+            expectsContinue: expectsContinue && version == .http11, chunked: chunked))
     }
 
     private func trimCR(_ line: Slice<UnsafeRawBufferPointer>) -> Slice<UnsafeRawBufferPointer> {
@@ -152,7 +237,7 @@ public enum HTTPParseError: Error, Equatable, Sendable {
         case .malformed(let detail): return detail
         case .headersTooLarge: return "request headers exceed \(HTTPLimits.headerBytesMax) bytes or \(HTTPLimits.headerCountMax) lines"
         case .bodyTooLarge: return "request body exceeds \(HTTPLimits.bodyBytesMax) bytes"
-        case .lengthRequired: return "a request body needs a Content-Length (chunked transfer encoding is not supported)"
+        case .lengthRequired: return "a request body needs a Content-Length or chunked framing (no other transfer coding is supported)"
         case .expectationFailed: return "only the 100-continue expectation is supported"
         case .versionNotSupported: return "only HTTP/1.1 and HTTP/1.0 are supported"
         }

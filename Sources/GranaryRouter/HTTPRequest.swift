@@ -13,6 +13,14 @@ public struct HTTPRequest: Sendable {
     /// a request moved to another core is not checked twice. Never read from the wire.
     public var verified = false
 
+    public init(method: String, target: String, version: HTTPVersion, headers: [(name: String, value: String)], body: [UInt8]) {
+        self.method = method
+        self.target = target
+        self.version = version
+        self.headers = headers
+        self.body = body
+    }
+
     /// The first value of a header, by case-insensitive name.
     public func header(_ name: String) -> String? {
         headers.first { $0.name.caseInsensitiveEquals(name) }?.value

@@ -26,12 +26,13 @@ public struct HTTPResponse: Sendable {
         self.body = body
     }
 
-    /// The bytes on the wire, with Content-Length and, when closing, Connection: close.
+    /// The bytes on the wire, with Date, Server, Content-Length and, when closing,
+    /// Connection: close.
     /// Written straight into one buffer sized for head and body: no string is built and
     /// the body is copied once.
     public func serialized(version: HTTPVersion = .http11, keepAlive: Bool) -> [UInt8] {
         let crlf: [UInt8] = [0x0D, 0x0A]
-        var headBytes = 64 + status.reason.utf8.count
+        var headBytes = 128 + status.reason.utf8.count
         for (name, value) in headers { headBytes += name.utf8.count + value.utf8.count + 4 }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(headBytes + body.count)
@@ -47,7 +48,9 @@ public struct HTTPResponse: Sendable {
             bytes.append(contentsOf: value.utf8)
             bytes.append(contentsOf: crlf)
         }
-        bytes.append(contentsOf: "Content-Length: ".utf8)
+        bytes.append(contentsOf: "Date: ".utf8)
+        HTTPDate.append(secondsSince1970: HTTPDate.now(), to: &bytes)
+        bytes.append(contentsOf: "\r\nServer: Granary\r\nContent-Length: ".utf8)
         bytes.append(contentsOf: String(body.count).utf8)
         bytes.append(contentsOf: crlf)
         if !keepAlive { bytes.append(contentsOf: "Connection: close\r\n".utf8) }

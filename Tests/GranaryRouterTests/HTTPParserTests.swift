@@ -39,7 +39,11 @@ private func parse(_ text: String) -> HTTPParser.Outcome {
         ("GET / HTTP/1.1\r\nX: " + String(repeating: "a", count: 17000) + "\r\n\r\n", HTTPParseError.headersTooLarge),
         ("POST / HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n", .bodyTooLarge),
         ("POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", .malformed("invalid Content-Length")),
-        ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", .lengthRequired),
+        ("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", .lengthRequired),
+        ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", .malformed("both Content-Length and chunked framing")),
+        ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nx\r\n", .malformed("invalid chunk size")),
+        ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n", .malformed("chunk not ended by CRLF")),
+        ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + String(repeating: "1\r\na\r\n", count: 100_001), .bodyTooLarge),
         ("GET / HTTP/1.1\r\nExpect: something\r\n\r\n", .expectationFailed),
         ("GET / HTTP/3\r\n\r\n", .versionNotSupported),
         ("GET /\r\n\r\n", .malformed("malformed request line")),
@@ -56,9 +60,26 @@ private func parse(_ text: String) -> HTTPParser.Outcome {
         guard case .failure(.headersTooLarge) = parse(endless) else { Issue.record("expected headersTooLarge"); return }
     }
 
+    @Test func chunkedBodiesAreDecodedAsTheyArrive() {
+        let whole = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\nA\r\n0123456789\r\n0\r\nT: 1\r\n\r\nGET / HTTP/1.1\r\n\r\n"
+        let firstRequestBytes = whole.utf8.count - "GET / HTTP/1.1\r\n\r\n".utf8.count
+        for cut in 0..<firstRequestBytes {
+            let prefix = String(decoding: Array(whole.utf8)[..<cut], as: UTF8.self)
+            if case .request = parse(prefix) { Issue.record("a request before its last chunk at \(cut)") }
+        }
+        guard case .request(let request, let consumed) = parse(whole) else { Issue.record("expected a request"); return }
+        #expect(request.body == Array("abc0123456789".utf8))
+        #expect(consumed == firstRequestBytes)
+    }
+
     @Test func responseSerialization() {
         let bytes = HTTPResponse(status: .ok, headers: [("A", "b")], body: Array("hi".utf8)).serialized(keepAlive: false)
-        #expect(String(decoding: bytes, as: UTF8.self) == "HTTP/1.1 200 OK\r\nA: b\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi")
+        let text = String(decoding: bytes, as: UTF8.self)
+        #expect(text.hasPrefix("HTTP/1.1 200 OK\r\nA: b\r\nDate: "))
+        #expect(text.hasSuffix(" GMT\r\nServer: Granary\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi"))
+        var date: [UInt8] = []
+        HTTPDate.append(secondsSince1970: 784_111_777, to: &date)
+        #expect(String(decoding: date, as: UTF8.self) == "Sun, 06 Nov 1994 08:49:37 GMT")
     }
 
     @Test func connectionBufferGrowsWithinItsBound() {

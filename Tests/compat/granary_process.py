@@ -84,7 +84,10 @@ class Granary:
         settings = dict(region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test",
                         config=botocore.config.Config(retries={"max_attempts": 1}))
         settings.update(overrides)
-        return boto3.client("dynamodb", endpoint_url=self.endpoint, **settings)
+        client = boto3.client("dynamodb", endpoint_url=self.endpoint, **settings)
+        if RECORD_DIR:
+            client.meta.events.register("before-send", lambda request, **_: record(request.headers, request.body))
+        return client
 
     def kill(self):
         if self.process.poll() is None:
@@ -92,10 +95,30 @@ class Granary:
             self.process.communicate()
 
 
+# With GRANARY_RECORD_REQUESTS=DIR, every request the suite sends is saved there as the
+# request fuzzer's input format (operation, newline, body): how Fuzz/corpus is made.
+RECORD_DIR = os.environ.get("GRANARY_RECORD_REQUESTS")
+
+
+def record(headers, body):
+    import hashlib
+    target = headers.get("X-Amz-Target", b"")
+    target = target.decode() if isinstance(target, bytes) else target
+    body = body.encode() if isinstance(body, str) else (body or b"")
+    if not isinstance(body, bytes):
+        return  # a streamed body: not a DynamoDB request
+    data = target.rsplit(".", 1)[-1].encode() + b"\n" + body
+    os.makedirs(RECORD_DIR, exist_ok=True)
+    with open(os.path.join(RECORD_DIR, hashlib.sha1(data).hexdigest()), "wb") as output:
+        output.write(data)
+
+
 def raw_post(node, operation, body, headers=None):
     """A request as bytes, past boto3's own checks (to see the server's answer to bad input)."""
     all_headers = {"X-Amz-Target": f"DynamoDB_20120810.{operation}", "Content-Type": "application/x-amz-json-1.0"}
     all_headers.update(headers or {})
+    if RECORD_DIR:
+        record(all_headers, body)
     return requests.post(node.endpoint + "/", data=body, headers=all_headers, timeout=10)
 
 
