@@ -55,7 +55,19 @@ public enum ItemLimits {
     public static let sortKeyBytesMax = 1024
     /// Levels of nested maps and lists an attribute value may have.
     public static let nestingDepthMax = 32
+    /// An attribute name, anywhere a request names one (items, expressions' names, the
+    /// legacy parameters): DynamoDB accepts 65,535 bytes and refuses 65,536.
     public static let attributeNameBytesMax = 65535
+    /// A key attribute's name (CreateTable's KeySchema and AttributeDefinitions).
+    public static let keyAttributeNameBytesMax = 255
+
+    /// An attribute name within `attributeNameBytesMax`, not empty.
+    public static func checkAttributeName(_ name: String) throws(DynamoError) {
+        if name.isEmpty { throw .validation("One or more parameter values were invalid: An attribute name cannot be empty") }
+        guard name.utf8.count <= attributeNameBytesMax else {
+            throw .validation("One or more parameter values were invalid: Attribute name is too large, must be less than 65536 bytes")
+        }
+    }
 }
 
 extension Dictionary where Key == String, Value == AttributeValue {
@@ -227,9 +239,7 @@ extension Dictionary where Key == String, Value == AttributeValue {
         var item: Item = [:]
         item.reserveCapacity(members.count)
         for (name, value) in members {
-            guard !name.isEmpty else {
-                throw .validation("One or more parameter values are not valid. The AttributeValue for a key attribute cannot contain an empty string value.")
-            }
+            try ItemLimits.checkAttributeName(name)
             item[name] = try AttributeValue(json: value)
         }
         self = item

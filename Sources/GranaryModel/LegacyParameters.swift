@@ -62,6 +62,7 @@ public enum LegacyParameters {
         var actions: [UpdateAction] = []
         for (name, json) in members.sorted(by: { $0.key < $1.key }) {
             guard case .object(let entry) = json else { throw .serialization("AttributeUpdates.\(name) must be a structure") }
+            try ItemLimits.checkAttributeName(name)
             var action = "PUT"
             if let given = entry["Action"], given != .null {
                 guard case .string(let text) = given, ["PUT", "ADD", "DELETE"].contains(text) else {

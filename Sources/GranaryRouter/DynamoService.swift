@@ -77,6 +77,7 @@ public final class DynamoService: Sendable {
         case "DescribeEndpoints": result = describeEndpoints(request)
         case "DescribeLimits": result = describeLimits()
         case "DescribeTimeToLive": result = try describeTimeToLive(fields)
+        case "DescribeContinuousBackups": result = try describeContinuousBackups(fields)
         case "UpdateTimeToLive": result = try await updateTimeToLive(fields)
         case "PutItem": result = try await putItem(fields)
         case "GetItem": result = try await getItem(fields)

@@ -108,9 +108,18 @@ extension DynamoService {
             throw .validation("One or more parameter values were invalid: Cannot update attribute \(action.path.attributeName). This attribute is part of the key")
         }
         let returnOldOnFailure = try Self.returnOldOnFailure(fields)
+        // Removing from an item that is not there leaves it not there: DynamoDB creates no
+        // item when every action removes or deletes.
+        let onlyRemoves = !actions.isEmpty && actions.allSatisfy { action in
+            switch action {
+            case .remove, .delete: true
+            case .set, .add: false
+            }
+        }
         let (old, new) = try await partition(for: partitionKey).write(table: info.id, key: info.storageKey(partition: partitionKey, sort: sortKey)) {
             (stored: Item?) throws(DynamoError) -> WriteDecision in
             try Self.check(condition, against: stored, returnOldOnFailure: returnOldOnFailure)
+            if stored == nil && onlyRemoves { return .delete }
             let updated = try UpdateEvaluation.apply(actions, to: stored ?? key)
             try Self.checkItemSize(updated)
             return .put(updated)
@@ -144,6 +153,7 @@ extension DynamoService {
         var paths: [DocumentPath] = []
         for name in names {
             guard case .string(let text) = name else { throw RequestFields.wrongType("AttributesToGet", name, expected: "a string") }
+            try ItemLimits.checkAttributeName(text)
             guard !paths.contains(.attribute(text)) else {
                 throw .validation("One or more parameter values were invalid: Duplicate value in attribute name: \(text)")
             }

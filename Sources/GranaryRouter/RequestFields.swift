@@ -112,6 +112,12 @@ struct RequestFields {
             if Self.expressionParameters.contains(name) { usesExpressions = true }
         }
         guard usesLegacy && usesExpressions else { return }
+        // DynamoDB itself accepts a Query's legacy KeyConditions beside FilterExpression and
+        // ProjectionExpression (its documentation says otherwise; clients rely on it).
+        let legacyNames = Self.legacyParameters.filter(has), expressionNames = Self.expressionParameters.filter(has)
+        if legacyNames == ["KeyConditions"] && expressionNames.allSatisfy({ $0 == "FilterExpression" || $0 == "ProjectionExpression" }) {
+            return
+        }
         let legacy = Self.legacyParameters.filter(has), expressions = Self.expressionParameters.filter(has)
         throw .validation("Can not use both expression and non-expression parameters in the same request: Non-expression parameters: {\(legacy.joined(separator: ", "))} Expression parameters: {\(expressions.joined(separator: ", "))}")
     }
@@ -137,6 +143,7 @@ struct RequestFields {
             guard !object.isEmpty else { throw .validation("ExpressionAttributeNames must not be empty") }
             for (alias, value) in object {
                 guard case .string(let name) = value else { throw Self.wrongType("ExpressionAttributeNames", value, expected: "a string") }
+                try ItemLimits.checkAttributeName(name)
                 names[alias] = name
             }
         }

@@ -23,6 +23,19 @@ extension DynamoService {
         guard (1...2).contains(schema.count) else {
             throw .validation("1 validation error detected: Value '\(schema.count)' at 'keySchema' failed to satisfy constraint: Member must have length \(schema.isEmpty ? "greater than or equal to 1" : "less than or equal to 2")")
         }
+        // Key attribute names are checked first, in KeySchema then AttributeDefinitions, as
+        // DynamoDB does: its length error comes before any other about the schema.
+        for (list, member) in [(schema, "keySchema"), (definitionsJSON, "attributeDefinitions")] {
+            for (position, element) in list.enumerated() {
+                guard case .object(let entry) = element, case .string(let attribute)? = entry["AttributeName"] else { continue }
+                let bound = attribute.isEmpty ? "greater than or equal to 1"
+                    : attribute.utf8.count > ItemLimits.keyAttributeNameBytesMax ? "less than or equal to 255" : nil
+                if let bound {
+                    let shown = attribute.utf8.count > 300 ? String(attribute.prefix(300)) + "..." : attribute
+                    throw .validation("1 validation error detected: Value '\(shown)' at '\(member).\(position + 1).member.attributeName' failed to satisfy constraint: Member must have length \(bound)")
+                }
+            }
+        }
         var keys: [(name: String, type: String)] = []
         for element in schema {
             guard case .object(let member) = element, case .string(let attribute)? = member["AttributeName"],
@@ -97,17 +110,33 @@ extension DynamoService {
 
     private func tags(_ list: [JSON]) throws(DynamoError) -> [String: String] {
         var tags: [String: String] = [:]
-        for element in list {
+        for (position, element) in list.enumerated() {
             guard case .object(let tag) = element, case .string(let key)? = tag["Key"], case .string(let value)? = tag["Value"] else {
                 throw .validation("A tag needs a Key and a Value")
             }
             guard (1...128).contains(key.count), value.count <= 256 else {
                 throw .validation("One or more parameter values were invalid: tag keys are 1 to 128 characters, values up to 256")
             }
+            for (text, member) in [(key, "key"), (value, "value")] where !Self.isTagText(text) {
+                throw .validation("1 validation error detected: Value '\(text)' at 'tags.\(position + 1).member.\(member)' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*")
+            }
             tags[key] = value
         }
         guard tags.count <= 50 else { throw .validation("One or more parameter values were invalid: a table has at most 50 tags") }
         return tags
+    }
+
+    /// AWS's tag alphabet: letters, separators (spaces), numbers and `_.:/=+-@`.
+    static func isTagText(_ text: String) -> Bool {
+        text.unicodeScalars.allSatisfy { scalar in
+            switch scalar.properties.generalCategory {
+            case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter,
+                 .spaceSeparator, .lineSeparator, .paragraphSeparator, .decimalNumber, .letterNumber, .otherNumber:
+                return true
+            default:
+                return "_.:/=+-@".unicodeScalars.contains(scalar)
+            }
+        }
     }
 
     /// DescribeTable's TableDescription.
@@ -170,7 +199,13 @@ extension DynamoService {
         guard let current = tables.tables[name] else { throw .resourceNotFound("Requested resource not found: Table: \(name) not found") }
         let (items, bytes) = await statistics(current)
         let info = try await catalog.delete(name)
-        return .object(["TableDescription": description(info, items: items, bytes: bytes, status: "DELETING")])
+        // DynamoDB describes a deleting table by its summary: no key schema, attribute
+        // definitions or creation time.
+        guard case .object(var summary) = description(info, items: items, bytes: bytes, status: "DELETING") else {
+            preconditionFailure("a table description is an object")
+        }
+        for member in ["KeySchema", "AttributeDefinitions", "CreationDateTime", "DeletionProtectionEnabled"] { summary[member] = nil }
+        return .object(["TableDescription": .object(summary)])
     }
 
     func listTables(_ fields: RequestFields) async throws(DynamoError) -> JSON {
@@ -228,10 +263,14 @@ extension DynamoService {
     // MARK: Tags
 
     /// The table an ARN names, from this core's catalog copy.
-    private func table(arn: String) throws(DynamoError) -> TableInfo {
+    private func table(arn: String, operation: String) throws(DynamoError) -> TableInfo {
         let parts = arn.split(separator: ":", maxSplits: 5, omittingEmptySubsequences: false)
         guard parts.count == 6, parts[0] == "arn", parts[2] == "dynamodb", parts[5].hasPrefix("table/") else {
-            throw .validation("Invalid TableArn: Invalid ResourceArn provided as input \(arn)")
+            // DynamoDB answers a malformed ARN as a resource the caller may not touch.
+            let shown = arn.utf8.count > 1283 ? String(arn.prefix(1283)) : arn
+            throw DynamoError("AccessDeniedException",
+                              "User: arn:aws:iam::\(Self.account):root is not authorized to perform: dynamodb:\(operation) on resource: \(shown)",
+                              namespace: "com.amazon.coral.service")
         }
         let name = String(parts[5].dropFirst("table/".count))
         guard let info = tables.tables[name] else {
@@ -241,7 +280,7 @@ extension DynamoService {
     }
 
     func tagResource(_ fields: RequestFields) async throws(DynamoError) -> JSON {
-        let info = try table(arn: try fields.requiredString("ResourceArn"))
+        let info = try table(arn: try fields.requiredString("ResourceArn"), operation: "TagResource")
         guard let list = try fields.array("Tags") else { throw RequestFields.missing("Tags") }
         let added = try tags(list)
         _ = try await catalog.update(info.name) { (table: inout TableInfo) throws(DynamoError) in
@@ -252,7 +291,7 @@ extension DynamoService {
     }
 
     func untagResource(_ fields: RequestFields) async throws(DynamoError) -> JSON {
-        let info = try table(arn: try fields.requiredString("ResourceArn"))
+        let info = try table(arn: try fields.requiredString("ResourceArn"), operation: "UntagResource")
         guard let keys = try fields.array("TagKeys") else { throw RequestFields.missing("TagKeys") }
         let removed = keys.compactMap { if case .string(let key) = $0 { return key }; return nil }
         _ = try await catalog.update(info.name) { (table: inout TableInfo) throws(DynamoError) in
@@ -262,7 +301,7 @@ extension DynamoService {
     }
 
     func listTagsOfResource(_ fields: RequestFields) throws(DynamoError) -> JSON {
-        let info = try table(arn: try fields.requiredString("ResourceArn"))
+        let info = try table(arn: try fields.requiredString("ResourceArn"), operation: "ListTagsOfResource")
         let tags: [JSON] = info.tags.sorted { $0.key < $1.key }.map { .object(["Key": .string($0.key), "Value": .string($0.value)]) }
         return .object(["Tags": .array(tags)])
     }
@@ -279,6 +318,16 @@ extension DynamoService {
             "AccountMaxReadCapacityUnits": .number("80000"), "AccountMaxWriteCapacityUnits": .number("80000"),
             "TableMaxReadCapacityUnits": .number("40000"), "TableMaxWriteCapacityUnits": .number("40000"),
         ])
+    }
+
+    /// Backups come with a later issue: until then every table reports them off.
+    func describeContinuousBackups(_ fields: RequestFields) throws(DynamoError) -> JSON {
+        let name = try fields.tableName()
+        guard tables.tables[name] != nil else { throw DynamoError("TableNotFoundException", "Table not found: \(name)") }
+        return .object(["ContinuousBackupsDescription": .object([
+            "ContinuousBackupsStatus": .string("ENABLED"),
+            "PointInTimeRecoveryDescription": .object(["PointInTimeRecoveryStatus": .string("DISABLED")]),
+        ])])
     }
 
     func describeTimeToLive(_ fields: RequestFields) throws(DynamoError) -> JSON {
