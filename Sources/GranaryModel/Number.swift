@@ -51,7 +51,8 @@ public struct Number: Sendable, Hashable, Comparable, CustomStringConvertible {
     /// Parses DynamoDB's number text: an optional sign, digits with an optional point, an
     /// optional exponent. Leading and trailing spaces are not allowed.
     public init(parsing text: String) throws(DynamoError) {
-        let invalid = DynamoError.validation("A value provided cannot be converted into a number")
+        let shown = text.utf8.count > 100 ? String(text.prefix(100)) + "..." : text
+        let invalid = DynamoError.validation("The parameter cannot be converted to a numeric value: \(shown)")
         let bytes = Array(text.utf8)
         guard !bytes.isEmpty, bytes.count <= 1024 else { throw invalid }
         var index = 0

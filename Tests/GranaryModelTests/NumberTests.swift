@@ -13,7 +13,7 @@ import Testing
 
     @Test(arguments: ["", "abc", "1.2.3", "1e", "--1", " 1", "1 ", "NaN", "Infinity", ".", "1e+"])
     func refusesText(_ text: String) {
-        #expect(throws: DynamoError.validation("A value provided cannot be converted into a number")) { try Number(parsing: text) }
+        #expect(throws: DynamoError.validation("The parameter cannot be converted to a numeric value: \(text)")) { try Number(parsing: text) }
     }
 
     @Test func refusesRangeAndPrecision() {

@@ -80,3 +80,9 @@ def test_update_that_only_removes_does_not_create_a_missing_item(client, update)
     client.update_item(TableName=table, Key={"pk": {"S": "created"}}, UpdateExpression="SET a = :a REMOVE b",
                        ExpressionAttributeValues={":a": {"N": "1"}})
     assert client.get_item(TableName=table, Key={"pk": {"S": "created"}})["Item"] == {"pk": {"S": "created"}, "a": {"N": "1"}}
+
+
+def test_a_malformed_number_says_numeric(client):
+    table = make_table(client, sort_type=None)
+    code, message = error(client.put_item, TableName=table, Item={"pk": {"S": "p"}, "n": {"N": "abc"}})
+    assert code == "ValidationException" and message == "The parameter cannot be converted to a numeric value: abc"
