@@ -99,7 +99,7 @@ let package = Package(
             linkerSettings: [.linkedLibrary("jemalloc")]
         ),
         // The request path in process, for libFuzzer (tools/fuzz) and for replaying its
-        // corpus (tools/test): Fuzz/Requests/main.swift says how.
+        // corpus (tools/test): Fuzz/Requests/RequestFuzz.swift says how.
         .executableTarget(
             name: "granary-fuzz-requests",
             dependencies: ["GranaryNode", "GranaryRouter", "GranaryIO", .product(name: "Logging", package: "swift-log")],

@@ -43,7 +43,7 @@ public enum IOLimits {
     /// nothing does). The scheduler would otherwise hand the CPU over only when the
     /// reactor's slice ends, which this project's 250 Hz kernels notice at the next tick:
     /// a client thread beside a node waited up to 1-5 ms behind a pinned reactor while
-    /// its requests aged (`perf sched timehist`, BENCHMARKS.md, session 9). With it,
+    /// its requests aged (`perf sched timehist`, BENCHMARKS.md, "The API"). With it,
     /// alternating `tools/profile-api` runs: GetItem 73.2k/68.1k against 73.3k/66.3k
     /// requests/s, durable PutItem 41.6k/43.1k against 39.4k/41.3k (the fdatasync's io-wq
     /// thread shares the reactor's CPU), and a lower p99 in all four.

@@ -74,9 +74,12 @@ public struct HTTPParser: Sendable {
     /// A chunked body (RFC 9112, 7.1): hexadecimal sizes, each chunk's bytes and CRLF, a
     /// last chunk of size 0, trailer lines (ignored) and a blank line. The decoded body is
     /// bounded by `HTTPLimits.bodyBytesMax` (413 past it) and the chunks by
-    /// `HTTPLimits.chunkCountMax`, so that tiny chunks cannot make the walk long.
+    /// `HTTPLimits.chunkCountMax`, so that tiny chunks cannot make the walk long. The walk
+    /// runs again on every receive until the body is whole, so it only notes where the
+    /// chunks are and copies them once, at the end.
     private static func decodeChunks(_ input: UnsafeRawBufferPointer) -> Chunks {
-        var body: [UInt8] = []
+        var pieces: [Range<Int>] = []
+        var bodyBytes = 0
         var index = 0
         var chunks = 0
         func line() -> Slice<UnsafeRawBufferPointer>?? {  // nil: not arrived; .some(nil): too long
@@ -104,9 +107,10 @@ public struct HTTPParser: Sendable {
                 size = size * 16 + value
             }
             if size == 0 { break }
-            if body.count + size > HTTPLimits.bodyBytesMax { return .failure(.bodyTooLarge) }
+            bodyBytes += size
+            if bodyBytes > HTTPLimits.bodyBytesMax { return .failure(.bodyTooLarge) }
             guard input.count - index >= size + 2 else { return .incomplete }
-            body.append(contentsOf: input[index..<(index + size)])
+            pieces.append(index..<(index + size))
             index += size
             guard input[index] == 13 && input[index + 1] == 10 else { return .failure(.malformed("chunk not ended by CRLF")) }
             index += 2
@@ -115,7 +119,12 @@ public struct HTTPParser: Sendable {
         while true {  // trailer lines until the blank one
             guard let trailer = line() else { return .incomplete }
             guard let trailer else { return .failure(.malformed("trailer line too long")) }
-            if trailer.isEmpty { return .complete(body, consumed: index) }
+            if trailer.isEmpty {
+                var body: [UInt8] = []
+                body.reserveCapacity(bodyBytes)
+                for piece in pieces { body.append(contentsOf: input[piece]) }
+                return .complete(body, consumed: index)
+            }
             trailers += 1
             if trailers > HTTPLimits.headerCountMax { return .failure(.headersTooLarge) }
         }

@@ -17,7 +17,7 @@ public typealias HTTPRouter = @Sendable (inout HTTPRequest) -> Int?
 /// A request that another core should answer (`router`) takes its connection there: the
 /// connection's task ends here and a new one on that core answers the request and reads
 /// the next. One message, where answering here cost a call to the other core and its
-/// reply (BENCHMARKS.md, session 8).
+/// reply (BENCHMARKS.md, "The API").
 public final class HTTPServer: @unchecked Sendable {
     // @unchecked: `openConnections` is touched only on `reactor`'s thread; `peers` is set
     // once, before `start`.
