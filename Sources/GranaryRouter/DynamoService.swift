@@ -190,7 +190,9 @@ public final class DynamoService: Sendable {
     /// the client accepts `encoding` and the body is large enough to gain. x-amz-crc32
     /// covers the bytes sent, compressed or not, as DynamoDB's does.
     static func response(status: HTTPStatus, body: [UInt8], requestID: String, encoding: String? = nil) -> HTTPResponse {
-        var headers: [(name: String, value: String)] = [
+        var headers: [(name: String, value: String)] = []
+        headers.reserveCapacity(6)  // the four below, Content-Encoding and x-amz-crc32
+        headers += [
             ("Content-Type", jsonContentType),
             ("x-amzn-RequestId", requestID),
             ("Access-Control-Allow-Origin", "*"),

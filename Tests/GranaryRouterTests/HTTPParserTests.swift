@@ -1,4 +1,5 @@
 @testable import GranaryRouter
+import Glibc
 import Testing
 
 private func parse(_ text: String) -> HTTPParser.Outcome {
@@ -80,6 +81,17 @@ private func parse(_ text: String) -> HTTPParser.Outcome {
         var date: [UInt8] = []
         HTTPDate.append(secondsSince1970: 784_111_777, to: &date)
         #expect(String(decoding: date, as: UTF8.self) == "Sun, 06 Nov 1994 08:49:37 GMT")
+        // Against glibc's gmtime_r, over days from 1900 to 2200 and the seconds of a day.
+        for seconds in stride(from: -2_208_988_800, through: 7_258_118_400, by: 86_400 * 7 + 3_599) {
+            var clock = time_t(seconds)
+            var parts = tm()
+            gmtime_r(&clock, &parts)
+            var expected = [CChar](repeating: 0, count: 64)
+            let count = strftime(&expected, 64, "%a, %d %b %Y %H:%M:%S GMT", &parts)
+            var written: [UInt8] = []
+            HTTPDate.append(secondsSince1970: seconds, to: &written)
+            #expect(String(decoding: written, as: UTF8.self) == String(decoding: expected.prefix(count).map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        }
     }
 
     @Test func connectionBufferGrowsWithinItsBound() {
