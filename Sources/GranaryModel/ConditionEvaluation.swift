@@ -81,19 +81,8 @@ extension Operand {
         case .path(let path): return item.value(at: path)
         case .value(let value): return value
         case .size(let path):
-            guard let value = item.value(at: path) else { return nil }
-            let size: Int
-            switch value {
-            case .s(let text): size = text.utf8.count
-            case .b(let bytes): size = bytes.count
-            case .ss(let texts): size = texts.count
-            case .ns(let numbers): size = numbers.count
-            case .bs(let blobs): size = blobs.count
-            case .m(let members): size = members.count
-            case .l(let elements): size = elements.count
-            default: return nil
-            }
-            return .n(try! Number(parsing: String(size)))
+            guard let size = item.value(at: path)?.size else { return nil }
+            return .n(Number(size))
         case .ifNotExists, .listAppend, .plus, .minus:
             preconditionFailure("update operands are resolved by the update evaluator")
         }
@@ -124,6 +113,23 @@ extension Condition {
             left.collectNames(into: &names); right.collectNames(into: &names)
         case .not(let inner): inner.collectNames(into: &names)
         case .exists(let path), .notExists(let path), .hasType(let path, _): names.insert(path.attributeName)
+        }
+    }
+}
+
+extension AttributeValue {
+    /// What `size()` returns: bytes of a string or binary, elements of a set, list or map;
+    /// nil for the types without a size.
+    public var size: Int? {
+        switch self {
+        case .s(let text): text.utf8.count
+        case .b(let bytes): bytes.count
+        case .ss(let texts): texts.count
+        case .ns(let numbers): numbers.count
+        case .bs(let blobs): blobs.count
+        case .m(let members): members.count
+        case .l(let elements): elements.count
+        case .n, .bool, .null: nil
         }
     }
 }

@@ -35,10 +35,19 @@ public struct DocumentPath: Hashable, Sendable, CustomStringConvertible {
         }.joined(separator: ", ") + "]"
     }
 
-    /// Whether one path is a prefix of the other (DynamoDB's "overlap").
-    public func overlaps(_ other: DocumentPath) -> Bool {
-        let shared = min(elements.count, other.elements.count)
-        return elements.prefix(shared) == other.elements.prefix(shared)
+    public enum Relation { case distinct, overlap, conflict }
+
+    /// How two paths of one expression relate: one is a prefix of the other (`a` and
+    /// `a.b`: they overlap), they part at a step that is a name in one and an index in the
+    /// other (`a.b` and `a[0]`: they conflict), or they part at two names or two indexes.
+    public func relation(to other: DocumentPath) -> Relation {
+        for (mine, theirs) in zip(elements, other.elements) where mine != theirs {
+            switch (mine, theirs) {
+            case (.attribute, .attribute), (.index, .index): return .distinct
+            default: return .conflict
+            }
+        }
+        return .overlap
     }
 }
 

@@ -33,11 +33,7 @@ public struct ExpressionParser {
     public static func update(_ text: String, context: ExpressionContext) throws(DynamoError) -> [UpdateAction] {
         var parser = try ExpressionParser(text, kind: "UpdateExpression", context: context)
         let actions = try parser.parseUpdate()
-        for (index, action) in actions.enumerated() {
-            for other in actions[(index + 1)...] where action.path.overlaps(other.path) {
-                throw .invalidExpression("UpdateExpression", "Two document paths overlap with each other; must remove or rewrite one of these paths; path one: \(action.path), path two: \(other.path)")
-            }
-        }
+        try checkDistinctPaths(actions.map(\.path), kind: "UpdateExpression")
         return actions
     }
 
@@ -47,12 +43,25 @@ public struct ExpressionParser {
         var paths = [try parser.parsePath()]
         while parser.take(symbol: ",") { paths.append(try parser.parsePath()) }
         try parser.expectEnd()
+        try checkDistinctPaths(paths, kind: "ProjectionExpression")
+        return paths
+    }
+
+    /// No path may be a prefix of another (they overlap), nor may two paths go on from a
+    /// shared prefix one by a name and the other by an index (they conflict).
+    private static func checkDistinctPaths(_ paths: [DocumentPath], kind: String) throws(DynamoError) {
         for (index, path) in paths.enumerated() {
-            for other in paths[(index + 1)...] where path.overlaps(other) {
-                throw .invalidExpression("ProjectionExpression", "Two document paths overlap with each other; must remove or rewrite one of these paths; path one: \(path), path two: \(other)")
+            for other in paths[(index + 1)...] {
+                switch path.relation(to: other) {
+                case .overlap:
+                    throw .invalidExpression(kind, "Two document paths overlap with each other; must remove or rewrite one of these paths; path one: \(path), path two: \(other)")
+                case .conflict:
+                    throw .invalidExpression(kind, "Two document paths conflict with each other; must remove or rewrite one of these paths; path one: \(path), path two: \(other)")
+                case .distinct:
+                    continue
+                }
             }
         }
-        return paths
     }
 
     // MARK: Tokens
@@ -116,31 +125,37 @@ public struct ExpressionParser {
             return condition
         }
         if case .name(let function) = current, next == .symbol("("), function != "size" {
-            return try parseFunction(function)
+            return try parseFunction(function, depth: depth)
         }
-        let left = try parseOperand()
+        let left = try parseOperand(depth: depth)
         if case .symbol(let symbol) = current, let comparator = Comparator(rawValue: symbol) {
             advance()
-            let right = try parseOperand()
+            let right = try parseOperand(depth: depth)
             try checkComparable(comparator.rawValue, [left, right], ordered: comparator != .equal && comparator != .notEqual)
+            try checkDistinct(comparator.rawValue, left, right)
             return .compare(left, comparator, right)
         }
         if take(keyword: "BETWEEN") {
-            let lower = try parseOperand()
+            let lower = try parseOperand(depth: depth)
             guard take(keyword: "AND") else { throw syntaxError() }
-            let upper = try parseOperand()
+            let upper = try parseOperand(depth: depth)
             try checkComparable("BETWEEN", [left, lower, upper], ordered: true)
-            if case .value(let low) = lower, case .value(let high) = upper,
-               let order = AttributeValue.compare(low, high), order > 0 {
-                throw .invalidExpression(kind, "The BETWEEN operator requires upper bound to be greater than or equal to lower bound; lower bound operand: AttributeValue: {\(low.typeName):\(low.shortDescription)}, upper bound operand: AttributeValue: {\(high.typeName):\(high.shortDescription)}")
+            if case .value(let low) = lower, case .value(let high) = upper {
+                let bounds = "lower bound operand: AttributeValue: {\(low.typeName):\(low.shortDescription)}, upper bound operand: AttributeValue: {\(high.typeName):\(high.shortDescription)}"
+                guard low.typeName == high.typeName else {
+                    throw .invalidExpression(kind, "The BETWEEN operator requires same data type for lower and upper bounds; \(bounds)")
+                }
+                if let order = AttributeValue.compare(low, high), order > 0 {
+                    throw .invalidExpression(kind, "The BETWEEN operator requires upper bound to be greater than or equal to lower bound; \(bounds)")
+                }
             }
             return .between(left, lower, upper)
         }
         if take(keyword: "IN") {
             try expect(symbol: "(")
-            var options = [try parseOperand()]
+            var options = [try parseOperand(depth: depth)]
             while take(symbol: ",") {
-                options.append(try parseOperand())
+                options.append(try parseOperand(depth: depth))
                 guard options.count <= Self.inListMax else {
                     throw .invalidExpression(kind, "The IN operator is provided with too many operands; number of operands: \(options.count)")
                 }
@@ -148,51 +163,96 @@ public struct ExpressionParser {
             try expect(symbol: ")")
             return .isIn(left, options)
         }
+        if case .size = left {
+            throw .invalidExpression(kind, "The function is not allowed to be used this way in an expression; function: size")
+        }
         throw syntaxError()
     }
 
-    private mutating func parseFunction(_ name: String) throws(DynamoError) -> Condition {
+    /// The functions a condition may call, with their operand counts.
+    private static let conditionFunctions = [
+        "attribute_exists": 1, "attribute_not_exists": 1, "attribute_type": 2, "begins_with": 2, "contains": 2, "size": 1,
+    ]
+    /// The functions an update expression's SET may call, with their operand counts.
+    private static let updateFunctions = ["if_not_exists": 2, "list_append": 2]
+
+    /// The error for calling `name` where a condition expects a function, or nil when it is
+    /// one of the condition functions.
+    private func unknownConditionFunction(_ name: String) -> DynamoError? {
+        if Self.conditionFunctions[name] != nil { return nil }
+        if Self.updateFunctions[name] != nil {
+            return .invalidExpression(kind, "The function is not allowed in a condition expression; function: \(name)")
+        }
+        return .invalidExpression(kind, "Invalid function name; function: \(name)")
+    }
+
+    /// `name(` and its operands up to `)`, checked against the operand count `name` takes.
+    private mutating func parseArguments<T>(_ name: String, count: Int, _ parseOne: (inout ExpressionParser) throws(DynamoError) -> T) throws(DynamoError) -> [T] {
         advance()  // the name
         advance()  // (
-        let condition: Condition
+        var arguments = [try parseOne(&self)]
+        while take(symbol: ",") {
+            arguments.append(try parseOne(&self))
+            guard arguments.count <= Self.inListMax else { break }
+        }
+        try expect(symbol: ")")
+        guard arguments.count == count else {
+            throw .invalidExpression(kind, "Incorrect number of operands for operator or function; operator or function: \(name), number of operands: \(arguments.count)")
+        }
+        return arguments
+    }
+
+    private mutating func parseFunction(_ name: String, depth: Int) throws(DynamoError) -> Condition {
+        if let error = unknownConditionFunction(name) { throw error }
+        guard depth < Self.nestingMax else { throw .invalidExpression(kind, "The expression is nested too deeply") }
+        let arguments = try parseArguments(name, count: Self.conditionFunctions[name]!) { (parser) throws(DynamoError) in
+            try parser.parseOperand(depth: depth + 1)
+        }
+        func path(_ operand: Operand) throws(DynamoError) -> DocumentPath {
+            guard case .path(let path) = operand else {
+                throw .invalidExpression(kind, "Operator or function requires a document path; operator or function: \(name)")
+            }
+            return path
+        }
         switch name {
         case "attribute_exists":
-            condition = .exists(try parsePath())
+            return .exists(try path(arguments[0]))
         case "attribute_not_exists":
-            condition = .notExists(try parsePath())
+            return .notExists(try path(arguments[0]))
         case "attribute_type":
-            let path = try parsePath()
-            try expect(symbol: ",")
-            let type = try parseOperand()
-            if case .value(let value) = type {
-                guard case .s(let typeName) = value else {
-                    throw .invalidExpression(kind, "Incorrect operand type for operator or function; operator or function: attribute_type, operand type: \(value.typeName)")
+            let subject = try path(arguments[0])
+            if let type = arguments[1].constantTypeName {
+                guard case .value(.s(let typeName)) = arguments[1] else {
+                    throw .invalidExpression(kind, "Incorrect operand type for operator or function; operator or function: attribute_type, operand type: \(type)")
                 }
                 let valid = ["B", "NULL", "SS", "BOOL", "L", "BS", "N", "NS", "S", "M"]
                 guard valid.contains(typeName) else {
                     throw .invalidExpression(kind, "Invalid attribute type name found; type: \(typeName), valid types: {B,NULL,SS,BOOL,L,BS,N,NS,S,M}")
                 }
             }
-            condition = .hasType(path, type)
+            return .hasType(subject, arguments[1])
         case "begins_with":
-            let subject = try parseOperand()
-            try expect(symbol: ",")
-            let prefix = try parseOperand()
-            for operand in [subject, prefix] {
-                if case .value(let value) = operand, value.typeName != "S" && value.typeName != "B" {
-                    throw .invalidExpression(kind, "Incorrect operand type for operator or function; operator or function: begins_with, operand type: \(value.typeName)")
+            for operand in arguments {
+                if let type = operand.constantTypeName, type != "S" && type != "B" {
+                    throw .invalidExpression(kind, "Incorrect operand type for operator or function; operator or function: begins_with, operand type: \(type)")
                 }
             }
-            condition = .beginsWith(subject, prefix)
+            try checkDistinct(name, arguments[0], arguments[1])
+            return .beginsWith(arguments[0], arguments[1])
         case "contains":
-            let subject = try parseOperand()
-            try expect(symbol: ",")
-            condition = .contains(subject, try parseOperand())
+            try checkDistinct(name, arguments[0], arguments[1])
+            return .contains(arguments[0], arguments[1])
         default:
-            throw .invalidExpression(kind, "Invalid function name; function: \(name)")
+            // size: a value, not a condition.
+            throw .invalidExpression(kind, "The function is not allowed to be used this way in an expression; function: \(name)")
         }
-        try expect(symbol: ")")
-        return condition
+    }
+
+    /// A two-operand operator or function may not compare a path with itself.
+    private func checkDistinct(_ name: String, _ first: Operand, _ second: Operand) throws(DynamoError) {
+        if case .path(let one) = first, case .path(let two) = second, one == two {
+            throw .invalidExpression(kind, "The first operand must be distinct from the remaining operands for this operator or function; operator: \(name), first operand: \(one)")
+        }
     }
 
     /// Constant operands of an ordered comparison must be S, N or B; DynamoDB refuses others
@@ -206,17 +266,26 @@ public struct ExpressionParser {
         }
     }
 
-    private mutating func parseOperand() throws(DynamoError) -> Operand {
+    private mutating func parseOperand(depth: Int) throws(DynamoError) -> Operand {
         switch current {
         case .valueAlias(let alias):
             advance()
             return .value(try context.value(alias))
         case .name("size") where next == .symbol("("):
-            advance(); advance()
-            let path = try parsePath()
-            try expect(symbol: ")")
-            return .size(path)
+            guard depth < Self.nestingMax else { throw .invalidExpression(kind, "The expression is nested too deeply") }
+            let argument = try parseArguments("size", count: 1) { (parser) throws(DynamoError) in
+                try parser.parseOperand(depth: depth + 1)
+            }[0]
+            if let type = argument.constantTypeName, ["N", "BOOL", "NULL"].contains(type) {
+                throw .invalidExpression(kind, "Incorrect operand type for operator or function; operator or function: size, operand type: \(type)")
+            }
+            switch argument {
+            case .path(let path): return .size(path)
+            case .value(let value): return .value(.n(Number(value.size!)))  // the size of a constant is one
+            default: preconditionFailure("size's operand is a path or a value of a type with a size")
+            }
         case .name(let name) where next == .symbol("("):
+            if let error = unknownConditionFunction(name) { throw error }
             throw .invalidExpression(kind, "The function is not allowed to be used this way in an expression; function: \(name)")
         default:
             return .path(try parsePath())
@@ -238,9 +307,9 @@ public struct ExpressionParser {
             } else {
                 break
             }
-            guard elements.count <= ItemLimits.nestingDepthMax + 1 else {
-                throw .invalidExpression(kind, "The document path has too many nesting levels; nesting levels: \(elements.count)")
-            }
+        }
+        guard elements.count <= ItemLimits.nestingDepthMax else {
+            throw .invalidExpression(kind, "The document path has too many nesting levels; nesting levels: \(elements.count)")
         }
         return DocumentPath(elements)
     }
@@ -309,39 +378,62 @@ public struct ExpressionParser {
 
     private mutating func parseSetValue(depth: Int) throws(DynamoError) -> Operand {
         let left = try parseSetOperand(depth: depth)
-        if take(symbol: "+") { return .plus(left, try parseSetOperand(depth: depth)) }
-        if take(symbol: "-") { return .minus(left, try parseSetOperand(depth: depth)) }
+        for (symbol, combine) in [("+", Operand.plus), ("-", Operand.minus)] where take(symbol: symbol) {
+            let right = try parseSetOperand(depth: depth)
+            for operand in [left, right] {
+                if let type = operand.constantTypeName, type != "N" {
+                    throw .invalidExpression(kind, "Incorrect operand type for operator or function; operator or function: \(symbol), operand type: \(type)")
+                }
+            }
+            return combine(left, right)
+        }
         return left
     }
 
     private mutating func parseSetOperand(depth: Int) throws(DynamoError) -> Operand {
         guard depth < Self.nestingMax else { throw .invalidExpression(kind, "The expression is nested too deeply") }
         if case .name(let function) = current, next == .symbol("(") {
-            advance(); advance()
-            let operand: Operand
-            switch function {
-            case "if_not_exists":
-                let path = try parsePath()
-                try expect(symbol: ",")
-                operand = .ifNotExists(path, try parseSetOperand(depth: depth + 1))
-            case "list_append":
-                let first = try parseSetOperand(depth: depth + 1)
-                try expect(symbol: ",")
-                operand = .listAppend(first, try parseSetOperand(depth: depth + 1))
-            default:
-                if ["attribute_exists", "attribute_not_exists", "attribute_type", "begins_with", "contains", "size"].contains(function) {
+            guard let count = Self.updateFunctions[function] else {
+                if Self.conditionFunctions[function] != nil {
                     throw .invalidExpression(kind, "The function is not allowed in an update expression; function: \(function)")
                 }
                 throw .invalidExpression(kind, "Invalid function name; function: \(function)")
             }
-            try expect(symbol: ")")
-            return operand
+            let arguments = try parseArguments(function, count: count) { (parser) throws(DynamoError) in
+                try parser.parseSetOperand(depth: depth + 1)
+            }
+            if function == "if_not_exists" {
+                guard case .path(let path) = arguments[0] else {
+                    throw .invalidExpression(kind, "Operator or function requires a document path; operator or function: if_not_exists")
+                }
+                return .ifNotExists(path, arguments[1])
+            }
+            for operand in arguments {
+                if let type = operand.constantTypeName, type != "L" {
+                    throw .invalidExpression(kind, "Incorrect operand type for operator or function; operator or function: list_append, operand type: \(type)")
+                }
+            }
+            return .listAppend(arguments[0], arguments[1])
         }
         if case .valueAlias(let alias) = current {
             advance()
             return .value(try context.value(alias))
         }
         return .path(try parsePath())
+    }
+}
+
+extension Operand {
+    /// The type an operand has whatever the item holds (a value's, or what a function
+    /// returns), or nil when it depends on the item.
+    var constantTypeName: String? {
+        switch self {
+        case .value(let value): value.typeName
+        case .size, .plus, .minus: "N"
+        case .listAppend: "L"
+        case .ifNotExists(_, let fallback): fallback.constantTypeName
+        case .path: nil
+        }
     }
 }
 

@@ -43,10 +43,14 @@ public enum JSON: Sendable, Equatable {
 
 // MARK: Parsing
 
+/// Where and why a body is not JSON, named as DynamoDB's parser names it: line and
+/// column, both counted from 1 (the column in characters).
 public struct JSONParseError: Error, Sendable, CustomStringConvertible {
     public let offset: Int
+    public let line: Int
+    public let column: Int
     public let reason: String
-    public var description: String { "\(reason) at byte \(offset)" }
+    public var description: String { "\(reason) at [line: \(line), column: \(column)]" }
 }
 
 extension JSON {
@@ -68,7 +72,14 @@ struct JSONParser {
 
     init(bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
 
-    func failure(_ reason: String) -> JSONParseError { JSONParseError(offset: index, reason: reason) }
+    func failure(_ reason: String) -> JSONParseError {
+        let end = min(index, bytes.count)
+        let lineStart = bytes[..<end].lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 } ?? 0
+        let line = 1 + bytes[..<lineStart].count { $0 == UInt8(ascii: "\n") }
+        // Characters, not bytes: UTF-8 continuation bytes do not start one.
+        let column = 1 + bytes[lineStart..<end].count { $0 & 0xC0 != 0x80 }
+        return JSONParseError(offset: index, line: line, column: column, reason: reason)
+    }
 
     mutating func skipWhitespace() {
         while index < bytes.count {

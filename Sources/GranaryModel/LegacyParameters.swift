@@ -112,7 +112,10 @@ public enum LegacyParameters {
         guard counts.contains(values.count) else {
             throw .validation("One or more parameter values were invalid: Invalid number of argument(s) for the \(name) ComparisonOperator")
         }
-        let scalarOnly = ["LE", "LT", "GE", "GT", "BETWEEN", "BEGINS_WITH"]
+        if let first = values.first, values.contains(where: { $0.typeName != first.typeName }) {
+            throw .validation("One or more parameter values were invalid: AttributeValues inside AttributeValueList must be of same type")
+        }
+        let scalarOnly = ["LE", "LT", "GE", "GT", "BETWEEN", "BEGINS_WITH", "CONTAINS", "NOT_CONTAINS", "IN"]
         for value in values where scalarOnly.contains(name) && !["S", "N", "B"].contains(value.typeName) {
             throw .validation("One or more parameter values were invalid: ComparisonOperator \(name) is not valid for \(value.typeName) AttributeValue type")
         }

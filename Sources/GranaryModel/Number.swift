@@ -48,6 +48,15 @@ public struct Number: Sendable, Hashable, Comparable, CustomStringConvertible {
         return Number(negative: negative, digits: digits, exponent: exponent)
     }
 
+    /// An integer, exactly (every Int has fewer than 38 digits).
+    public init(_ integer: Int) {
+        if integer == 0 { self = .zero; return }
+        var digits = String(integer.magnitude).utf8.map { $0 - UInt8(ascii: "0") }
+        let exponent = digits.count
+        while digits.last == 0 { digits.removeLast() }
+        self.init(negative: integer < 0, digits: digits, exponent: exponent)
+    }
+
     /// Parses DynamoDB's number text: an optional sign, digits with an optional point, an
     /// optional exponent. Leading and trailing spaces are not allowed.
     public init(parsing text: String) throws(DynamoError) {

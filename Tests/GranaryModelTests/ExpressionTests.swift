@@ -23,8 +23,8 @@ func condition(_ text: String, names: [String: String] = [:], values: [String: A
         ("#c IN (:six, :five)", true), ("attribute_exists(info.lst[1])", true), ("attribute_not_exists(info.lst[2])", true),
         ("attribute_type(tags, :ss)", true), ("begins_with(info.#n, :gr)", true), ("contains(tags, :a)", true),
         ("contains(info.#n, :gr)", true), ("size(tags) = :two AND NOT (#c > :six OR absent = :five)", true),
-        ("absent = absent", false), ("#c = :gr", false), ("#c < :gr", false), ("size(info.lst) > :two", false),
-        ("absent <> :five", true), ("absent <> absent", true), ("absent < :five", false), ("absent IN (:five)", false),
+        ("absent = gone", false), ("#c = :gr", false), ("#c < :gr", false), ("size(info.lst) > :two", false),
+        ("absent <> :five", true), ("absent <> gone", true), ("absent < :five", false), ("absent IN (:five)", false),
     ])
     func evaluates(_ text: String, _ expected: Bool) throws {
         let names = ["#c": "count", "#n": "name"].filter { text.contains($0.key) }
@@ -41,9 +41,15 @@ func condition(_ text: String, names: [String: String] = [:], values: [String: A
         ("a = :missing", "An expression attribute value used in expression is not defined; attribute value: :missing"),
         ("#x = :v", "An expression attribute name used in the document path is not defined; attribute name: #x"),
         ("nosuch(a)", "Invalid ConditionExpression: Invalid function name; function: nosuch"),
+        ("a = a", "Invalid ConditionExpression: The first operand must be distinct from the remaining operands for this operator or function; operator: =, first operand: [a]"),
+        ("a BETWEEN :v AND :n", "Invalid ConditionExpression: The BETWEEN operator requires same data type for lower and upper bounds; lower bound operand: AttributeValue: {S:x}, upper bound operand: AttributeValue: {N:1}"),
+        ("attribute_not_exists(:v)", "Invalid ConditionExpression: Operator or function requires a document path; operator or function: attribute_not_exists"),
+        ("size(:n) = :n", "Invalid ConditionExpression: Incorrect operand type for operator or function; operator or function: size, operand type: N"),
+        ("list_append(a, b) = :v", "Invalid ConditionExpression: The function is not allowed in a condition expression; function: list_append"),
     ])
     func refuses(_ text: String, _ message: String) {
-        #expect(throws: DynamoError.validation(message)) { try condition(text, values: [":v": .s("x")].filter { text.contains($0.key) }) }
+        let values: [String: AttributeValue] = [":v": .s("x"), ":n": .n(Number(1))].filter { text.contains($0.key) }
+        #expect(throws: DynamoError.validation(message)) { try condition(text, values: values) }
     }
 
     @Test func refusesUnusedValues() {
@@ -88,6 +94,19 @@ func condition(_ text: String, names: [String: String] = [:], values: [String: A
         #expect(throws: DynamoError.self) { try update("SET a.b.c = :v", ["a": value(#"{"M":{}}"#)], values: [":v": .s("x")]) }
         #expect(throws: DynamoError.self) { try update("ADD a :v", [:], values: [":v": .s("x")]) }
         #expect(throws: DynamoError.self) { try update("SET a = missing", [:]) }
+        #expect(throws: DynamoError.validation("Invalid UpdateExpression: Two document paths conflict with each other; must remove or rewrite one of these paths; path one: [a, b], path two: [a, [0]]")) {
+            try update("SET a.b = :v REMOVE a[0]", [:], values: [":v": .s("x")])
+        }
+        #expect(throws: DynamoError.validation("Invalid UpdateExpression: Incorrect operand type for operator or function; operator or function: list_append, operand type: S")) {
+            try update("SET a = list_append(:v, a)", [:], values: [":v": .s("x")])
+        }
+    }
+
+    @Test func sizeOfAConstant() throws {
+        let context = ExpressionContext(names: [:], values: [":v": .s("four"), ":four": .n(Number(4))])
+        let condition = try ExpressionParser.condition("size(:v) = :four", context: context)
+        #expect(condition.evaluate(nil))
+        #expect(Number(0) == .zero && Number(-120).description == "-120" && Number(Int.max).description == String(Int.max))
     }
 
     @Test func projects() throws {

@@ -62,10 +62,12 @@ def test_failed_condition_cancels_everything_with_reasons_in_order(client):
     assert [reason["Code"] for reason in reasons] == ["None", "ConditionalCheckFailed", "ConditionalCheckFailed"]
     assert reasons[1]["Item"] == {**pk("b"), "n": {"N": "5"}} and "Item" not in reasons[2]
     assert client.get_item(TableName=table, Key=pk("a"))["Item"]["n"] == {"N": "1"}
-    # An update that fails validation cancels with ValidationError.
+    # An update that fails against the stored item (here: a number added to a string)
+    # cancels with ValidationError.
+    client.put_item(TableName=table, Item={**pk("a"), "n": {"N": "1"}, "s": {"S": "text"}})
     response = refused(client.transact_write_items, TransactItems=[
-        {"Update": {"TableName": table, "Key": pk("a"), "UpdateExpression": "SET n = n + :s",
-                    "ExpressionAttributeValues": {":s": {"S": "text"}}}},
+        {"Update": {"TableName": table, "Key": pk("a"), "UpdateExpression": "SET n = s + :one",
+                    "ExpressionAttributeValues": {":one": {"N": "1"}}}},
         {"Put": {"TableName": table, "Item": {**pk("d")}}},
     ])
     assert [reason["Code"] for reason in response["CancellationReasons"]] == ["ValidationError", "None"]
