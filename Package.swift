@@ -37,7 +37,9 @@ let package = Package(
         .target(
             name: "CShims",
             path: "CShims",
-                        linkerSettings: [.linkedLibrary("uring"), .linkedLibrary("numa"), .linkedLibrary("isal"), .linkedLibrary("z")]
+            linkerSettings: [
+                .linkedLibrary("uring"), .linkedLibrary("numa"), .linkedLibrary("isal"), .linkedLibrary("z"),
+            ]
         ),
         .target(
             name: "GranaryIO",
@@ -54,7 +56,8 @@ let package = Package(
         // The deterministic simulator that runs Paxos groups under faults and checks them.
         // Linearizability checking of recorded histories (Porcupine's search), pure.
         .target(name: "GranaryLinearizability", swiftSettings: strict),
-        .target(name: "GranarySimulation", dependencies: ["GranaryPaxos", "GranaryLinearizability"], swiftSettings: strict),
+        .target(
+            name: "GranarySimulation", dependencies: ["GranaryPaxos", "GranaryLinearizability"], swiftSettings: strict),
         .executableTarget(
             name: "granary-sim",
             dependencies: ["GranarySimulation", .product(name: "ArgumentParser", package: "swift-argument-parser")],
@@ -86,7 +89,10 @@ let package = Package(
         ),
         .target(
             name: "GranaryNode",
-            dependencies: ["GranaryIO", "GranaryStorage", "GranaryModel", "GranaryPartition", "GranaryRouter", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "GranaryIO", "GranaryStorage", "GranaryModel", "GranaryPartition", "GranaryRouter",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
         .executableTarget(
@@ -102,7 +108,9 @@ let package = Package(
         // corpus (tools/test): Fuzz/Requests/RequestFuzz.swift says how.
         .executableTarget(
             name: "granary-fuzz-requests",
-            dependencies: ["GranaryNode", "GranaryRouter", "GranaryIO", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "GranaryNode", "GranaryRouter", "GranaryIO", .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Fuzz/Requests",
             swiftSettings: strict
         ),
@@ -121,12 +129,18 @@ let package = Package(
             dependencies: ["GranaryLoad", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict
         ),
-        .testTarget(name: "GranaryLoadTests", dependencies: ["GranaryLoad", "GranaryRouter", "GranarySigV4"], swiftSettings: strict),
-        .testTarget(name: "GranaryLinearizabilityTests", dependencies: ["GranaryLinearizability"], swiftSettings: strict),
+        .testTarget(
+            name: "GranaryLoadTests", dependencies: ["GranaryLoad", "GranaryRouter", "GranarySigV4"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "GranaryLinearizabilityTests", dependencies: ["GranaryLinearizability"], swiftSettings: strict),
         // The transcripts are read from the source tree (#filePath), not bundled.
-        .testTarget(name: "GranaryPaxosTests", dependencies: ["GranaryPaxos", "GranarySimulation"], exclude: ["transcripts"], swiftSettings: strict),
+        .testTarget(
+            name: "GranaryPaxosTests", dependencies: ["GranaryPaxos", "GranarySimulation"], exclude: ["transcripts"],
+            swiftSettings: strict),
         .testTarget(name: "GranaryIOTests", dependencies: ["GranaryIO", "CShims"], swiftSettings: strict),
-        .testTarget(name: "GranaryStorageTests", dependencies: ["GranaryStorage", "GranaryIO", "CShims"], swiftSettings: strict),
+        .testTarget(
+            name: "GranaryStorageTests", dependencies: ["GranaryStorage", "GranaryIO", "CShims"], swiftSettings: strict),
         .testTarget(name: "GranaryModelTests", dependencies: ["GranaryModel"], swiftSettings: strict),
         .testTarget(name: "GranaryRouterTests", dependencies: ["GranaryRouter"], swiftSettings: strict),
     ]

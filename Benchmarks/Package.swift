@@ -10,7 +10,8 @@ let package = Package(
     platforms: [.macOS(.v15)],
     dependencies: [
         .package(name: "Granary", path: ".."),
-        .package(url: "https://github.com/ordo-one/package-benchmark.git", from: "1.38.0", traits: ["MallocInterposer"]),
+        .package(
+            url: "https://github.com/ordo-one/package-benchmark.git", from: "1.38.0", traits: ["MallocInterposer"]),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.1.0"),
     ],
     targets: [
@@ -71,7 +72,8 @@ let package = Package(
         .executableTarget(
             name: "granary-syncbench",
             dependencies: [
-                "BenchmarkSupport",.product(name: "GranaryIO", package: "Granary")],
+                "BenchmarkSupport", .product(name: "GranaryIO", package: "Granary"),
+            ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
     ]

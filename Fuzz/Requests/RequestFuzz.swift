@@ -30,22 +30,27 @@ final class RequestHarness: Sendable {
         try! FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let available = ReactorGroup.availableCPUs()
         // Two reactors even on one CPU: the hand-over peek runs only with two or more.
-        var configuration = NodeConfiguration(dataDirectory: directory, cpus: [available[0], available.count > 1 ? available[1] : available[0]])
+        var configuration = NodeConfiguration(
+            dataDirectory: directory, cpus: [available[0], available.count > 1 ? available[1] : available[0]])
         configuration.memoryBytes = 64 << 20
         configuration.logSegmentBytes = 4 << 20
         var logger = Logger(label: "granary-fuzz")
         logger.logLevel = .critical
         node = try! Node(configuration: configuration, logger: logger, serving: false)
-        for (name, sortKey) in [("fuzz-pk", nil), ("fuzz-pk-sk", "N"), ("fuzz-pk-sks", "S"), ("fuzz-pk-skb", "B")] as [(String, String?)] {
+        for (name, sortKey) in [("fuzz-pk", nil), ("fuzz-pk-sk", "N"), ("fuzz-pk-sks", "S"), ("fuzz-pk-skb", "B")]
+            as [(String, String?)]
+        {
             var schema = #"[{"AttributeName":"pk","KeyType":"HASH"}"#
             var definitions = #"[{"AttributeName":"pk","AttributeType":"S"}"#
             if let sortKey {
                 schema += #",{"AttributeName":"sk","KeyType":"RANGE"}"#
                 definitions += #",{"AttributeName":"sk","AttributeType":"\#(sortKey)"}"#
             }
-            let body = #"{"TableName":"\#(name)","BillingMode":"PAY_PER_REQUEST","KeySchema":\#(schema)],"AttributeDefinitions":\#(definitions)]}"#
+            let body =
+                #"{"TableName":"\#(name)","BillingMode":"PAY_PER_REQUEST","KeySchema":\#(schema)],"AttributeDefinitions":\#(definitions)]}"#
             let (status, answer) = send(operation: "CreateTable", body: Array(body.utf8))
-            precondition(status == 200, "cannot create the fuzz table \(name): \(String(decoding: answer, as: UTF8.self))")
+            precondition(
+                status == 200, "cannot create the fuzz table \(name): \(String(decoding: answer, as: UTF8.self))")
         }
     }
 
@@ -56,7 +61,9 @@ final class RequestHarness: Sendable {
         let body = newline < input.endIndex ? Array(input[(newline + 1)...]) : []
         let (status, answer) = send(operation: operation, body: body)
         let text = String(decoding: answer, as: UTF8.self)
-        if ProcessInfo.processInfo.environment["GRANARY_FUZZ_VERBOSE"] != nil { print(operation, status, text.prefix(200)) }
+        if ProcessInfo.processInfo.environment["GRANARY_FUZZ_VERBOSE"] != nil {
+            print(operation, status, text.prefix(200))
+        }
         if status >= 500 { fatalError("\(operation.prefix(100)) answered \(status): \(text.prefix(500))") }
         if status >= 400 && !text.contains("\"__type\"") {
             fatalError("\(operation.prefix(100)) answered \(status) without a __type: \(text.prefix(500))")
@@ -65,10 +72,12 @@ final class RequestHarness: Sendable {
 
     /// Sends a request as the network would: the peek on core 0, then the named core.
     func send(operation: String, body: [UInt8]) -> (status: Int, body: [UInt8]) {
-        let request = HTTPRequest(method: "POST", target: "/", version: .http11, headers: [
-            ("Host", "localhost"), ("Content-Type", "application/x-amz-json-1.0"),
-            ("X-Amz-Target", "DynamoDB_20120810.\(operation)"), ("Content-Length", String(body.count)),
-        ], body: body)
+        let request = HTTPRequest(
+            method: "POST", target: "/", version: .http11,
+            headers: [
+                ("Host", "localhost"), ("Content-Type", "application/x-amz-json-1.0"),
+                ("X-Amz-Target", "DynamoDB_20120810.\(operation)"), ("Content-Length", String(body.count)),
+            ], body: body)
         let received = request
         let (core, moved) = onReactor(0) { [node] in
             var request = received
@@ -114,8 +123,11 @@ enum RequestReplay {
                 FileHandle.standardError.write(Data("granary-fuzz-requests: no such file: \(argument)\n".utf8))
                 exit(2)
             }
-            let paths = isDirectory.boolValue
-                ? ((try? FileManager.default.contentsOfDirectory(atPath: argument)) ?? []).sorted().map { "\(argument)/\($0)" }
+            let paths =
+                isDirectory.boolValue
+                ? ((try? FileManager.default.contentsOfDirectory(atPath: argument)) ?? []).sorted().map {
+                    "\(argument)/\($0)"
+                }
                 : [argument]
             for path in paths {
                 harness.run(Array(FileManager.default.contents(atPath: path) ?? Data()))

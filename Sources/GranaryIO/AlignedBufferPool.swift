@@ -29,13 +29,16 @@ public final class AlignedBufferPool {
     /// them with `reactor`'s ring. Call on the reactor's thread.
     public init(reactor: Reactor, bufferSize: Int, bufferCount: Int) throws(Errno) {
         reactor.preconditionOwner()
-        precondition(bufferSize > 0 && bufferSize % IOLimits.directIOAlignment == 0,
-                     "buffer size must be a positive multiple of \(IOLimits.directIOAlignment)")
+        precondition(
+            bufferSize > 0 && bufferSize % IOLimits.directIOAlignment == 0,
+            "buffer size must be a positive multiple of \(IOLimits.directIOAlignment)")
         precondition(bufferCount > 0 && bufferCount <= 16_384, "io_uring registers at most 16384 buffers")
         self.bufferSize = bufferSize
         self.bufferCount = bufferCount
         regionSize = bufferSize * bufferCount
-        if numa_available() >= 0, let cpu = reactor.cpu, let memory = numa_alloc_onnode(regionSize, numa_node_of_cpu(Int32(cpu))) {
+        if numa_available() >= 0, let cpu = reactor.cpu,
+            let memory = numa_alloc_onnode(regionSize, numa_node_of_cpu(Int32(cpu)))
+        {
             region = memory  // page-aligned, like every mmap
             fromNUMA = true
         } else {

@@ -38,7 +38,8 @@ public enum IOUringSupport {
     static func makeRing() throws(Errno) -> (ring: io_uring, hasTaskRunFlag: Bool) {
         var ring = io_uring()
         var parameters = io_uring_params()
-        parameters.flags = UInt32(IORING_SETUP_CQSIZE) | granary_IORING_SETUP_SINGLE_ISSUER
+        parameters.flags =
+            UInt32(IORING_SETUP_CQSIZE) | granary_IORING_SETUP_SINGLE_ISSUER
             | granary_IORING_SETUP_COOP_TASKRUN | granary_IORING_SETUP_TASKRUN_FLAG
         var hasTaskRunFlag = true
         parameters.cq_entries = IOLimits.completionQueueEntries
@@ -64,7 +65,10 @@ public enum IOUringSupport {
         }
         defer { io_uring_queue_exit(&ring) }
         guard let probe = io_uring_get_probe_ring(&ring) else {
-            throw Unavailable(description: diagnose(missingOpcodes: ["(the kernel has no IORING_REGISTER_PROBE: Linux 5.6 or later is needed)"]))
+            throw Unavailable(
+                description: diagnose(missingOpcodes: [
+                    "(the kernel has no IORING_REGISTER_PROBE: Linux 5.6 or later is needed)"
+                ]))
         }
         defer { io_uring_free_probe(probe) }
         let missing = requiredOpcodes.filter { granary_probe_supports(probe, $0.opcode) == 0 }.map(\.name)

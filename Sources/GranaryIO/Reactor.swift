@@ -210,8 +210,9 @@ public final class Reactor: @unchecked Sendable {
         let submitted = io_uring_submit(&ring)
         kernelEntries += 1
         pendingFileSubmissions = 0
-        precondition(submitted >= 0 || submitted == -EINTR || submitted == -EAGAIN || submitted == -EBUSY,
-                     "io_uring_submit failed: \(Errno(result: submitted))")
+        precondition(
+            submitted >= 0 || submitted == -EINTR || submitted == -EAGAIN || submitted == -EBUSY,
+            "io_uring_submit failed: \(Errno(result: submitted))")
     }
 
     /// Like `perform`, with a timeout linked to the operation (IORING_OP_LINK_TIMEOUT):
@@ -281,7 +282,8 @@ public final class Reactor: @unchecked Sendable {
         // Soon after progress, poll instead of sleeping: a completion or a peer core's
         // reply is likely within microseconds, and a wake-up costs more than that. With
         // reads or writes at the device, poll for as long as the disk takes to answer.
-        let window = operations.deviceOperationsInFlight > 0
+        let window =
+            operations.deviceOperationsInFlight > 0
             ? IOLimits.pollForFilesNanoseconds : IOLimits.pollBeforeSleepNanoseconds
         let polling = pollsWhenIdle && now &- lastProgressNanoseconds < window
         if enterKernel(wait: idle && !polling) {
@@ -356,8 +358,9 @@ public final class Reactor: @unchecked Sendable {
         pendingFileSubmissions = 0
         // EINTR (a signal), EAGAIN and EBUSY (completion queue backlog) clear up by
         // reaping; anything else is a bug in what we submitted.
-        precondition(result >= 0 || result == -EINTR || result == -EAGAIN || result == -EBUSY,
-                     "io_uring_enter failed: \(Errno(result: result))")
+        precondition(
+            result >= 0 || result == -EINTR || result == -EAGAIN || result == -EBUSY,
+            "io_uring_enter failed: \(Errno(result: result))")
         return mayWait
     }
 

@@ -19,7 +19,9 @@ public final class ReactorGroup: Sendable {
     /// Starts one pinned reactor thread per CPU in `cpus` (nil entries are unpinned, for
     /// tests that want more reactors than cores), each running its loop, after `setUp`
     /// has run on it (to open listeners, pools and so on). `pollsWhenIdle`: see `Reactor`.
-    public init(cpus: [Int?], pollsWhenIdle: Bool = true, setUp: @escaping @Sendable (Reactor) throws -> Void = { _ in }) throws {
+    public init(
+        cpus: [Int?], pollsWhenIdle: Bool = true, setUp: @escaping @Sendable (Reactor) throws -> Void = { _ in }
+    ) throws {
         precondition(!cpus.isEmpty, "a reactor group needs at least one core")
         let started = Mutex<[Int: Result<Reactor, any Error>]>([:])
         let ready = DispatchSemaphore(value: 0)

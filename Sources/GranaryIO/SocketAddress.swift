@@ -14,7 +14,9 @@ public struct SocketAddress: Sendable, Equatable, CustomStringConvertible {
         var host: Substring
         var portText: Substring
         if text.hasPrefix("[") {
-            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else { return nil }
+            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else {
+                return nil
+            }
             host = text[text.index(after: text.startIndex)..<close]
             portText = text[text.index(close, offsetBy: 2)...]
         } else {
@@ -74,7 +76,8 @@ public struct SocketAddress: Sendable, Equatable, CustomStringConvertible {
             _ = try systemCall("setsockopt") { setsockopt(socket, Int32(IPPROTO_TCP), TCP_NODELAY, &one, size) }
             _ = try systemCall("bind") {
                 storage.withUnsafeBytes { bytes in
-                    Glibc.bind(socket, bytes.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(bytes.count))
+                    Glibc.bind(
+                        socket, bytes.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(bytes.count))
                 }
             }
             _ = try systemCall("listen") { Glibc.listen(socket, backlog) }

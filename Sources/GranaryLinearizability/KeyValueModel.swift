@@ -48,7 +48,9 @@ public struct KeyValueHistory: Sendable {
         public var call: UInt64
         public var returned: UInt64?
 
-        public init(key: UInt64, input: KeyValueModel.Input, output: KeyValueModel.Output?, call: UInt64, returned: UInt64?) {
+        public init(
+            key: UInt64, input: KeyValueModel.Input, output: KeyValueModel.Output?, call: UInt64, returned: UInt64?
+        ) {
             self.key = key
             self.input = input
             self.output = output
@@ -86,7 +88,8 @@ public struct KeyValueHistory: Sendable {
         for key in byKey.keys.sorted() {
             let history = byKey[key]!
             let operations = history.map {
-                Operation<KeyValueModel.Input, KeyValueModel.Output>(input: $0.input, output: $0.output, call: $0.call, returned: $0.returned)
+                Operation<KeyValueModel.Input, KeyValueModel.Output>(
+                    input: $0.input, output: $0.output, call: $0.call, returned: $0.returned)
             }
             switch LinearizabilityChecker<KeyValueModel>.check(operations, stepBudget: stepBudget) {
             case .linearizable: break

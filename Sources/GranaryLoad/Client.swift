@@ -26,8 +26,9 @@ final class Client {
         self.reactor = reactor
         self.statistics = statistics
         self.index = index
-        dynamo = DynamoClient(reactor: reactor, endpoint: options.endpoint, credentials: options.credentials,
-                              timeout: options.requestTimeout)
+        dynamo = DynamoClient(
+            reactor: reactor, endpoint: options.endpoint, credentials: options.credentials,
+            timeout: options.requestTimeout)
         random = FastRandom(seed: options.seed &* 0x100_0000_01B3 &+ UInt64(index))
         chooser = KeyChooser(options.workload.distribution)
     }
@@ -76,8 +77,9 @@ final class Client {
 
     private func finish(_ operation: String, began: UInt64, error: String?) {
         let elapsed = (monotonicNanoseconds() - began) / 1000
-        statistics.record(operation, microseconds: max(1, elapsed), error: error,
-                          measured: shared.measuring.load(ordering: .relaxed))
+        statistics.record(
+            operation, microseconds: max(1, elapsed), error: error,
+            measured: shared.measuring.load(ordering: .relaxed))
         if let error, error.hasPrefix("Connection") { backOff = true }
     }
 
@@ -95,7 +97,8 @@ final class Client {
 
     private func read(began: UInt64) async {
         let record = existingRecord()
-        let body = #"{"TableName":"\#(layout.table)","Key":{\#(layout.keyJSON(record))}\#(options.consistentReads ? #","ConsistentRead":true"# : "")}"#
+        let body =
+            #"{"TableName":"\#(layout.table)","Key":{\#(layout.keyJSON(record))}\#(options.consistentReads ? #","ConsistentRead":true"# : "")}"#
         let outcome = await dynamo.call("GetItem", body)
         finish(.read, began: began, error: outcome.error)
     }
@@ -106,7 +109,8 @@ final class Client {
         let field = Int(random.next() % UInt64(layout.fieldCount))
         let sequence = shared.sequence.loadThenWrappingIncrement(ordering: .relaxed)
         let value = layout.value(record: record, field: field, sequence: sequence)
-        let body = #"{"TableName":"\#(layout.table)","Key":{\#(layout.keyJSON(record))},"UpdateExpression":"SET \#(RecordLayout.fieldName(field)) = :v","ExpressionAttributeValues":{":v":{"S":"\#(value)"}}}"#
+        let body =
+            #"{"TableName":"\#(layout.table)","Key":{\#(layout.keyJSON(record))},"UpdateExpression":"SET \#(RecordLayout.fieldName(field)) = :v","ExpressionAttributeValues":{":v":{"S":"\#(value)"}}}"#
         let outcome = await dynamo.call("UpdateItem", body)
         if outcome.error == nil { options.verify?.acknowledged(record: record, field: field, sequence: sequence) }
         finish(.update, began: began, error: outcome.error)
@@ -116,7 +120,8 @@ final class Client {
         let sequence = shared.sequence.loadThenWrappingIncrement(ordering: .relaxed)
         var item = layout.keyJSON(record)
         for field in 0..<layout.fieldCount {
-            item += #","\#(RecordLayout.fieldName(field))":{"S":"\#(layout.value(record: record, field: field, sequence: sequence))"}"#
+            item +=
+                #","\#(RecordLayout.fieldName(field))":{"S":"\#(layout.value(record: record, field: field, sequence: sequence))"}"#
         }
         let outcome = await dynamo.call("PutItem", #"{"TableName":"\#(layout.table)","Item":{\#(item)}}"#)
         if outcome.error == nil {
@@ -130,7 +135,8 @@ final class Client {
     private func scan(began: UInt64) async {
         let record = existingRecord()
         let length = 1 + Int(random.next() % UInt64(Workload.maxRangeLength))
-        let body = #"{"TableName":"\#(layout.table)","KeyConditionExpression":"pk = :p AND sk >= :s","ExpressionAttributeValues":{":p":{"S":"\#(layout.partitionKey(record))"},":s":{"N":"\#(record)"}},"Limit":\#(length)}"#
+        let body =
+            #"{"TableName":"\#(layout.table)","KeyConditionExpression":"pk = :p AND sk >= :s","ExpressionAttributeValues":{":p":{"S":"\#(layout.partitionKey(record))"},":s":{"N":"\#(record)"}},"Limit":\#(length)}"#
         let outcome = await dynamo.call("Query", body)
         finish(.scan, began: began, error: outcome.error)
     }
@@ -144,7 +150,8 @@ final class Client {
         defer { options.verify?.release(record) }
         let field = Int(random.next() % UInt64(layout.fieldCount))
         let name = RecordLayout.fieldName(field)
-        let readBody = #"{"TableName":"\#(layout.table)","Key":{\#(layout.keyJSON(record))},"ProjectionExpression":"\#(name)","ConsistentRead":true}"#
+        let readBody =
+            #"{"TableName":"\#(layout.table)","Key":{\#(layout.keyJSON(record))},"ProjectionExpression":"\#(name)","ConsistentRead":true}"#
         let read = await dynamo.call("GetItem", readBody)
         finish("read-modify-write.read", began: began, error: read.error)
         guard case .success(let bytes) = read else {
@@ -158,7 +165,8 @@ final class Client {
         let writeBegan = monotonicNanoseconds()
         let sequence = shared.sequence.loadThenWrappingIncrement(ordering: .relaxed)
         let value = layout.value(record: record, field: field, sequence: sequence)
-        let body = #"{"TableName":"\#(layout.table)","Key":{\#(layout.keyJSON(record))},"UpdateExpression":"SET \#(name) = :v","ConditionExpression":"\#(name) = :old","ExpressionAttributeValues":{":v":{"S":"\#(value)"},":old":{"S":\#(String(decoding: JSON.string(old).serialized(), as: UTF8.self))}}}"#
+        let body =
+            #"{"TableName":"\#(layout.table)","Key":{\#(layout.keyJSON(record))},"UpdateExpression":"SET \#(name) = :v","ConditionExpression":"\#(name) = :old","ExpressionAttributeValues":{":v":{"S":"\#(value)"},":old":{"S":\#(String(decoding: JSON.string(old).serialized(), as: UTF8.self))}}}"#
         let write = await dynamo.call("UpdateItem", body)
         if write.error == nil { options.verify?.acknowledged(record: record, field: field, sequence: sequence) }
         finish("read-modify-write.update", began: writeBegan, error: write.error)

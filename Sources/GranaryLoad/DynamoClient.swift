@@ -36,17 +36,27 @@ final class RequestSigner {
             let today = String(amzDate.prefix(8))
             if today != date {
                 date = today
-                key = SigV4.signingKey(secret: credentials.secretKey, date: date, region: credentials.region, service: "dynamodb")
+                key = SigV4.signingKey(
+                    secret: credentials.secretKey, date: date, region: credentials.region, service: "dynamodb")
             }
         }
         let scope = "\(date)/\(credentials.region)/dynamodb/aws4_request"
         let signedHeaders = "content-type;host;x-amz-date;x-amz-target"
         let signature = SigV4.signature(
             method: "POST", path: "/", query: "",
-            headers: [("content-type", DynamoClient.contentType), ("host", host), ("x-amz-date", amzDate), ("x-amz-target", target)],
-            signedHeaders: signedHeaders, payloadHash: SigV4.payloadHash(body), amzDate: amzDate, scope: scope, key: key)
-        return [("X-Amz-Date", amzDate),
-                ("Authorization", "\(SigV4.algorithm) Credential=\(credentials.accessKey)/\(scope), SignedHeaders=\(signedHeaders), Signature=\(signature)")]
+            headers: [
+                ("content-type", DynamoClient.contentType), ("host", host), ("x-amz-date", amzDate),
+                ("x-amz-target", target),
+            ],
+            signedHeaders: signedHeaders, payloadHash: SigV4.payloadHash(body), amzDate: amzDate, scope: scope, key: key
+        )
+        return [
+            ("X-Amz-Date", amzDate),
+            (
+                "Authorization",
+                "\(SigV4.algorithm) Credential=\(credentials.accessKey)/\(scope), SignedHeaders=\(signedHeaders), Signature=\(signature)"
+            ),
+        ]
     }
 }
 
@@ -88,7 +98,9 @@ public final class DynamoClient {
     }
 
     /// The bytes of a request: POST / with the JSON 1.0 headers, signed if there is a signer.
-    static func encode(_ operation: String, body: String, host: String, signer: RequestSigner?, into request: inout [UInt8]) {
+    static func encode(
+        _ operation: String, body: String, host: String, signer: RequestSigner?, into request: inout [UInt8]
+    ) {
         let bodyBytes = Array(body.utf8)
         let target = "DynamoDB_20120810.\(operation)"
         request.removeAll(keepingCapacity: true)

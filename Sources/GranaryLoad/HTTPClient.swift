@@ -43,7 +43,11 @@ public struct Endpoint: Sendable, CustomStringConvertible {
         guard getaddrinfo(host, nil, &hints, &list) == 0, let first = list else { return nil }
         defer { freeaddrinfo(list) }
         var text = [CChar](repeating: 0, count: Int(NI_MAXHOST))
-        guard getnameinfo(first.pointee.ai_addr, first.pointee.ai_addrlen, &text, socklen_t(text.count), nil, 0, NI_NUMERICHOST) == 0 else {
+        guard
+            getnameinfo(
+                first.pointee.ai_addr, first.pointee.ai_addrlen, &text, socklen_t(text.count), nil, 0, NI_NUMERICHOST)
+                == 0
+        else {
             return nil
         }
         return String(decoding: text.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
@@ -150,14 +154,16 @@ public final class HTTPClientConnection {
     private func receiveMore() async throws(HTTPClientError) {
         if filled == buffer.count {
             guard buffer.count < Self.responseBytesMax else { throw .tooLarge }
-            let larger = UnsafeMutableRawBufferPointer.allocate(byteCount: min(buffer.count * 2, Self.responseBytesMax), alignment: 16)
+            let larger = UnsafeMutableRawBufferPointer.allocate(
+                byteCount: min(buffer.count * 2, Self.responseBytesMax), alignment: 16)
             larger.copyMemory(from: UnsafeRawBufferPointer(rebasing: buffer[0..<filled]))
             buffer.deallocate()
             buffer = larger
         }
         let count: Int
         do {
-            count = try await reactor.receive(socket, into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled...]), timeout: timeout)
+            count = try await reactor.receive(
+                socket, into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled...]), timeout: timeout)
         } catch {
             throw .transport(error)
         }
@@ -169,7 +175,9 @@ public final class HTTPClientConnection {
         while true {
             var head = HTTPResponseHead.parse(UnsafeRawBufferPointer(rebasing: buffer[0..<filled]))
             while case .needMore = head {
-                guard filled < Self.headBytesMax else { throw .malformed("headers longer than \(Self.headBytesMax) bytes") }
+                guard filled < Self.headBytesMax else {
+                    throw .malformed("headers longer than \(Self.headBytesMax) bytes")
+                }
                 try await receiveMore()
                 head = HTTPResponseHead.parse(UnsafeRawBufferPointer(rebasing: buffer[0..<filled]))
             }

@@ -19,8 +19,10 @@ struct HTTPResponseHead: Equatable {
         guard let end = headEnd(bytes) else { return .needMore }
         guard let firstLineEnd = ChunkedBody.lineEnd(bytes, from: 0) else { return .needMore }
         // "HTTP/1.x NNN reason"
-        guard firstLineEnd >= 12, bytes[0] == UInt8(ascii: "H"), bytes[4] == UInt8(ascii: "/"), bytes[5] == UInt8(ascii: "1"),
-              bytes[8] == UInt8(ascii: " "), let status = decimal(bytes, 9..<12), (100...599).contains(status) else {
+        guard firstLineEnd >= 12, bytes[0] == UInt8(ascii: "H"), bytes[4] == UInt8(ascii: "/"),
+            bytes[5] == UInt8(ascii: "1"),
+            bytes[8] == UInt8(ascii: " "), let status = decimal(bytes, 9..<12), (100...599).contains(status)
+        else {
             return .invalid("status line '\(String(decoding: bytes[0..<min(firstLineEnd, 80)], as: UTF8.self))'")
         }
         var head = HTTPResponseHead(status: status, headBytes: end + 4)
@@ -30,7 +32,8 @@ struct HTTPResponseHead: Equatable {
             let lineEnd = ChunkedBody.lineEnd(bytes, from: lineStart) ?? end
             defer { lineStart = lineEnd + 2 }
             guard let colon = (lineStart..<lineEnd).first(where: { bytes[$0] == UInt8(ascii: ":") }) else {
-                return .invalid("header line '\(String(decoding: bytes[lineStart..<min(lineEnd, lineStart + 80)], as: UTF8.self))'")
+                return .invalid(
+                    "header line '\(String(decoding: bytes[lineStart..<min(lineEnd, lineStart + 80)], as: UTF8.self))'")
             }
             var valueStart = colon + 1
             while valueStart < lineEnd && (bytes[valueStart] == 32 || bytes[valueStart] == 9) { valueStart += 1 }
@@ -101,7 +104,9 @@ enum ChunkedBody: Equatable {
     static func next(_ bytes: UnsafeRawBufferPointer, at start: Int) -> ChunkedBody {
         guard let lineEnd = lineEnd(bytes, from: start) else { return .needMore }
         let sizeText = String(decoding: bytes[start..<lineEnd], as: UTF8.self).split(separator: ";").first ?? ""
-        guard let size = Int(sizeText.trimmingCharacters(in: .whitespaces), radix: 16), size >= 0 else { return .invalid }
+        guard let size = Int(sizeText.trimmingCharacters(in: .whitespaces), radix: 16), size >= 0 else {
+            return .invalid
+        }
         let dataStart = lineEnd + 2
         if size == 0 {
             // Trailers: lines until an empty one.

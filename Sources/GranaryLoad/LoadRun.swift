@@ -80,8 +80,9 @@ public final class LoadRun: Sendable {
         self.options = options
         self.loading = loading
         let now = Int(Date().timeIntervalSince1970 * 1e6)
-        shared = SharedRunState(records: options.records, loading: loading,
-                                firstSequence: max(now, (options.verify?.largestSequence ?? 0) + 1))
+        shared = SharedRunState(
+            records: options.records, loading: loading,
+            firstSequence: max(now, (options.verify?.largestSequence ?? 0) + 1))
     }
 
     /// Runs to the end and returns the result. Blocks the calling (non-reactor) thread.
@@ -145,16 +146,19 @@ public final class LoadRun: Sendable {
         shared.measuring.store(false, ordering: .sequentiallyConsistent)
         let measureEnd = monotonicNanoseconds()
         options.verify?.flush()
-        return RunResult(options: options, loading: loading, seconds: Double(measureEnd - measureStart) / 1e9,
-                         statistics: statistics.map { $0.snapshot() }, timeline: timeline)
+        return RunResult(
+            options: options, loading: loading, seconds: Double(measureEnd - measureStart) / 1e9,
+            statistics: statistics.map { $0.snapshot() }, timeline: timeline)
     }
 }
 
 extension LoadRun {
     func report(_ point: TimelinePoint) {
         let phase = loading ? "load" : point.warmup ? "warm-up" : "run"
-        let line = String(format: "%5ds %-7@ %10.0f ops/s  p50 %8.2f ms  p99 %8.2f ms  errors %d", point.second, phase as NSString,
-                          point.operationsPerSecond, Double(point.p50Microseconds) / 1000, Double(point.p99Microseconds) / 1000, point.errors)
+        let line = String(
+            format: "%5ds %-7@ %10.0f ops/s  p50 %8.2f ms  p99 %8.2f ms  errors %d", point.second, phase as NSString,
+            point.operationsPerSecond, Double(point.p50Microseconds) / 1000, Double(point.p99Microseconds) / 1000,
+            point.errors)
         FileHandle.standardError.write(Data((line + "\n").utf8))
     }
 }

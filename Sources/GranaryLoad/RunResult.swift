@@ -50,11 +50,16 @@ public struct RunResult: Codable, Sendable {
     public var overall: OperationFigures
     public var timeline: [TimelinePoint]
 
-    init(options: RunOptions, loading: Bool, seconds: Double, statistics: [RunStatistics.State], timeline: [TimelinePoint]) {
+    init(
+        options: RunOptions, loading: Bool, seconds: Double, statistics: [RunStatistics.State],
+        timeline: [TimelinePoint]
+    ) {
         phase = loading ? "load" : "run"
         endpoint = options.endpoint.description
         workload = loading ? "load" : options.workload.name
-        mix = loading ? ["insert": 1] : Dictionary(uniqueKeysWithValues: options.workload.mix.map { ($0.0.rawValue, $0.1) })
+        mix =
+            loading
+            ? ["insert": 1] : Dictionary(uniqueKeysWithValues: options.workload.mix.map { ($0.0.rawValue, $0.1) })
         distribution = options.workload.distribution.rawValue
         table = options.layout.table
         records = options.records
@@ -69,7 +74,9 @@ public struct RunResult: Codable, Sendable {
         var latencies: [String: LatencyHistogram] = [:]
         var errorCounts: [String: [String: Int]] = [:]
         for state in statistics {
-            for (operation, histogram) in state.latencies { latencies[operation, default: makeHistogram()].add(histogram) }
+            for (operation, histogram) in state.latencies {
+                latencies[operation, default: makeHistogram()].add(histogram)
+            }
             for (operation, types) in state.errors {
                 for (type, count) in types { errorCounts[operation, default: [:]][type, default: 0] += count }
             }
@@ -79,8 +86,10 @@ public struct RunResult: Codable, Sendable {
             return OperationFigures(
                 count: histogram.totalCount, operationsPerSecond: Double(histogram.totalCount) / max(seconds, 1e-9),
                 meanMicroseconds: some ? histogram.mean : 0,
-                p50Microseconds: some ? histogram.valueAtPercentile(50) : 0, p90Microseconds: some ? histogram.valueAtPercentile(90) : 0,
-                p99Microseconds: some ? histogram.valueAtPercentile(99) : 0, p999Microseconds: some ? histogram.valueAtPercentile(99.9) : 0,
+                p50Microseconds: some ? histogram.valueAtPercentile(50) : 0,
+                p90Microseconds: some ? histogram.valueAtPercentile(90) : 0,
+                p99Microseconds: some ? histogram.valueAtPercentile(99) : 0,
+                p999Microseconds: some ? histogram.valueAtPercentile(99.9) : 0,
                 maxMicroseconds: some ? histogram.max : 0, errors: errors)
         }
         var operations: [String: OperationFigures] = [:]
@@ -104,13 +113,23 @@ public struct RunResult: Codable, Sendable {
 
     /// The figures as a small table, for people.
     public func summary() -> String {
-        var lines = ["\(phase == "load" ? "load" : "workload \(workload)") against \(endpoint): \(String(format: "%.0f", throughput)) ops/s over \(String(format: "%.1f", measuredSeconds)) s, \(concurrency) clients\(rate.map { String(format: ", open loop at %.0f ops/s", $0) } ?? ", closed loop"), \(errors) errors"]
-        lines.append("operation              count      ops/s    p50 ms    p90 ms    p99 ms  p99.9 ms    max ms  errors")
+        var lines = [
+            "\(phase == "load" ? "load" : "workload \(workload)") against \(endpoint): \(String(format: "%.0f", throughput)) ops/s over \(String(format: "%.1f", measuredSeconds)) s, \(concurrency) clients\(rate.map { String(format: ", open loop at %.0f ops/s", $0) } ?? ", closed loop"), \(errors) errors"
+        ]
+        lines.append(
+            "operation              count      ops/s    p50 ms    p90 ms    p99 ms  p99.9 ms    max ms  errors")
         for (name, figures) in operations.sorted(by: { $0.key < $1.key }) {
-            let errorText = figures.errors.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
-            lines.append(name.padding(toLength: max(18, name.count), withPad: " ", startingAt: 0) + String(format: " %9llu %10.0f %9.2f %9.2f %9.2f %9.2f %9.2f  %@", figures.count, figures.operationsPerSecond,
-                                Double(figures.p50Microseconds) / 1000, Double(figures.p90Microseconds) / 1000, Double(figures.p99Microseconds) / 1000,
-                                Double(figures.p999Microseconds) / 1000, Double(figures.maxMicroseconds) / 1000, (errorText.isEmpty ? "0" : errorText) as NSString))
+            let errorText = figures.errors.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(
+                separator: ",")
+            lines.append(
+                name.padding(toLength: max(18, name.count), withPad: " ", startingAt: 0)
+                    + String(
+                        format: " %9llu %10.0f %9.2f %9.2f %9.2f %9.2f %9.2f  %@", figures.count,
+                        figures.operationsPerSecond,
+                        Double(figures.p50Microseconds) / 1000, Double(figures.p90Microseconds) / 1000,
+                        Double(figures.p99Microseconds) / 1000,
+                        Double(figures.p999Microseconds) / 1000, Double(figures.maxMicroseconds) / 1000,
+                        (errorText.isEmpty ? "0" : errorText) as NSString))
         }
         return lines.joined(separator: "\n")
     }

@@ -5,7 +5,8 @@ import Synchronization
 typealias LatencyHistogram = Histogram<UInt64>
 
 func makeHistogram() -> LatencyHistogram {
-    LatencyHistogram(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+    LatencyHistogram(
+        lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
 }
 
 /// What the clients of one reactor measured: per-operation latency histograms and error

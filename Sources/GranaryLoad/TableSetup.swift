@@ -33,7 +33,8 @@ public enum TableSetup {
     /// Returns true if it created the table, false if it was there already.
     public static func ensureTable(endpoint: Endpoint, credentials: Credentials?, layout: RecordLayout) throws -> Bool {
         try onReactor { reactor in
-            let client = DynamoClient(reactor: reactor, endpoint: endpoint, credentials: credentials, timeout: .seconds(30))
+            let client = DynamoClient(
+                reactor: reactor, endpoint: endpoint, credentials: credentials, timeout: .seconds(30))
             defer { client.close() }
             var keys = #"{"AttributeName":"pk","KeyType":"HASH"}"#
             var attributes = #"{"AttributeName":"pk","AttributeType":"S"}"#
@@ -41,7 +42,8 @@ public enum TableSetup {
                 keys += #",{"AttributeName":"sk","KeyType":"RANGE"}"#
                 attributes += #",{"AttributeName":"sk","AttributeType":"N"}"#
             }
-            let create = #"{"TableName":"\#(layout.table)","KeySchema":[\#(keys)],"AttributeDefinitions":[\#(attributes)],"BillingMode":"PAY_PER_REQUEST"}"#
+            let create =
+                #"{"TableName":"\#(layout.table)","KeySchema":[\#(keys)],"AttributeDefinitions":[\#(attributes)],"BillingMode":"PAY_PER_REQUEST"}"#
             var created = false
             switch await client.call("CreateTable", create) {
             case .success: created = true
@@ -60,7 +62,8 @@ public enum TableSetup {
                 }
                 try await reactor.sleep(for: .milliseconds(100))
             }
-            throw Failure(description: "table \(layout.table) did not become ACTIVE within 60 s (last DescribeTable: \(last))")
+            throw Failure(
+                description: "table \(layout.table) did not become ACTIVE within 60 s (last DescribeTable: \(last))")
         }
     }
 }

@@ -54,11 +54,15 @@ public struct VerifyCheck {
             let reports = try await withThrowingTaskGroup(of: Report.self) { group in
                 for worker in 0..<concurrency {
                     group.addTask(executorPreference: reactor) {
-                        let client = DynamoClient(reactor: reactor, endpoint: endpoint, credentials: credentials, timeout: .seconds(30))
+                        let client = DynamoClient(
+                            reactor: reactor, endpoint: endpoint, credentials: credentials, timeout: .seconds(30))
                         defer { client.close() }
                         var report = Report()
-                        for (record, fields) in records[worker...].enumerated().filter({ $0.offset % concurrency == 0 }).map(\.element) {
-                            report.merge(await Self.check(record: record, fields: fields, layout: layout, client: client))
+                        for (record, fields) in records[worker...].enumerated().filter({ $0.offset % concurrency == 0 })
+                            .map(\.element)
+                        {
+                            report.merge(
+                                await Self.check(record: record, fields: fields, layout: layout, client: client))
                         }
                         return report
                     }
@@ -81,7 +85,9 @@ public struct VerifyCheck {
         }
         guard let item = answer["Item"] else {
             report.lost = 1
-            report.examples.append("record \(record) (\(layout.partitionKey(record))): missing, acknowledged through sequence \(fields.max() ?? -1)")
+            report.examples.append(
+                "record \(record) (\(layout.partitionKey(record))): missing, acknowledged through sequence \(fields.max() ?? -1)"
+            )
             return report
         }
         for (field, acknowledged) in fields.enumerated() where acknowledged >= 0 {
@@ -98,7 +104,8 @@ public struct VerifyCheck {
             }
             if sequence < acknowledged {
                 report.lost = 1
-                report.examples.append("record \(record): \(name) at sequence \(sequence), acknowledged \(acknowledged)")
+                report.examples.append(
+                    "record \(record): \(name) at sequence \(sequence), acknowledged \(acknowledged)")
                 return report
             }
         }

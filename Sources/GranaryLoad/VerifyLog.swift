@@ -14,7 +14,9 @@ public final class VerifyLog: Sendable {
         public var fieldCount: Int
         public var valueBytes: Int
 
-        var line: String { "# granary-load verify table=\(table) ranged=\(ranged ? 1 : 0) fields=\(fieldCount) value=\(valueBytes)\n" }
+        var line: String {
+            "# granary-load verify table=\(table) ranged=\(ranged ? 1 : 0) fields=\(fieldCount) value=\(valueBytes)\n"
+        }
 
         init(_ layout: RecordLayout) {
             table = layout.table
@@ -29,15 +31,19 @@ public final class VerifyLog: Sendable {
                 let pair = part.split(separator: "=", maxSplits: 1)
                 if pair.count == 2 { values[String(pair[0])] = String(pair[1]) }
             }
-            guard line.hasPrefix("# granary-load verify "), let table = values["table"], let fields = Int(values["fields"] ?? ""),
-                  let value = Int(values["value"] ?? ""), let ranged = values["ranged"] else { return nil }
+            guard line.hasPrefix("# granary-load verify "), let table = values["table"],
+                let fields = Int(values["fields"] ?? ""),
+                let value = Int(values["value"] ?? ""), let ranged = values["ranged"]
+            else { return nil }
             self.table = table
             self.ranged = ranged == "1"
             fieldCount = fields
             valueBytes = value
         }
 
-        public var layout: RecordLayout { RecordLayout(table: table, ranged: ranged, fieldCount: fieldCount, valueBytes: valueBytes) }
+        public var layout: RecordLayout {
+            RecordLayout(table: table, ranged: ranged, fieldCount: fieldCount, valueBytes: valueBytes)
+        }
     }
 
     public struct Failure: Error, CustomStringConvertible {
@@ -57,9 +63,12 @@ public final class VerifyLog: Sendable {
         let header = Header(layout)
         if FileManager.default.fileExists(atPath: path) {
             guard let existing = try? Self.readHeader(path: path), existing == header else {
-                throw Failure(description: "\(path) is a verify log of another table layout (or not one); use a new path")
+                throw Failure(
+                    description: "\(path) is a verify log of another table layout (or not one); use a new path")
             }
-        } else if !FileManager.default.createFile(atPath: path, contents: Array(header.line.utf8).withUnsafeBytes { Data($0) }) {
+        } else if !FileManager.default.createFile(
+            atPath: path, contents: Array(header.line.utf8).withUnsafeBytes { Data($0) })
+        {
             throw Failure(description: "cannot create \(path)")
         }
         guard let handle = FileHandle(forWritingAtPath: path) else { throw Failure(description: "cannot open \(path)") }
@@ -69,7 +78,9 @@ public final class VerifyLog: Sendable {
     }
 
     static func readHeader(path: String) throws(Failure) -> Header {
-        guard let data = FileManager.default.contents(atPath: path) else { throw Failure(description: "cannot read \(path)") }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw Failure(description: "cannot read \(path)")
+        }
         let text = String(decoding: data.prefix(4096), as: UTF8.self)
         guard let first = text.split(separator: "\n").first, let header = Header(line: first) else {
             throw Failure(description: "\(path) does not start with a granary-load verify header")
@@ -106,15 +117,18 @@ public final class VerifyLog: Sendable {
     /// each field.
     public static func read(path: String) throws(Failure) -> (Header, [Int: [Int]]) {
         let header = try readHeader(path: path)
-        guard let data = FileManager.default.contents(atPath: path) else { throw Failure(description: "cannot read \(path)") }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw Failure(description: "cannot read \(path)")
+        }
         var expected: [Int: [Int]] = [:]
         for (number, line) in data.split(separator: UInt8(ascii: "\n")).enumerated() where number > 0 {
             let parts = line.split(separator: UInt8(ascii: " "))
             // A torn last line (the generator was killed mid-write) is skipped.
             guard parts.count == 3, let record = Int(String(decoding: parts[0], as: UTF8.self)),
-                  let field = Int(String(decoding: parts[1], as: UTF8.self)),
-                  let sequence = Int(String(decoding: parts[2], as: UTF8.self)),
-                  field >= -1, field < header.fieldCount else { continue }
+                let field = Int(String(decoding: parts[1], as: UTF8.self)),
+                let sequence = Int(String(decoding: parts[2], as: UTF8.self)),
+                field >= -1, field < header.fieldCount
+            else { continue }
             var fields = expected[record] ?? Array(repeating: -1, count: header.fieldCount)
             if field == -1 {
                 for index in fields.indices { fields[index] = max(fields[index], sequence) }

@@ -53,14 +53,16 @@ public struct Workload: Sendable, Equatable {
         for part in text.split(separator: ",") {
             let pair = part.split(separator: "=")
             guard pair.count == 2, let operation = Operation(rawValue: pair[0].trimmingCharacters(in: .whitespaces)),
-                  let weight = Double(pair[1].trimmingCharacters(in: .whitespaces)), weight >= 0,
-                  !mix.contains(where: { $0.0 == operation }) else { return nil }
+                let weight = Double(pair[1].trimmingCharacters(in: .whitespaces)), weight >= 0,
+                !mix.contains(where: { $0.0 == operation })
+            else { return nil }
             mix.append((operation, weight))
         }
         let total = mix.reduce(0) { $0 + $1.1 }
         guard total > 0 else { return nil }
         if mix.contains(where: { $0.0 == .scan }) && !ranged { return nil }
-        return Workload(name: "custom", mix: mix.map { ($0.0, $0.1 / total) }, distribution: distribution, ranged: ranged)
+        return Workload(
+            name: "custom", mix: mix.map { ($0.0, $0.1 / total) }, distribution: distribution, ranged: ranged)
     }
 
     /// Picks an operation by the mix, from a uniform draw in [0, 1).
@@ -97,7 +99,9 @@ public struct RecordLayout: Sendable {
 
     /// The key attributes in DynamoDB JSON: `"pk":{"S":"..."}` and, ranged, `"sk":{"N":"..."}`.
     public func keyJSON(_ record: Int) -> String {
-        ranged ? #""pk":{"S":"\#(partitionKey(record))"},"sk":{"N":"\#(record)"}"# : #""pk":{"S":"\#(partitionKey(record))"}"#
+        ranged
+            ? #""pk":{"S":"\#(partitionKey(record))"},"sk":{"N":"\#(record)"}"#
+            : #""pk":{"S":"\#(partitionKey(record))"}"#
     }
 
     public static func fieldName(_ index: Int) -> String { "field\(index)" }
@@ -108,7 +112,9 @@ public struct RecordLayout: Sendable {
     public func value(record: Int, field: Int, sequence: Int) -> String {
         var bytes = Array("\(sequence):".utf8)
         bytes.reserveCapacity(valueBytes)
-        var random = FastRandom(seed: UInt64(truncatingIfNeeded: record) &* 0x9E37_79B9 ^ UInt64(field) << 48 ^ UInt64(truncatingIfNeeded: sequence))
+        var random = FastRandom(
+            seed: UInt64(truncatingIfNeeded: record) &* 0x9E37_79B9 ^ UInt64(field) << 48
+                ^ UInt64(truncatingIfNeeded: sequence))
         let alphabet = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789".utf8)
         var word = random.next()
         var left = 10
@@ -125,7 +131,8 @@ public struct RecordLayout: Sendable {
     /// wrote for that record and field.
     public func sequence(inValue value: String, record: Int, field: Int) -> Int? {
         guard let colon = value.firstIndex(of: ":"), let sequence = Int(value[..<colon]),
-              self.value(record: record, field: field, sequence: sequence) == value else { return nil }
+            self.value(record: record, field: field, sequence: sequence) == value
+        else { return nil }
         return sequence
     }
 }

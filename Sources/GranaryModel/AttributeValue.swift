@@ -63,9 +63,12 @@ public enum ItemLimits {
 
     /// An attribute name within `attributeNameBytesMax`, not empty.
     public static func checkAttributeName(_ name: String) throws(DynamoError) {
-        if name.isEmpty { throw .validation("One or more parameter values were invalid: An attribute name cannot be empty") }
+        if name.isEmpty {
+            throw .validation("One or more parameter values were invalid: An attribute name cannot be empty")
+        }
         guard name.utf8.count <= attributeNameBytesMax else {
-            throw .validation("One or more parameter values were invalid: Attribute name is too large, must be less than 65536 bytes")
+            throw .validation(
+                "One or more parameter values were invalid: Attribute name is too large, must be less than 65536 bytes")
         }
     }
 }
@@ -87,9 +90,12 @@ extension AttributeValue {
         }
         guard members.count == 1, let (type, value) = members.first else {
             if members.isEmpty {
-                throw .validation("Supplied AttributeValue is empty, must contain exactly one of the supported datatypes")
+                throw .validation(
+                    "Supplied AttributeValue is empty, must contain exactly one of the supported datatypes")
             }
-            throw .validation("Supplied AttributeValue has more than one datatypes set, must contain exactly one of the supported datatypes")
+            throw .validation(
+                "Supplied AttributeValue has more than one datatypes set, must contain exactly one of the supported datatypes"
+            )
         }
         guard depth < ItemLimits.nestingDepthMax || (type != "M" && type != "L") else {
             throw .validation("Nesting Levels have exceeded supported limits")
@@ -99,30 +105,44 @@ extension AttributeValue {
         case "N": self = .n(try Number(parsing: try Self.string(value, type)))
         case "B": self = .b(try Self.binary(value))
         case "BOOL":
-            guard case .bool(let flag) = value else { throw .serialization("BOOL must be a boolean, found \(value.typeName)") }
+            guard case .bool(let flag) = value else {
+                throw .serialization("BOOL must be a boolean, found \(value.typeName)")
+            }
             self = .bool(flag)
         case "NULL":
-            guard case .bool(let flag) = value else { throw .serialization("NULL must be a boolean, found \(value.typeName)") }
-            guard flag else { throw .validation("One or more parameter values were invalid: Null attribute value types must have the value of true") }
+            guard case .bool(let flag) = value else {
+                throw .serialization("NULL must be a boolean, found \(value.typeName)")
+            }
+            guard flag else {
+                throw .validation(
+                    "One or more parameter values were invalid: Null attribute value types must have the value of true")
+            }
             self = .null
         case "M":
-            guard case .object(let fields) = value else { throw .serialization("M must be a structure, found \(value.typeName)") }
+            guard case .object(let fields) = value else {
+                throw .serialization("M must be a structure, found \(value.typeName)")
+            }
             var map: [String: AttributeValue] = [:]
             map.reserveCapacity(fields.count)
             for (name, field) in fields { map[name] = try AttributeValue(json: field, depth: depth + 1) }
             self = .m(map)
         case "L":
-            guard case .array(let elements) = value else { throw .serialization("L must be a list, found \(value.typeName)") }
+            guard case .array(let elements) = value else {
+                throw .serialization("L must be a list, found \(value.typeName)")
+            }
             var list: [AttributeValue] = []
             list.reserveCapacity(elements.count)
             for element in elements { list.append(try AttributeValue(json: element, depth: depth + 1)) }
             self = .l(list)
         case "SS":
-            let texts = try Self.list(value, type).map { (element) throws(DynamoError) in try Self.string(element, type) }
+            let texts = try Self.list(value, type).map { (element) throws(DynamoError) in try Self.string(element, type)
+            }
             try Self.checkSet(texts, name: "string")
             self = .ss(texts)
         case "NS":
-            let numbers = try Self.list(value, type).map { (element) throws(DynamoError) in try Number(parsing: try Self.string(element, type)) }
+            let numbers = try Self.list(value, type).map { (element) throws(DynamoError) in
+                try Number(parsing: try Self.string(element, type))
+            }
             try Self.checkSet(numbers, name: "number", shown: numbers.map(\.description))
             self = .ns(numbers)
         case "BS":
@@ -135,28 +155,40 @@ extension AttributeValue {
     }
 
     private static func string(_ value: JSON, _ type: String) throws(DynamoError) -> String {
-        guard case .string(let text) = value else { throw .serialization("\(type) must be a string, found \(value.typeName)") }
+        guard case .string(let text) = value else {
+            throw .serialization("\(type) must be a string, found \(value.typeName)")
+        }
         return text
     }
 
     private static func list(_ value: JSON, _ type: String) throws(DynamoError) -> [JSON] {
-        guard case .array(let elements) = value else { throw .serialization("\(type) must be a list, found \(value.typeName)") }
+        guard case .array(let elements) = value else {
+            throw .serialization("\(type) must be a list, found \(value.typeName)")
+        }
         return elements
     }
 
     private static func binary(_ value: JSON) throws(DynamoError) -> [UInt8] {
-        guard case .string(let text) = value else { throw .serialization("B must be a base64 string, found \(value.typeName)") }
-        guard let bytes = Base64.decode(text) else { throw .serialization("Base64 encoded length is expected a multiple of 4 bytes but found: \(text.utf8.count)") }
+        guard case .string(let text) = value else {
+            throw .serialization("B must be a base64 string, found \(value.typeName)")
+        }
+        guard let bytes = Base64.decode(text) else {
+            throw .serialization(
+                "Base64 encoded length is expected a multiple of 4 bytes but found: \(text.utf8.count)")
+        }
         return bytes
     }
 
-    private static func checkSet<T: Hashable>(_ elements: [T], name: String, shown: [String]? = nil) throws(DynamoError) {
+    private static func checkSet<T: Hashable>(_ elements: [T], name: String, shown: [String]? = nil) throws(DynamoError)
+    {
         guard !elements.isEmpty else {
             throw .validation("One or more parameter values were invalid: An \(name) set  may not be empty")
         }
         guard Set(elements).count == elements.count else {
             let listed = shown ?? elements.map { "\($0)" }
-            throw .validation("One or more parameter values were invalid: Input collection [\(listed.joined(separator: ", "))] contains duplicates.")
+            throw .validation(
+                "One or more parameter values were invalid: Input collection [\(listed.joined(separator: ", "))] contains duplicates."
+            )
         }
     }
 
@@ -196,8 +228,10 @@ extension AttributeValue {
         }
         switch self {
         case .s(let text): open("S"); JSON.writeString(text, to: &output); output.append(UInt8(ascii: "}"))
-        case .n(let number): open("N"); JSON.writeString(number.description, to: &output); output.append(UInt8(ascii: "}"))
-        case .b(let bytes): open("B"); JSON.writeString(Base64.encode(bytes), to: &output); output.append(UInt8(ascii: "}"))
+        case .n(let number):
+            open("N"); JSON.writeString(number.description, to: &output); output.append(UInt8(ascii: "}"))
+        case .b(let bytes):
+            open("B"); JSON.writeString(Base64.encode(bytes), to: &output); output.append(UInt8(ascii: "}"))
         case .bool(let flag): open("BOOL"); output.append(contentsOf: (flag ? "true}" : "false}").utf8)
         case .null: open("NULL"); output.append(contentsOf: "true}".utf8)
         case .m(let members): open("M"); members.writeJSON(to: &output); output.append(UInt8(ascii: "}"))

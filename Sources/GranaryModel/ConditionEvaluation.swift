@@ -40,7 +40,8 @@ extension Condition {
             }
         case .between(let subject, let lower, let upper):
             guard let value = subject.resolve(item), let low = lower.resolve(item), let high = upper.resolve(item),
-                  let above = AttributeValue.compare(value, low), let below = AttributeValue.compare(value, high) else { return false }
+                let above = AttributeValue.compare(value, low), let below = AttributeValue.compare(value, high)
+            else { return false }
             return above >= 0 && below <= 0
         case .isIn(let subject, let options):
             guard let value = subject.resolve(item) else { return false }

@@ -12,7 +12,9 @@ public struct DynamoError: Error, Sendable, Equatable, CustomStringConvertible {
     /// More members of the error's JSON body (TransactionCanceledException's CancellationReasons).
     public var details: [String: JSON] = [:]
 
-    public init(_ type: String, _ message: String, namespace: String = "com.amazonaws.dynamodb.v20120810", item: Item? = nil) {
+    public init(
+        _ type: String, _ message: String, namespace: String = "com.amazonaws.dynamodb.v20120810", item: Item? = nil
+    ) {
         self.type = type
         self.message = message
         self.namespace = namespace

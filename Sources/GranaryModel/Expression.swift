@@ -27,12 +27,13 @@ public struct DocumentPath: Hashable, Sendable, CustomStringConvertible {
 
     /// As DynamoDB prints paths in messages: `[a, b, [3]]`.
     public var description: String {
-        "[" + elements.map { element in
-            switch element {
-            case .attribute(let name): name
-            case .index(let index): "[\(index)]"
-            }
-        }.joined(separator: ", ") + "]"
+        "["
+            + elements.map { element in
+                switch element {
+                case .attribute(let name): name
+                case .index(let index): "[\(index)]"
+                }
+            }.joined(separator: ", ") + "]"
     }
 
     public enum Relation { case distinct, overlap, conflict }
@@ -112,7 +113,8 @@ public final class ExpressionContext {
 
     func name(_ alias: String) throws(DynamoError) -> String {
         guard let name = names[alias] else {
-            throw .validation("An expression attribute name used in the document path is not defined; attribute name: \(alias)")
+            throw .validation(
+                "An expression attribute name used in the document path is not defined; attribute name: \(alias)")
         }
         usedNames.insert(alias)
         return name
@@ -120,7 +122,8 @@ public final class ExpressionContext {
 
     func value(_ alias: String) throws(DynamoError) -> AttributeValue {
         guard let value = values[alias] else {
-            throw .validation("An expression attribute value used in expression is not defined; attribute value: \(alias)")
+            throw .validation(
+                "An expression attribute value used in expression is not defined; attribute value: \(alias)")
         }
         usedValues.insert(alias)
         return value
@@ -130,11 +133,15 @@ public final class ExpressionContext {
     public func checkAllUsed() throws(DynamoError) {
         let unusedNames = Set(names.keys).subtracting(usedNames)
         if !unusedNames.isEmpty {
-            throw .validation("Value provided in ExpressionAttributeNames unused in expressions: keys: {\(unusedNames.sorted().joined(separator: ", "))}")
+            throw .validation(
+                "Value provided in ExpressionAttributeNames unused in expressions: keys: {\(unusedNames.sorted().joined(separator: ", "))}"
+            )
         }
         let unusedValues = Set(values.keys).subtracting(usedValues)
         if !unusedValues.isEmpty {
-            throw .validation("Value provided in ExpressionAttributeValues unused in expressions: keys: {\(unusedValues.sorted().joined(separator: ", "))}")
+            throw .validation(
+                "Value provided in ExpressionAttributeValues unused in expressions: keys: {\(unusedValues.sorted().joined(separator: ", "))}"
+            )
         }
     }
 }

@@ -1,11 +1,11 @@
 /// The tokens of DynamoDB's expression language (condition, filter, key condition, update
 /// and projection expressions share them).
 enum Token: Equatable, CustomStringConvertible {
-    case name(String)          // a bare attribute name or keyword
-    case nameAlias(String)     // #name
-    case valueAlias(String)    // :value
-    case index(Int)            // the digits inside [ ]
-    case symbol(String)        // ( ) [ ] , . = <> < <= > >= + -
+    case name(String)  // a bare attribute name or keyword
+    case nameAlias(String)  // #name
+    case valueAlias(String)  // :value
+    case index(Int)  // the digits inside [ ]
+    case symbol(String)  // ( ) [ ] , . = <> < <= > >= + -
     case end
 
     var description: String {
@@ -29,12 +29,14 @@ enum ExpressionLexer {
     static func tokens(_ text: String, kind: String) throws(DynamoError) -> [Token] {
         let bytes = Array(text.utf8)
         guard bytes.count <= expressionBytesMax else {
-            throw .invalidExpression(kind, "Expression size has exceeded the maximum allowed size; expression size: \(bytes.count)")
+            throw .invalidExpression(
+                kind, "Expression size has exceeded the maximum allowed size; expression size: \(bytes.count)")
         }
         var tokens: [Token] = []
         var index = 0
         func isNameByte(_ byte: UInt8) -> Bool {
-            (byte >= 0x61 && byte <= 0x7A) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x30 && byte <= 0x39) || byte == 0x5F
+            (byte >= 0x61 && byte <= 0x7A) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x30 && byte <= 0x39)
+                || byte == 0x5F
         }
         func word(from start: Int) -> (String, Int) {
             var end = start
@@ -61,7 +63,9 @@ enum ExpressionLexer {
                 let digitsStart = end
                 while end < bytes.count && bytes[end] >= 0x30 && bytes[end] <= 0x39 { end += 1 }
                 if end > digitsStart {
-                    guard end - digitsStart <= 9, let value = Int(String(decoding: bytes[digitsStart..<end], as: UTF8.self)) else {
+                    guard end - digitsStart <= 9,
+                        let value = Int(String(decoding: bytes[digitsStart..<end], as: UTF8.self))
+                    else {
                         throw .invalidExpression(kind, "List index is too large")
                     }
                     tokens.append(.index(value))
@@ -82,13 +86,14 @@ enum ExpressionLexer {
                     tokens.append(.symbol(">")); index += 1
                 }
             case UInt8(ascii: "("), UInt8(ascii: ")"), UInt8(ascii: "]"), UInt8(ascii: ","), UInt8(ascii: "."),
-                 UInt8(ascii: "="), UInt8(ascii: "+"), UInt8(ascii: "-"):
+                UInt8(ascii: "="), UInt8(ascii: "+"), UInt8(ascii: "-"):
                 tokens.append(.symbol(String(UnicodeScalar(byte))))
                 index += 1
             default:
                 guard isNameByte(byte) else {
                     let scalar = String(decoding: bytes[index...].prefix(1), as: UTF8.self)
-                    throw .invalidExpression(kind, "Syntax error; token: \"\(scalar)\", near: \"\(near(text, at: index))\"")
+                    throw .invalidExpression(
+                        kind, "Syntax error; token: \"\(scalar)\", near: \"\(near(text, at: index))\"")
                 }
                 let (name, end) = word(from: index)
                 tokens.append(.name(name))

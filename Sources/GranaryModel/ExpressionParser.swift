@@ -22,7 +22,9 @@ public struct ExpressionParser {
     // MARK: Entry points
 
     /// A ConditionExpression, FilterExpression or KeyConditionExpression.
-    public static func condition(_ text: String, kind: String = "ConditionExpression", context: ExpressionContext) throws(DynamoError) -> Condition {
+    public static func condition(
+        _ text: String, kind: String = "ConditionExpression", context: ExpressionContext
+    ) throws(DynamoError) -> Condition {
         var parser = try ExpressionParser(text, kind: kind, context: context)
         let condition = try parser.parseOr(depth: 0)
         try parser.expectEnd()
@@ -54,9 +56,15 @@ public struct ExpressionParser {
             for other in paths[(index + 1)...] {
                 switch path.relation(to: other) {
                 case .overlap:
-                    throw .invalidExpression(kind, "Two document paths overlap with each other; must remove or rewrite one of these paths; path one: \(path), path two: \(other)")
+                    throw .invalidExpression(
+                        kind,
+                        "Two document paths overlap with each other; must remove or rewrite one of these paths; path one: \(path), path two: \(other)"
+                    )
                 case .conflict:
-                    throw .invalidExpression(kind, "Two document paths conflict with each other; must remove or rewrite one of these paths; path one: \(path), path two: \(other)")
+                    throw .invalidExpression(
+                        kind,
+                        "Two document paths conflict with each other; must remove or rewrite one of these paths; path one: \(path), path two: \(other)"
+                    )
                 case .distinct:
                     continue
                 }
@@ -91,7 +99,8 @@ public struct ExpressionParser {
 
     private func syntaxError() -> DynamoError {
         let before = position > 0 ? tokens[position - 1].description + " " : ""
-        let after = position + 1 < tokens.count && tokens[position + 1] != .end ? " " + tokens[position + 1].description : ""
+        let after =
+            position + 1 < tokens.count && tokens[position + 1] != .end ? " " + tokens[position + 1].description : ""
         return .invalidExpression(kind, "Syntax error; token: \"\(current)\", near: \"\(before)\(current)\(after)\"")
     }
 
@@ -112,7 +121,9 @@ public struct ExpressionParser {
 
     private mutating func parseNot(depth: Int) throws(DynamoError) -> Condition {
         if take(keyword: "NOT") {
-            guard depth + 1 < Self.nestingMax else { throw .invalidExpression(kind, "The expression is nested too deeply") }
+            guard depth + 1 < Self.nestingMax else {
+                throw .invalidExpression(kind, "The expression is nested too deeply")
+            }
             return .not(try parseNot(depth: depth + 1))
         }
         return try parsePrimary(depth: depth)
@@ -131,7 +142,8 @@ public struct ExpressionParser {
         if case .symbol(let symbol) = current, let comparator = Comparator(rawValue: symbol) {
             advance()
             let right = try parseOperand(depth: depth)
-            try checkComparable(comparator.rawValue, [left, right], ordered: comparator != .equal && comparator != .notEqual)
+            try checkComparable(
+                comparator.rawValue, [left, right], ordered: comparator != .equal && comparator != .notEqual)
             try checkDistinct(comparator.rawValue, left, right)
             return .compare(left, comparator, right)
         }
@@ -141,12 +153,17 @@ public struct ExpressionParser {
             let upper = try parseOperand(depth: depth)
             try checkComparable("BETWEEN", [left, lower, upper], ordered: true)
             if case .value(let low) = lower, case .value(let high) = upper {
-                let bounds = "lower bound operand: AttributeValue: {\(low.typeName):\(low.shortDescription)}, upper bound operand: AttributeValue: {\(high.typeName):\(high.shortDescription)}"
+                let bounds =
+                    "lower bound operand: AttributeValue: {\(low.typeName):\(low.shortDescription)}, upper bound operand: AttributeValue: {\(high.typeName):\(high.shortDescription)}"
                 guard low.typeName == high.typeName else {
-                    throw .invalidExpression(kind, "The BETWEEN operator requires same data type for lower and upper bounds; \(bounds)")
+                    throw .invalidExpression(
+                        kind, "The BETWEEN operator requires same data type for lower and upper bounds; \(bounds)")
                 }
                 if let order = AttributeValue.compare(low, high), order > 0 {
-                    throw .invalidExpression(kind, "The BETWEEN operator requires upper bound to be greater than or equal to lower bound; \(bounds)")
+                    throw .invalidExpression(
+                        kind,
+                        "The BETWEEN operator requires upper bound to be greater than or equal to lower bound; \(bounds)"
+                    )
                 }
             }
             return .between(left, lower, upper)
@@ -157,21 +174,25 @@ public struct ExpressionParser {
             while take(symbol: ",") {
                 options.append(try parseOperand(depth: depth))
                 guard options.count <= Self.inListMax else {
-                    throw .invalidExpression(kind, "The IN operator is provided with too many operands; number of operands: \(options.count)")
+                    throw .invalidExpression(
+                        kind, "The IN operator is provided with too many operands; number of operands: \(options.count)"
+                    )
                 }
             }
             try expect(symbol: ")")
             return .isIn(left, options)
         }
         if case .size = left {
-            throw .invalidExpression(kind, "The function is not allowed to be used this way in an expression; function: size")
+            throw .invalidExpression(
+                kind, "The function is not allowed to be used this way in an expression; function: size")
         }
         throw syntaxError()
     }
 
     /// The functions a condition may call, with their operand counts.
     private static let conditionFunctions = [
-        "attribute_exists": 1, "attribute_not_exists": 1, "attribute_type": 2, "begins_with": 2, "contains": 2, "size": 1,
+        "attribute_exists": 1, "attribute_not_exists": 1, "attribute_type": 2, "begins_with": 2, "contains": 2,
+        "size": 1,
     ]
     /// The functions an update expression's SET may call, with their operand counts.
     private static let updateFunctions = ["if_not_exists": 2, "list_append": 2]
@@ -187,7 +208,9 @@ public struct ExpressionParser {
     }
 
     /// `name(` and its operands up to `)`, checked against the operand count `name` takes.
-    private mutating func parseArguments<T>(_ name: String, count: Int, _ parseOne: (inout ExpressionParser) throws(DynamoError) -> T) throws(DynamoError) -> [T] {
+    private mutating func parseArguments<T>(
+        _ name: String, count: Int, _ parseOne: (inout ExpressionParser) throws(DynamoError) -> T
+    ) throws(DynamoError) -> [T] {
         advance()  // the name
         advance()  // (
         var arguments = [try parseOne(&self)]
@@ -197,7 +220,10 @@ public struct ExpressionParser {
         }
         try expect(symbol: ")")
         guard arguments.count == count else {
-            throw .invalidExpression(kind, "Incorrect number of operands for operator or function; operator or function: \(name), number of operands: \(arguments.count)")
+            throw .invalidExpression(
+                kind,
+                "Incorrect number of operands for operator or function; operator or function: \(name), number of operands: \(arguments.count)"
+            )
         }
         return arguments
     }
@@ -205,12 +231,14 @@ public struct ExpressionParser {
     private mutating func parseFunction(_ name: String, depth: Int) throws(DynamoError) -> Condition {
         if let error = unknownConditionFunction(name) { throw error }
         guard depth < Self.nestingMax else { throw .invalidExpression(kind, "The expression is nested too deeply") }
-        let arguments = try parseArguments(name, count: Self.conditionFunctions[name]!) { (parser) throws(DynamoError) in
+        let arguments = try parseArguments(name, count: Self.conditionFunctions[name]!) {
+            (parser) throws(DynamoError) in
             try parser.parseOperand(depth: depth + 1)
         }
         func path(_ operand: Operand) throws(DynamoError) -> DocumentPath {
             guard case .path(let path) = operand else {
-                throw .invalidExpression(kind, "Operator or function requires a document path; operator or function: \(name)")
+                throw .invalidExpression(
+                    kind, "Operator or function requires a document path; operator or function: \(name)")
             }
             return path
         }
@@ -223,18 +251,27 @@ public struct ExpressionParser {
             let subject = try path(arguments[0])
             if let type = arguments[1].constantTypeName {
                 guard case .value(.s(let typeName)) = arguments[1] else {
-                    throw .invalidExpression(kind, "Incorrect operand type for operator or function; operator or function: attribute_type, operand type: \(type)")
+                    throw .invalidExpression(
+                        kind,
+                        "Incorrect operand type for operator or function; operator or function: attribute_type, operand type: \(type)"
+                    )
                 }
                 let valid = ["B", "NULL", "SS", "BOOL", "L", "BS", "N", "NS", "S", "M"]
                 guard valid.contains(typeName) else {
-                    throw .invalidExpression(kind, "Invalid attribute type name found; type: \(typeName), valid types: {B,NULL,SS,BOOL,L,BS,N,NS,S,M}")
+                    throw .invalidExpression(
+                        kind,
+                        "Invalid attribute type name found; type: \(typeName), valid types: {B,NULL,SS,BOOL,L,BS,N,NS,S,M}"
+                    )
                 }
             }
             return .hasType(subject, arguments[1])
         case "begins_with":
             for operand in arguments {
                 if let type = operand.constantTypeName, type != "S" && type != "B" {
-                    throw .invalidExpression(kind, "Incorrect operand type for operator or function; operator or function: begins_with, operand type: \(type)")
+                    throw .invalidExpression(
+                        kind,
+                        "Incorrect operand type for operator or function; operator or function: begins_with, operand type: \(type)"
+                    )
                 }
             }
             try checkDistinct(name, arguments[0], arguments[1])
@@ -244,14 +281,18 @@ public struct ExpressionParser {
             return .contains(arguments[0], arguments[1])
         default:
             // size: a value, not a condition.
-            throw .invalidExpression(kind, "The function is not allowed to be used this way in an expression; function: \(name)")
+            throw .invalidExpression(
+                kind, "The function is not allowed to be used this way in an expression; function: \(name)")
         }
     }
 
     /// A two-operand operator or function may not compare a path with itself.
     private func checkDistinct(_ name: String, _ first: Operand, _ second: Operand) throws(DynamoError) {
         if case .path(let one) = first, case .path(let two) = second, one == two {
-            throw .invalidExpression(kind, "The first operand must be distinct from the remaining operands for this operator or function; operator: \(name), first operand: \(one)")
+            throw .invalidExpression(
+                kind,
+                "The first operand must be distinct from the remaining operands for this operator or function; operator: \(name), first operand: \(one)"
+            )
         }
     }
 
@@ -261,7 +302,10 @@ public struct ExpressionParser {
         guard ordered else { return }
         for operand in operands {
             if case .value(let value) = operand, !["S", "N", "B"].contains(value.typeName) {
-                throw .invalidExpression(kind, "Incorrect operand type for operator or function; operator or function: \(name), operand type: \(value.typeName)")
+                throw .invalidExpression(
+                    kind,
+                    "Incorrect operand type for operator or function; operator or function: \(name), operand type: \(value.typeName)"
+                )
             }
         }
     }
@@ -277,7 +321,10 @@ public struct ExpressionParser {
                 try parser.parseOperand(depth: depth + 1)
             }[0]
             if let type = argument.constantTypeName, ["N", "BOOL", "NULL"].contains(type) {
-                throw .invalidExpression(kind, "Incorrect operand type for operator or function; operator or function: size, operand type: \(type)")
+                throw .invalidExpression(
+                    kind,
+                    "Incorrect operand type for operator or function; operator or function: size, operand type: \(type)"
+                )
             }
             switch argument {
             case .path(let path): return .size(path)
@@ -286,7 +333,8 @@ public struct ExpressionParser {
             }
         case .name(let name) where next == .symbol("("):
             if let error = unknownConditionFunction(name) { throw error }
-            throw .invalidExpression(kind, "The function is not allowed to be used this way in an expression; function: \(name)")
+            throw .invalidExpression(
+                kind, "The function is not allowed to be used this way in an expression; function: \(name)")
         default:
             return .path(try parsePath())
         }
@@ -309,7 +357,8 @@ public struct ExpressionParser {
             }
         }
         guard elements.count <= ItemLimits.nestingDepthMax else {
-            throw .invalidExpression(kind, "The document path has too many nesting levels; nesting levels: \(elements.count)")
+            throw .invalidExpression(
+                kind, "The document path has too many nesting levels; nesting levels: \(elements.count)")
         }
         return DocumentPath(elements)
     }
@@ -341,7 +390,8 @@ public struct ExpressionParser {
             let clause = word.uppercased()
             guard ["SET", "REMOVE", "ADD", "DELETE"].contains(clause) else { throw syntaxError() }
             guard seen.insert(clause).inserted else {
-                throw .invalidExpression("UpdateExpression", "The \"\(clause)\" section can only be used once in an update expression;")
+                throw .invalidExpression(
+                    "UpdateExpression", "The \"\(clause)\" section can only be used once in an update expression;")
             }
             advance()
             repeat {
@@ -365,12 +415,18 @@ public struct ExpressionParser {
             let value = try context.value(alias)
             if clause == "ADD" {
                 guard ["N", "SS", "NS", "BS"].contains(value.typeName) else {
-                    throw .invalidExpression("UpdateExpression", "Incorrect operand type for operator or function; operator: ADD, operand type: \(value.operandTypeName)")
+                    throw .invalidExpression(
+                        "UpdateExpression",
+                        "Incorrect operand type for operator or function; operator: ADD, operand type: \(value.operandTypeName)"
+                    )
                 }
                 return .add(path, value)
             }
             guard ["SS", "NS", "BS"].contains(value.typeName) else {
-                throw .invalidExpression("UpdateExpression", "Incorrect operand type for operator or function; operator: DELETE, operand type: \(value.operandTypeName)")
+                throw .invalidExpression(
+                    "UpdateExpression",
+                    "Incorrect operand type for operator or function; operator: DELETE, operand type: \(value.operandTypeName)"
+                )
             }
             return .delete(path, value)
         }
@@ -382,7 +438,10 @@ public struct ExpressionParser {
             let right = try parseSetOperand(depth: depth)
             for operand in [left, right] {
                 if let type = operand.constantTypeName, type != "N" {
-                    throw .invalidExpression(kind, "Incorrect operand type for operator or function; operator or function: \(symbol), operand type: \(type)")
+                    throw .invalidExpression(
+                        kind,
+                        "Incorrect operand type for operator or function; operator or function: \(symbol), operand type: \(type)"
+                    )
                 }
             }
             return combine(left, right)
@@ -395,7 +454,8 @@ public struct ExpressionParser {
         if case .name(let function) = current, next == .symbol("(") {
             guard let count = Self.updateFunctions[function] else {
                 if Self.conditionFunctions[function] != nil {
-                    throw .invalidExpression(kind, "The function is not allowed in an update expression; function: \(function)")
+                    throw .invalidExpression(
+                        kind, "The function is not allowed in an update expression; function: \(function)")
                 }
                 throw .invalidExpression(kind, "Invalid function name; function: \(function)")
             }
@@ -404,13 +464,17 @@ public struct ExpressionParser {
             }
             if function == "if_not_exists" {
                 guard case .path(let path) = arguments[0] else {
-                    throw .invalidExpression(kind, "Operator or function requires a document path; operator or function: if_not_exists")
+                    throw .invalidExpression(
+                        kind, "Operator or function requires a document path; operator or function: if_not_exists")
                 }
                 return .ifNotExists(path, arguments[1])
             }
             for operand in arguments {
                 if let type = operand.constantTypeName, type != "L" {
-                    throw .invalidExpression(kind, "Incorrect operand type for operator or function; operator or function: list_append, operand type: \(type)")
+                    throw .invalidExpression(
+                        kind,
+                        "Incorrect operand type for operator or function; operator or function: list_append, operand type: \(type)"
+                    )
                 }
             }
             return .listAppend(arguments[0], arguments[1])

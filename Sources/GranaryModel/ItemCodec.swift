@@ -235,7 +235,9 @@ public enum ItemCodec {
                 output.append(contentsOf: #"":"#.utf8)
             }
             /// A list or set: `[element,...]` with each element written by `element`.
-            func elements(_ type: StaticString, _ element: (inout Reader) throws(DecodingError) -> Void) throws(DecodingError) {
+            func elements(
+                _ type: StaticString, _ element: (inout Reader) throws(DecodingError) -> Void
+            ) throws(DecodingError) {
                 open(type)
                 output.append(UInt8(ascii: "["))
                 for position in 0..<(try varint()) {
@@ -247,11 +249,16 @@ public enum ItemCodec {
             switch tag {
             case .s: open("S"); try writeStringJSON(to: &output); output.append(UInt8(ascii: "}"))
             case .n: open("N"); try writeNumberJSON(to: &output); output.append(UInt8(ascii: "}"))
-            case .b: open("B"); JSON.writeString(Base64.encode(Array(try slice())), to: &output); output.append(UInt8(ascii: "}"))
+            case .b:
+                open("B"); JSON.writeString(Base64.encode(Array(try slice())), to: &output);
+                output.append(UInt8(ascii: "}"))
             case .bool: open("BOOL"); output.append(contentsOf: (try byte() == 1 ? "true}" : "false}").utf8)
             case .null: open("NULL"); output.append(contentsOf: "true}".utf8)
             case .m: open("M"); try writeItemJSON(depth: depth + 1, to: &output); output.append(UInt8(ascii: "}"))
-            case .l: try elements("L") { (reader) throws(DecodingError) in try reader.writeValueJSON(depth: depth + 1, to: &output) }
+            case .l:
+                try elements("L") { (reader) throws(DecodingError) in
+                    try reader.writeValueJSON(depth: depth + 1, to: &output)
+                }
             case .ss: try elements("SS") { (reader) throws(DecodingError) in try reader.writeStringJSON(to: &output) }
             case .ns: try elements("NS") { (reader) throws(DecodingError) in try reader.writeNumberJSON(to: &output) }
             case .bs:

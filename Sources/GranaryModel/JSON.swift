@@ -122,7 +122,9 @@ struct JSONParser {
         if index < bytes.count && bytes[index] == UInt8(ascii: "}") { index += 1; return .object(members) }
         while true {
             skipWhitespace()
-            guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw failure("expected a member name") }
+            guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else {
+                throw failure("expected a member name")
+            }
             let key = try parseString()
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw failure("expected ':'") }
@@ -155,7 +157,9 @@ struct JSONParser {
         let start = index
         func digits(_ parser: inout JSONParser) -> Int {
             let first = parser.index
-            while parser.index < parser.bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(parser.bytes[parser.index]) { parser.index += 1 }
+            while parser.index < parser.bytes.count,
+                (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(parser.bytes[parser.index])
+            { parser.index += 1 }
             return parser.index - first
         }
         if bytes[index] == UInt8(ascii: "-") { index += 1 }
@@ -166,7 +170,9 @@ struct JSONParser {
         }
         if index < bytes.count && (bytes[index] | 0x20) == UInt8(ascii: "e") {
             index += 1
-            if index < bytes.count && (bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-")) { index += 1 }
+            if index < bytes.count && (bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-")) {
+                index += 1
+            }
             guard digits(&self) > 0 else { throw failure("invalid number") }
         }
         return String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
@@ -182,7 +188,9 @@ struct JSONParser {
             if byte == UInt8(ascii: "\"") {
                 let slice = UnsafeBufferPointer(rebasing: bytes[start..<index])
                 index += 1
-                guard let string = String(validating: slice, as: UTF8.self) else { throw failure("invalid UTF-8 in a string") }
+                guard let string = String(validating: slice, as: UTF8.self) else {
+                    throw failure("invalid UTF-8 in a string")
+                }
                 return string
             }
             if byte < 0x20 { throw failure("unescaped control character in a string") }
@@ -193,7 +201,9 @@ struct JSONParser {
             switch byte {
             case UInt8(ascii: "\""):
                 index += 1
-                guard let string = String(validating: scalars, as: UTF8.self) else { throw failure("invalid UTF-8 in a string") }
+                guard let string = String(validating: scalars, as: UTF8.self) else {
+                    throw failure("invalid UTF-8 in a string")
+                }
                 return string
             case UInt8(ascii: "\\"):
                 index += 1
@@ -210,7 +220,9 @@ struct JSONParser {
                 case UInt8(ascii: "u"):
                     var code = try parseHex4()
                     if (0xD800...0xDBFF).contains(code) {
-                        guard index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") else {
+                        guard index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"),
+                            bytes[index + 1] == UInt8(ascii: "u")
+                        else {
                             throw failure("unpaired surrogate in a string")
                         }
                         index += 2
@@ -320,7 +332,9 @@ extension JSON {
                 // A byte of x is zero (below 0x20 for the last term) exactly when the
                 // word's term is non-zero; a borrow can mark a later byte too, but only
                 // after a real hit, and the bytewise loop below finds the first.
-                let hits = ((quotes &- ones) & ~quotes | (backslashes &- ones) & ~backslashes | (word &- ones &* 0x20) & ~word) & highs
+                let hits =
+                    ((quotes &- ones) & ~quotes | (backslashes &- ones) & ~backslashes | (word &- ones &* 0x20) & ~word)
+                    & highs
                 if hits != 0 { break }
                 index += 8
             }

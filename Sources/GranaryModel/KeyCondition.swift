@@ -32,7 +32,9 @@ public struct KeyCondition: Sendable {
                 throw .validation("KeyConditionExpressions must only contain one condition per key")
             }
             if name == table.partitionKey.name {
-                guard case .compare(.equal, let value) = constraint else { throw .validation("Query key condition not supported") }
+                guard case .compare(.equal, let value) = constraint else {
+                    throw .validation("Query key condition not supported")
+                }
                 try Self.checkValue(value, table.partitionKey, table: table)
                 partition = value
             } else if let sortKey = table.sortKey, name == sortKey.name {
@@ -43,13 +45,17 @@ public struct KeyCondition: Sendable {
                     try Self.checkValue(high, sortKey, table: table)  // the parser has checked low <= high
                 case .beginsWith(let value):
                     guard sortKey.type != "N" else {
-                        throw .invalidExpression("KeyConditionExpression", "Incorrect operand type for operator or function; operator or function: begins_with, operand type: N")
+                        throw .invalidExpression(
+                            "KeyConditionExpression",
+                            "Incorrect operand type for operator or function; operator or function: begins_with, operand type: N"
+                        )
                     }
                     try Self.checkValue(value, sortKey, table: table)
                 }
                 sort = constraint
             } else {
-                throw .validation("Query condition missed key schema element: \(table.sortKey?.name ?? table.partitionKey.name)")
+                throw .validation(
+                    "Query condition missed key schema element: \(table.sortKey?.name ?? table.partitionKey.name)")
             }
         }
         guard let partition else {
@@ -63,14 +69,26 @@ public struct KeyCondition: Sendable {
         case .and(let left, let right):
             try flatten(left, into: &parts)
             try flatten(right, into: &parts)
-        case .or: throw .invalidExpression("KeyConditionExpression", "Invalid operator used in KeyConditionExpression: OR")
-        case .not: throw .invalidExpression("KeyConditionExpression", "Invalid operator used in KeyConditionExpression: NOT")
-        case .isIn: throw .invalidExpression("KeyConditionExpression", "Invalid operator used in KeyConditionExpression: IN")
-        case .exists: throw .invalidExpression("KeyConditionExpression", "Invalid operator used in KeyConditionExpression: attribute_exists")
-        case .notExists: throw .invalidExpression("KeyConditionExpression", "Invalid operator used in KeyConditionExpression: attribute_not_exists")
-        case .hasType: throw .invalidExpression("KeyConditionExpression", "Invalid operator used in KeyConditionExpression: attribute_type")
-        case .contains: throw .invalidExpression("KeyConditionExpression", "Invalid operator used in KeyConditionExpression: contains")
-        case .compare(_, .notEqual, _): throw .invalidExpression("KeyConditionExpression", "Invalid operator used in KeyConditionExpression: <>")
+        case .or:
+            throw .invalidExpression("KeyConditionExpression", "Invalid operator used in KeyConditionExpression: OR")
+        case .not:
+            throw .invalidExpression("KeyConditionExpression", "Invalid operator used in KeyConditionExpression: NOT")
+        case .isIn:
+            throw .invalidExpression("KeyConditionExpression", "Invalid operator used in KeyConditionExpression: IN")
+        case .exists:
+            throw .invalidExpression(
+                "KeyConditionExpression", "Invalid operator used in KeyConditionExpression: attribute_exists")
+        case .notExists:
+            throw .invalidExpression(
+                "KeyConditionExpression", "Invalid operator used in KeyConditionExpression: attribute_not_exists")
+        case .hasType:
+            throw .invalidExpression(
+                "KeyConditionExpression", "Invalid operator used in KeyConditionExpression: attribute_type")
+        case .contains:
+            throw .invalidExpression(
+                "KeyConditionExpression", "Invalid operator used in KeyConditionExpression: contains")
+        case .compare(_, .notEqual, _):
+            throw .invalidExpression("KeyConditionExpression", "Invalid operator used in KeyConditionExpression: <>")
         default: parts.append(condition)
         }
     }
@@ -80,7 +98,9 @@ public struct KeyCondition: Sendable {
         switch condition {
         case .compare(let left, let comparator, let right):
             if let name = keyName(left), case .value(let value) = right { return (name, .compare(comparator, value)) }
-            if let name = keyName(right), case .value(let value) = left { return (name, .compare(comparator.mirrored, value)) }
+            if let name = keyName(right), case .value(let value) = left {
+                return (name, .compare(comparator.mirrored, value))
+            }
         case .between(let subject, .value(let low), .value(let high)):
             if let name = keyName(subject) { return (name, .between(low, high)) }
         case .beginsWith(let subject, .value(let prefix)):
@@ -98,7 +118,8 @@ public struct KeyCondition: Sendable {
     /// A key value's type and size: `keyRange` encodes every value this lets through.
     private static func checkValue(_ value: AttributeValue, _ key: KeyAttribute, table: TableInfo) throws(DynamoError) {
         guard value.typeName == key.type else {
-            throw .validation("One or more parameter values were invalid: Condition parameter type does not match schema type")
+            throw .validation(
+                "One or more parameter values were invalid: Condition parameter type does not match schema type")
         }
         try table.checkKeySize(value, of: key)
     }

@@ -4,29 +4,41 @@
 /// expressions parse into, so there is one evaluator.
 public enum LegacyParameters {
     /// Expected: per attribute, Value/Exists or ComparisonOperator/AttributeValueList.
-    public static func expected(_ members: [String: JSON], conditionalOperator: String?) throws(DynamoError) -> Condition? {
+    public static func expected(
+        _ members: [String: JSON], conditionalOperator: String?
+    ) throws(DynamoError) -> Condition? {
         var conditions: [Condition] = []
         for (name, json) in members.sorted(by: { $0.key < $1.key }) {
             guard case .object(let entry) = json else { throw .serialization("Expected.\(name) must be a structure") }
             let path = DocumentPath.attribute(name)
             if entry["ComparisonOperator"] != nil {
                 if entry["Value"] != nil || entry["Exists"] != nil {
-                    throw .validation("One or more parameter values were invalid: Value or Exists cannot be used with ComparisonOperator")
+                    throw .validation(
+                        "One or more parameter values were invalid: Value or Exists cannot be used with ComparisonOperator"
+                    )
                 }
                 conditions.append(try comparison(path, entry))
                 continue
             }
             var exists = true
             if let flag = entry["Exists"] {
-                guard case .bool(let value) = flag else { throw .serialization("Expected.\(name).Exists must be a boolean") }
+                guard case .bool(let value) = flag else {
+                    throw .serialization("Expected.\(name).Exists must be a boolean")
+                }
                 exists = value
             }
             let value = try entry["Value"].map { (json) throws(DynamoError) in try AttributeValue(json: json) }
             switch (exists, value) {
             case (true, let value?): conditions.append(.compare(.path(path), .equal, .value(value)))
             case (false, nil): conditions.append(.notExists(path))
-            case (false, _?): throw .validation("One or more parameter values were invalid: Value cannot be used when Exists is false for Attribute: \(name)")
-            case (true, nil): throw .validation("One or more parameter values were invalid: Value must be provided when Exists is true for Attribute: \(name)")
+            case (false, _?):
+                throw .validation(
+                    "One or more parameter values were invalid: Value cannot be used when Exists is false for Attribute: \(name)"
+                )
+            case (true, nil):
+                throw .validation(
+                    "One or more parameter values were invalid: Value must be provided when Exists is true for Attribute: \(name)"
+                )
             }
         }
         return combine(conditions, conditionalOperator)
@@ -34,10 +46,14 @@ public enum LegacyParameters {
 
     /// QueryFilter, ScanFilter or KeyConditions: per attribute, a ComparisonOperator and
     /// its AttributeValueList.
-    public static func filter(_ members: [String: JSON], conditionalOperator: String?, parameter: String) throws(DynamoError) -> Condition? {
+    public static func filter(
+        _ members: [String: JSON], conditionalOperator: String?, parameter: String
+    ) throws(DynamoError) -> Condition? {
         var conditions: [Condition] = []
         for (name, json) in members.sorted(by: { $0.key < $1.key }) {
-            guard case .object(let entry) = json else { throw .serialization("\(parameter).\(name) must be a structure") }
+            guard case .object(let entry) = json else {
+                throw .serialization("\(parameter).\(name) must be a structure")
+            }
             conditions.append(try comparison(.attribute(name), entry))
         }
         return combine(conditions, conditionalOperator)
@@ -47,7 +63,8 @@ public enum LegacyParameters {
     public static func keyConditions(_ members: [String: JSON]) throws(DynamoError) -> Condition {
         for (_, json) in members {
             if case .object(let entry) = json, case .string(let name)? = entry["ComparisonOperator"],
-               !["EQ", "LE", "LT", "GE", "GT", "BEGINS_WITH", "BETWEEN"].contains(name) {
+                !["EQ", "LE", "LT", "GE", "GT", "BEGINS_WITH", "BETWEEN"].contains(name)
+            {
                 throw .validation("Attempted conditional constraint is not an indexable operation")
             }
         }
@@ -61,32 +78,44 @@ public enum LegacyParameters {
     public static func attributeUpdates(_ members: [String: JSON]) throws(DynamoError) -> [UpdateAction] {
         var actions: [UpdateAction] = []
         for (name, json) in members.sorted(by: { $0.key < $1.key }) {
-            guard case .object(let entry) = json else { throw .serialization("AttributeUpdates.\(name) must be a structure") }
+            guard case .object(let entry) = json else {
+                throw .serialization("AttributeUpdates.\(name) must be a structure")
+            }
             try ItemLimits.checkAttributeName(name)
             var action = "PUT"
             if let given = entry["Action"], given != .null {
                 guard case .string(let text) = given, ["PUT", "ADD", "DELETE"].contains(text) else {
-                    throw .validation("1 validation error detected: Value '\(given)' at 'attributeUpdates.\(name).member.action' failed to satisfy constraint: Member must satisfy enum value set: [ADD, PUT, DELETE]")
+                    throw .validation(
+                        "1 validation error detected: Value '\(given)' at 'attributeUpdates.\(name).member.action' failed to satisfy constraint: Member must satisfy enum value set: [ADD, PUT, DELETE]"
+                    )
                 }
                 action = text
             }
             let path = DocumentPath.attribute(name)
-            let value = try entry["Value"].flatMap { $0 == .null ? nil : $0 }.map { (json) throws(DynamoError) in try AttributeValue(json: json) }
+            let value = try entry["Value"].flatMap { $0 == .null ? nil : $0 }.map { (json) throws(DynamoError) in
+                try AttributeValue(json: json)
+            }
             switch (action, value) {
             case ("PUT", let value?): actions.append(.set(path, .value(value)))
             case ("DELETE", nil): actions.append(.remove(path))
             case ("DELETE", let value?):
                 guard ["SS", "NS", "BS"].contains(value.typeName) else {
-                    throw .validation("One or more parameter values were invalid: DELETE action with value is not supported for the type \(value.typeName)")
+                    throw .validation(
+                        "One or more parameter values were invalid: DELETE action with value is not supported for the type \(value.typeName)"
+                    )
                 }
                 actions.append(.delete(path, value))
             case ("ADD", let value?):
                 guard ["N", "SS", "NS", "BS"].contains(value.typeName) else {
-                    throw .validation("One or more parameter values were invalid: ADD action is not supported for the type \(value.typeName)")
+                    throw .validation(
+                        "One or more parameter values were invalid: ADD action is not supported for the type \(value.typeName)"
+                    )
                 }
                 actions.append(.add(path, value))
             default:
-                throw .validation("One or more parameter values were invalid: Only DELETE action is allowed when no attribute value is specified")
+                throw .validation(
+                    "One or more parameter values were invalid: Only DELETE action is allowed when no attribute value is specified"
+                )
             }
         }
         return actions
@@ -102,7 +131,9 @@ public enum LegacyParameters {
     private static func comparison(_ path: DocumentPath, _ entry: [String: JSON]) throws(DynamoError) -> Condition {
         guard case .string(let name)? = entry["ComparisonOperator"], let counts = argumentCounts[name] else {
             let shown = entry["ComparisonOperator"].map { "\($0)" } ?? "null"
-            throw .validation("1 validation error detected: Value '\(shown)' at 'comparisonOperator' failed to satisfy constraint: Member must satisfy enum value set: [IN, NULL, BETWEEN, LT, NOT_CONTAINS, EQ, GT, NOT_NULL, NE, LE, BEGINS_WITH, GE, CONTAINS]")
+            throw .validation(
+                "1 validation error detected: Value '\(shown)' at 'comparisonOperator' failed to satisfy constraint: Member must satisfy enum value set: [IN, NULL, BETWEEN, LT, NOT_CONTAINS, EQ, GT, NOT_NULL, NE, LE, BEGINS_WITH, GE, CONTAINS]"
+            )
         }
         var values: [AttributeValue] = []
         if let list = entry["AttributeValueList"], list != .null {
@@ -110,17 +141,25 @@ public enum LegacyParameters {
             for element in elements { values.append(try AttributeValue(json: element)) }
         }
         guard counts.contains(values.count) else {
-            throw .validation("One or more parameter values were invalid: Invalid number of argument(s) for the \(name) ComparisonOperator")
+            throw .validation(
+                "One or more parameter values were invalid: Invalid number of argument(s) for the \(name) ComparisonOperator"
+            )
         }
         if let first = values.first, values.contains(where: { $0.typeName != first.typeName }) {
-            throw .validation("One or more parameter values were invalid: AttributeValues inside AttributeValueList must be of same type")
+            throw .validation(
+                "One or more parameter values were invalid: AttributeValues inside AttributeValueList must be of same type"
+            )
         }
         let scalarOnly = ["LE", "LT", "GE", "GT", "BETWEEN", "BEGINS_WITH", "CONTAINS", "NOT_CONTAINS", "IN"]
         for value in values where scalarOnly.contains(name) && !["S", "N", "B"].contains(value.typeName) {
-            throw .validation("One or more parameter values were invalid: ComparisonOperator \(name) is not valid for \(value.typeName) AttributeValue type")
+            throw .validation(
+                "One or more parameter values were invalid: ComparisonOperator \(name) is not valid for \(value.typeName) AttributeValue type"
+            )
         }
         if name == "BEGINS_WITH", values[0].typeName == "N" {
-            throw .validation("One or more parameter values were invalid: ComparisonOperator BEGINS_WITH is not valid for N AttributeValue type")
+            throw .validation(
+                "One or more parameter values were invalid: ComparisonOperator BEGINS_WITH is not valid for N AttributeValue type"
+            )
         }
         let subject = Operand.path(path)
         switch name {
@@ -138,7 +177,8 @@ public enum LegacyParameters {
         case "IN": return .isIn(subject, values.map { .value($0) })
         default:
             if let order = AttributeValue.compare(values[0], values[1]), order > 0 {
-                throw .validation("The BETWEEN condition was provided a range where the lower bound is greater than the upper bound")
+                throw .validation(
+                    "The BETWEEN condition was provided a range where the lower bound is greater than the upper bound")
             }
             return .between(subject, .value(values[0]), .value(values[1]))
         }

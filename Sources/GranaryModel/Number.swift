@@ -28,7 +28,9 @@ public struct Number: Sendable, Hashable, Comparable, CustomStringConvertible {
     }
 
     /// Builds a number from raw digits, normalizing them and checking DynamoDB's bounds.
-    static func normalized(negative: Bool, digits raw: [UInt8], exponent raw_exponent: Int) throws(DynamoError) -> Number {
+    static func normalized(
+        negative: Bool, digits raw: [UInt8], exponent raw_exponent: Int
+    ) throws(DynamoError) -> Number {
         var first = 0
         while first < raw.count && raw[first] == 0 { first += 1 }
         var end = raw.count
@@ -40,10 +42,12 @@ public struct Number: Sendable, Hashable, Comparable, CustomStringConvertible {
             throw .validation("Attempting to store more than 38 significant digits in a Number")
         }
         guard exponent <= exponentMax else {
-            throw .validation("Number overflow. Attempting to store a number with magnitude larger than supported range")
+            throw .validation(
+                "Number overflow. Attempting to store a number with magnitude larger than supported range")
         }
         guard exponent >= exponentMin else {
-            throw .validation("Number underflow. Attempting to store a number with magnitude smaller than supported range")
+            throw .validation(
+                "Number underflow. Attempting to store a number with magnitude smaller than supported range")
         }
         return Number(negative: negative, digits: digits, exponent: exponent)
     }
@@ -104,7 +108,8 @@ public struct Number: Sendable, Hashable, Comparable, CustomStringConvertible {
             }
             if exponentNegative { exponent10 = -exponent10 }
         }
-        let number = try Number.normalized(negative: negative, digits: digits, exponent: (pointPosition ?? digits.count) + exponent10)
+        let number = try Number.normalized(
+            negative: negative, digits: digits, exponent: (pointPosition ?? digits.count) + exponent10)
         self = number
     }
 
@@ -117,7 +122,9 @@ public struct Number: Sendable, Hashable, Comparable, CustomStringConvertible {
 
     /// Appends the canonical text of ±0.digits × 10^exponent: "0", "-12.5", "0.007",
     /// "1200". Stored items are written as JSON with it without becoming a Number first.
-    static func writeText<Digits: Collection<UInt8>>(negative: Bool, digits: Digits, exponent: Int, to output: inout [UInt8]) {
+    static func writeText<Digits: Collection<UInt8>>(
+        negative: Bool, digits: Digits, exponent: Int, to output: inout [UInt8]
+    ) {
         guard !digits.isEmpty else { output.append(UInt8(ascii: "0")); return }
         if negative { output.append(UInt8(ascii: "-")) }
         if exponent <= 0 {

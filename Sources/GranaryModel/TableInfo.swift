@@ -26,8 +26,11 @@ public struct TableInfo: Sendable {
     public var deletionProtection: Bool
     public var tableClass: String
 
-    public init(id: UInt32, name: String, partitionKey: KeyAttribute, sortKey: KeyAttribute?, attributeDefinitions: [KeyAttribute],
-                billingMode: String, readCapacity: Int, writeCapacity: Int, createdAt: Double, uuid: String) {
+    public init(
+        id: UInt32, name: String, partitionKey: KeyAttribute, sortKey: KeyAttribute?,
+        attributeDefinitions: [KeyAttribute],
+        billingMode: String, readCapacity: Int, writeCapacity: Int, createdAt: Double, uuid: String
+    ) {
         self.id = id
         self.name = name
         self.partitionKey = partitionKey
@@ -51,7 +54,9 @@ public struct TableInfo: Sendable {
 
     /// The primary key of `item`, checked against the schema as DynamoDB checks it. With
     /// `keyOnly` (a Key parameter), attributes other than the key are refused.
-    public func primaryKey(of item: Item, keyOnly: Bool) throws(DynamoError) -> (partition: AttributeValue, sort: AttributeValue?) {
+    public func primaryKey(
+        of item: Item, keyOnly: Bool
+    ) throws(DynamoError) -> (partition: AttributeValue, sort: AttributeValue?) {
         if keyOnly && item.count != keyNames.count {
             throw .validation("The provided key element does not match the schema")
         }
@@ -67,15 +72,21 @@ public struct TableInfo: Sendable {
     public func checkKeySize(_ value: AttributeValue, of attribute: KeyAttribute) throws(DynamoError) {
         let size = value.sizeBytes
         if size == 0 {  // an empty S or B
-            throw .validation("One or more parameter values are not valid. The AttributeValue for a key attribute cannot contain an empty \(attribute.type == "S" ? "string" : "binary") value. Key: \(attribute.name)")
+            throw .validation(
+                "One or more parameter values are not valid. The AttributeValue for a key attribute cannot contain an empty \(attribute.type == "S" ? "string" : "binary") value. Key: \(attribute.name)"
+            )
         }
         if attribute.name == partitionKey.name {
             guard size <= ItemLimits.partitionKeyBytesMax else {
-                throw .validation("One or more parameter values were invalid: Size of hashkey has exceeded the maximum size limit of2048 bytes")
+                throw .validation(
+                    "One or more parameter values were invalid: Size of hashkey has exceeded the maximum size limit of2048 bytes"
+                )
             }
         } else {
             guard size <= ItemLimits.sortKeyBytesMax else {
-                throw .validation("One or more parameter values were invalid: Aggregated size of all range keys has exceeded the size limit of 1024 bytes")
+                throw .validation(
+                    "One or more parameter values were invalid: Aggregated size of all range keys has exceeded the size limit of 1024 bytes"
+                )
             }
         }
     }
@@ -89,14 +100,18 @@ public struct TableInfo: Sendable {
         try checkKeySize(value, of: attribute)
     }
 
-    private func keyValue(_ attribute: KeyAttribute, in item: Item, keyOnly: Bool) throws(DynamoError) -> AttributeValue {
+    private func keyValue(_ attribute: KeyAttribute, in item: Item, keyOnly: Bool) throws(DynamoError) -> AttributeValue
+    {
         guard let value = item[attribute.name] else {
             if keyOnly { throw .validation("The provided key element does not match the schema") }
-            throw .validation("One or more parameter values were invalid: Missing the key \(attribute.name) in the item")
+            throw .validation(
+                "One or more parameter values were invalid: Missing the key \(attribute.name) in the item")
         }
         guard value.typeName == attribute.type else {
             if keyOnly { throw .validation("The provided key element does not match the schema") }
-            throw .validation("One or more parameter values were invalid: Type mismatch for key \(attribute.name) expected: \(attribute.type) actual: \(value.typeName)")
+            throw .validation(
+                "One or more parameter values were invalid: Type mismatch for key \(attribute.name) expected: \(attribute.type) actual: \(value.typeName)"
+            )
         }
         try checkKeySize(value, of: attribute)
         return value
@@ -117,7 +132,8 @@ public struct TableInfo: Sendable {
             "billingMode": .string(billingMode), "readCapacity": .number(String(readCapacity)),
             "writeCapacity": .number(String(writeCapacity)), "createdAt": .number(String(createdAt)),
             "uuid": .string(uuid), "tags": .object(tags.mapValues { .string($0) }),
-            "ttlEnabled": .bool(ttlEnabled), "deletionProtection": .bool(deletionProtection), "tableClass": .string(tableClass),
+            "ttlEnabled": .bool(ttlEnabled), "deletionProtection": .bool(deletionProtection),
+            "tableClass": .string(tableClass),
         ]
         if let sortKey { object["sortKey"] = .array([.string(sortKey.name), .string(sortKey.type)]) }
         if let ttlAttribute { object["ttlAttribute"] = .string(ttlAttribute) }
@@ -126,21 +142,29 @@ public struct TableInfo: Sendable {
 
     public init?(catalogJSON json: JSON) {
         func key(_ value: JSON?) -> KeyAttribute? {
-            guard case .array(let pair)? = value, pair.count == 2, case .string(let name) = pair[0], case .string(let type) = pair[1] else { return nil }
+            guard case .array(let pair)? = value, pair.count == 2, case .string(let name) = pair[0],
+                case .string(let type) = pair[1]
+            else { return nil }
             return KeyAttribute(name: name, type: type)
         }
         func string(_ name: String) -> String? { if case .string(let text)? = json[name] { return text }; return nil }
-        func number(_ name: String) -> Double? { if case .number(let text)? = json[name] { return Double(text) }; return nil }
+        func number(_ name: String) -> Double? {
+            if case .number(let text)? = json[name] { return Double(text) }; return nil
+        }
         func flag(_ name: String) -> Bool { if case .bool(let value)? = json[name] { return value }; return false }
         guard let id = number("id"), let name = string("name"), let partitionKey = key(json["partitionKey"]),
-              case .array(let definitions)? = json["attributeDefinitions"], let billingMode = string("billingMode"),
-              let read = number("readCapacity"), let write = number("writeCapacity"), let createdAt = number("createdAt"),
-              let uuid = string("uuid") else { return nil }
-        self.init(id: UInt32(id), name: name, partitionKey: partitionKey, sortKey: key(json["sortKey"]),
-                  attributeDefinitions: definitions.compactMap { key($0) }, billingMode: billingMode,
-                  readCapacity: Int(read), writeCapacity: Int(write), createdAt: createdAt, uuid: uuid)
+            case .array(let definitions)? = json["attributeDefinitions"], let billingMode = string("billingMode"),
+            let read = number("readCapacity"), let write = number("writeCapacity"), let createdAt = number("createdAt"),
+            let uuid = string("uuid")
+        else { return nil }
+        self.init(
+            id: UInt32(id), name: name, partitionKey: partitionKey, sortKey: key(json["sortKey"]),
+            attributeDefinitions: definitions.compactMap { key($0) }, billingMode: billingMode,
+            readCapacity: Int(read), writeCapacity: Int(write), createdAt: createdAt, uuid: uuid)
         if case .object(let tags)? = json["tags"] {
-            self.tags = tags.compactMapValues { if case .string(let text) = $0 { return text }; return nil }
+            self.tags = tags.compactMapValues {
+                if case .string(let text) = $0 { return text }; return nil
+            }
         }
         ttlAttribute = string("ttlAttribute")
         ttlEnabled = flag("ttlEnabled")

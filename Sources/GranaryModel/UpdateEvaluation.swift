@@ -2,7 +2,8 @@
 /// side is evaluated against the item as it was before the update, then the actions are
 /// applied in order.
 public enum UpdateEvaluation {
-    static let invalidPath = DynamoError.validation("The document path provided in the update expression is invalid for update")
+    static let invalidPath = DynamoError.validation(
+        "The document path provided in the update expression is invalid for update")
     static let wrongType = DynamoError.validation("An operand in the update expression has an incorrect data type")
 
     /// The item after `actions`. `original` is the stored item, or a new one holding only
@@ -41,9 +42,12 @@ public enum UpdateEvaluation {
                 let remaining: AttributeValue?
                 switch (item.value(at: path), operand) {
                 case (nil, _): continue
-                case (.ss(let current)?, .ss(let less)): remaining = setOrNil(.ss(current.filter { !less.contains($0) }))
-                case (.ns(let current)?, .ns(let less)): remaining = setOrNil(.ns(current.filter { !less.contains($0) }))
-                case (.bs(let current)?, .bs(let less)): remaining = setOrNil(.bs(current.filter { !less.contains($0) }))
+                case (.ss(let current)?, .ss(let less)):
+                    remaining = setOrNil(.ss(current.filter { !less.contains($0) }))
+                case (.ns(let current)?, .ns(let less)):
+                    remaining = setOrNil(.ns(current.filter { !less.contains($0) }))
+                case (.bs(let current)?, .bs(let less)):
+                    remaining = setOrNil(.bs(current.filter { !less.contains($0) }))
                 default: throw wrongType
                 }
                 if let remaining { try assign(remaining, at: path, in: &item) } else { removals.append(path) }
@@ -79,12 +83,15 @@ public enum UpdateEvaluation {
             }
             return value
         case .size:
-            throw .validation("Invalid UpdateExpression: The function is not allowed in an update expression; function: size")
+            throw .validation(
+                "Invalid UpdateExpression: The function is not allowed in an update expression; function: size")
         case .ifNotExists(let path, let fallback):
             if let value = item.value(at: path) { return value }
             return try value(of: fallback, in: item)
         case .listAppend(let first, let second):
-            guard case .l(let head) = try value(of: first, in: item), case .l(let tail) = try value(of: second, in: item) else {
+            guard case .l(let head) = try value(of: first, in: item),
+                case .l(let tail) = try value(of: second, in: item)
+            else {
                 throw wrongType
             }
             return .l(head + tail)
@@ -107,7 +114,9 @@ public enum UpdateEvaluation {
         item[name] = root
     }
 
-    private static func assign(_ value: AttributeValue, at elements: ArraySlice<PathElement>, in container: inout AttributeValue) throws(DynamoError) {
+    private static func assign(
+        _ value: AttributeValue, at elements: ArraySlice<PathElement>, in container: inout AttributeValue
+    ) throws(DynamoError) {
         let element = elements.first!
         let rest = elements.dropFirst()
         switch (element, container) {
@@ -188,7 +197,10 @@ public enum Projection {
         return result
     }
 
-    private static func insert(_ value: AttributeValue, at elements: ArraySlice<PathElement>, into partial: inout AttributeValue?, shape: AttributeValue) {
+    private static func insert(
+        _ value: AttributeValue, at elements: ArraySlice<PathElement>, into partial: inout AttributeValue?,
+        shape: AttributeValue
+    ) {
         guard let element = elements.first else { partial = value; return }
         let rest = elements.dropFirst()
         switch (element, shape) {

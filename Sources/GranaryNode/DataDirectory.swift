@@ -24,11 +24,12 @@ public struct DataDirectory: Sendable {
             throw Unusable(description: "granary: cannot inspect the data directory \(path): \(Errno(errno))")
         }
         if filesystem.f_type == granary_TMPFS_MAGIC {
-            throw Unusable(description: """
-                granary: the data directory \(path) is on tmpfs, which is memory, not a disk: \
-                data there would not survive a reboot, and tmpfs refuses O_DIRECT.
-                 Fix: pass --data-dir on a disk filesystem (ext4, xfs, btrfs).
-                """)
+            throw Unusable(
+                description: """
+                    granary: the data directory \(path) is on tmpfs, which is memory, not a disk: \
+                    data there would not survive a reboot, and tmpfs refuses O_DIRECT.
+                     Fix: pass --data-dir on a disk filesystem (ext4, xfs, btrfs).
+                    """)
         }
         try probeDirectIO(path)
         let lockPath = path + "/LOCK"
@@ -38,11 +39,12 @@ public struct DataDirectory: Sendable {
         }
         if flock(descriptor, LOCK_EX | LOCK_NB) != 0 {
             Glibc.close(descriptor)
-            throw Unusable(description: """
-                granary: the data directory \(path) is in use by another granary process \
-                (\(lockPath) is locked).
-                 Fix: stop that process, or pass another --data-dir.
-                """)
+            throw Unusable(
+                description: """
+                    granary: the data directory \(path) is in use by another granary process \
+                    (\(lockPath) is locked).
+                     Fix: stop that process, or pass another --data-dir.
+                    """)
         }
         return DataDirectory(path: path, lockDescriptor: descriptor)
     }
@@ -55,12 +57,13 @@ public struct DataDirectory: Sendable {
         defer { unlink(probePath) }
         guard descriptor >= 0 else {
             let code = errno
-            throw Unusable(description: code == EINVAL
-                ? """
-                granary: the filesystem of \(path) does not support O_DIRECT (direct I/O).
-                 Fix: pass --data-dir on ext4, xfs or btrfs.
-                """
-                : "granary: cannot create files in the data directory \(path): \(Errno(code))")
+            throw Unusable(
+                description: code == EINVAL
+                    ? """
+                    granary: the filesystem of \(path) does not support O_DIRECT (direct I/O).
+                     Fix: pass --data-dir on ext4, xfs or btrfs.
+                    """
+                    : "granary: cannot create files in the data directory \(path): \(Errno(code))")
         }
         defer { Glibc.close(descriptor) }
         var block: UnsafeMutableRawPointer?
@@ -70,10 +73,11 @@ public struct DataDirectory: Sendable {
         defer { free(block) }
         memset(block, 0, IOLimits.directIOAlignment)
         if pwrite(descriptor, block, IOLimits.directIOAlignment, 0) != IOLimits.directIOAlignment {
-            throw Unusable(description: """
-                granary: the filesystem of \(path) refused a direct (O_DIRECT) write: \(Errno(errno)).
-                 Fix: pass --data-dir on ext4, xfs or btrfs with free space.
-                """)
+            throw Unusable(
+                description: """
+                    granary: the filesystem of \(path) refused a direct (O_DIRECT) write: \(Errno(errno)).
+                     Fix: pass --data-dir on ext4, xfs or btrfs with free space.
+                    """)
         }
     }
 }

@@ -46,15 +46,17 @@ public final class Node: Sendable {
             throw StartupFailure(description: error.description)
         }
         self.configuration = configuration
-        let (partitionCount, placed) = try Self.partitionLayout(in: configuration.dataDirectory, default: configuration.cpus.count)
+        let (partitionCount, placed) = try Self.partitionLayout(
+            in: configuration.dataDirectory, default: configuration.cpus.count)
         do {
             group = try ReactorGroup(cpus: configuration.cpus.map { $0 })
         } catch {
             throw StartupFailure(description: "granary: cannot start the reactors: \(error)")
         }
         do {
-            services = try Self.openServices(configuration: configuration, reactors: group.reactors,
-                                              partitionCount: partitionCount, placedOver: placed)
+            services = try Self.openServices(
+                configuration: configuration, reactors: group.reactors,
+                partitionCount: partitionCount, placedOver: placed)
             if serving { try serve(logger: logger) }
         } catch {
             group.stop()
@@ -64,8 +66,10 @@ public final class Node: Sendable {
 
     /// Recovers the partitions, the transactions and the catalog, and makes each core's
     /// DynamoDB service.
-    private static func openServices(configuration: NodeConfiguration, reactors: [Reactor], partitionCount: Int,
-                                     placedOver placed: Int) throws -> [DynamoService] {
+    private static func openServices(
+        configuration: NodeConfiguration, reactors: [Reactor], partitionCount: Int,
+        placedOver placed: Int
+    ) throws -> [DynamoService] {
         var storeOptions = ReplicaStore<ReactorStorage>.Options(
             memoryBudgetBytes: max(16 << 20, configuration.memoryBytes / partitionCount))
         storeOptions.log.segmentBytes = configuration.logSegmentBytes
@@ -79,20 +83,27 @@ public final class Node: Sendable {
             let reactor = reactors[index % reactors.count]
             let partition = try wait(on: reactor) { () async throws -> Partition in
                 try await Partition.open(index: index, directory: directory, reactor: reactor, options: options)
-            } failure: { "granary: cannot open partition \(index) in \(directory): \($0)" }
+            } failure: {
+                "granary: cannot open partition \(index) in \(directory): \($0)"
+            }
             partitions.append(partition)
         }
         let cores = reactors.map { CoreTables(reactor: $0) }
         let everyPartition = partitions
         try wait(on: partitions[0].reactor) { () async throws in
             try await TransactionLedger.recover(partitions: everyPartition, now: Date().timeIntervalSince1970)
-        } failure: { "granary: cannot finish the transactions committed before the node stopped: \($0)" }
+        } failure: {
+            "granary: cannot finish the transactions committed before the node stopped: \($0)"
+        }
         let catalog = try wait(on: partitions[0].reactor) { () async throws -> Catalog in
             try await Catalog.open(partitions: everyPartition, cores: cores)
-        } failure: { "granary: cannot read the table catalog: \($0)" }
+        } failure: {
+            "granary: cannot read the table catalog: \($0)"
+        }
         return cores.map { tables in
-            DynamoService(tables: tables, catalog: catalog, partitions: Array(everyPartition.prefix(placed)),
-                          verifier: configuration.credentials)
+            DynamoService(
+                tables: tables, catalog: catalog, partitions: Array(everyPartition.prefix(placed)),
+                verifier: configuration.credentials)
         }
     }
 
@@ -115,13 +126,17 @@ public final class Node: Sendable {
             }
             try Self.wait(on: reactor) { () async throws in
                 server.start(listener: listener)
-            } failure: { "granary: cannot start serving: \($0)" }
+            } failure: {
+                "granary: cannot start serving: \($0)"
+            }
         }
     }
 
     /// Runs `body` on `reactor` and waits for it from this (non-reactor) thread.
-    private static func wait<T: Sendable>(on reactor: Reactor, _ body: @escaping @Sendable () async throws -> T,
-                                          failure: (any Error) -> String) throws -> T {
+    private static func wait<T: Sendable>(
+        on reactor: Reactor, _ body: @escaping @Sendable () async throws -> T,
+        failure: (any Error) -> String
+    ) throws -> T {
         let outcome = Mutex<Result<T, any Error>?>(nil)
         let done = DispatchSemaphore(value: 0)
         Task(executorPreference: reactor) {
@@ -149,12 +164,16 @@ public final class Node: Sendable {
         let path = "\(directory)/partitions"
         let placementPath = "\(directory)/placement"
         if let text = try? String(contentsOfFile: path, encoding: .utf8) {
-            guard let stored = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)), (1...1024).contains(stored) else {
+            guard let stored = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)), (1...1024).contains(stored)
+            else {
                 throw StartupFailure(description: "granary: \(path) does not hold a partition count")
             }
-            guard let placement = try? String(contentsOfFile: placementPath, encoding: .utf8) else { return (stored, 1) }
+            guard let placement = try? String(contentsOfFile: placementPath, encoding: .utf8) else {
+                return (stored, 1)
+            }
             guard placement.trimmingCharacters(in: .whitespacesAndNewlines) == Self.placementByHashRange else {
-                throw StartupFailure(description: "granary: \(placementPath) names a placement this build does not know")
+                throw StartupFailure(
+                    description: "granary: \(placementPath) names a placement this build does not know")
             }
             return (stored, stored)
         }

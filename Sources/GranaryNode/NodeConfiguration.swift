@@ -31,7 +31,7 @@ public struct NodeConfiguration: Sendable {
         for part in text.split(separator: ",", omittingEmptySubsequences: false) {
             let bounds = part.split(separator: "-", omittingEmptySubsequences: false)
             guard bounds.count == 1 || bounds.count == 2,
-                  let low = Int(bounds[0]), let high = Int(bounds.last!), low >= 0, low <= high, high < 4096
+                let low = Int(bounds[0]), let high = Int(bounds.last!), low >= 0, low <= high, high < 4096
             else { return nil }
             for cpu in low...high where !cpus.contains(cpu) { cpus.append(cpu) }
         }

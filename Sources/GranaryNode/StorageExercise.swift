@@ -15,7 +15,8 @@ public enum StorageExercise {
             let keyBytes = Array(key.utf8)
             precondition(keyBytes.count < 256, "keys in the exercise are short")
             let seed = keyBytes.reduce(UInt32(2_166_136_261)) { ($0 ^ UInt32($1)) &* 16_777_619 }
-            return [UInt8(keyBytes.count)] + keyBytes + (0..<valueBytes).map { UInt8(truncatingIfNeeded: seed &+ UInt32($0) &* 31) }
+            return [UInt8(keyBytes.count)] + keyBytes
+                + (0..<valueBytes).map { UInt8(truncatingIfNeeded: seed &+ UInt32($0) &* 31) }
         }
 
         /// The key of a well-formed payload, or nil if the payload is garbled.
@@ -61,7 +62,9 @@ public enum StorageExercise {
             case .log:
                 let (log, _) = try await WriteAheadLog.open(storage: storage, options: options.wal, executor: reactor)
                 write = { key in
-                    guard let lsn = try? await log.append(Payload.make(key: key, valueBytes: options.valueBytes)) else { return nil }
+                    guard let lsn = try? await log.append(Payload.make(key: key, valueBytes: options.valueBytes)) else {
+                        return nil
+                    }
                     return "ack \(lsn) \(key)\n"
                 }
                 finish = { await log.close() }

@@ -39,7 +39,9 @@ public actor Catalog {
         var tables: [String: TableInfo] = [:]
         for (key, value) in try await home.rawScan(prefix: tablePrefix) {
             guard let json = try? JSON.parse(value), let info = TableInfo(catalogJSON: json) else {
-                throw .corruption(file: "catalog", offset: 0, detail: "table record \(String(decoding: key, as: UTF8.self)) does not decode")
+                throw .corruption(
+                    file: "catalog", offset: 0,
+                    detail: "table record \(String(decoding: key, as: UTF8.self)) does not decode")
             }
             tables[info.name] = info
         }
@@ -52,7 +54,9 @@ public actor Catalog {
         return catalog
     }
 
-    private init(home: Partition, partitions: [Partition], cores: [CoreTables], tables: [String: TableInfo], nextID: UInt32) {
+    private init(
+        home: Partition, partitions: [Partition], cores: [CoreTables], tables: [String: TableInfo], nextID: UInt32
+    ) {
         self.home = home
         self.partitions = partitions
         self.cores = cores
@@ -70,7 +74,9 @@ public actor Catalog {
             throw DynamoError("ResourceInUseException", "Table already exists: \(proposed.name)")
         }
         guard tables.count < Self.tablesMax else {
-            throw DynamoError("LimitExceededException", "Subscriber limit exceeded: There is a limit of \(Self.tablesMax) tables per account")
+            throw DynamoError(
+                "LimitExceededException",
+                "Subscriber limit exceeded: There is a limit of \(Self.tablesMax) tables per account")
         }
         var info = proposed
         info.id = nextID
@@ -88,8 +94,12 @@ public actor Catalog {
     }
 
     /// Changes a table's settings durably.
-    public func update(_ name: String, _ change: @Sendable (inout TableInfo) throws(DynamoError) -> Void) async throws(DynamoError) -> TableInfo {
-        guard var info = tables[name] else { throw .resourceNotFound("Requested resource not found: Table: \(name) not found") }
+    public func update(
+        _ name: String, _ change: @Sendable (inout TableInfo) throws(DynamoError) -> Void
+    ) async throws(DynamoError) -> TableInfo {
+        guard var info = tables[name] else {
+            throw .resourceNotFound("Requested resource not found: Table: \(name) not found")
+        }
         try change(&info)
         tables[name] = info
         do throws(StorageError) {
@@ -104,9 +114,14 @@ public actor Catalog {
     /// Deletes a table: gone from every core when this returns; its items are purged in
     /// the background (their id is never reused, so nothing can see them meanwhile).
     public func delete(_ name: String) async throws(DynamoError) -> TableInfo {
-        guard let info = tables[name] else { throw .resourceNotFound("Requested resource not found: Table: \(name) not found") }
+        guard let info = tables[name] else {
+            throw .resourceNotFound("Requested resource not found: Table: \(name) not found")
+        }
         guard !info.deletionProtection else {
-            throw DynamoError("ResourceInUseException", "Resource cannot be deleted as it is currently protected against deletion. Disable deletion protection first.")
+            throw DynamoError(
+                "ResourceInUseException",
+                "Resource cannot be deleted as it is currently protected against deletion. Disable deletion protection first."
+            )
         }
         tables[name] = nil
         do throws(StorageError) {

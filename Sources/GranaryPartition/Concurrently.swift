@@ -7,7 +7,9 @@ public func concurrently<Element: Sendable, Value: Sendable, Failure: Error>(
     let outcomes = await withTaskGroup(of: (Int, Result<Value, Failure>).self) { group in
         for (index, element) in elements.enumerated() {
             group.addTask {
-                do throws(Failure) { return (index, .success(try await body(element))) } catch { return (index, .failure(error)) }
+                do throws(Failure) { return (index, .success(try await body(element))) } catch {
+                    return (index, .failure(error))
+                }
             }
         }
         var outcomes = [Result<Value, Failure>?](repeating: nil, count: elements.count)

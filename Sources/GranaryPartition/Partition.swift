@@ -68,7 +68,9 @@ public actor Partition {
     }
 
     /// Opens (recovering) the partition stored in `directory`. Call on `reactor`.
-    public static func open(index: Int, directory: String, reactor: Reactor, options: ReplicaStore<ReactorStorage>.Options) async throws(StorageError) -> Partition {
+    public static func open(
+        index: Int, directory: String, reactor: Reactor, options: ReplicaStore<ReactorStorage>.Options
+    ) async throws(StorageError) -> Partition {
         let storage = ReactorStorage(path: directory, reactor: reactor)
         let store = try await ReplicaStore.open(storage: storage, options: options, executor: reactor)
         let partition = Partition(index: index, reactor: reactor, store: store)
@@ -131,7 +133,9 @@ public actor Partition {
     }
 
     /// The item under `key` (decoded only when `decoding`) and the size of its stored form.
-    private func read(_ key: [UInt8], decoding: Bool = true) async throws(DynamoError) -> (item: Item?, storedBytes: Int)? {
+    private func read(
+        _ key: [UInt8], decoding: Bool = true
+    ) async throws(DynamoError) -> (item: Item?, storedBytes: Int)? {
         guard let stored = try await getStoredItem(key) else { return nil }
         return (decoding ? try Self.decode(stored: stored) : nil, stored.count)
     }
@@ -141,7 +145,10 @@ public actor Partition {
     /// that needs nothing of the old item (a PutItem without a condition, ReturnValues or
     /// a capacity report) passes `usesOld: false`: `decide` and the result then see nil,
     /// and the old item is not decoded.
-    public func write(table: UInt32, key: [UInt8], usesOld: Bool = true, decide: @Sendable (Item?) throws(DynamoError) -> WriteDecision) async throws(DynamoError) -> (old: Item?, new: Item?) {
+    public func write(
+        table: UInt32, key: [UInt8], usesOld: Bool = true,
+        decide: @Sendable (Item?) throws(DynamoError) -> WriteDecision
+    ) async throws(DynamoError) -> (old: Item?, new: Item?) {
         await lock(key)
         defer { unlock(key) }
         let old = try await read(key, decoding: usesOld)
@@ -159,13 +166,16 @@ public actor Partition {
     /// by side, so that they share the log's group commits.
     public func applyTransaction(_ writes: [TransactionWrite]) async throws(DynamoError) {
         _ = try await concurrently(writes) { (write) throws(DynamoError) in
-            try await self.store(table: write.table, key: write.key, replacing: self.read(write.key, decoding: false), with: write.item)
+            try await self.store(
+                table: write.table, key: write.key, replacing: self.read(write.key, decoding: false), with: write.item)
         }
     }
 
     /// Stores `new` (or deletes, for nil) under `key`, which holds `old`, and keeps the
     /// table's statistics.
-    private func store(table: UInt32, key: [UInt8], replacing old: (item: Item?, storedBytes: Int)?, with new: Item?) async throws(DynamoError) {
+    private func store(
+        table: UInt32, key: [UInt8], replacing old: (item: Item?, storedBytes: Int)?, with new: Item?
+    ) async throws(DynamoError) {
         var newBytes: Int?
         do throws(StorageError) {
             if let new {
@@ -194,7 +204,9 @@ public actor Partition {
     /// after `after` (the last key a previous page returned). Stops after `limit` items or
     /// once the items read add up to `byteLimit` (DynamoDB's 1 MB page, counted before any
     /// filter), and says whether keys in the range remain.
-    public func readRange(_ range: KeyRange, after: [UInt8]?, reverse: Bool, limit: Int, byteLimit: Int) async throws(DynamoError) -> RangePage {
+    public func readRange(
+        _ range: KeyRange, after: [UInt8]?, reverse: Bool, limit: Int, byteLimit: Int
+    ) async throws(DynamoError) -> RangePage {
         precondition(limit > 0 && byteLimit > 0)
         var page = RangePage()
         // Forward: from the first key at or above the start. Backward: the store scans down
@@ -205,14 +217,16 @@ public actor Partition {
             let batch: [(key: [UInt8], value: [UInt8])]
             let wanted = min(limit - page.storedItems.count, 255) + 2  // one to skip, one to see if more remain
             do throws(StorageError) {
-                batch = try await store.scan(from: from, reverse: reverse, bound: reverse ? range.lower : range.upper, limit: wanted)
+                batch = try await store.scan(
+                    from: from, reverse: reverse, bound: reverse ? range.lower : range.upper, limit: wanted)
             } catch {
                 throw Self.internalError(error)
             }
             start = nil
             for (key, value) in batch {
                 if let skipped = skip, key == skipped { continue }
-                let inside = reverse ? !key.lexicographicallyPrecedes(range.lower) : key.lexicographicallyPrecedes(range.upper)
+                let inside =
+                    reverse ? !key.lexicographicallyPrecedes(range.lower) : key.lexicographicallyPrecedes(range.upper)
                 guard inside else { return page }
                 if page.storedItems.count == limit || page.bytes >= byteLimit {
                     page.more = true

@@ -39,28 +39,37 @@ public enum TransactionLedger {
     /// The header stored for `id` in `coordinator`, if any.
     public static func header(_ id: String, in coordinator: Partition) async throws(DynamoError) -> Header? {
         let stored: [UInt8]?
-        do throws(StorageError) { stored = try await coordinator.rawGet(headerKey(id)) } catch { throw Partition.internalError(error) }
+        do throws(StorageError) { stored = try await coordinator.rawGet(headerKey(id)) } catch {
+            throw Partition.internalError(error)
+        }
         guard let stored else { return nil }
-        guard let header = decodeHeader(stored) else { throw DynamoError("InternalServerError", "transaction record \(id) does not decode") }
+        guard let header = decodeHeader(stored) else {
+            throw DynamoError("InternalServerError", "transaction record \(id) does not decode")
+        }
         return header
     }
 
     /// Commits `writes` (by partition index) as described above; the keys must be locked
     /// by the caller. With `keepToken`, the header stays as a done record under `id`.
-    public static func commit(id: String, keepToken: Bool, requestHash: String, now: Double, writes: [Int: [TransactionWrite]],
-                              coordinator: Partition, partitions: [Partition]) async throws(DynamoError) {
+    public static func commit(
+        id: String, keepToken: Bool, requestHash: String, now: Double, writes: [Int: [TransactionWrite]],
+        coordinator: Partition, partitions: [Partition]
+    ) async throws(DynamoError) {
         let chunks = chunked(writes)
         do throws(StorageError) {
             _ = try await concurrently(Array(chunks.enumerated())) { (index, chunk) throws(StorageError) in
                 try await coordinator.rawPut(chunkKey(id, index), ItemCodec.encode(chunk))
             }
-            try await coordinator.rawPut(headerKey(id), encode(Header(state: .committed, requestHash: requestHash, time: now, chunks: chunks.count)))
+            try await coordinator.rawPut(
+                headerKey(id),
+                encode(Header(state: .committed, requestHash: requestHash, time: now, chunks: chunks.count)))
         } catch {
             throw Partition.internalError(error)
         }
         try await apply(writes, partitions: partitions)
         do throws(StorageError) {
-            try await finish(id, keepToken: keepToken, requestHash: requestHash, time: now, chunks: chunks.count, in: coordinator)
+            try await finish(
+                id, keepToken: keepToken, requestHash: requestHash, time: now, chunks: chunks.count, in: coordinator)
         } catch {
             throw Partition.internalError(error)
         }
@@ -73,14 +82,20 @@ public enum TransactionLedger {
             for (key, value) in try await coordinator.rawScan(prefix: headerKey("")) {
                 let id = String(decoding: key.dropFirst(headerKey("").count), as: UTF8.self)
                 guard let header = decodeHeader(value) else {
-                    throw .corruption(file: "partition-\(coordinator.index)", offset: 0, detail: "transaction record \(id) does not decode")
+                    throw .corruption(
+                        file: "partition-\(coordinator.index)", offset: 0,
+                        detail: "transaction record \(id) does not decode")
                 }
                 switch header.state {
                 case .committed:
                     var writes: [Int: [TransactionWrite]] = [:]
                     for index in 0..<header.chunks {
-                        guard let stored = try await coordinator.rawGet(chunkKey(id, index)), let chunk = decodeChunk(stored) else {
-                            throw .corruption(file: "partition-\(coordinator.index)", offset: 0, detail: "transaction \(id) lacks chunk \(index)")
+                        guard let stored = try await coordinator.rawGet(chunkKey(id, index)),
+                            let chunk = decodeChunk(stored)
+                        else {
+                            throw .corruption(
+                                file: "partition-\(coordinator.index)", offset: 0,
+                                detail: "transaction \(id) lacks chunk \(index)")
                         }
                         for (partition, write) in chunk { writes[partition, default: []].append(write) }
                     }
@@ -88,8 +103,9 @@ public enum TransactionLedger {
                         throw .fenced("redoing transaction \(id): \(error.message)")
                     }
                     // A token's lifetime runs from the redo: the client may still be retrying.
-                    try await finish(id, keepToken: header.time + tokenLifetimeSeconds > now && !header.requestHash.isEmpty,
-                                     requestHash: header.requestHash, time: now, chunks: header.chunks, in: coordinator)
+                    try await finish(
+                        id, keepToken: header.time + tokenLifetimeSeconds > now && !header.requestHash.isEmpty,
+                        requestHash: header.requestHash, time: now, chunks: header.chunks, in: coordinator)
                 case .done:
                     if header.time + tokenLifetimeSeconds <= now { try await coordinator.rawDelete(key) }
                 }
@@ -114,14 +130,19 @@ public enum TransactionLedger {
         }
     }
 
-    private static func finish(_ id: String, keepToken: Bool, requestHash: String, time: Double, chunks: Int,
-                               in coordinator: Partition) async throws(StorageError) {
+    private static func finish(
+        _ id: String, keepToken: Bool, requestHash: String, time: Double, chunks: Int,
+        in coordinator: Partition
+    ) async throws(StorageError) {
         if keepToken {
-            try await coordinator.rawPut(headerKey(id), encode(Header(state: .done, requestHash: requestHash, time: time, chunks: 0)))
+            try await coordinator.rawPut(
+                headerKey(id), encode(Header(state: .done, requestHash: requestHash, time: time, chunks: 0)))
         } else {
             try await coordinator.rawDelete(headerKey(id))
         }
-        _ = try await concurrently(Array(0..<chunks)) { (index) throws(StorageError) in try await coordinator.rawDelete(chunkKey(id, index)) }
+        _ = try await concurrently(Array(0..<chunks)) { (index) throws(StorageError) in
+            try await coordinator.rawDelete(chunkKey(id, index))
+        }
     }
 
     // MARK: Encoding
@@ -134,9 +155,11 @@ public enum TransactionLedger {
     }
 
     private static func decodeHeader(_ bytes: [UInt8]) -> Header? {
-        guard let item = try? ItemCodec.decode(bytes), case .s(let stateName)? = item["state"], let state = State(rawValue: stateName),
-              case .s(let hash)? = item["hash"], case .n(let time)? = item["time"], case .n(let chunks)? = item["chunks"],
-              let seconds = Double(time.description), let count = Int(chunks.description) else { return nil }
+        guard let item = try? ItemCodec.decode(bytes), case .s(let stateName)? = item["state"],
+            let state = State(rawValue: stateName),
+            case .s(let hash)? = item["hash"], case .n(let time)? = item["time"], case .n(let chunks)? = item["chunks"],
+            let seconds = Double(time.description), let count = Int(chunks.description)
+        else { return nil }
         return Header(state: state, requestHash: hash, time: seconds, chunks: count)
     }
 
@@ -167,8 +190,10 @@ public enum TransactionLedger {
         guard let item = try? ItemCodec.decode(bytes), case .l(let entries)? = item["w"] else { return nil }
         var writes: [(Int, TransactionWrite)] = []
         for entry in entries {
-            guard case .l(let fields) = entry, fields.count == 4, case .n(let partition) = fields[0], case .n(let table) = fields[1],
-                  case .b(let key) = fields[2], let index = Int(partition.description), let id = UInt32(table.description) else { return nil }
+            guard case .l(let fields) = entry, fields.count == 4, case .n(let partition) = fields[0],
+                case .n(let table) = fields[1],
+                case .b(let key) = fields[2], let index = Int(partition.description), let id = UInt32(table.description)
+            else { return nil }
             var image: Item?
             if case .b(let encoded) = fields[3] {
                 guard let decoded = try? ItemCodec.decode(encoded) else { return nil }

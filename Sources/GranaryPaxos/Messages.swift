@@ -96,8 +96,11 @@ public enum Command: Hashable, Sendable, CustomStringConvertible {
         case .noop: "noop"
         case .membership(let membership): "members(\(membership))"
         case .value(let bytes):
-            if let text = String(validating: bytes, as: UTF8.self), text.utf8.allSatisfy({ $0 > 32 && $0 < 127 }) { text }
-            else { "value(\(bytes.count)B:\(bytes.prefix(8).map { String($0, radix: 16) }.joined()))" }
+            if let text = String(validating: bytes, as: UTF8.self), text.utf8.allSatisfy({ $0 > 32 && $0 < 127 }) {
+                text
+            } else {
+                "value(\(bytes.count)B:\(bytes.prefix(8).map { String($0, radix: 16) }.joined()))"
+            }
         }
     }
 }
@@ -209,7 +212,8 @@ extension Message: CustomStringConvertible {
             return "promise \(ballot) \(list(accepted))" + (snapshot.map { " snapshot \($0.slot)" } ?? "")
         case .reject(let promised): return "reject promised \(promised)"
         case .append(let ballot, let entries, let commit, let sentAt, let retain):
-            return "append \(ballot) \(list(entries)) commit \(commit) at \(sentAt)" + (retain > 0 ? " retain \(retain)" : "")
+            return "append \(ballot) \(list(entries)) commit \(commit) at \(sentAt)"
+                + (retain > 0 ? " retain \(retain)" : "")
         case .snapshot(let ballot, let snapshot, let sentAt):
             return "snapshot \(ballot) through \(snapshot.slot) members \(snapshot.membership) at \(sentAt)"
         case .appended(let ballot, let matched, let chosen, let sentAt):

@@ -6,7 +6,8 @@ extension Replica {
     /// change that is not one change from the membership before it is void.
     static func fold(_ start: Membership, _ changes: [(slot: Slot, membership: Membership)]) -> [Membership] {
         var memberships = [start]
-        for change in changes.sorted(by: { $0.slot < $1.slot }) where change.membership.isOneChange(from: memberships.last!) {
+        for change in changes.sorted(by: { $0.slot < $1.slot })
+        where change.membership.isOneChange(from: memberships.last!) {
             memberships.append(change.membership)
         }
         return memberships
@@ -67,7 +68,9 @@ extension Replica {
     /// chosen before its election, and is not handing leadership over.
     public var canServeStrongRead: Bool {
         guard role == .leader, transfer == nil, applied >= readBarrier, let start = leaseStart else { return false }
-        if configuration.newLeaderWaitsOutOldLease && now < electedAt + UInt64(configuration.leaseTicks) { return false }
+        if configuration.newLeaderWaitsOutOldLease && now < electedAt + UInt64(configuration.leaseTicks) {
+            return false
+        }
         return now < start + UInt64(configuration.leaseTicks - configuration.clockDriftTicks)
     }
 }

@@ -8,7 +8,11 @@ extension Replica {
         precondition(entry.slot > baseSlot, "compacted slots are chosen")
         durable.log[entry.slot] = entry
         unpersisted[entry.slot] = entry
-        if case .membership(let membership) = entry.command { changes[entry.slot] = membership } else { changes[entry.slot] = nil }
+        if case .membership(let membership) = entry.command {
+            changes[entry.slot] = membership
+        } else {
+            changes[entry.slot] = nil
+        }
     }
 
     /// Sends a follower the entries it lacks: from what it has not been sent yet, or, on a
@@ -28,7 +32,9 @@ extension Replica {
             nextSend[peer] = last + 1
         }
         if entries.isEmpty && !resend && !evenIfEmpty { return }
-        send(.append(ballot: durable.promised, entries: entries, commit: chosen, sentAt: now, retain: retainSlot), to: peer)
+        send(
+            .append(ballot: durable.promised, entries: entries, commit: chosen, sentAt: now, retain: retainSlot),
+            to: peer)
     }
 
     /// Every replica with a state machine knows every slot up to here chosen.
@@ -53,7 +59,9 @@ extension Replica {
         return true
     }
 
-    mutating func handleAppend(_ ballot: Ballot, entries: [Entry], commit: Slot, sentAt: UInt64, retain: Slot, from: NodeID) {
+    mutating func handleAppend(
+        _ ballot: Ballot, entries: [Entry], commit: Slot, sentAt: UInt64, retain: Slot, from: NodeID
+    ) {
         for entry in entries where entry.slot > chosen && !learned.contains(entry.slot) {
             // Chosen slots keep the ballot they were chosen in; the rest are this ballot's.
             precondition(entry.slot <= commit || entry.ballot == ballot, "a leader proposes in its own ballot")
@@ -63,7 +71,8 @@ extension Replica {
         // A slot is chosen if the leader said so for it, or if it is at or below the
         // leader's commit and holds the leader's own entry (one value per slot per ballot).
         while let next = durable.log[chosen + 1],
-              learned.contains(chosen + 1) || (next.ballot == ballot && chosen + 1 <= commit) {
+            learned.contains(chosen + 1) || (next.ballot == ballot && chosen + 1 <= commit)
+        {
             choose(chosen + 1)
         }
         if configuration.isLogOnly {
@@ -115,7 +124,8 @@ extension Replica {
 
     /// Drops the log through the snapshot's slot, which the caller persists first.
     mutating func replaceLog(with snapshot: Snapshot) {
-        precondition(snapshot.slot > baseSlot && snapshot.slot <= chosen, "a snapshot holds chosen slots past the last one")
+        precondition(
+            snapshot.slot > baseSlot && snapshot.slot <= chosen, "a snapshot holds chosen slots past the last one")
         durable.snapshot = snapshot
         base = snapshot.membership
         baseSlot = snapshot.slot

@@ -261,7 +261,9 @@ public struct Replica: Sendable {
             if transfer?.target == envelope.from { sendTimeoutNowIfCaughtUp() }
         case .leaderQuery:
             // As etcd-raft's pre-vote with check-quorum: alive only if a known leader spoke lately.
-            let alive = role == .leader || (role == .follower && leader != nil && ticksSinceLeader < UInt64(configuration.electionTicks))
+            let alive =
+                role == .leader
+                || (role == .follower && leader != nil && ticksSinceLeader < UInt64(configuration.electionTicks))
             send(.leaderStatus(alive: alive), to: envelope.from)
         case .leaderStatus(let alive):
             guard !alive, role != .leader, noLeaderVotes != nil else { return }
@@ -269,7 +271,9 @@ public struct Replica: Sendable {
             if isQuorumOfEach(noLeaderVotes!, currentMemberships) { startElection() }
         case .timeoutNow(let ballot):
             // Only from the leader this replica follows, in its ballot: a stale one is ignored.
-            guard role == .follower, leader == envelope.from, ballot == durable.promised, mayRunForLeader else { return }
+            guard role == .follower, leader == envelope.from, ballot == durable.promised, mayRunForLeader else {
+                return
+            }
             startElection()
         }
     }
@@ -277,7 +281,8 @@ public struct Replica: Sendable {
     // MARK: Output
 
     public var hasReady: Bool {
-        promisedChanged || chosenChanged || unpersistedSnapshot != nil || !unpersisted.isEmpty || !outbox.isEmpty || chosen > applied
+        promisedChanged || chosenChanged || unpersistedSnapshot != nil || !unpersisted.isEmpty || !outbox.isEmpty
+            || chosen > applied
             || (role == .leader && peers.contains { (nextSend[$0] ?? 1) <= lastSlot })
     }
 

@@ -28,7 +28,9 @@ extension DynamoService {
             let request = try RequestFields(value)
             guard let keysJSON = try request.array("Keys") else { throw RequestFields.missing("Keys") }
             guard !keysJSON.isEmpty else {
-                throw .validation("1 validation error detected: Value '[]' at 'requestItems.\(name).member.keys' failed to satisfy constraint: Member must have length greater than or equal to 1")
+                throw .validation(
+                    "1 validation error detected: Value '[]' at 'requestItems.\(name).member.keys' failed to satisfy constraint: Member must have length greater than or equal to 1"
+                )
             }
             keyCount += keysJSON.count
             guard keyCount <= Self.batchGetKeysMax else {
@@ -49,13 +51,17 @@ extension DynamoService {
             let context = try request.expressionContext(usesExpressions: request.has("ProjectionExpression"))
             let projection = try Self.projection(request, context: context)
             try context.checkAllUsed()
-            tables.append(TableKeys(info: info, request: request.members, keys: keys, projection: projection,
-                                    consistent: try request.bool("ConsistentRead") ?? false))
+            tables.append(
+                TableKeys(
+                    info: info, request: request.members, keys: keys, projection: projection,
+                    consistent: try request.bool("ConsistentRead") ?? false))
         }
 
         // Every key is read at once; the answer then takes items in request order up to
         // 16 MB and hands the rest back as UnprocessedKeys.
-        let found = try await concurrently(lookups) { (partition, key) throws(DynamoError) in try await partition.getStoredItem(key) }
+        let found = try await concurrently(lookups) { (partition, key) throws(DynamoError) in
+            try await partition.getStoredItem(key)
+        }
 
         var responses: [String: JSON] = [:]
         var unprocessed: [String: JSON] = [:]
@@ -96,9 +102,13 @@ extension DynamoService {
         var writes: [(info: TableInfo, partitionKey: AttributeValue, key: [UInt8], decision: WriteDecision)] = []
         for (name, value) in requestItems.sorted(by: { $0.key < $1.key }) {
             let info = try table(named: name)
-            guard case .array(let requests) = value else { throw RequestFields.wrongType("RequestItems", value, expected: "a list") }
+            guard case .array(let requests) = value else {
+                throw RequestFields.wrongType("RequestItems", value, expected: "a list")
+            }
             guard !requests.isEmpty else {
-                throw .validation("1 validation error detected: Value '[]' at 'requestItems.\(name).member' failed to satisfy constraint: Member must have length greater than or equal to 1")
+                throw .validation(
+                    "1 validation error detected: Value '[]' at 'requestItems.\(name).member' failed to satisfy constraint: Member must have length greater than or equal to 1"
+                )
             }
             var seen: Set<[UInt8]> = []
             for requestJSON in requests {
@@ -121,7 +131,9 @@ extension DynamoService {
                     item = try Item(itemJSON: keyJSON)
                     decision = .delete
                 default:
-                    throw .validation("1 validation error detected: A WriteRequest must contain exactly one of PutRequest or DeleteRequest")
+                    throw .validation(
+                        "1 validation error detected: A WriteRequest must contain exactly one of PutRequest or DeleteRequest"
+                    )
                 }
                 let isDelete: Bool
                 if case .delete = decision { isDelete = true } else { isDelete = false }
@@ -136,7 +148,9 @@ extension DynamoService {
         let work = writes.map { (partition(for: $0.partitionKey), $0.info.id, $0.key, $0.decision) }
         let sizes = try await concurrently(work) { (partition, table, key, decision) throws(DynamoError) in
             // The old item is decoded only for its size, which only the capacity figure uses.
-            let (old, new) = try await partition.write(table: table, key: key, usesOld: reportsCapacity) { (_: Item?) throws(DynamoError) in decision }
+            let (old, new) = try await partition.write(table: table, key: key, usesOld: reportsCapacity) {
+                (_: Item?) throws(DynamoError) in decision
+            }
             return max(old?.sizeBytes ?? 0, new?.sizeBytes ?? 0)
         }
         var result: [String: JSON] = ["UnprocessedItems": .object([:])]
@@ -149,7 +163,9 @@ extension DynamoService {
     private func batchRequestItems(_ fields: RequestFields) throws(DynamoError) -> [String: JSON] {
         guard let requestItems = try fields.object("RequestItems") else { throw RequestFields.missing("RequestItems") }
         guard !requestItems.isEmpty else {
-            throw .validation("1 validation error detected: Value '{}' at 'requestItems' failed to satisfy constraint: Member must have length greater than or equal to 1")
+            throw .validation(
+                "1 validation error detected: Value '{}' at 'requestItems' failed to satisfy constraint: Member must have length greater than or equal to 1"
+            )
         }
         for name in requestItems.keys { try RequestFields.checkTableName(name, member: "requestItems") }
         return requestItems

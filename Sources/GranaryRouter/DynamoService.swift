@@ -36,7 +36,8 @@ public final class DynamoService: Sendable {
     public func handle(_ request: HTTPRequest) async -> HTTPResponse {
         switch (request.method, request.target) {
         case ("GET", "/"):
-            return HTTPResponse(status: .ok, headers: [("Content-Type", "text/plain")], body: Array("healthy: granary\n".utf8))
+            return HTTPResponse(
+                status: .ok, headers: [("Content-Type", "text/plain")], body: Array("healthy: granary\n".utf8))
         case ("OPTIONS", _):
             return Self.preflightResponse(request)
         case ("POST", _):
@@ -49,8 +50,9 @@ public final class DynamoService: Sendable {
                 return Self.errorResponse(error, requestID: requestID, encoding: encoding)
             }
         default:
-            return HTTPResponse(status: .notFound, headers: [("Content-Type", "text/plain")],
-                                body: Array("not found: \(request.method) \(request.target)\n".utf8))
+            return HTTPResponse(
+                status: .notFound, headers: [("Content-Type", "text/plain")],
+                body: Array("not found: \(request.method) \(request.target)\n".utf8))
         }
     }
 
@@ -91,8 +93,9 @@ public final class DynamoService: Sendable {
         case "TransactGetItems": result = try await transactGetItems(fields)
         default:
             let shown = operation.utf8.count > 100 ? String(operation.prefix(100)) + "..." : operation
-            throw DynamoError("UnknownOperationException", "Operation \(shown) is not supported by this node yet",
-                              namespace: "com.amazon.coral.service")
+            throw DynamoError(
+                "UnknownOperationException", "Operation \(shown) is not supported by this node yet",
+                namespace: "com.amazon.coral.service")
         }
         return result.serialized()
     }
@@ -108,11 +111,14 @@ public final class DynamoService: Sendable {
     private func parseBody(_ request: HTTPRequest) throws(DynamoError) -> JSON {
         let body: [UInt8]
         do {
-            body = try BodyCoding.decode(request.body, encoding: request.header("Content-Encoding"), limit: HTTPLimits.bodyBytesMax)
+            body = try BodyCoding.decode(
+                request.body, encoding: request.header("Content-Encoding"), limit: HTTPLimits.bodyBytesMax)
         } catch .unsupported(let encoding) {
             throw .serialization("Unsupported Content-Encoding: \(encoding)")
         } catch .tooLarge {
-            throw DynamoError("RequestEntityTooLarge", "Request body exceeds \(HTTPLimits.bodyBytesMax) bytes once decompressed", namespace: "com.amazon.coral.service")
+            throw DynamoError(
+                "RequestEntityTooLarge", "Request body exceeds \(HTTPLimits.bodyBytesMax) bytes once decompressed",
+                namespace: "com.amazon.coral.service")
         } catch {
             throw .serialization("The request body is not valid gzip or deflate data")
         }
@@ -136,7 +142,8 @@ public final class DynamoService: Sendable {
     /// request costs no parsing and a moved one is not checked twice.
     public func owningCore(of request: inout HTTPRequest) -> Int? {
         guard request.method == "POST", request.header("Content-Encoding") == nil,
-              let target = request.header("X-Amz-Target"), target.hasPrefix(Self.targetPrefix) else { return nil }
+            let target = request.header("X-Amz-Target"), target.hasPrefix(Self.targetPrefix)
+        else { return nil }
         let operation = target.dropFirst(Self.targetPrefix.count)
         let keyMember: String?
         switch operation {
@@ -153,14 +160,17 @@ public final class DynamoService: Sendable {
         guard let json = request.parsedBody as? JSON ?? (try? JSON.parse(request.body)) else { return nil }
         request.parsedBody = json
         guard let keyMember else {
-            guard let fields = try? RequestFields(json), let (_, keyCondition, _, _) = try? queryKey(fields) else { return nil }
+            guard let fields = try? RequestFields(json), let (_, keyCondition, _, _) = try? queryKey(fields) else {
+                return nil
+            }
             return partition(for: keyCondition.partitionKey).reactor.index
         }
         guard case .object(let members) = json,
-              case .string(let name)? = members["TableName"], let info = tables.tables[name],
-              case .object(let key)? = members[keyMember], let keyJSON = key[info.partitionKey.name],
-              let partitionKey = try? AttributeValue(json: keyJSON),
-              (try? info.checkKeyValue(partitionKey, of: info.partitionKey)) != nil else { return nil }
+            case .string(let name)? = members["TableName"], let info = tables.tables[name],
+            case .object(let key)? = members[keyMember], let keyJSON = key[info.partitionKey.name],
+            let partitionKey = try? AttributeValue(json: keyJSON),
+            (try? info.checkKeyValue(partitionKey, of: info.partitionKey)) != nil
+        else { return nil }
         return partition(for: partitionKey).reactor.index
     }
 
@@ -189,7 +199,8 @@ public final class DynamoService: Sendable {
     /// A DynamoDB answer: its headers, CORS's for browsers, and the body compressed when
     /// the client accepts `encoding` and the body is large enough to gain. x-amz-crc32
     /// covers the bytes sent, compressed or not, as DynamoDB's does.
-    static func response(status: HTTPStatus, body: [UInt8], requestID: String, encoding: String? = nil) -> HTTPResponse {
+    static func response(status: HTTPStatus, body: [UInt8], requestID: String, encoding: String? = nil) -> HTTPResponse
+    {
         var headers: [(name: String, value: String)] = []
         headers.reserveCapacity(6)  // the four below, Content-Encoding and x-amz-crc32
         headers += [
@@ -199,7 +210,8 @@ public final class DynamoService: Sendable {
             ("Access-Control-Expose-Headers", exposedHeaders),
         ]
         var sent = body
-        if let encoding, body.count >= compressionThresholdBytes, let compressed = BodyCoding.encode(body, as: encoding) {
+        if let encoding, body.count >= compressionThresholdBytes, let compressed = BodyCoding.encode(body, as: encoding)
+        {
             sent = compressed
             headers.append(("Content-Encoding", encoding))
         }
@@ -220,7 +232,8 @@ public final class DynamoService: Sendable {
             ("Access-Control-Max-Age", "172800"),
         ]
         if let asked = request.header("Access-Control-Request-Headers"), asked.utf8.count <= 4096,
-           asked.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) {
+            asked.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F })
+        {
             headers.append(("Access-Control-Allow-Headers", asked))
         } else {
             headers.append(("Access-Control-Allow-Headers", "*"))
@@ -234,7 +247,8 @@ public final class DynamoService: Sendable {
         if let item = error.item { object["Item"] = item.json }
         object.merge(error.details) { current, _ in current }
         let status: HTTPStatus = error.type == "InternalServerError" ? .internalServerError : .badRequest
-        return response(status: status, body: JSON.object(object).serialized(), requestID: requestID, encoding: encoding)
+        return response(
+            status: status, body: JSON.object(object).serialized(), requestID: requestID, encoding: encoding)
     }
 
     /// 52 characters of [A-Z0-9], as DynamoDB's request ids look: 12 from each of 5 draws.

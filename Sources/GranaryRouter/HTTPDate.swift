@@ -6,8 +6,10 @@ import Glibc
 /// which takes glibc's time-zone lock, shared by every core, on each call.
 enum HTTPDate {
     private static let weekdays: [[UInt8]] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"].map { Array($0.utf8) }
-    private static let months: [[UInt8]] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        .map { Array($0.utf8) }
+    private static let months: [[UInt8]] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .map { Array($0.utf8) }
 
     static func append(secondsSince1970 seconds: Int, to bytes: inout [UInt8]) {
         // The civil date of a day count: Howard Hinnant's civil_from_days, in 400-year eras.

@@ -36,8 +36,9 @@ public struct HTTPParser: Sendable {
         if head.chunked {
             switch Self.decodeChunks(UnsafeRawBufferPointer(rebasing: input[bodyStart...])) {
             case .complete(let body, let consumed):
-                let request = HTTPRequest(method: head.method, target: head.target, version: head.version,
-                                          headers: head.headers, body: body)
+                let request = HTTPRequest(
+                    method: head.method, target: head.target, version: head.version,
+                    headers: head.headers, body: body)
                 return .request(request, consumed: bodyStart + consumed)
             case .incomplete:
                 return .needBody(requestBytes: input.count + 1, expectsContinue: head.expectsContinue)
@@ -50,8 +51,9 @@ public struct HTTPParser: Sendable {
             return .needBody(requestBytes: bodyStart + head.contentLength, expectsContinue: head.expectsContinue)
         }
         let body = Array(input[bodyStart..<(bodyStart + head.contentLength)])
-        let request = HTTPRequest(method: head.method, target: head.target, version: head.version,
-                                  headers: head.headers, body: body)
+        let request = HTTPRequest(
+            method: head.method, target: head.target, version: head.version,
+            headers: head.headers, body: body)
         return .request(request, consumed: bodyStart + head.contentLength)
     }
 
@@ -112,7 +114,9 @@ public struct HTTPParser: Sendable {
             guard input.count - index >= size + 2 else { return .incomplete }
             pieces.append(index..<(index + size))
             index += size
-            guard input[index] == 13 && input[index + 1] == 10 else { return .failure(.malformed("chunk not ended by CRLF")) }
+            guard input[index] == 13 && input[index + 1] == 10 else {
+                return .failure(.malformed("chunk not ended by CRLF"))
+            }
             index += 2
         }
         var trailers = 0
@@ -181,7 +185,9 @@ public struct HTTPParser: Sendable {
             let nameBytes = line[..<colon]
             // Field names are tokens: no spaces (a space before the colon is an attack on
             // request framing, and RFC 9112 says to refuse it).
-            guard nameBytes.allSatisfy({ $0 > 32 && $0 < 127 }) else { return .failure(.malformed("malformed header name")) }
+            guard nameBytes.allSatisfy({ $0 > 32 && $0 < 127 }) else {
+                return .failure(.malformed("malformed header name"))
+            }
             let name = String(decoding: nameBytes, as: UTF8.self)
             let value = String(decoding: trimSpaces(line[(colon + 1)...]), as: UTF8.self)
             if name.caseInsensitiveEquals("Content-Length") {
@@ -203,10 +209,11 @@ public struct HTTPParser: Sendable {
             headers.append((name, value))
         }
         if chunked && contentLength != nil { return .failure(.malformed("both Content-Length and chunked framing")) }
-        return .success(Head(
-            method: String(decoding: parts[0], as: UTF8.self), target: String(decoding: parts[1], as: UTF8.self),
-            version: version, headers: headers, contentLength: contentLength ?? 0,
-            expectsContinue: expectsContinue && version == .http11, chunked: chunked))
+        return .success(
+            Head(
+                method: String(decoding: parts[0], as: UTF8.self), target: String(decoding: parts[1], as: UTF8.self),
+                version: version, headers: headers, contentLength: contentLength ?? 0,
+                expectsContinue: expectsContinue && version == .http11, chunked: chunked))
     }
 
     private func trimCR(_ line: Slice<UnsafeRawBufferPointer>) -> Slice<UnsafeRawBufferPointer> {
@@ -244,9 +251,11 @@ public enum HTTPParseError: Error, Equatable, Sendable {
     public var message: String {
         switch self {
         case .malformed(let detail): return detail
-        case .headersTooLarge: return "request headers exceed \(HTTPLimits.headerBytesMax) bytes or \(HTTPLimits.headerCountMax) lines"
+        case .headersTooLarge:
+            return "request headers exceed \(HTTPLimits.headerBytesMax) bytes or \(HTTPLimits.headerCountMax) lines"
         case .bodyTooLarge: return "request body exceeds \(HTTPLimits.bodyBytesMax) bytes"
-        case .lengthRequired: return "a request body needs a Content-Length or chunked framing (no other transfer coding is supported)"
+        case .lengthRequired:
+            return "a request body needs a Content-Length or chunked framing (no other transfer coding is supported)"
         case .expectationFailed: return "only the 100-continue expectation is supported"
         case .versionNotSupported: return "only HTTP/1.1 and HTTP/1.0 are supported"
         }

@@ -13,7 +13,9 @@ public struct HTTPRequest: Sendable {
     /// a request moved to another core is not checked twice. Never read from the wire.
     public var verified = false
 
-    public init(method: String, target: String, version: HTTPVersion, headers: [(name: String, value: String)], body: [UInt8]) {
+    public init(
+        method: String, target: String, version: HTTPVersion, headers: [(name: String, value: String)], body: [UInt8]
+    ) {
         self.method = method
         self.target = target
         self.version = version

@@ -143,7 +143,10 @@ public final class HTTPServer: @unchecked Sendable {
                 guard await send(pendingOutput, on: connection) else { return }
                 pendingOutput.removeAll(keepingCapacity: true)
             }
-            guard let space = buffer.freeSpace(forUnreadTotal: needed, limit: HTTPLimits.headerBytesMax + 4 + HTTPLimits.bodyBytesMax) else {
+            guard
+                let space = buffer.freeSpace(
+                    forUnreadTotal: needed, limit: HTTPLimits.headerBytesMax + 4 + HTTPLimits.bodyBytesMax)
+            else {
                 _ = await send(Self.errorResponse(.bodyTooLarge).serialized(keepAlive: false), on: connection)
                 return
             }
@@ -171,8 +174,9 @@ public final class HTTPServer: @unchecked Sendable {
     }
 
     static func errorResponse(_ error: HTTPParseError) -> HTTPResponse {
-        HTTPResponse(status: error.status, headers: [("Content-Type", "text/plain")],
-                     body: Array("\(error.message)\n".utf8))
+        HTTPResponse(
+            status: error.status, headers: [("Content-Type", "text/plain")],
+            body: Array("\(error.message)\n".utf8))
     }
 }
 

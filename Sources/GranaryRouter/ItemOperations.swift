@@ -20,7 +20,8 @@ extension DynamoService {
         let context = try fields.expressionContext(usesExpressions: fields.has("ProjectionExpression"))
         let projection = try Self.projection(fields, context: context)
         try context.checkAllUsed()
-        let stored = try await partition(for: partitionKey).getStoredItem(info.storageKey(partition: partitionKey, sort: sortKey))
+        let stored = try await partition(for: partitionKey).getStoredItem(
+            info.storageKey(partition: partitionKey, sort: sortKey))
         var result: [String: JSON] = [:]
         var itemBytes = 0
         if let stored {
@@ -36,7 +37,9 @@ extension DynamoService {
     /// A stored item as a read shows it: its JSON, written from the stored bytes unless a
     /// projection must look into it, DynamoDB's size of the whole item (what a read is
     /// charged) and of the part shown (what bounds a batch's answer).
-    static func shownItem(_ stored: [UInt8], projection: [DocumentPath]?) throws(DynamoError) -> (json: JSON, itemBytes: Int, shownBytes: Int) {
+    static func shownItem(
+        _ stored: [UInt8], projection: [DocumentPath]?
+    ) throws(DynamoError) -> (json: JSON, itemBytes: Int, shownBytes: Int) {
         var json: [UInt8] = []
         json.reserveCapacity(stored.count * 2 + 64)
         if let projection {
@@ -59,9 +62,13 @@ extension DynamoService {
 
     /// PutItem's and DeleteItem's shared path: ReturnValues NONE or ALL_OLD, an optional
     /// ConditionExpression, one write.
-    private func replace(_ fields: RequestFields, info: TableInfo, partitionKey: AttributeValue, sortKey: AttributeValue?,
-                         with decision: WriteDecision) async throws(DynamoError) -> JSON {
-        let returnValues = try fields.enumeration("ReturnValues", allowed: ["NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW"]) ?? "NONE"
+    private func replace(
+        _ fields: RequestFields, info: TableInfo, partitionKey: AttributeValue, sortKey: AttributeValue?,
+        with decision: WriteDecision
+    ) async throws(DynamoError) -> JSON {
+        let returnValues =
+            try fields.enumeration(
+                "ReturnValues", allowed: ["NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW"]) ?? "NONE"
         guard returnValues == "NONE" || returnValues == "ALL_OLD" else {
             throw .validation("ReturnValues can only be ALL_OLD or NONE")
         }
@@ -69,7 +76,9 @@ extension DynamoService {
         let returnOldOnFailure = try Self.returnOldOnFailure(fields)
         let reportsCapacity = try Self.reportsCapacity(fields)
         let usesOld = condition != nil || returnValues == "ALL_OLD" || reportsCapacity
-        let (old, new) = try await partition(for: partitionKey).write(table: info.id, key: info.storageKey(partition: partitionKey, sort: sortKey), usesOld: usesOld) {
+        let (old, new) = try await partition(for: partitionKey).write(
+            table: info.id, key: info.storageKey(partition: partitionKey, sort: sortKey), usesOld: usesOld
+        ) {
             (stored: Item?) throws(DynamoError) -> WriteDecision in
             try Self.check(condition, against: stored, returnOldOnFailure: returnOldOnFailure)
             return decision
@@ -77,7 +86,8 @@ extension DynamoService {
         var result: [String: JSON] = [:]
         if returnValues == "ALL_OLD", let old { result["Attributes"] = old.json }
         if reportsCapacity {
-            try addConsumedCapacity(fields, info: info, units: Self.writeUnits(max(old?.sizeBytes ?? 0, new?.sizeBytes ?? 0)), to: &result)
+            try addConsumedCapacity(
+                fields, info: info, units: Self.writeUnits(max(old?.sizeBytes ?? 0, new?.sizeBytes ?? 0)), to: &result)
         }
         return .object(result)
     }
@@ -86,7 +96,9 @@ extension DynamoService {
         let info = try table(fields)
         guard let key = try fields.item("Key") else { throw RequestFields.missing("Key") }
         let (partitionKey, sortKey) = try info.primaryKey(of: key, keyOnly: true)
-        let returnValues = try fields.enumeration("ReturnValues", allowed: ["NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW"]) ?? "NONE"
+        let returnValues =
+            try fields.enumeration(
+                "ReturnValues", allowed: ["NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW"]) ?? "NONE"
         let updateText = try fields.string("UpdateExpression")
         let conditionText = try fields.string("ConditionExpression")
         let context = try fields.expressionContext(usesExpressions: updateText != nil || conditionText != nil)
@@ -95,28 +107,38 @@ extension DynamoService {
         if let updates = try fields.object("AttributeUpdates") {
             actions = try LegacyParameters.attributeUpdates(updates)
         } else {
-            actions = try updateText.map { (text) throws(DynamoError) in try ExpressionParser.update(text, context: context) } ?? []
+            actions =
+                try updateText.map { (text) throws(DynamoError) in try ExpressionParser.update(text, context: context) }
+                ?? []
         }
         let condition: Condition?
         if let expected = try fields.object("Expected") {
             condition = try LegacyParameters.expected(expected, conditionalOperator: conditionalOperator)
         } else {
-            condition = try conditionText.map { (text) throws(DynamoError) in try ExpressionParser.condition(text, context: context) }
+            condition = try conditionText.map { (text) throws(DynamoError) in
+                try ExpressionParser.condition(text, context: context)
+            }
         }
         try context.checkAllUsed()
         for action in actions where info.keyNames.contains(action.path.attributeName) {
-            throw .validation("One or more parameter values were invalid: Cannot update attribute \(action.path.attributeName). This attribute is part of the key")
+            throw .validation(
+                "One or more parameter values were invalid: Cannot update attribute \(action.path.attributeName). This attribute is part of the key"
+            )
         }
         let returnOldOnFailure = try Self.returnOldOnFailure(fields)
         // Removing from an item that is not there leaves it not there: DynamoDB creates no
         // item when every action removes or deletes.
-        let onlyRemoves = !actions.isEmpty && actions.allSatisfy { action in
-            switch action {
-            case .remove, .delete: true
-            case .set, .add: false
+        let onlyRemoves =
+            !actions.isEmpty
+            && actions.allSatisfy { action in
+                switch action {
+                case .remove, .delete: true
+                case .set, .add: false
+                }
             }
-        }
-        let (old, new) = try await partition(for: partitionKey).write(table: info.id, key: info.storageKey(partition: partitionKey, sort: sortKey)) {
+        let (old, new) = try await partition(for: partitionKey).write(
+            table: info.id, key: info.storageKey(partition: partitionKey, sort: sortKey)
+        ) {
             (stored: Item?) throws(DynamoError) -> WriteDecision in
             try Self.check(condition, against: stored, returnOldOnFailure: returnOldOnFailure)
             if stored == nil && onlyRemoves { return .delete }
@@ -130,12 +152,19 @@ extension DynamoService {
         case "ALL_OLD": if let old { result["Attributes"] = old.json }
         case "ALL_NEW": if let new { result["Attributes"] = new.json }
         case "UPDATED_OLD":
-            if let old { let changed = Projection.apply(paths, to: old); if !changed.isEmpty { result["Attributes"] = changed.json } }
+            if let old {
+                let changed = Projection.apply(paths, to: old);
+                if !changed.isEmpty { result["Attributes"] = changed.json }
+            }
         case "UPDATED_NEW":
-            if let new { let changed = Projection.apply(paths, to: new); if !changed.isEmpty { result["Attributes"] = changed.json } }
+            if let new {
+                let changed = Projection.apply(paths, to: new);
+                if !changed.isEmpty { result["Attributes"] = changed.json }
+            }
         default: break
         }
-        try addConsumedCapacity(fields, info: info, units: Self.writeUnits(max(old?.sizeBytes ?? 0, new?.sizeBytes ?? 0)), to: &result)
+        try addConsumedCapacity(
+            fields, info: info, units: Self.writeUnits(max(old?.sizeBytes ?? 0, new?.sizeBytes ?? 0)), to: &result)
         return .object(result)
     }
 
@@ -148,14 +177,19 @@ extension DynamoService {
         }
         guard let names = try fields.array("AttributesToGet") else { return nil }
         guard !names.isEmpty else {
-            throw .validation("1 validation error detected: Value '[]' at 'attributesToGet' failed to satisfy constraint: Member must have length greater than or equal to 1")
+            throw .validation(
+                "1 validation error detected: Value '[]' at 'attributesToGet' failed to satisfy constraint: Member must have length greater than or equal to 1"
+            )
         }
         var paths: [DocumentPath] = []
         for name in names {
-            guard case .string(let text) = name else { throw RequestFields.wrongType("AttributesToGet", name, expected: "a string") }
+            guard case .string(let text) = name else {
+                throw RequestFields.wrongType("AttributesToGet", name, expected: "a string")
+            }
             try ItemLimits.checkAttributeName(text)
             guard !paths.contains(.attribute(text)) else {
-                throw .validation("One or more parameter values were invalid: Duplicate value in attribute name: \(text)")
+                throw .validation(
+                    "One or more parameter values were invalid: Duplicate value in attribute name: \(text)")
             }
             paths.append(.attribute(text))
         }
@@ -170,13 +204,17 @@ extension DynamoService {
         }
         let text = try fields.string("ConditionExpression")
         let context = try fields.expressionContext(usesExpressions: text != nil)
-        let condition = try text.map { (text) throws(DynamoError) in try ExpressionParser.condition(text, context: context) }
+        let condition = try text.map { (text) throws(DynamoError) in
+            try ExpressionParser.condition(text, context: context)
+        }
         try context.checkAllUsed()
         return condition
     }
 
     /// ConditionalCheckFailedException (with the item, when asked) unless the condition holds.
-    private static func check(_ condition: Condition?, against stored: Item?, returnOldOnFailure: Bool) throws(DynamoError) {
+    private static func check(
+        _ condition: Condition?, against stored: Item?, returnOldOnFailure: Bool
+    ) throws(DynamoError) {
         if let condition, !condition.evaluate(stored) {
             throw .conditionalCheckFailed(item: returnOldOnFailure ? stored : nil)
         }
@@ -195,13 +233,19 @@ extension DynamoService {
     /// Write capacity units: one per KB, rounded up, at least one.
     static func writeUnits(_ bytes: Int) -> Double { Double(max(1, (bytes + 1023) / 1024)) }
 
-    func addConsumedCapacity(_ fields: RequestFields, info: TableInfo, units: Double, to result: inout [String: JSON]) throws(DynamoError) {
-        if let consumed = try consumedCapacity(fields, info: info, units: units) { result["ConsumedCapacity"] = consumed }
+    func addConsumedCapacity(
+        _ fields: RequestFields, info: TableInfo, units: Double, to result: inout [String: JSON]
+    ) throws(DynamoError) {
+        if let consumed = try consumedCapacity(fields, info: info, units: units) {
+            result["ConsumedCapacity"] = consumed
+        }
     }
 
     /// ConsumedCapacity of a request touching several tables (batches, transactions): the
     /// units summed per table, one entry for each.
-    func addConsumedCapacity(_ fields: RequestFields, units: [(TableInfo, Double)], to result: inout [String: JSON]) throws(DynamoError) {
+    func addConsumedCapacity(
+        _ fields: RequestFields, units: [(TableInfo, Double)], to result: inout [String: JSON]
+    ) throws(DynamoError) {
         guard try Self.reportsCapacity(fields) else { return }
         var totals: [String: (TableInfo, Double)] = [:]
         for (info, amount) in units { totals[info.name, default: (info, 0)].1 += amount }
@@ -215,12 +259,15 @@ extension DynamoService {
     /// Whether the request asks for ConsumedCapacity (INDEXES or TOTAL). Writes that need
     /// the old item for nothing else skip decoding it when not.
     static func reportsCapacity(_ fields: RequestFields) throws(DynamoError) -> Bool {
-        try fields.enumeration("ReturnConsumedCapacity", allowed: ["INDEXES", "TOTAL", "NONE"]).map { $0 != "NONE" } ?? false
+        try fields.enumeration("ReturnConsumedCapacity", allowed: ["INDEXES", "TOTAL", "NONE"]).map { $0 != "NONE" }
+            ?? false
     }
 
     /// One table's ConsumedCapacity as ReturnConsumedCapacity asks for it (nil for NONE).
     func consumedCapacity(_ fields: RequestFields, info: TableInfo, units: Double) throws(DynamoError) -> JSON? {
-        guard let mode = try fields.enumeration("ReturnConsumedCapacity", allowed: ["INDEXES", "TOTAL", "NONE"]), mode != "NONE" else { return nil }
+        guard let mode = try fields.enumeration("ReturnConsumedCapacity", allowed: ["INDEXES", "TOTAL", "NONE"]),
+            mode != "NONE"
+        else { return nil }
         var consumed: [String: JSON] = ["TableName": .string(info.name), "CapacityUnits": .number(String(units))]
         if mode == "INDEXES" { consumed["Table"] = .object(["CapacityUnits": .number(String(units))]) }
         return .object(consumed)

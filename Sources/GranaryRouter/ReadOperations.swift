@@ -24,7 +24,8 @@ extension DynamoService {
         init(_ fields: RequestFields, filter: Condition?, context: ExpressionContext) throws(DynamoError) {
             self.filter = filter
             projection = try DynamoService.projection(fields, context: context)
-            let select = try fields.enumeration("Select", allowed: ["ALL_ATTRIBUTES", "ALL_PROJECTED_ATTRIBUTES", "SPECIFIC_ATTRIBUTES", "COUNT"])
+            let select = try fields.enumeration(
+                "Select", allowed: ["ALL_ATTRIBUTES", "ALL_PROJECTED_ATTRIBUTES", "SPECIFIC_ATTRIBUTES", "COUNT"])
             let projectionName = fields.has("ProjectionExpression") ? "ProjectionExpression" : "AttributesToGet"
             switch select {
             case "ALL_PROJECTED_ATTRIBUTES":
@@ -34,13 +35,16 @@ extension DynamoService {
             case "COUNT" where projection != nil:
                 throw .validation("Cannot specify the \(projectionName) when choosing to get COUNT")
             case "SPECIFIC_ATTRIBUTES" where projection == nil:
-                throw .validation("SPECIFIC_ATTRIBUTES requires either ProjectionExpression or AttributesToGet to be specified")
+                throw .validation(
+                    "SPECIFIC_ATTRIBUTES requires either ProjectionExpression or AttributesToGet to be specified")
             default: break
             }
             countOnly = select == "COUNT"
             if let limit = try fields.integer("Limit") {
                 guard limit >= 1 else {
-                    throw .validation("1 validation error detected: Value '\(limit)' at 'limit' failed to satisfy constraint: Member must have value greater than or equal to 1")
+                    throw .validation(
+                        "1 validation error detected: Value '\(limit)' at 'limit' failed to satisfy constraint: Member must have value greater than or equal to 1"
+                    )
                 }
                 self.limit = limit
             }
@@ -104,37 +108,46 @@ extension DynamoService {
     /// A Query's table, its key condition, its filter's text and the expression context
     /// the rest of it reads: the part of a Query that names its partition, which the
     /// router reads too (`owningCore`).
-    func queryKey(_ fields: RequestFields) throws(DynamoError)
+    func queryKey(
+        _ fields: RequestFields
+    ) throws(DynamoError)
         -> (info: TableInfo, keyCondition: KeyCondition, filterText: String?, context: ExpressionContext)
     {
         let info = try table(fields)
         try refuseIndex(fields, info: info)
         let keyText = try fields.string("KeyConditionExpression")
         let filterText = try fields.string("FilterExpression")
-        let context = try fields.expressionContext(usesExpressions: keyText != nil || filterText != nil || fields.has("ProjectionExpression"))
+        let context = try fields.expressionContext(
+            usesExpressions: keyText != nil || filterText != nil || fields.has("ProjectionExpression"))
         let keyCondition: KeyCondition
         if let keyText {
-            keyCondition = try KeyCondition(ExpressionParser.condition(keyText, kind: "KeyConditionExpression", context: context), table: info)
+            keyCondition = try KeyCondition(
+                ExpressionParser.condition(keyText, kind: "KeyConditionExpression", context: context), table: info)
         } else if let legacy = try fields.object("KeyConditions") {
             keyCondition = try KeyCondition(LegacyParameters.keyConditions(legacy), table: info)
         } else {
-            throw .validation("Either the KeyConditions or KeyConditionExpression parameter must be specified in the request.")
+            throw .validation(
+                "Either the KeyConditions or KeyConditionExpression parameter must be specified in the request.")
         }
         return (info, keyCondition, filterText, context)
     }
 
     func query(_ fields: RequestFields) async throws(DynamoError) -> JSON {
         let (info, keyCondition, filterText, context) = try queryKey(fields)
-        var filter = try filterText.map { (text) throws(DynamoError) in try ExpressionParser.condition(text, kind: "FilterExpression", context: context) }
+        var filter = try filterText.map { (text) throws(DynamoError) in
+            try ExpressionParser.condition(text, kind: "FilterExpression", context: context)
+        }
         if let filter, let key = info.keyNames.first(where: filter.attributeNames.contains) {
-            throw .validation("Filter Expression can only contain non-primary key attributes: Primary key attribute: \(key)")
+            throw .validation(
+                "Filter Expression can only contain non-primary key attributes: Primary key attribute: \(key)")
         }
         let conditionalOperator = try fields.conditionalOperator()
         if let legacy = try fields.object("QueryFilter") {
             if let key = info.keyNames.first(where: legacy.keys.contains) {
                 throw .validation("QueryFilter can only contain non-key attributes: Primary key attribute: \(key)")
             }
-            filter = try LegacyParameters.filter(legacy, conditionalOperator: conditionalOperator, parameter: "QueryFilter")
+            filter = try LegacyParameters.filter(
+                legacy, conditionalOperator: conditionalOperator, parameter: "QueryFilter")
         }
         let options = try ReadOptions(fields, filter: filter, context: context)
         try context.checkAllUsed()
@@ -144,7 +157,8 @@ extension DynamoService {
         if let start = try fields.item("ExclusiveStartKey") {
             let (partitionKey, sortKey) = try startKey(start, info: info)
             guard partitionKey == keyCondition.partitionKey else {
-                throw .validation("The provided starting key is invalid: The provided key element does not match the schema")
+                throw .validation(
+                    "The provided starting key is invalid: The provided key element does not match the schema")
             }
             guard keyCondition.matchesSort(sortKey) else {
                 throw .validation("The provided starting key does not match the range key predicate")
@@ -153,7 +167,8 @@ extension DynamoService {
         }
         let (lower, upper) = keyCondition.keyRange(table: info.id)
         let page = try await partition(for: keyCondition.partitionKey).readRange(
-            KeyRange(lower: lower, upper: upper), after: after, reverse: !forward, limit: options.limit, byteLimit: Self.pageBytesMax)
+            KeyRange(lower: lower, upper: upper), after: after, reverse: !forward, limit: options.limit,
+            byteLimit: Self.pageBytesMax)
         var result = ReadResult()
         try result.add(page, options: options)
         var json = try result.json(info: info, more: page.more, options: options)
@@ -167,11 +182,15 @@ extension DynamoService {
         let info = try table(fields)
         try refuseIndex(fields, info: info)
         let filterText = try fields.string("FilterExpression")
-        let context = try fields.expressionContext(usesExpressions: filterText != nil || fields.has("ProjectionExpression"))
-        var filter = try filterText.map { (text) throws(DynamoError) in try ExpressionParser.condition(text, kind: "FilterExpression", context: context) }
+        let context = try fields.expressionContext(
+            usesExpressions: filterText != nil || fields.has("ProjectionExpression"))
+        var filter = try filterText.map { (text) throws(DynamoError) in
+            try ExpressionParser.condition(text, kind: "FilterExpression", context: context)
+        }
         let conditionalOperator = try fields.conditionalOperator()
         if let legacy = try fields.object("ScanFilter") {
-            filter = try LegacyParameters.filter(legacy, conditionalOperator: conditionalOperator, parameter: "ScanFilter")
+            filter = try LegacyParameters.filter(
+                legacy, conditionalOperator: conditionalOperator, parameter: "ScanFilter")
         }
         let options = try ReadOptions(fields, filter: filter, context: context)
         try context.checkAllUsed()
@@ -179,7 +198,9 @@ extension DynamoService {
 
         // The segment's keys: from its first hash to the next segment's (or the table's end).
         let lower = KeyEncoding.hashStart(table: info.id, hash: low)
-        let upper = high.map { KeyEncoding.hashStart(table: info.id, hash: $0) } ?? KeyEncoding.prefixEnd(KeyEncoding.tablePrefix(info.id))
+        let upper =
+            high.map { KeyEncoding.hashStart(table: info.id, hash: $0) }
+            ?? KeyEncoding.prefixEnd(KeyEncoding.tablePrefix(info.id))
         var first = partitionIndex(hash: low)
         let last = partitionIndex(hash: high.map { $0 - 1 } ?? UInt64.max)
         var after: [UInt8]?
@@ -218,19 +239,29 @@ extension DynamoService {
         switch (segment, total) {
         case (nil, nil): return (0, nil)
         case (_?, nil):
-            throw .validation("The TotalSegments parameter is required but was not present in the request when Segment parameter is present")
+            throw .validation(
+                "The TotalSegments parameter is required but was not present in the request when Segment parameter is present"
+            )
         case (nil, _?):
-            throw .validation("The Segment parameter is required but was not present in the request when parameter TotalSegments is present")
+            throw .validation(
+                "The Segment parameter is required but was not present in the request when parameter TotalSegments is present"
+            )
         case (let segment?, let total?):
             guard (1...1_000_000).contains(total) else {
                 let bound = total < 1 ? "greater than or equal to 1" : "less than or equal to 1000000"
-                throw .validation("1 validation error detected: Value '\(total)' at 'totalSegments' failed to satisfy constraint: Member must have value \(bound)")
+                throw .validation(
+                    "1 validation error detected: Value '\(total)' at 'totalSegments' failed to satisfy constraint: Member must have value \(bound)"
+                )
             }
             guard segment >= 0 else {
-                throw .validation("1 validation error detected: Value '\(segment)' at 'segment' failed to satisfy constraint: Member must have value greater than or equal to 0")
+                throw .validation(
+                    "1 validation error detected: Value '\(segment)' at 'segment' failed to satisfy constraint: Member must have value greater than or equal to 0"
+                )
             }
             guard segment < total else {
-                throw .validation("The Segment parameter is zero-based and must be less than parameter TotalSegments: Segment: \(segment) is out of bounds of TotalSegments: \(total)")
+                throw .validation(
+                    "The Segment parameter is zero-based and must be less than parameter TotalSegments: Segment: \(segment) is out of bounds of TotalSegments: \(total)"
+                )
             }
             func boundary(_ index: Int) -> UInt64 { UInt64((UInt128(index) << 64) / UInt128(total)) }
             return (boundary(segment), segment + 1 == total ? nil : boundary(segment + 1))

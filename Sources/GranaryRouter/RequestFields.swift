@@ -21,7 +21,9 @@ struct RequestFields {
     static func memberPath(_ name: String) -> String { name.prefix(1).lowercased() + name.dropFirst() }
 
     static func missing(_ name: String) -> DynamoError {
-        .validation("1 validation error detected: Value null at '\(memberPath(name))' failed to satisfy constraint: Member must not be null")
+        .validation(
+            "1 validation error detected: Value null at '\(memberPath(name))' failed to satisfy constraint: Member must not be null"
+        )
     }
 
     static func wrongType(_ name: String, _ value: JSON, expected: String) -> DynamoError {
@@ -68,7 +70,9 @@ struct RequestFields {
     func enumeration(_ name: String, allowed: [String]) throws(DynamoError) -> String? {
         guard let text = try string(name) else { return nil }
         guard allowed.contains(text) else {
-            throw .validation("1 validation error detected: Value '\(text)' at '\(Self.memberPath(name))' failed to satisfy constraint: Member must satisfy enum value set: [\(allowed.joined(separator: ", "))]")
+            throw .validation(
+                "1 validation error detected: Value '\(text)' at '\(Self.memberPath(name))' failed to satisfy constraint: Member must satisfy enum value set: [\(allowed.joined(separator: ", "))]"
+            )
         }
         return text
     }
@@ -92,7 +96,10 @@ struct RequestFields {
         guard problems.isEmpty else {
             let shown = text.utf8.count > 300 ? String(text.prefix(300)) + "..." : text
             let count = problems.count == 1 ? "1 validation error" : "\(problems.count) validation errors"
-            throw .validation("\(count) detected: " + problems.map { "Value '\(shown)' at '\(member)' failed to satisfy constraint: \($0)" }.joined(separator: "; "))
+            throw .validation(
+                "\(count) detected: "
+                    + problems.map { "Value '\(shown)' at '\(member)' failed to satisfy constraint: \($0)" }.joined(
+                        separator: "; "))
         }
     }
 
@@ -115,15 +122,24 @@ struct RequestFields {
         // DynamoDB itself accepts a Query's legacy KeyConditions beside FilterExpression and
         // ProjectionExpression (its documentation says otherwise; clients rely on it).
         let legacyNames = Self.legacyParameters.filter(has), expressionNames = Self.expressionParameters.filter(has)
-        if legacyNames == ["KeyConditions"] && expressionNames.allSatisfy({ $0 == "FilterExpression" || $0 == "ProjectionExpression" }) {
+        if legacyNames == ["KeyConditions"]
+            && expressionNames.allSatisfy({ $0 == "FilterExpression" || $0 == "ProjectionExpression" })
+        {
             return
         }
         let legacy = Self.legacyParameters.filter(has), expressions = Self.expressionParameters.filter(has)
-        throw .validation("Can not use both expression and non-expression parameters in the same request: Non-expression parameters: {\(legacy.joined(separator: ", "))} Expression parameters: {\(expressions.joined(separator: ", "))}")
+        throw .validation(
+            "Can not use both expression and non-expression parameters in the same request: Non-expression parameters: {\(legacy.joined(separator: ", "))} Expression parameters: {\(expressions.joined(separator: ", "))}"
+        )
     }
 
-    static let legacyParameters = ["AttributesToGet", "Expected", "AttributeUpdates", "KeyConditions", "QueryFilter", "ScanFilter", "ConditionalOperator"]
-    static let expressionParameters = ["ProjectionExpression", "ConditionExpression", "UpdateExpression", "KeyConditionExpression", "FilterExpression"]
+    static let legacyParameters = [
+        "AttributesToGet", "Expected", "AttributeUpdates", "KeyConditions", "QueryFilter", "ScanFilter",
+        "ConditionalOperator",
+    ]
+    static let expressionParameters = [
+        "ProjectionExpression", "ConditionExpression", "UpdateExpression", "KeyConditionExpression", "FilterExpression",
+    ]
 
     /// ConditionalOperator (AND or OR), which only combines the legacy conditions.
     func conditionalOperator() throws(DynamoError) -> String? {
@@ -139,17 +155,23 @@ struct RequestFields {
     func expressionContext(usesExpressions: Bool) throws(DynamoError) -> ExpressionContext {
         var names: [String: String] = [:]
         if let object = try object("ExpressionAttributeNames") {
-            guard usesExpressions else { throw .validation("ExpressionAttributeNames can only be specified when using expressions") }
+            guard usesExpressions else {
+                throw .validation("ExpressionAttributeNames can only be specified when using expressions")
+            }
             guard !object.isEmpty else { throw .validation("ExpressionAttributeNames must not be empty") }
             for (alias, value) in object {
-                guard case .string(let name) = value else { throw Self.wrongType("ExpressionAttributeNames", value, expected: "a string") }
+                guard case .string(let name) = value else {
+                    throw Self.wrongType("ExpressionAttributeNames", value, expected: "a string")
+                }
                 try ItemLimits.checkAttributeName(name)
                 names[alias] = name
             }
         }
         var values: [String: AttributeValue] = [:]
         if let object = try object("ExpressionAttributeValues") {
-            guard usesExpressions else { throw .validation("ExpressionAttributeValues can only be specified when using expressions") }
+            guard usesExpressions else {
+                throw .validation("ExpressionAttributeValues can only be specified when using expressions")
+            }
             guard !object.isEmpty else { throw .validation("ExpressionAttributeValues must not be empty") }
             for (alias, value) in object {
                 guard alias.hasPrefix(":") else {

@@ -27,7 +27,8 @@ public struct SigV4Verifier: Sendable {
             if line.isEmpty || line.hasPrefix("#") { continue }
             let parts = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == ":" || $0 == "=" })
             guard parts.count == 2 else {
-                throw CredentialsFileError(description: "\(path):\(number + 1): expected ACCESS_KEY_ID SECRET_ACCESS_KEY")
+                throw CredentialsFileError(
+                    description: "\(path):\(number + 1): expected ACCESS_KEY_ID SECRET_ACCESS_KEY")
             }
             secrets[String(parts[0])] = String(parts[1])
         }
@@ -50,15 +51,23 @@ public struct SigV4Verifier: Sendable {
         }
         let prefix = "AWS4-HMAC-SHA256 "
         guard authorization.hasPrefix(prefix) else {
-            throw Self.coral("IncompleteSignatureException", "Authorization header requires 'Credential', 'Signature' and 'SignedHeaders' parameters. Authorization=\(authorization)")
+            throw Self.coral(
+                "IncompleteSignatureException",
+                "Authorization header requires 'Credential', 'Signature' and 'SignedHeaders' parameters. Authorization=\(authorization)"
+            )
         }
         var fields: [String: String] = [:]
         for part in authorization.dropFirst(prefix.count).split(separator: ",") {
             let pair = part.trimmingCharacters(in: .whitespaces).split(separator: "=", maxSplits: 1)
             if pair.count == 2 { fields[String(pair[0])] = String(pair[1]) }
         }
-        guard let credential = fields["Credential"], let signedHeaders = fields["SignedHeaders"], let signature = fields["Signature"] else {
-            throw Self.coral("IncompleteSignatureException", "Authorization header requires 'Credential', 'Signature' and 'SignedHeaders' parameters. Authorization=\(authorization)")
+        guard let credential = fields["Credential"], let signedHeaders = fields["SignedHeaders"],
+            let signature = fields["Signature"]
+        else {
+            throw Self.coral(
+                "IncompleteSignatureException",
+                "Authorization header requires 'Credential', 'Signature' and 'SignedHeaders' parameters. Authorization=\(authorization)"
+            )
         }
         let scope = credential.split(separator: "/").map(String.init)
         guard scope.count == 5, scope[4] == "aws4_request" else {
@@ -68,44 +77,60 @@ public struct SigV4Verifier: Sendable {
             throw Self.coral("UnrecognizedClientException", "The security token included in the request is invalid.")
         }
         guard let amzDate = request.header("X-Amz-Date"), let signedAt = Self.parse(amzDate) else {
-            throw Self.coral("IncompleteSignatureException", "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")
+            throw Self.coral(
+                "IncompleteSignatureException",
+                "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")
         }
         let skew = now.timeIntervalSince(signedAt)
         if abs(skew) > Double(Self.clockSkewSeconds) {
             let format = SigV4.formatter()
             let nowText = format.string(from: now)
             if skew > 0 {
-                throw Self.coral("InvalidSignatureException", "Signature expired: \(amzDate) is now earlier than \(format.string(from: now.addingTimeInterval(-Double(Self.clockSkewSeconds)))) (\(nowText) - 15 min.)")
+                throw Self.coral(
+                    "InvalidSignatureException",
+                    "Signature expired: \(amzDate) is now earlier than \(format.string(from: now.addingTimeInterval(-Double(Self.clockSkewSeconds)))) (\(nowText) - 15 min.)"
+                )
             }
-            throw Self.coral("InvalidSignatureException", "Signature not yet current: \(amzDate) is still later than \(format.string(from: now.addingTimeInterval(Double(Self.clockSkewSeconds)))) (\(nowText) + 15 min.)")
+            throw Self.coral(
+                "InvalidSignatureException",
+                "Signature not yet current: \(amzDate) is still later than \(format.string(from: now.addingTimeInterval(Double(Self.clockSkewSeconds)))) (\(nowText) + 15 min.)"
+            )
         }
-        let expected = Self.signature(request: request, signedHeaders: signedHeaders, amzDate: amzDate,
-                                      scope: scope[1...3].joined(separator: "/") + "/aws4_request",
-                                      date: scope[1], region: scope[2], service: scope[3], secret: secret)
+        let expected = Self.signature(
+            request: request, signedHeaders: signedHeaders, amzDate: amzDate,
+            scope: scope[1...3].joined(separator: "/") + "/aws4_request",
+            date: scope[1], region: scope[2], service: scope[3], secret: secret)
         guard Self.constantTimeEquals(expected, signature) else {
-            throw Self.coral("InvalidSignatureException", "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.")
+            throw Self.coral(
+                "InvalidSignatureException",
+                "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."
+            )
         }
     }
 
-    static func signature(request: HTTPRequest, signedHeaders: String, amzDate: String, scope: String,
-                          date: String, region: String, service: String, secret: String) -> String {
+    static func signature(
+        request: HTTPRequest, signedHeaders: String, amzDate: String, scope: String,
+        date: String, region: String, service: String, secret: String
+    ) -> String {
         let headers = signedHeaders.split(separator: ";").map { name in
             let name = name.lowercased()
             let values = request.headers.filter { $0.name.lowercased() == name }.map { SigV4.collapseSpaces($0.value) }
             return (name: name, value: values.joined(separator: ","))
         }
         let (path, query) = splitTarget(request.target)
-        return SigV4.signature(method: request.method, path: path, query: query, headers: headers,
-                               signedHeaders: signedHeaders, payloadHash: SigV4.payloadHash(request.body),
-                               amzDate: amzDate, scope: scope,
-                               key: SigV4.signingKey(secret: secret, date: date, region: region, service: service))
+        return SigV4.signature(
+            method: request.method, path: path, query: query, headers: headers,
+            signedHeaders: signedHeaders, payloadHash: SigV4.payloadHash(request.body),
+            amzDate: amzDate, scope: scope,
+            key: SigV4.signingKey(secret: secret, date: date, region: region, service: service))
     }
 
     /// The canonical URI and query: DynamoDB's requests go to "/", without a query; a
     /// query is sorted by name as SigV4 requires.
     static func splitTarget(_ target: String) -> (String, String) {
         guard let mark = target.firstIndex(of: "?") else { return (target.isEmpty ? "/" : target, "") }
-        let query = target[target.index(after: mark)...].split(separator: "&").map(String.init).sorted().joined(separator: "&")
+        let query = target[target.index(after: mark)...].split(separator: "&").map(String.init).sorted().joined(
+            separator: "&")
         return (String(target[..<mark]), query)
     }
 

@@ -46,7 +46,9 @@ extension DynamoService {
         _ = try fields.enumeration("ReturnItemCollectionMetrics", allowed: ["SIZE", "NONE"])
         let token = try fields.string("ClientRequestToken")
         if let token, !(1...36).contains(token.utf8.count) {
-            throw .validation("1 validation error detected: Value '\(token)' at 'clientRequestToken' failed to satisfy constraint: Member must have length less than or equal to 36")
+            throw .validation(
+                "1 validation error detected: Value '\(token)' at 'clientRequestToken' failed to satisfy constraint: Member must have length less than or equal to 36"
+            )
         }
         var writes: [PlannedWrite] = []
         var seen: Set<[UInt8]> = []
@@ -67,14 +69,20 @@ extension DynamoService {
         let coordinator = token.map { partitionIndex(hash: KeyEncoding.hash(.s($0))) } ?? writes[0].partition
         let now = Date().timeIntervalSince1970
         if let token, let header = try await TransactionLedger.header(token, in: partitions[coordinator]),
-           header.time + TransactionLedger.tokenLifetimeSeconds > now {
+            header.time + TransactionLedger.tokenLifetimeSeconds > now
+        {
             guard header.requestHash == requestHash else {
-                throw DynamoError("IdempotentParameterMismatchException", "The request uses the same client token as a previous, but non-identical request.")
+                throw DynamoError(
+                    "IdempotentParameterMismatchException",
+                    "The request uses the same client token as a previous, but non-identical request.")
             }
             guard header.state == .done else {
-                throw DynamoError("TransactionInProgressException", "The transaction with the given request token is already in progress.")
+                throw DynamoError(
+                    "TransactionInProgressException",
+                    "The transaction with the given request token is already in progress.")
             }
-            return try transactionResponse(fields, units: writes.map { ($0.info, 2.0) })  // already applied: answer as then
+            // Already applied: answer as then.
+            return try transactionResponse(fields, units: writes.map { ($0.info, 2.0) })
         }
 
         let keys = writes.map { ($0.partition, $0.storageKey) }
@@ -92,14 +100,17 @@ extension DynamoService {
                     }
                     var new: Item?
                     switch write.kind {
-                    case .conditionCheck: units.append((write.info, 2 * Self.writeUnits(old?.sizeBytes ?? 0))); reasons.append(["Code": "None"]); continue
+                    case .conditionCheck:
+                        units.append((write.info, 2 * Self.writeUnits(old?.sizeBytes ?? 0)));
+                        reasons.append(["Code": "None"]); continue
                     case .put(let item): new = item
                     case .delete: new = nil
                     case .update(let actions):
                         new = try UpdateEvaluation.apply(actions, to: old ?? write.key)
                         try Self.checkItemSize(new!)
                     }
-                    images[write.partition, default: []].append(TransactionWrite(table: write.info.id, key: write.storageKey, item: new))
+                    images[write.partition, default: []].append(
+                        TransactionWrite(table: write.info.id, key: write.storageKey, item: new))
                     units.append((write.info, 2 * Self.writeUnits(max(old?.sizeBytes ?? 0, new?.sizeBytes ?? 0))))
                     reasons.append(["Code": "None"])
                 } catch {
@@ -107,8 +118,9 @@ extension DynamoService {
                 }
             }
             guard reasons.allSatisfy({ $0 == ["Code": "None"] }) else { throw Self.transactionCanceled(reasons) }
-            try await TransactionLedger.commit(id: token ?? UUID().uuidString, keepToken: token != nil, requestHash: requestHash, now: now,
-                                               writes: images, coordinator: self.partitions[coordinator], partitions: self.partitions)
+            try await TransactionLedger.commit(
+                id: token ?? UUID().uuidString, keepToken: token != nil, requestHash: requestHash, now: now,
+                writes: images, coordinator: self.partitions[coordinator], partitions: self.partitions)
             return units
         } conflict: { index in
             Self.transactionCanceled(writes.indices.map { $0 == index ? Self.conflictReason : ["Code": "None"] })
@@ -117,9 +129,13 @@ extension DynamoService {
     }
 
     private func plannedWrite(_ action: JSON) throws(DynamoError) -> PlannedWrite {
-        guard case .object(let members) = action else { throw RequestFields.wrongType("TransactItems", action, expected: "a structure") }
+        guard case .object(let members) = action else {
+            throw RequestFields.wrongType("TransactItems", action, expected: "a structure")
+        }
         let present = members.filter { $0.value != .null }
-        guard present.count == 1, let (name, body) = present.first, ["ConditionCheck", "Put", "Delete", "Update"].contains(name) else {
+        guard present.count == 1, let (name, body) = present.first,
+            ["ConditionCheck", "Put", "Delete", "Update"].contains(name)
+        else {
             throw .validation("TransactItems can only contain one of Check, Put, Update or Delete")
         }
         let request = try RequestFields(body)
@@ -127,7 +143,9 @@ extension DynamoService {
         let updateText = try request.string("UpdateExpression")
         let conditionText = try request.string("ConditionExpression")
         let context = try request.expressionContext(usesExpressions: updateText != nil || conditionText != nil)
-        let condition = try conditionText.map { (text) throws(DynamoError) in try ExpressionParser.condition(text, context: context) }
+        let condition = try conditionText.map { (text) throws(DynamoError) in
+            try ExpressionParser.condition(text, context: context)
+        }
         var kind: WriteKind
         let key: Item
         switch name {
@@ -141,7 +159,9 @@ extension DynamoService {
             guard let given = try request.item("Key") else { throw RequestFields.missing("Key") }
             let actions = try ExpressionParser.update(text, context: context)
             for action in actions where info.keyNames.contains(action.path.attributeName) {
-                throw .validation("One or more parameter values were invalid: Cannot update attribute \(action.path.attributeName). This attribute is part of the key")
+                throw .validation(
+                    "One or more parameter values were invalid: Cannot update attribute \(action.path.attributeName). This attribute is part of the key"
+                )
             }
             key = given
             kind = .update(actions)
@@ -151,13 +171,17 @@ extension DynamoService {
             key = given
             kind = name == "Delete" ? .delete : .conditionCheck
         }
-        if name != "Update", updateText != nil { throw .validation("UpdateExpression can only be used in an Update action") }
+        if name != "Update", updateText != nil {
+            throw .validation("UpdateExpression can only be used in an Update action")
+        }
         try context.checkAllUsed()
         let (partitionKey, sortKey) = try info.primaryKey(of: key, keyOnly: name != "Put")
         let keyOnly = key.filter { info.keyNames.contains($0.key) }
-        return PlannedWrite(info: info, key: keyOnly, storageKey: info.storageKey(partition: partitionKey, sort: sortKey),
-                            partition: partitionIndex(hash: KeyEncoding.hash(partitionKey)), kind: kind, condition: condition,
-                            returnOldOnFailure: try request.enumeration("ReturnValuesOnConditionCheckFailure", allowed: ["ALL_OLD", "NONE"]) == "ALL_OLD")
+        return PlannedWrite(
+            info: info, key: keyOnly, storageKey: info.storageKey(partition: partitionKey, sort: sortKey),
+            partition: partitionIndex(hash: KeyEncoding.hash(partitionKey)), kind: kind, condition: condition,
+            returnOldOnFailure: try request.enumeration(
+                "ReturnValuesOnConditionCheckFailure", allowed: ["ALL_OLD", "NONE"]) == "ALL_OLD")
     }
 
     // MARK: TransactGetItems
@@ -167,7 +191,9 @@ extension DynamoService {
         var reads: [(info: TableInfo, partition: Int, key: [UInt8], projection: [DocumentPath]?)] = []
         var seen: Set<[UInt8]> = []
         for action in actions {
-            guard case .object(let members) = action, let get = members["Get"], members.filter({ $0.value != .null }).count == 1 else {
+            guard case .object(let members) = action, let get = members["Get"],
+                members.filter({ $0.value != .null }).count == 1
+            else {
                 throw .validation("TransactItems can only contain Get in TransactGetItems")
             }
             let request = try RequestFields(get)
@@ -183,7 +209,8 @@ extension DynamoService {
             }
             reads.append((info, partitionIndex(hash: KeyEncoding.hash(partitionKey)), storageKey, projection))
         }
-        let items = try await withTransactionLocks(reads.map { ($0.partition, $0.key) }) { () async throws(DynamoError) -> [[UInt8]?] in
+        let items = try await withTransactionLocks(reads.map { ($0.partition, $0.key) }) {
+            () async throws(DynamoError) -> [[UInt8]?] in
             try await concurrently(reads.map { (self.partitions[$0.partition], $0.key) }) {
                 (partition, key) throws(DynamoError) in try await partition.getStoredItem(key)
             }
@@ -213,18 +240,24 @@ extension DynamoService {
     private func transactionActions(_ fields: RequestFields) throws(DynamoError) -> [JSON] {
         guard let actions = try fields.array("TransactItems") else { throw RequestFields.missing("TransactItems") }
         guard !actions.isEmpty else {
-            throw .validation("1 validation error detected: Value '[]' at 'transactItems' failed to satisfy constraint: Member must have length greater than or equal to 1")
+            throw .validation(
+                "1 validation error detected: Value '[]' at 'transactItems' failed to satisfy constraint: Member must have length greater than or equal to 1"
+            )
         }
         guard actions.count <= Self.transactionActionsMax else {
-            throw .validation("1 validation error detected: Value at 'transactItems' failed to satisfy constraint: Member must have length less than or equal to \(Self.transactionActionsMax)")
+            throw .validation(
+                "1 validation error detected: Value at 'transactItems' failed to satisfy constraint: Member must have length less than or equal to \(Self.transactionActionsMax)"
+            )
         }
         return actions
     }
 
     /// Runs `body` with every key locked for a transaction, and unlocks whatever happens.
     /// On a conflict, throws `conflict(index of the conflicting key)`.
-    private func withTransactionLocks<T>(_ keys: [(partition: Int, key: [UInt8])], _ body: () async throws(DynamoError) -> T,
-                                         conflict: (Int) -> DynamoError) async throws(DynamoError) -> T {
+    private func withTransactionLocks<T>(
+        _ keys: [(partition: Int, key: [UInt8])], _ body: () async throws(DynamoError) -> T,
+        conflict: (Int) -> DynamoError
+    ) async throws(DynamoError) -> T {
         var byPartition: [Int: [[UInt8]]] = [:]
         for (partition, key) in keys { byPartition[partition, default: []].append(key) }
         var taken: [(Int, [[UInt8]])] = []
@@ -242,13 +275,16 @@ extension DynamoService {
         return try outcome.get()
     }
 
-    private func transactionResponse(_ fields: RequestFields, units: [(TableInfo, Double)]) throws(DynamoError) -> JSON {
+    private func transactionResponse(_ fields: RequestFields, units: [(TableInfo, Double)]) throws(DynamoError) -> JSON
+    {
         var result: [String: JSON] = [:]
         try addConsumedCapacity(fields, units: units, to: &result)
         return .object(result)
     }
 
-    private static let conflictReason: JSON = ["Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"]
+    private static let conflictReason: JSON = [
+        "Code": "TransactionConflict", "Message": "Transaction is ongoing for the item",
+    ]
 
     private static func cancellationReason(_ error: DynamoError) -> JSON {
         switch error.type {
@@ -266,8 +302,10 @@ extension DynamoService {
             if case .object(let members) = reason, case .string(let code)? = members["Code"] { return code }
             return "None"
         }
-        var error = DynamoError("TransactionCanceledException",
-                                "Transaction cancelled, please refer cancellation reasons for specific reasons [\(codes.joined(separator: ", "))]")
+        var error = DynamoError(
+            "TransactionCanceledException",
+            "Transaction cancelled, please refer cancellation reasons for specific reasons [\(codes.joined(separator: ", "))]"
+        )
         error.details["CancellationReasons"] = .array(reasons)
         return error
     }

@@ -26,8 +26,10 @@ public enum SigV4 {
     ) -> String {
         var canonicalHeaders = ""
         for (name, value) in headers { canonicalHeaders += "\(name):\(collapseSpaces(value))\n" }
-        let canonicalRequest = [method, path, query, canonicalHeaders, signedHeaders, payloadHash].joined(separator: "\n")
-        let stringToSign = [algorithm, amzDate, scope, hex(SHA256.hash(data: Array(canonicalRequest.utf8)))].joined(separator: "\n")
+        let canonicalRequest = [method, path, query, canonicalHeaders, signedHeaders, payloadHash].joined(
+            separator: "\n")
+        let stringToSign = [algorithm, amzDate, scope, hex(SHA256.hash(data: Array(canonicalRequest.utf8)))].joined(
+            separator: "\n")
         return hex(HMAC<SHA256>.authenticationCode(for: Array(stringToSign.utf8), using: key))
     }
 
@@ -38,7 +40,8 @@ public enum SigV4 {
 
     /// Header values are trimmed and inner runs of spaces collapsed to one.
     public static func collapseSpaces(_ value: String) -> String {
-        value.trimmingCharacters(in: .whitespaces).split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ")
+        value.trimmingCharacters(in: .whitespaces).split(separator: " ", omittingEmptySubsequences: true).joined(
+            separator: " ")
     }
 
     public static func hex<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {

@@ -17,7 +17,8 @@ enum KeyValueCommand: Equatable {
     var encoded: Command {
         switch self {
         case .write(let key, let value): .value(Array("w:\(key):\(value)".utf8))
-        case .compareAndSet(let key, let expected, let new): .value(Array("c:\(key):\(expected.map(String.init) ?? "-"):\(new)".utf8))
+        case .compareAndSet(let key, let expected, let new):
+            .value(Array("c:\(key):\(expected.map(String.init) ?? "-"):\(new)".utf8))
         }
     }
 

@@ -14,8 +14,10 @@ extension Simulation {
             let key = UInt64(random.below(Int(Simulation.keys)))
             let value = nextValue
             nextValue += 1
-            let operation: KeyValueCommand = random.chance(0.3)
-                ? .compareAndSet(key: key, expected: random.chance(0.5) ? nil : UInt64(random.below(Int(value))), new: value)
+            let operation: KeyValueCommand =
+                random.chance(0.3)
+                ? .compareAndSet(
+                    key: key, expected: random.chance(0.5) ? nil : UInt64(random.below(Int(value))), new: value)
                 : .write(key: key, value: value)
             report.proposed += 1
             propose(operation.encoded, to: leader)
@@ -36,7 +38,8 @@ extension Simulation {
         guard servesStrongReads(id) else { return }
         let value = nodes[Int(id)].store.values[key]
         historyClock += 2
-        history.append(.init(key: key, input: .read, output: .read(value), call: historyClock - 1, returned: historyClock))
+        history.append(
+            .init(key: key, input: .read, output: .read(value), call: historyClock - 1, returned: historyClock))
         report.strongReads += 1
         trace(6, UInt64(id), key, value ?? .max)
     }
@@ -49,7 +52,8 @@ extension Simulation {
         if let operation = KeyValueCommand(command) {
             historyClock += 1
             pendingOperation[command] = history.entries.count
-            history.append(.init(key: operation.key, input: operation.input, output: nil, call: historyClock, returned: nil))
+            history.append(
+                .init(key: operation.key, input: operation.input, output: nil, call: historyClock, returned: nil))
         }
     }
 
@@ -64,9 +68,11 @@ extension Simulation {
         let digest = nodes[Int(id)].store.digest()
         if let chosen = chosenValues[entry.slot] {
             if chosen != entry.command {
-                report.violations.append("slot \(entry.slot): node \(id) applied \(entry.command) but \(chosen) was chosen")
+                report.violations.append(
+                    "slot \(entry.slot): node \(id) applied \(entry.command) but \(chosen) was chosen")
             } else if stateAfter[entry.slot] != digest {
-                report.violations.append("slot \(entry.slot): node \(id)'s state differs from the first replica's that applied it")
+                report.violations.append(
+                    "slot \(entry.slot): node \(id)'s state differs from the first replica's that applied it")
             }
         } else {
             chosenValues[entry.slot] = entry.command
@@ -95,7 +101,8 @@ extension Simulation {
         nodes[Int(id)].store = KeyValueStore(decoding: data)
         nodes[Int(id)].appliedThrough = slot
         if let digest = stateAfter[slot], digest != nodes[Int(id)].store.digest() {
-            report.violations.append("node \(id) restored a snapshot through slot \(slot) that differs from the state after that slot")
+            report.violations.append(
+                "node \(id) restored a snapshot through slot \(slot) that differs from the state after that slot")
         }
         trace(10, UInt64(id), slot, 0)
     }
@@ -129,19 +136,23 @@ extension Simulation {
     func finish() -> SimulationReport {
         // No acknowledged proposal lost: each is chosen in its slot.
         for (command, slot) in acknowledged.sorted(by: { $0.value < $1.value }) where chosenValues[slot] != command {
-            report.violations.append("acknowledged \(command) at slot \(slot) but \(chosenValues[slot].map { "\($0)" } ?? "nothing") is chosen there")
+            report.violations.append(
+                "acknowledged \(command) at slot \(slot) but \(chosenValues[slot].map { "\($0)" } ?? "nothing") is chosen there"
+            )
         }
         report.ticks = now
         report.acknowledged = acknowledged.count
         report.chosenSlots = chosenValues.count
         // Every client's history, less proposals known never chosen, is linearizable.
-        let checked = KeyValueHistory(history.entries.enumerated().filter { !failedOperations.contains($0.offset) }.map(\.element))
+        let checked = KeyValueHistory(
+            history.entries.enumerated().filter { !failedOperations.contains($0.offset) }.map(\.element))
         let verdict = checked.check()
         report.operations = checked.entries.count
         report.inconclusiveKeys = verdict.inconclusiveKeys.count
         for (key, operations) in verdict.violations {
-            report.violations.append("key \(key): the history is not linearizable:\n    "
-                + operations.sorted { $0.call < $1.call }.map(\.description).joined(separator: "\n    "))
+            report.violations.append(
+                "key \(key): the history is not linearizable:\n    "
+                    + operations.sorted { $0.call < $1.call }.map(\.description).joined(separator: "\n    "))
         }
         return report
     }
@@ -161,7 +172,9 @@ extension Simulation {
         if ballot.node != id { report.violations.append("node \(id) leads in ballot \(ballot), which is not its own") }
         let incarnation = nodes[Int(id)].incarnation
         if let other = leaderOfBallot[ballot], other != (id, incarnation) {
-            report.violations.append("two leaders in ballot \(ballot): \(other.id) (incarnation \(other.incarnation)) and \(id) (incarnation \(incarnation))")
+            report.violations.append(
+                "two leaders in ballot \(ballot): \(other.id) (incarnation \(other.incarnation)) and \(id) (incarnation \(incarnation))"
+            )
         }
         leaderOfBallot[ballot] = (id, incarnation)
     }

@@ -37,7 +37,8 @@ public struct FaultProfile: Sendable {
     public static let none: FaultProfile = {
         var profile = FaultProfile()
         profile.drop = 0; profile.duplicate = 0; profile.maxDelay = 1
-        profile.crash = 0; profile.restart = 0; profile.partition = 0; profile.crashBeforeSend = 0; profile.crashWhilePersisting = 0
+        profile.crash = 0; profile.restart = 0; profile.partition = 0; profile.crashBeforeSend = 0;
+        profile.crashWhilePersisting = 0
         profile.clockDrift = 0; profile.transfer = 0; profile.reconfigure = 0
         return profile
     }()
@@ -65,7 +66,8 @@ public struct SimulationReport: Sendable, CustomStringConvertible {
     public var passed: Bool { violations.isEmpty }
 
     public var description: String {
-        var text = "seed \(seed): \(ticks) ticks, \(proposed) proposed, \(acknowledged) acknowledged, \(chosenSlots) slots chosen, "
+        var text =
+            "seed \(seed): \(ticks) ticks, \(proposed) proposed, \(acknowledged) acknowledged, \(chosenSlots) slots chosen, "
             + "\(messages) messages, \(crashes) crashes, \(snapshotsSent) snapshots sent, \(membershipChanges) membership changes, "
             + "\(operations) client operations (\(strongReads) lease reads) linearizable"
         if inconclusiveKeys > 0 { text += " (\(inconclusiveKeys) keys inconclusive)" }
@@ -161,8 +163,11 @@ public final class Simulation {
 
     /// `logOnly` of the founding replicas (the last ones) hold no state machine.
     /// `checkLeases: false` leaves overlapping leases to the linearizability checker alone.
-    public init(seed: UInt64, replicas: Int = 3, logOnly: Int = 0, faults: FaultProfile = FaultProfile(), proposalChance: Double = 0.3,
-                bug: DeliberateBug? = nil, checkLeases: Bool = true) {
+    public init(
+        seed: UInt64, replicas: Int = 3, logOnly: Int = 0, faults: FaultProfile = FaultProfile(),
+        proposalChance: Double = 0.3,
+        bug: DeliberateBug? = nil, checkLeases: Bool = true
+    ) {
         precondition(replicas >= 1 && logOnly < replicas)
         self.seed = seed
         let voters = (1...replicas).map { NodeID($0) }
@@ -179,12 +184,17 @@ public final class Simulation {
         for id in nodeIDs {
             nodes.append(Node())
             nodes[Int(id)].clockRate = drawClockRate()
-            if founding.contains(id) { nodes[Int(id)].replica = Replica(configuration: configuration(id)) } else { nodes[Int(id)].spare = true }
+            if founding.contains(id) {
+                nodes[Int(id)].replica = Replica(configuration: configuration(id))
+            } else {
+                nodes[Int(id)].spare = true
+            }
         }
     }
 
     func configuration(_ id: NodeID) -> Replica.Configuration {
-        var configuration = Replica.Configuration(id: id, members: founding.voters, logOnly: founding.logOnly, seed: seed &+ UInt64(id) &* 7919)
+        var configuration = Replica.Configuration(
+            id: id, members: founding.voters, logOnly: founding.logOnly, seed: seed &+ UInt64(id) &* 7919)
         configuration.newLeaderWaitsOutOldLease = bug != .newLeaderSkipsLeaseWait
         return configuration
     }
@@ -219,16 +229,20 @@ public final class Simulation {
             }
         }
         if acknowledged[probe] == nil {
-            report.violations.append("liveness: no proposal committed within \(livenessTicks) ticks after faults stopped (\(state()))")
+            report.violations.append(
+                "liveness: no proposal committed within \(livenessTicks) ticks after faults stopped (\(state()))")
         } else if let slot = acknowledged[probe], !everyVoterHasChosen(slot) {
-            report.violations.append("liveness: not every voter learned slot \(slot) within \(livenessTicks) ticks (\(state()))")
+            report.violations.append(
+                "liveness: not every voter learned slot \(slot) within \(livenessTicks) ticks (\(state()))")
         }
         return finish()
     }
 
     func everyVoterHasChosen(_ slot: Slot) -> Bool {
         guard let leader = currentLeader() else { return false }
-        return nodes[Int(leader)].replica!.latestMembership.voters.allSatisfy { (nodes[Int($0)].replica?.chosen ?? 0) >= slot }
+        return nodes[Int(leader)].replica!.latestMembership.voters.allSatisfy {
+            (nodes[Int($0)].replica?.chosen ?? 0) >= slot
+        }
     }
 
     /// Each replica's role, ballot and chosen slot, for failure messages.
@@ -238,14 +252,17 @@ public final class Simulation {
             guard let replica = nodes[Int(id)].replica else { return "\(id): down" }
             let changes = replica.durable.log.values.filter { if case .membership = $0.command { true } else { false } }
                 .sorted { $0.slot < $1.slot }.map { "\($0.slot)@\($0.ballot)=\($0.command)" }.joined(separator: " ")
-            return "\(id): \(replica.role) ballot \(replica.promised) chosen \(replica.chosen) log \(replica.durable.log.count) "
+            return
+                "\(id): \(replica.role) ballot \(replica.promised) chosen \(replica.chosen) log \(replica.durable.log.count) "
                 + "snapshot \(replica.durable.snapshot.map { "\($0.slot) \($0.membership)" } ?? "none") members \(replica.latestMembership) changes [\(changes)]"
         }.joined(separator: "; ")
     }
 
     func heal() {
         blocked = []
-        for id in nodeIDs where nodes[Int(id)].replica == nil && !nodes[Int(id)].spare && !nodes[Int(id)].retired { restart(id) }
+        for id in nodeIDs where nodes[Int(id)].replica == nil && !nodes[Int(id)].spare && !nodes[Int(id)].retired {
+            restart(id)
+        }
     }
 
     func currentLeader() -> NodeID? {
@@ -291,7 +308,10 @@ public final class Simulation {
             let live = running
             if !live.isEmpty { crash(live[random.below(live.count)]) }
         }
-        for id in nodeIDs where nodes[Int(id)].replica == nil && !nodes[Int(id)].spare && !nodes[Int(id)].retired && random.chance(faults.restart) {
+        for id in nodeIDs
+        where nodes[Int(id)].replica == nil && !nodes[Int(id)].spare && !nodes[Int(id)].retired
+            && random.chance(faults.restart)
+        {
             restart(id)
         }
         if random.chance(0.01) {
@@ -432,7 +452,9 @@ public final class Simulation {
 
     func send(_ messages: [Envelope], faulty: Bool) {
         for var envelope in messages {
-            if bug == .alwaysSayLeaderAlive, case .leaderStatus = envelope.message { envelope.message = .leaderStatus(alive: true) }
+            if bug == .alwaysSayLeaderAlive, case .leaderStatus = envelope.message {
+                envelope.message = .leaderStatus(alive: true)
+            }
             report.messages += 1
             if case .snapshot = envelope.message { report.snapshotsSent += 1 }
             if blocked.contains([envelope.from, envelope.to]) { continue }

@@ -12,7 +12,8 @@ extension Simulation {
 
         public var description: String {
             let perCommit = cpuSeconds / Double(max(commits, 1)) * 1e9
-            return "\(replicas) replicas: \(commits) commits, \(messages) messages in \(String(format: "%.3f", cpuSeconds)) s of CPU: "
+            return
+                "\(replicas) replicas: \(commits) commits, \(messages) messages in \(String(format: "%.3f", cpuSeconds)) s of CPU: "
                 + "\(String(format: "%.0f", commitsPerSecond)) commits/s, \(String(format: "%.0f", perCommit)) ns of CPU per commit (whole group, simulator included)"
         }
     }
@@ -34,7 +35,8 @@ extension Simulation {
         let seconds = cpuTime() - start
         let report = simulation.finish()
         precondition(report.passed, "the throughput run broke an invariant: \(report)")
-        return Throughput(replicas: replicas, commits: report.acknowledged, messages: report.messages, cpuSeconds: seconds)
+        return Throughput(
+            replicas: replicas, commits: report.acknowledged, messages: report.messages, cpuSeconds: seconds)
     }
 
     static func cpuTime() -> Double {

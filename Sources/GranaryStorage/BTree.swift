@@ -58,7 +58,9 @@ public final class BTree<S: Storage> {
 
     /// Opens the tree in `name`, creating an empty one if the file is new. Throws
     /// `.corruption` when neither superblock verifies, or the free list is damaged.
-    public static func open(storage: S, name: String = "btree.db", options: Options = Options()) async throws(StorageError) -> BTree {
+    public static func open(
+        storage: S, name: String = "btree.db", options: Options = Options()
+    ) async throws(StorageError) -> BTree {
         let file = try await storage.open(name, create: true)
         let tree = BTree(file: file, name: name, options: options)
         if try file.size() == 0 {
@@ -97,7 +99,9 @@ public final class BTree<S: Storage> {
     /// or in reverse order from `start` downwards when `reverse`; none past `bound`
     /// (exclusive going forward, inclusive in reverse: a range's upper and lower ends), so
     /// that reading a small range costs its size, not the limit's.
-    public func scan(from start: [UInt8]?, reverse: Bool = false, bound: [UInt8]? = nil, limit: Int) async throws(StorageError) -> [(key: [UInt8], value: [UInt8])] {
+    public func scan(
+        from start: [UInt8]?, reverse: Bool = false, bound: [UInt8]? = nil, limit: Int
+    ) async throws(StorageError) -> [(key: [UInt8], value: [UInt8])] {
         guard root != 0, limit > 0 else { return [] }
         // The path to the first leaf: (node, index of the child or entry taken).
         var path: [(node: BTreeNode, index: Int)] = []
@@ -264,7 +268,8 @@ public final class BTree<S: Storage> {
         var bytes = BTreePage.headerBytes
         var cut = 1
         for index in 0..<node.keys.count {
-            bytes += node.isLeaf ? 7 + node.keys[index].count + node.values[index].encodedBytes : 10 + node.keys[index].count
+            bytes +=
+                node.isLeaf ? 7 + node.keys[index].count + node.values[index].encodedBytes : 10 + node.keys[index].count
             if bytes >= half { cut = max(1, index); break }
         }
         if node.isLeaf {
@@ -277,7 +282,8 @@ public final class BTree<S: Storage> {
         cut = min(max(cut, 1), node.keys.count - 1)
         // The key at `cut` moves up; the children after it go right.
         let separator = node.keys[cut]
-        let right = BTreeNode(isLeaf: false, keys: Array(node.keys[(cut + 1)...]), children: Array(node.children[(cut + 1)...]))
+        let right = BTreeNode(
+            isLeaf: false, keys: Array(node.keys[(cut + 1)...]), children: Array(node.children[(cut + 1)...]))
         node.keys.removeSubrange(cut...)
         node.children.removeSubrange((cut + 1)...)
         return (separator, right)
@@ -373,15 +379,19 @@ public final class BTree<S: Storage> {
             let buffer = AlignedBytes(count: Int(count) * BTreePage.size)
             let read = try await file.read(into: buffer.bytes, at: first * UInt64(BTreePage.size))
             guard read == buffer.count else {
-                throw .corruption(file: name, offset: first * UInt64(BTreePage.size), detail: "overflow pages past the end of the file")
+                throw .corruption(
+                    file: name, offset: first * UInt64(BTreePage.size),
+                    detail: "overflow pages past the end of the file")
             }
             var bytes: [UInt8] = []
             bytes.reserveCapacity(Int(length))
             for index in 0..<Int(count) {
                 let page = buffer.pointer + index * BTreePage.size
-                guard let header = BTreePage.open(page, expectedNumber: first + UInt64(index)), header.kind == .overflow else {
-                    throw .corruption(file: name, offset: (first + UInt64(index)) * UInt64(BTreePage.size),
-                                      detail: "overflow page fails its checksum or names another page")
+                guard let header = BTreePage.open(page, expectedNumber: first + UInt64(index)), header.kind == .overflow
+                else {
+                    throw .corruption(
+                        file: name, offset: (first + UInt64(index)) * UInt64(BTreePage.size),
+                        detail: "overflow page fails its checksum or names another page")
                 }
                 let take = min(BTreePage.overflowDataBytes, Int(length) - bytes.count)
                 bytes += UnsafeRawBufferPointer(start: page + BTreePage.headerBytes, count: take)
@@ -408,9 +418,11 @@ public final class BTree<S: Storage> {
         pageReads += 1
         let read = try await file.read(into: buffer.bytes, at: offset)
         guard read == BTreePage.size, let header = BTreePage.open(buffer.pointer, expectedNumber: page),
-              let node = BTreeNode.view(buffer, header: header)
+            let node = BTreeNode.view(buffer, header: header)
         else {
-            throw .corruption(file: name, offset: offset, detail: "page \(page) fails its checksum, names another page, or does not parse")
+            throw .corruption(
+                file: name, offset: offset,
+                detail: "page \(page) fails its checksum, names another page, or does not parse")
         }
         if let cached = cache.lookup(page) {  // loaded by another task meanwhile
             cache.giveBack(buffer)

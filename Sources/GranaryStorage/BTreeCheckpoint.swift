@@ -75,25 +75,39 @@ extension BTree {
         for (first, value) in blobs {
             for index in 0..<Self.overflowPages(for: value.count) {
                 let number = first + UInt64(index)
-                pages.append((number, { page in
-                    let start = index * BTreePage.overflowDataBytes
-                    let count = min(BTreePage.overflowDataBytes, value.count - start)
-                    value.withUnsafeBytes { (page + BTreePage.headerBytes).copyMemory(from: $0.baseAddress! + start, byteCount: count) }
-                    memset(page + BTreePage.headerBytes + count, 0, BTreePage.overflowDataBytes - count)
-                    BTreePage.seal(page, kind: .overflow, count: count, number: number, generation: newGeneration)
-                }))
+                pages.append(
+                    (
+                        number,
+                        { page in
+                            let start = index * BTreePage.overflowDataBytes
+                            let count = min(BTreePage.overflowDataBytes, value.count - start)
+                            value.withUnsafeBytes {
+                                (page + BTreePage.headerBytes).copyMemory(
+                                    from: $0.baseAddress! + start, byteCount: count)
+                            }
+                            memset(page + BTreePage.headerBytes + count, 0, BTreePage.overflowDataBytes - count)
+                            BTreePage.seal(
+                                page, kind: .overflow, count: count, number: number, generation: newGeneration)
+                        }
+                    ))
             }
         }
         for (index, number) in newListPages.enumerated() {
-            let entries = Array(durableFree.dropFirst(index * Self.freeListEntriesPerPage).prefix(Self.freeListEntriesPerPage))
+            let entries = Array(
+                durableFree.dropFirst(index * Self.freeListEntriesPerPage).prefix(Self.freeListEntriesPerPage))
             let next = index + 1 < newListPages.count ? newListPages[index + 1] : 0
-            pages.append((number, { page in
-                var writer = PageWriter(base: page, offset: BTreePage.headerBytes)
-                writer.put(next)
-                for entry in entries { writer.put(entry) }
-                memset(page + writer.offset, 0, BTreePage.size - writer.offset)
-                BTreePage.seal(page, kind: .freeList, count: entries.count, number: number, generation: newGeneration)
-            }))
+            pages.append(
+                (
+                    number,
+                    { page in
+                        var writer = PageWriter(base: page, offset: BTreePage.headerBytes)
+                        writer.put(next)
+                        for entry in entries { writer.put(entry) }
+                        memset(page + writer.offset, 0, BTreePage.size - writer.offset)
+                        BTreePage.seal(
+                            page, kind: .freeList, count: entries.count, number: number, generation: newGeneration)
+                    }
+                ))
         }
         pages.sort { $0.number < $1.number }
         return CheckpointPlan(
@@ -168,24 +182,28 @@ extension BTree {
     /// Reads both superblock slots and takes the newest valid one; then the free list.
     func loadSuperblock() async throws(StorageError) {
         let block = AlignedBytes(count: BTreePage.size)
-        var best: (generation: UInt64, root: UInt64, pageCount: UInt64, lsn: UInt64, freeFirst: UInt64, freeCount: UInt64)?
+        var best:
+            (generation: UInt64, root: UInt64, pageCount: UInt64, lsn: UInt64, freeFirst: UInt64, freeCount: UInt64)?
         for slot in UInt64(0)...1 {
             let read = try await file.read(into: block.bytes, at: slot * UInt64(BTreePage.size))
             guard read == BTreePage.size, let header = BTreePage.open(block.pointer, expectedNumber: slot),
-                  header.kind == .superblock else { continue }
+                header.kind == .superblock
+            else { continue }
             var reader = PageReader(base: block.pointer, offset: BTreePage.headerBytes, limit: BTreePage.size)
             guard reader.get(UInt32.self) == Self.superblockMagic, reader.get(UInt16.self) == Self.formatVersion,
-                  reader.get(UInt16.self) != nil, reader.get(UInt32.self) == UInt32(BTreePage.size), reader.get(UInt32.self) != nil,
-                  let generation = reader.get(UInt64.self), let root = reader.get(UInt64.self),
-                  let pageCount = reader.get(UInt64.self), let lsn = reader.get(UInt64.self),
-                  let freeFirst = reader.get(UInt64.self), let freeCount = reader.get(UInt64.self)
+                reader.get(UInt16.self) != nil, reader.get(UInt32.self) == UInt32(BTreePage.size),
+                reader.get(UInt32.self) != nil,
+                let generation = reader.get(UInt64.self), let root = reader.get(UInt64.self),
+                let pageCount = reader.get(UInt64.self), let lsn = reader.get(UInt64.self),
+                let freeFirst = reader.get(UInt64.self), let freeCount = reader.get(UInt64.self)
             else { continue }
             if best == nil || generation > best!.generation {
                 best = (generation, root, pageCount, lsn, freeFirst, freeCount)
             }
         }
         guard let best else {
-            throw .corruption(file: name, offset: 0, detail: "both superblocks fail their checksums: the tree cannot be found")
+            throw .corruption(
+                file: name, offset: 0, detail: "both superblocks fail their checksums: the tree cannot be found")
         }
         generation = best.generation
         root = best.root
@@ -195,9 +213,10 @@ extension BTree {
         while page != 0 && free.count < Int(best.freeCount) {
             let read = try await file.read(into: block.bytes, at: page * UInt64(BTreePage.size))
             guard read == BTreePage.size, let header = BTreePage.open(block.pointer, expectedNumber: page),
-                  header.kind == .freeList, freeListPages.count < Int(best.pageCount)
+                header.kind == .freeList, freeListPages.count < Int(best.pageCount)
             else {
-                throw .corruption(file: name, offset: page * UInt64(BTreePage.size), detail: "free-list page \(page) is damaged")
+                throw .corruption(
+                    file: name, offset: page * UInt64(BTreePage.size), detail: "free-list page \(page) is damaged")
             }
             var reader = PageReader(base: block.pointer, offset: BTreePage.headerBytes, limit: BTreePage.size)
             let next = reader.get(UInt64.self) ?? 0
@@ -206,7 +225,9 @@ extension BTree {
             page = next
         }
         guard free.count == Int(best.freeCount) else {
-            throw .corruption(file: name, offset: 0, detail: "the free list holds \(free.count) pages, the superblock says \(best.freeCount)")
+            throw .corruption(
+                file: name, offset: 0,
+                detail: "the free list holds \(free.count) pages, the superblock says \(best.freeCount)")
         }
     }
 }

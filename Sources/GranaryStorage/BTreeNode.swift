@@ -107,9 +107,10 @@ final class BTreeNode {
     /// A materialized node with this one's entries.
     func materializedCopy() -> BTreeNode {
         guard isView else { return BTreeNode(isLeaf: isLeaf, keys: keys, values: values, children: children) }
-        return BTreeNode(isLeaf: isLeaf, keys: (0..<count).map { key(at: $0) },
-                         values: isLeaf ? (0..<count).map { value(at: $0) } : [],
-                         children: isLeaf ? [] : (0...count).map { child(at: $0) })
+        return BTreeNode(
+            isLeaf: isLeaf, keys: (0..<count).map { key(at: $0) },
+            values: isLeaf ? (0..<count).map { value(at: $0) } : [],
+            children: isLeaf ? [] : (0...count).map { child(at: $0) })
     }
 
     /// Decodes a view into arrays, so the node can be changed.
@@ -145,7 +146,8 @@ final class BTreeNode {
     var encodedBytes: Int {
         precondition(!isView, "sizes are computed for materialized nodes")
         if let knownEncodedBytes { return knownEncodedBytes }
-        let bytes = isLeaf
+        let bytes =
+            isLeaf
             ? BTreePage.headerBytes + zip(keys, values).reduce(0) { $0 + 7 + $1.0.count + $1.1.encodedBytes }
             : BTreePage.headerBytes + 8 + keys.reduce(0) { $0 + 2 + $1.count + 8 }
         knownEncodedBytes = bytes
@@ -163,7 +165,11 @@ final class BTreeNode {
                 var high = keys.count
                 while low < high {
                     let middle = (low + high) / 2
-                    if keys[middle].withUnsafeBytes({ Self.compare($0, target) }) < 0 { low = middle + 1 } else { high = middle }
+                    if keys[middle].withUnsafeBytes({ Self.compare($0, target) }) < 0 {
+                        low = middle + 1
+                    } else {
+                        high = middle
+                    }
                 }
                 return (low, low < keys.count && keys[low].withUnsafeBytes({ Self.compare($0, target) }) == 0)
             }
@@ -172,7 +178,9 @@ final class BTreeNode {
 
     /// The search of a view, on locals: a read of a class's stored property is a dynamic
     /// exclusivity check, and per comparison they were a tenth of uncached reads' CPU (perf).
-    private static func search(_ key: [UInt8], in base: UnsafeMutableRawPointer, offsets: [UInt16], keyStart: Int) -> (index: Int, found: Bool) {
+    private static func search(
+        _ key: [UInt8], in base: UnsafeMutableRawPointer, offsets: [UInt16], keyStart: Int
+    ) -> (index: Int, found: Bool) {
         key.withUnsafeBytes { target in
             offsets.withUnsafeBufferPointer { offsets in
                 func keyBytes(_ index: Int) -> UnsafeRawBufferPointer {
@@ -251,15 +259,18 @@ final class BTreeNode {
             for _ in 0..<header.count {
                 offsets.append(UInt16(reader.offset))
                 guard let keyLength = reader.get(UInt16.self), let kind = reader.get(UInt8.self),
-                      let length = reader.get(UInt32.self), reader.skip(Int(keyLength)),
-                      reader.skip(kind == 0 ? Int(length) : 12) else { return nil }
+                    let length = reader.get(UInt32.self), reader.skip(Int(keyLength)),
+                    reader.skip(kind == 0 ? Int(length) : 12)
+                else { return nil }
             }
             return BTreeNode(view: page, isLeaf: true, offsets: offsets, firstChild: 0)
         case .branch:
             guard let first = reader.get(UInt64.self) else { return nil }
             for _ in 0..<header.count {
                 offsets.append(UInt16(reader.offset))
-                guard let keyLength = reader.get(UInt16.self), reader.skip(Int(keyLength)), reader.skip(8) else { return nil }
+                guard let keyLength = reader.get(UInt16.self), reader.skip(Int(keyLength)), reader.skip(8) else {
+                    return nil
+                }
             }
             return BTreeNode(view: page, isLeaf: false, offsets: offsets, firstChild: first)
         default:

@@ -50,8 +50,8 @@ enum BTreePage {
     static func open(_ page: UnsafeRawPointer, expectedNumber number: UInt64) -> Header? {
         let stored = UInt32(littleEndian: page.loadUnaligned(as: UInt32.self))
         guard stored == granary_crc32c(0, page + 4, size - 4),
-              let kind = Kind(rawValue: page.load(fromByteOffset: 4, as: UInt8.self)),
-              UInt64(littleEndian: page.loadUnaligned(fromByteOffset: 8, as: UInt64.self)) == number
+            let kind = Kind(rawValue: page.load(fromByteOffset: 4, as: UInt8.self)),
+            UInt64(littleEndian: page.loadUnaligned(fromByteOffset: 8, as: UInt64.self)) == number
         else { return nil }
         return Header(
             kind: kind, count: Int(UInt16(littleEndian: page.loadUnaligned(fromByteOffset: 6, as: UInt16.self))),
@@ -70,7 +70,9 @@ struct PageWriter {
     }
 
     mutating func put(_ bytes: [UInt8]) {
-        bytes.withUnsafeBytes { if $0.count > 0 { (base + offset).copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+        bytes.withUnsafeBytes {
+            if $0.count > 0 { (base + offset).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        }
         offset += bytes.count
     }
 }

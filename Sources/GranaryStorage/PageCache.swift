@@ -70,7 +70,8 @@ struct PageCache {
         slots[slot].node = nil
         emptySlots.append(slot)
         if isKnownUniquelyReferenced(&node), var buffer = node.releasePage(),
-           isKnownUniquelyReferenced(&buffer), spareBuffers.count < Self.spareBuffersMax {
+            isKnownUniquelyReferenced(&buffer), spareBuffers.count < Self.spareBuffersMax
+        {
             spareBuffers.append(buffer)
         }
     }

@@ -90,8 +90,9 @@ public final class ReactorFile: StorageFile, @unchecked Sendable {
         while done < buffer.count {
             let count: Int
             do {
-                count = try await reactor.read(descriptor, into: UnsafeMutableRawBufferPointer(rebasing: buffer[done...]),
-                                               at: offset + UInt64(done))
+                count = try await reactor.read(
+                    descriptor, into: UnsafeMutableRawBufferPointer(rebasing: buffer[done...]),
+                    at: offset + UInt64(done))
             } catch {
                 throw .system(operation: "read", file: name, errno: error.rawValue)
             }
@@ -113,8 +114,9 @@ public final class ReactorFile: StorageFile, @unchecked Sendable {
         var done = 0
         while done < buffer.count {
             do {
-                done += try await reactor.write(descriptor, from: UnsafeRawBufferPointer(rebasing: buffer[done...]),
-                                                at: offset + UInt64(done), durable: durable)
+                done += try await reactor.write(
+                    descriptor, from: UnsafeRawBufferPointer(rebasing: buffer[done...]),
+                    at: offset + UInt64(done), durable: durable)
             } catch {
                 throw .system(operation: durable ? "write (RWF_DSYNC)" : "write", file: name, errno: error.rawValue)
             }
@@ -130,15 +132,18 @@ public final class ReactorFile: StorageFile, @unchecked Sendable {
         var outstanding = runs.count
         await withUnsafeContinuation { (done: UnsafeContinuation<Void, Never>) in
             for (index, run) in runs.enumerated() {
-                reactor.submit(isFileIO: true, { completion in
-                    if completion.result >= 0 {
-                        written[index] = Int(completion.result)
-                    } else if completion.result != -EBUSY, failure == nil {
-                        failure = -completion.result
+                reactor.submit(
+                    isFileIO: true,
+                    { completion in
+                        if completion.result >= 0 {
+                            written[index] = Int(completion.result)
+                        } else if completion.result != -EBUSY, failure == nil {
+                            failure = -completion.result
+                        }
+                        outstanding -= 1
+                        if outstanding == 0 { done.resume() }
                     }
-                    outstanding -= 1
-                    if outstanding == 0 { done.resume() }
-                }) { sqe, _ in
+                ) { sqe, _ in
                     io_uring_prep_write(sqe, descriptor, run.buffer.baseAddress, UInt32(run.buffer.count), run.offset)
                 }
             }

@@ -36,7 +36,8 @@ public actor ReplicaStore<S: Storage & Sendable> {
             tree.cleanPageBytes = page + 4096
             tree.cachePages = max(32, bytes * 7 / 8 / tree.cleanPageBytes)
             checkpointDirtyPages = max(16, bytes / 2 / page)
-            log.groupBytesMax = min(2 << 20, max(1 << 20, bytes / 16)) / StorageLimits.blockSize * StorageLimits.blockSize
+            log.groupBytesMax =
+                min(2 << 20, max(1 << 20, bytes / 16)) / StorageLimits.blockSize * StorageLimits.blockSize
             log.recordPayloadBytesMax = min(log.recordPayloadBytesMax, log.groupBytesMax - WALFormat.recordHeaderBytes)
         }
     }
@@ -88,7 +89,9 @@ public actor ReplicaStore<S: Storage & Sendable> {
 
     /// Opens the replica in `storage`, recovering it. Call on the core whose reactor is
     /// `executor`. A long log is checkpointed at once, so the next recovery is short.
-    public static func open(storage: S, options: Options = Options(), executor: any SerialExecutor) async throws(StorageError) -> ReplicaStore {
+    public static func open(
+        storage: S, options: Options = Options(), executor: any SerialExecutor
+    ) async throws(StorageError) -> ReplicaStore {
         let tree = try await BTree.open(storage: storage, options: options.tree)
         let (log, records) = try await WriteAheadLog.open(
             storage: storage, options: options.log, executor: executor, replayFrom: tree.checkpointLSN + 1)
@@ -101,7 +104,9 @@ public actor ReplicaStore<S: Storage & Sendable> {
     /// Recovers the replica in `storage` into memory without changing any file, for
     /// checks and tools: the returned tree answers reads (and must not be checkpointed).
     /// Throws `.corruption` where `open` would.
-    public static func recoverForReading(storage: S, options: Options = Options()) async throws(StorageError) -> BTree<S> {
+    public static func recoverForReading(
+        storage: S, options: Options = Options()
+    ) async throws(StorageError) -> BTree<S> {
         let tree = try await BTree.open(storage: storage, options: options.tree)
         let records = try await WriteAheadLog.readAll(storage: storage, options: options.log)
         _ = try await replay(records.filter { $0.lsn > tree.checkpointLSN }, into: tree)
@@ -120,7 +125,9 @@ public actor ReplicaStore<S: Storage & Sendable> {
         return applied
     }
 
-    private init(tree: BTree<S>, log: WriteAheadLog<S>, options: Options, executor: any SerialExecutor, appliedLSN: UInt64) {
+    private init(
+        tree: BTree<S>, log: WriteAheadLog<S>, options: Options, executor: any SerialExecutor, appliedLSN: UInt64
+    ) {
         self.tree = tree
         self.log = log
         self.options = options
@@ -138,7 +145,9 @@ public actor ReplicaStore<S: Storage & Sendable> {
     }
 
     /// See `BTree.scan`.
-    public func scan(from start: [UInt8]?, reverse: Bool = false, bound: [UInt8]? = nil, limit: Int) async throws(StorageError) -> [(key: [UInt8], value: [UInt8])] {
+    public func scan(
+        from start: [UInt8]?, reverse: Bool = false, bound: [UInt8]? = nil, limit: Int
+    ) async throws(StorageError) -> [(key: [UInt8], value: [UInt8])] {
         if let fenced { throw .fenced(fenced.description) }
         await lockTree()
         defer { unlockTree() }

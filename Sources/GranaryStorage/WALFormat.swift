@@ -79,7 +79,7 @@ struct RecordHeader: Equatable {
     /// verified separately, once the payload is in memory).
     static func decode(_ bytes: UnsafeRawPointer) -> RecordHeader? {
         guard UInt32(littleEndian: bytes.loadUnaligned(as: UInt32.self)) == WALFormat.recordMagic,
-              UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 4, as: UInt16.self)) == WALFormat.version
+            UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 4, as: UInt16.self)) == WALFormat.version
         else { return nil }
         return RecordHeader(
             length: UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt32.self)),
@@ -111,8 +111,9 @@ struct SegmentHeader: Equatable, Sendable {
     /// Parses and verifies a header block, or nil if it is not a valid one.
     static func decode(_ block: UnsafeRawPointer) -> SegmentHeader? {
         guard UInt32(littleEndian: block.loadUnaligned(as: UInt32.self)) == WALFormat.segmentMagic,
-              UInt16(littleEndian: block.loadUnaligned(fromByteOffset: 4, as: UInt16.self)) == WALFormat.version,
-              UInt32(littleEndian: block.loadUnaligned(fromByteOffset: 32, as: UInt32.self)) == granary_crc32c(0, block, 32)
+            UInt16(littleEndian: block.loadUnaligned(fromByteOffset: 4, as: UInt16.self)) == WALFormat.version,
+            UInt32(littleEndian: block.loadUnaligned(fromByteOffset: 32, as: UInt32.self))
+                == granary_crc32c(0, block, 32)
         else { return nil }
         return SegmentHeader(
             sequence: UInt64(littleEndian: block.loadUnaligned(fromByteOffset: 8, as: UInt64.self)),

@@ -23,10 +23,12 @@ public struct WALOptions: Sendable {
     public init() {}
 
     func validate() {
-        precondition(segmentBytes % StorageLimits.blockSize == 0 && groupBytesMax % StorageLimits.blockSize == 0,
-                     "WAL sizes must be whole blocks")
-        precondition(recordPayloadBytesMax + WALFormat.recordHeaderBytes <= groupBytesMax,
-                     "a group must hold the largest record")
+        precondition(
+            segmentBytes % StorageLimits.blockSize == 0 && groupBytesMax % StorageLimits.blockSize == 0,
+            "WAL sizes must be whole blocks")
+        precondition(
+            recordPayloadBytesMax + WALFormat.recordHeaderBytes <= groupBytesMax,
+            "a group must hold the largest record")
         precondition(groupBytesMax + StorageLimits.blockSize <= segmentBytes, "a segment must hold a group")
     }
 }

@@ -51,7 +51,7 @@ struct WALRecovery<S: Storage> {
             let file = try await storage.open(name, create: false)
             let read = try await file.read(into: block.bytes, at: 0)
             guard read == StorageLimits.blockSize, let header = SegmentHeader.decode(block.pointer),
-                  header.sequence == sequence
+                header.sequence == sequence
             else {
                 if isLast {
                     // A roll that crashed before its header was durable: nothing was written
@@ -73,12 +73,15 @@ struct WALRecovery<S: Storage> {
                 expected = header.firstLSN
             } else if header.firstLSN != expected, let (previousName, previousEnd) = previousEnd {
                 // The damage is where the previous segment stopped reading, not here.
-                throw .corruption(file: previousName, offset: previousEnd, detail: """
-                    the log stops here at LSN \(expected) (a damaged or missing record), but the next \
-                    segment, \(name), starts at LSN \(header.firstLSN): records were lost
-                    """)
+                throw .corruption(
+                    file: previousName, offset: previousEnd,
+                    detail: """
+                        the log stops here at LSN \(expected) (a damaged or missing record), but the next \
+                        segment, \(name), starts at LSN \(header.firstLSN): records were lost
+                        """)
             }
-            let (next, end) = try await scan(file: file, name: name, header: header, expected: expected, isLast: isLast) {
+            let (next, end) = try await scan(file: file, name: name, header: header, expected: expected, isLast: isLast)
+            {
                 if $0.lsn >= replayFrom { result.records.append($0) }
             }
             expected = next
@@ -110,8 +113,9 @@ struct WALRecovery<S: Storage> {
             // A new group starts only on a block boundary; a record continuing the current
             // group may sit anywhere, a block boundary included.
             if let (header, record) = try await validRecord(reader, at: position, seed: seed),
-               header.lsn == expected,
-               header.groupFirstLSN == groupFirst || (atBoundary && header.groupFirstLSN == header.lsn) {
+                header.lsn == expected,
+                header.groupFirstLSN == groupFirst || (atBoundary && header.groupFirstLSN == header.lsn)
+            {
                 replay(record)
                 expected += 1
                 groupFirst = header.groupFirstLSN
@@ -156,11 +160,14 @@ struct WALRecovery<S: Storage> {
         var position = (endPosition / block + 1) * block
         while position + UInt64(WALFormat.recordHeaderBytes) <= segmentEnd {
             if let (header, _) = try await validRecord(reader, at: position, seed: seed),
-               header.lsn >= expected, header.groupFirstLSN > lastGoodGroup {
-                throw .corruption(file: name, offset: endPosition, detail: """
-                    the record expected here (LSN \(expected)) is damaged, but a later group (LSN \(header.lsn)) \
-                    is intact at offset \(position)
-                    """)
+                header.lsn >= expected, header.groupFirstLSN > lastGoodGroup
+            {
+                throw .corruption(
+                    file: name, offset: endPosition,
+                    detail: """
+                        the record expected here (LSN \(expected)) is damaged, but a later group (LSN \(header.lsn)) \
+                        is intact at offset \(position)
+                        """)
             }
             position += block
         }
@@ -172,14 +179,15 @@ struct WALRecovery<S: Storage> {
     ) async throws(StorageError) -> (RecordHeader, WALRecord)? {
         let headerBytes = try await reader.bytes(at: position, count: WALFormat.recordHeaderBytes)
         guard let header = RecordHeader.decode(headerBytes),
-              header.length <= UInt32(options.recordPayloadBytesMax),
-              position + UInt64(WALFormat.recordHeaderBytes) + UInt64(header.length) <= reader.segmentBytes
+            header.length <= UInt32(options.recordPayloadBytesMax),
+            position + UInt64(WALFormat.recordHeaderBytes) + UInt64(header.length) <= reader.segmentBytes
         else { return nil }
         let total = WALFormat.recordHeaderBytes + Int(header.length)
         let record = try await reader.bytes(at: position, count: total)
         guard RecordHeader.computeChecksum(at: record, payloadLength: Int(header.length), seed: seed) == header.checksum
         else { return nil }
-        let payload = Array(UnsafeRawBufferPointer(start: record + WALFormat.recordHeaderBytes, count: Int(header.length)))
+        let payload = Array(
+            UnsafeRawBufferPointer(start: record + WALFormat.recordHeaderBytes, count: Int(header.length)))
         return (header, WALRecord(lsn: header.lsn, ballot: header.ballot, slot: header.slot, payload: payload))
     }
 }

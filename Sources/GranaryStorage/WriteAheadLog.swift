@@ -67,14 +67,17 @@ public actor WriteAheadLog<S: Storage> {
 
     /// Reads every record of the log in `storage` without changing anything: for checks
     /// and tools. Throws `.corruption` where `open` would refuse to open.
-    public static func readAll(storage: S, options: WALOptions = WALOptions()) async throws(StorageError) -> [WALRecord] {
+    public static func readAll(storage: S, options: WALOptions = WALOptions()) async throws(StorageError) -> [WALRecord]
+    {
         options.validate()
         var recovery = WALRecovery(storage: storage, options: options)
         recovery.repair = false
         return try await recovery.recover(from: 0).records
     }
 
-    private init(storage: sending S, options: WALOptions, executor: any SerialExecutor, recovered: WALRecovery<S>.Result) {
+    private init(
+        storage: sending S, options: WALOptions, executor: any SerialExecutor, recovered: WALRecovery<S>.Result
+    ) {
         self.storage = storage
         self.options = options
         self.executor = executor
@@ -186,8 +189,9 @@ public actor WriteAheadLog<S: Storage> {
             }
             let group = Array(pending.prefix(count))
             pending.removeFirst(count)
-            precondition(group[0].lsn == durableLSN && group.last!.lsn == durableLSN + UInt64(count) - 1,
-                         "log records reach the disk in LSN order, without gaps")
+            precondition(
+                group[0].lsn == durableLSN && group.last!.lsn == durableLSN + UInt64(count) - 1,
+                "log records reach the disk in LSN order, without gaps")
             do throws(StorageError) {
                 try await writeGroup(group, bytes: bytes)
                 durableLSN = group.last!.lsn + 1
@@ -212,9 +216,10 @@ public actor WriteAheadLog<S: Storage> {
         var offset = 0
         for record in group {
             record.payload.withUnsafeBytes { payload in
-                RecordHeader.encode(lsn: record.lsn, ballot: record.ballot, slot: record.slot,
-                                    groupFirstLSN: group[0].lsn, payload: payload, seed: seed,
-                                    into: staging.pointer + offset)
+                RecordHeader.encode(
+                    lsn: record.lsn, ballot: record.ballot, slot: record.slot,
+                    groupFirstLSN: group[0].lsn, payload: payload, seed: seed,
+                    into: staging.pointer + offset)
             }
             offset += WALFormat.recordHeaderBytes + record.payload.count
         }

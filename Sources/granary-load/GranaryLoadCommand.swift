@@ -20,7 +20,9 @@ struct Connection: ParsableArguments {
     @Option(help: "The endpoint, http://HOST:PORT.")
     var endpoint: String = "http://127.0.0.1:8000"
 
-    @Option(name: .customLong("access-key"), help: "Sign requests (SigV4) with this access key id. Default: $AWS_ACCESS_KEY_ID; unsigned if neither is set.")
+    @Option(
+        name: .customLong("access-key"),
+        help: "Sign requests (SigV4) with this access key id. Default: $AWS_ACCESS_KEY_ID; unsigned if neither is set.")
     var accessKey: String?
 
     @Option(name: .customLong("secret-key"), help: "The secret access key. Default: $AWS_SECRET_ACCESS_KEY.")
@@ -39,7 +41,11 @@ struct Connection: ParsableArguments {
             if accessKey != nil || secretKey != nil { throw ValidationError("give both --access-key and --secret-key") }
             return (endpoint, nil)
         }
-        return (endpoint, Credentials(accessKey: access, secretKey: secret, region: region ?? environment["AWS_REGION"] ?? "us-east-1"))
+        return (
+            endpoint,
+            Credentials(
+                accessKey: access, secretKey: secret, region: region ?? environment["AWS_REGION"] ?? "us-east-1")
+        )
     }
 }
 
@@ -48,7 +54,10 @@ struct Shape: ParsableArguments {
     @Option(help: "The YCSB workload: a, b, c, d, e, f, or custom (with --mix).")
     var workload: String = "a"
 
-    @Option(help: "For --workload custom: operation weights, such as read=0.7,update=0.2,insert=0.1 (also scan, read-modify-write).")
+    @Option(
+        help:
+            "For --workload custom: operation weights, such as read=0.7,update=0.2,insert=0.1 (also scan, read-modify-write)."
+    )
     var mix: String?
 
     @Option(help: "The key distribution for custom workloads: uniform, zipfian, latest or hotspot.")
@@ -91,15 +100,20 @@ struct Shape: ParsableArguments {
         if workload.lowercased() == "custom" {
             guard let mix else { throw ValidationError("--workload custom needs --mix") }
             guard let distribution = KeyDistribution(rawValue: distribution) else {
-                throw ValidationError("--distribution must be one of \(KeyDistribution.allCases.map(\.rawValue).joined(separator: ", "))")
+                throw ValidationError(
+                    "--distribution must be one of \(KeyDistribution.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             let ranged = mix.contains("scan")
             guard let custom = Workload.custom(mix, distribution: distribution, ranged: ranged) else {
-                throw ValidationError("--mix must be OPERATION=WEIGHT pairs, such as read=0.7,update=0.3 (operations: \(Workload.Operation.allCases.map(\.rawValue).joined(separator: ", ")))")
+                throw ValidationError(
+                    "--mix must be OPERATION=WEIGHT pairs, such as read=0.7,update=0.3 (operations: \(Workload.Operation.allCases.map(\.rawValue).joined(separator: ", ")))"
+                )
             }
             return custom
         }
-        guard let core = Workload.core(workload) else { throw ValidationError("--workload must be a, b, c, d, e, f or custom, not '\(workload)'") }
+        guard let core = Workload.core(workload) else {
+            throw ValidationError("--workload must be a, b, c, d, e, f or custom, not '\(workload)'")
+        }
         return core
     }
 
@@ -107,14 +121,17 @@ struct Shape: ParsableArguments {
         guard records >= 1 else { throw ValidationError("--records must be at least 1") }
         guard (1...100).contains(fields) else { throw ValidationError("--fields must be 1...100") }
         guard (24...300_000).contains(valueBytes), fields * valueBytes <= 390_000 else {
-            throw ValidationError("--value-bytes must be 24...300000, and a record (fields x value bytes) at most 390000 bytes (DynamoDB's item limit is 400 KB)")
+            throw ValidationError(
+                "--value-bytes must be 24...300000, and a record (fields x value bytes) at most 390000 bytes (DynamoDB's item limit is 400 KB)"
+            )
         }
         guard (1...10_000).contains(concurrency) else { throw ValidationError("--concurrency must be 1...10000") }
         guard timeout > 0 && timeout <= 3600 else { throw ValidationError("--timeout must be in (0, 3600] seconds") }
         let workload = try workloadValue()
         let (endpoint, credentials) = try connection.resolve()
-        let layout = RecordLayout(table: table ?? (workload.ranged ? "usertable_ranges" : "usertable"), ranged: workload.ranged,
-                                  fieldCount: fields, valueBytes: valueBytes)
+        let layout = RecordLayout(
+            table: table ?? (workload.ranged ? "usertable_ranges" : "usertable"), ranged: workload.ranged,
+            fieldCount: fields, valueBytes: valueBytes)
         var options = RunOptions(endpoint: endpoint, workload: workload, layout: layout, records: records)
         options.credentials = credentials
         options.concurrency = concurrency
@@ -127,7 +144,9 @@ struct Shape: ParsableArguments {
         options.requestTimeout = .milliseconds(Int64(timeout * 1000))
         options.progress = !quiet
         if let verify {
-            do { options.verify = try VerifyLog(path: verify, layout: layout) } catch { throw ValidationError(error.description) }
+            do { options.verify = try VerifyLog(path: verify, layout: layout) } catch {
+                throw ValidationError(error.description)
+            }
         }
         return options
     }
@@ -160,8 +179,12 @@ struct Load: ParsableCommand {
 
     func run() throws {
         let options = try shape.options(connection: connection)
-        let created = try TableSetup.ensureTable(endpoint: options.endpoint, credentials: options.credentials, layout: options.layout)
-        FileHandle.standardError.write(Data("table \(options.layout.table) \(created ? "created" : "exists"); inserting \(options.records) records\n".utf8))
+        let created = try TableSetup.ensureTable(
+            endpoint: options.endpoint, credentials: options.credentials, layout: options.layout)
+        FileHandle.standardError.write(
+            Data(
+                "table \(options.layout.table) \(created ? "created" : "exists"); inserting \(options.records) records\n"
+                    .utf8))
         let result = try LoadRun(options: options, loading: true).execute()
         try shape.finish(result)
         if result.errors > 0 { throw ExitCode(3) }
@@ -179,7 +202,10 @@ struct Run: ParsableCommand {
     @Option(help: "Run this long before measuring, such as 5s.")
     var warmup: String = "0s"
 
-    @Option(help: "Open loop: this many operations per second in all, latency measured from each request's intended start. Default: closed loop.")
+    @Option(
+        help:
+            "Open loop: this many operations per second in all, latency measured from each request's intended start. Default: closed loop."
+    )
     var rate: Double?
 
     @Flag(name: .customLong("consistent-reads"), help: "Strongly consistent reads (ConsistentRead: true).")
@@ -190,8 +216,12 @@ struct Run: ParsableCommand {
         guard let duration = parseDuration(duration), duration > .zero, duration <= .seconds(86_400) else {
             throw ValidationError("--duration must be a time such as 30s or 2m, at most a day")
         }
-        guard let warmup = parseDuration(warmup), warmup <= .seconds(3600) else { throw ValidationError("--warmup must be a time such as 5s") }
-        if let rate { guard rate > 0 && rate <= 10_000_000 else { throw ValidationError("--rate must be in (0, 10000000]") } }
+        guard let warmup = parseDuration(warmup), warmup <= .seconds(3600) else {
+            throw ValidationError("--warmup must be a time such as 5s")
+        }
+        if let rate {
+            guard rate > 0 && rate <= 10_000_000 else { throw ValidationError("--rate must be in (0, 10000000]") }
+        }
         options.duration = duration
         options.warmup = warmup
         options.rate = rate
@@ -201,7 +231,8 @@ struct Run: ParsableCommand {
 }
 
 struct Check: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Read back every acknowledged write a --verify log holds; exit 1 if any is lost or garbled.")
+    static let configuration = CommandConfiguration(
+        abstract: "Read back every acknowledged write a --verify log holds; exit 1 if any is lost or garbled.")
     @OptionGroup var connection: Connection
 
     @Option(help: "The verify log that load or run wrote.")
@@ -213,7 +244,9 @@ struct Check: ParsableCommand {
     func run() throws {
         let (endpoint, credentials) = try connection.resolve()
         guard (1...1000).contains(concurrency) else { throw ValidationError("--concurrency must be 1...1000") }
-        let report = try VerifyCheck(endpoint: endpoint, credentials: credentials, path: verify, concurrency: concurrency).execute()
+        let report = try VerifyCheck(
+            endpoint: endpoint, credentials: credentials, path: verify, concurrency: concurrency
+        ).execute()
         print(report)
         if !report.passed { throw ExitCode(1) }
     }

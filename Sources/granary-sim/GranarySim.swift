@@ -6,7 +6,9 @@ struct GranarySim: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "granary-sim",
         abstract: "Run Multi-Paxos groups in the deterministic simulator, under faults, and check them.",
-        discussion: "--seed S replays one run bit for bit (its trace hash is the last line); --seeds N runs seeds 0..<N and stops at the first failure, naming its seed.")
+        discussion:
+            "--seed S replays one run bit for bit (its trace hash is the last line); --seeds N runs seeds 0..<N and stops at the first failure, naming its seed."
+    )
 
     @Option(help: "Run this one seed.")
     var seed: UInt64?
@@ -17,13 +19,19 @@ struct GranarySim: ParsableCommand {
     @Option(help: "The first seed of --seeds.")
     var from: UInt64 = 0
 
-    @Flag(help: "Measure the core alone: commits per second of CPU on a perfect network, for --ticks ticks with --batch proposals each.")
+    @Flag(
+        help:
+            "Measure the core alone: commits per second of CPU on a perfect network, for --ticks ticks with --batch proposals each."
+    )
     var throughput = false
 
     @Option(help: "Proposals per tick for --throughput.")
     var batch: Int = 16
 
-    @Option(help: "Run with a deliberate bug, to see the checks catch it: send-before-persist, forget-disk, forget-promise, always-leader-alive, reads-without-lease, skip-lease-wait.")
+    @Option(
+        help:
+            "Run with a deliberate bug, to see the checks catch it: send-before-persist, forget-disk, forget-promise, always-leader-alive, reads-without-lease, skip-lease-wait."
+    )
     var bug: String?
 
     @Option(help: "Per tick: the chance that a node crashes (default 0.004).")
@@ -49,7 +57,10 @@ struct GranarySim: ParsableCommand {
     @Option(help: "Replicas in the group (3 or 5, or any other count).")
     var replicas: Int = 3
 
-    @Option(help: "How many of the founding replicas are log-only (they vote and keep the log, hold no state machine, never lead).")
+    @Option(
+        help:
+            "How many of the founding replicas are log-only (they vote and keep the log, hold no state machine, never lead)."
+    )
     var logOnly: Int = 0
 
     func deliberateBug() throws -> Simulation.DeliberateBug? {
@@ -77,7 +88,8 @@ struct GranarySim: ParsableCommand {
             return
         }
         if let seed {
-            let report = Simulation(seed: seed, replicas: replicas, logOnly: logOnly, faults: faults, bug: bug).run(faultTicks: ticks)
+            let report = Simulation(seed: seed, replicas: replicas, logOnly: logOnly, faults: faults, bug: bug).run(
+                faultTicks: ticks)
             print(report)
             print("trace \(String(report.traceHash, radix: 16))")
             if !report.passed { throw ExitCode(1) }
@@ -87,18 +99,23 @@ struct GranarySim: ParsableCommand {
         guard count <= UInt64.max - from else { throw ValidationError("--from plus --seeds must stay below 2^64") }
         var acknowledged = 0, operations = 0, strongReads = 0, inconclusive = 0
         for seed in from..<from + count {
-            let report = Simulation(seed: seed, replicas: replicas, logOnly: logOnly, faults: faults, bug: bug).run(faultTicks: ticks)
+            let report = Simulation(seed: seed, replicas: replicas, logOnly: logOnly, faults: faults, bug: bug).run(
+                faultTicks: ticks)
             acknowledged += report.acknowledged
             operations += report.operations
             strongReads += report.strongReads
             inconclusive += report.inconclusiveKeys
             if !report.passed {
                 print(report)
-                print("FAILED: seed \(seed) (replay: granary-sim --seed \(seed) --ticks \(ticks) --replicas \(replicas) --log-only \(logOnly))")
+                print(
+                    "FAILED: seed \(seed) (replay: granary-sim --seed \(seed) --ticks \(ticks) --replicas \(replicas) --log-only \(logOnly))"
+                )
                 throw ExitCode(1)
             }
         }
-        print("\(count) seeds passed (\(from)..<\(from + count)), \(replicas) replicas (\(logOnly) log-only), \(ticks) fault ticks each, \(acknowledged) acknowledged proposals checked, "
-            + "\(operations) client operations (\(strongReads) lease reads) linearizable, \(inconclusive) keys inconclusive")
+        print(
+            "\(count) seeds passed (\(from)..<\(from + count)), \(replicas) replicas (\(logOnly) log-only), \(ticks) fault ticks each, \(acknowledged) acknowledged proposals checked, "
+                + "\(operations) client operations (\(strongReads) lease reads) linearizable, \(inconclusive) keys inconclusive"
+        )
     }
 }

@@ -21,16 +21,24 @@ struct Serve: ParsableCommand {
     @Option(help: "The address to answer on, HOST:PORT or [IPv6]:PORT.")
     var listen: String = "127.0.0.1:8000"
 
-    @Option(name: .customLong("data-dir"), help: "The directory that holds this node's data (created if missing; not tmpfs).")
+    @Option(
+        name: .customLong("data-dir"),
+        help: "The directory that holds this node's data (created if missing; not tmpfs).")
     var dataDirectory: String = "./granary-data"
 
-    @Option(help: "The CPUs to run on, one reactor thread pinned to each, as a list such as 0,2-3. Default: every CPU this process may use.")
+    @Option(
+        help:
+            "The CPUs to run on, one reactor thread pinned to each, as a list such as 0,2-3. Default: every CPU this process may use."
+    )
     var cores: String?
 
     @Option(help: "Memory for page caches and log buffers, such as 512M or 2G, shared by the partitions.")
     var memory: String = "512M"
 
-    @Option(help: "A credentials file (one ACCESS_KEY_ID SECRET_ACCESS_KEY pair per line): requests must then be SigV4-signed by one of them.")
+    @Option(
+        help:
+            "A credentials file (one ACCESS_KEY_ID SECRET_ACCESS_KEY pair per line): requests must then be SigV4-signed by one of them."
+    )
     var credentials: String?
 
     @Option(name: .customLong("log-segment-bytes"), help: .hidden)
@@ -49,7 +57,8 @@ struct Serve: ParsableCommand {
             }
             let available = Set(ReactorGroup.availableCPUs())
             if let missing = cpus.first(where: { !available.contains($0) }) {
-                throw ValidationError("--cores names CPU \(missing), which this process may not use (it may use \(available.sorted()))")
+                throw ValidationError(
+                    "--cores names CPU \(missing), which this process may not use (it may use \(available.sorted()))")
             }
             configuration.cpus = cpus
         }
@@ -58,7 +67,8 @@ struct Serve: ParsableCommand {
             throw ValidationError("--memory must be a size of at least 32M, such as 512M or 2G, not '\(memory)'")
         }
         configuration.memoryBytes = memoryBytes
-        guard let segmentBytes = Self.parseBytes(logSegmentBytes), segmentBytes >= 1 << 20, segmentBytes % 4096 == 0 else {
+        guard let segmentBytes = Self.parseBytes(logSegmentBytes), segmentBytes >= 1 << 20, segmentBytes % 4096 == 0
+        else {
             throw ValidationError("--log-segment-bytes must be at least 1M and a multiple of 4096")
         }
         configuration.logSegmentBytes = segmentBytes
@@ -87,9 +97,12 @@ struct Serve: ParsableCommand {
             throw ExitCode(1)
         }
         if configuration.credentials == nil {
-            logger.warning("no credentials are configured: any request signature is accepted (like DynamoDB Local); --credentials FILE requires SigV4")
+            logger.warning(
+                "no credentials are configured: any request signature is accepted (like DynamoDB Local); --credentials FILE requires SigV4"
+            )
         }
-        logger.info("granary listening on http://\(address) with \(configuration.cpus.count) cores, data in \(dataDirectory)")
+        logger.info(
+            "granary listening on http://\(address) with \(configuration.cpus.count) cores, data in \(dataDirectory)")
         var received: Int32 = 0
         sigwait(&signals, &received)
         logger.info("received signal \(received), stopping")

@@ -22,14 +22,17 @@ struct StorageCommand: ParsableCommand {
         var layer: String = "store"
 
         func storageLayer() throws -> StorageExercise.Layer {
-            guard let layer = StorageExercise.Layer(rawValue: layer) else { throw ValidationError("--layer must be log or store") }
+            guard let layer = StorageExercise.Layer(rawValue: layer) else {
+                throw ValidationError("--layer must be log or store")
+            }
             return layer
         }
 
         func walOptions() throws -> WALOptions {
             var options = WALOptions()
             guard segmentBytes % 4096 == 0, segmentBytes >= options.groupBytesMax + 4096, segmentBytes <= 1 << 30 else {
-                throw ValidationError("--segment-bytes must be a multiple of 4096 between \(options.groupBytesMax + 4096) and 1 GiB")
+                throw ValidationError(
+                    "--segment-bytes must be a multiple of 4096 between \(options.groupBytesMax + 4096) and 1 GiB")
             }
             options.segmentBytes = segmentBytes
             switch durability {
@@ -43,7 +46,9 @@ struct StorageCommand: ParsableCommand {
 
     struct Stress: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Write from concurrent writers, printing 'ack <lsn> <key>' (log) or 'ack <key>' (store) for each durable write.")
+            abstract:
+                "Write from concurrent writers, printing 'ack <lsn> <key>' (log) or 'ack <key>' (store) for each durable write."
+        )
 
         @OptionGroup var log: LogOptions
 
@@ -56,7 +61,9 @@ struct StorageCommand: ParsableCommand {
         @Option(help: "Stop after this many seconds (at most 3600).")
         var seconds: Double = 10
 
-        @Option(name: .customLong("checkpoint-pages"), help: "Dirty pages that trigger a checkpoint (store layer, 1...1000000).")
+        @Option(
+            name: .customLong("checkpoint-pages"),
+            help: "Dirty pages that trigger a checkpoint (store layer, 1...1000000).")
         var checkpointPages: Int = 4096
 
         func run() throws {
@@ -67,7 +74,9 @@ struct StorageCommand: ParsableCommand {
             options.writers = writers
             options.valueBytes = valueBytes
             options.seconds = seconds
-            guard (1...1_000_000).contains(checkpointPages) else { throw ValidationError("--checkpoint-pages must be 1...1000000") }
+            guard (1...1_000_000).contains(checkpointPages) else {
+                throw ValidationError("--checkpoint-pages must be 1...1000000")
+            }
             options.wal = try log.walOptions()
             options.layer = try log.storageLayer()
             options.checkpointPages = checkpointPages
@@ -77,7 +86,9 @@ struct StorageCommand: ParsableCommand {
 
     struct Check: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Read a log back without changing it, or recover a store and read every key; exit 1 on corruption, 2 on a garbled record.")
+            abstract:
+                "Read a log back without changing it, or recover a store and read every key; exit 1 on corruption, 2 on a garbled record."
+        )
 
         @OptionGroup var log: LogOptions
 

@@ -50,7 +50,9 @@ import Testing
                 let buffer = pool.acquire()!
                 for block in 0..<64 {
                     // Each block: random bytes, then their CRC32C in the last four.
-                    for byte in 0..<4092 { buffer.pointer.storeBytes(of: UInt8.random(in: 0...255), toByteOffset: byte, as: UInt8.self) }
+                    for byte in 0..<4092 {
+                        buffer.pointer.storeBytes(of: UInt8.random(in: 0...255), toByteOffset: byte, as: UInt8.self)
+                    }
                     let crc = granary_crc32c(0, buffer.pointer, 4092)
                     buffer.pointer.storeBytes(of: crc, toByteOffset: 4092, as: UInt32.self)
                     checksums.append(crc)
@@ -81,7 +83,8 @@ import Testing
             let reactor = group.reactors[0]
             let error = try await onReactor(reactor) { () -> Errno? in
                 let pool = try AlignedBufferPool(reactor: reactor, bufferSize: 4096, bufferCount: 1)
-                let file = try await reactor.openFile(directory + "/unaligned.dat", flags: O_RDWR | O_CREAT | granary_O_DIRECT)
+                let file = try await reactor.openFile(
+                    directory + "/unaligned.dat", flags: O_RDWR | O_CREAT | granary_O_DIRECT)
                 defer { Glibc.close(file) }
                 do throws(Errno) {
                     _ = try await reactor.write(file, from: pool.acquire()!, count: 4096, at: 100)
@@ -102,7 +105,8 @@ import Testing
                 let file = try await reactor.openFile(directory + "/sync.dat", flags: O_RDWR | O_CREAT)
                 let data = OwnedBytes([UInt8](repeating: 7, count: 1000))
                 for round in 0..<10 {
-                    _ = try await reactor.write(file, from: data.bytes, at: UInt64(round * 1000), durable: round % 2 == 0)
+                    _ = try await reactor.write(
+                        file, from: data.bytes, at: UInt64(round * 1000), durable: round % 2 == 0)
                     try await reactor.synchronizeData(file)
                 }
                 var status = stat()
@@ -165,7 +169,8 @@ import Testing
                     defer { buffer.deallocate() }
                     var got = 0
                     while got < message.count {
-                        let count = try await client.receive(socket, into: UnsafeMutableRawBufferPointer(rebasing: buffer[got...]))
+                        let count = try await client.receive(
+                            socket, into: UnsafeMutableRawBufferPointer(rebasing: buffer[got...]))
                         if count == 0 { break }
                         got += count
                     }

@@ -6,7 +6,9 @@ import Testing
 @Suite struct CheckerTests {
     typealias Entry = KeyValueHistory.Entry
 
-    func write(_ value: UInt64, _ call: UInt64, _ returned: UInt64?, key: UInt64 = 1, acknowledged: Bool = true) -> Entry {
+    func write(
+        _ value: UInt64, _ call: UInt64, _ returned: UInt64?, key: UInt64 = 1, acknowledged: Bool = true
+    ) -> Entry {
         Entry(key: key, input: .write(value), output: acknowledged ? .written : nil, call: call, returned: returned)
     }
 
@@ -15,8 +17,10 @@ import Testing
     }
 
     func cas(_ expected: UInt64?, _ new: UInt64, _ succeeded: Bool?, _ call: UInt64, _ returned: UInt64?) -> Entry {
-        Entry(key: 1, input: .compareAndSet(expected: expected, new: new), output: succeeded.map { .compareAndSet(succeeded: $0) },
-              call: call, returned: returned)
+        Entry(
+            key: 1, input: .compareAndSet(expected: expected, new: new),
+            output: succeeded.map { .compareAndSet(succeeded: $0) },
+            call: call, returned: returned)
     }
 
     func isLinearizable(_ entries: [Entry]) -> Bool {
@@ -28,7 +32,8 @@ import Testing
     @Test func sequentialHistories() {
         #expect(isLinearizable([]))
         #expect(isLinearizable([read(nil, 0, 1), write(1, 2, 3), read(1, 4, 5), write(2, 6, 7), read(2, 8, 9)]))
-        #expect(isLinearizable([cas(nil, 1, true, 0, 1), cas(nil, 2, false, 2, 3), cas(1, 3, true, 4, 5), read(3, 6, 7)]))
+        #expect(
+            isLinearizable([cas(nil, 1, true, 0, 1), cas(nil, 2, false, 2, 3), cas(1, 3, true, 4, 5), read(3, 6, 7)]))
     }
 
     @Test func concurrentOperationsMayTakeEffectInEitherOrder() {
@@ -92,7 +97,7 @@ import Testing
             var entries: [Entry] = []
             var value: UInt64? = nil
             var reads: [Int] = []
-                for index in 0..<12 {
+            for index in 0..<12 {
                 let point = UInt64(index) * 10 + 20
                 let call = point - random.next() % 15, returned = point + 1 + random.next() % 15
                 switch random.next() % 3 {

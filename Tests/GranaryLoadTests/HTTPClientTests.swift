@@ -10,22 +10,28 @@ import Testing
     }
 
     @Test func readsTheHeadsItNeeds() {
-        guard case .complete(let head) = parse("HTTP/1.1 200 OK\r\nContent-Type: x\r\ncontent-LENGTH:  12 \r\n\r\n{}") else {
+        guard case .complete(let head) = parse("HTTP/1.1 200 OK\r\nContent-Type: x\r\ncontent-LENGTH:  12 \r\n\r\n{}")
+        else {
             Issue.record("not parsed")
             return
         }
         #expect(head.status == 200 && head.contentLength == 12 && !head.closes && head.headBytes == 58)
         guard case .complete(let old) = parse("HTTP/1.0 400 Bad\r\nContent-Length: 2\r\n\r\n") else { return }
         #expect(old.closes)  // HTTP/1.0 without keep-alive
-        guard case .complete(let kept) = parse("HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 2\r\n\r\n") else { return }
+        guard case .complete(let kept) = parse("HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 2\r\n\r\n")
+        else { return }
         #expect(!kept.closes)
-        guard case .complete(let chunked) = parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n") else { return }
+        guard case .complete(let chunked) = parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n") else {
+            return
+        }
         #expect(chunked.chunked && chunked.contentLength == nil && !chunked.closes)
         guard case .complete(let untilClose) = parse("HTTP/1.1 200 OK\r\nServer: x\r\n\r\n") else { return }
         #expect(untilClose.closes && untilClose.contentLength == nil)
         #expect(parse("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n") == .needMore)
         #expect(parse("SSH-2.0-OpenSSH\r\n\r\n") != .needMore)
-        if case .complete = parse("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n") { Issue.record("negative length accepted") }
+        if case .complete = parse("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n") {
+            Issue.record("negative length accepted")
+        }
         if case .complete = parse("HTTP/1.1 200 OK\r\nno colon\r\n\r\n") { Issue.record("bad header accepted") }
     }
 
@@ -56,7 +62,8 @@ import Testing
     @Test func signedRequestsPassTheServersVerifier() throws {
         let signer = RequestSigner(Credentials(accessKey: "AKIDEXAMPLE", secretKey: "secret", region: "eu-west-1"))
         var bytes: [UInt8] = []
-        DynamoClient.encode("GetItem", body: #"{"TableName":"t"}"#, host: "127.0.0.1:8000", signer: signer, into: &bytes)
+        DynamoClient.encode(
+            "GetItem", body: #"{"TableName":"t"}"#, host: "127.0.0.1:8000", signer: signer, into: &bytes)
         let outcome = bytes.withUnsafeBytes { HTTPParser().parse($0) }
         guard case .request(let request, let consumed) = outcome else {
             Issue.record("the server cannot parse the client's request")
@@ -69,7 +76,8 @@ import Testing
     }
 
     @Test func errorTypesComeFromTheBody() {
-        let body = Array(#"{"__type":"com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException","message":"x"}"#.utf8)
+        let body = Array(
+            #"{"__type":"com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException","message":"x"}"#.utf8)
         #expect(DynamoClient.errorType(status: 400, body: body) == "ConditionalCheckFailedException")
         #expect(DynamoClient.errorType(status: 502, body: Array("<html>".utf8)) == "HTTP502")
     }

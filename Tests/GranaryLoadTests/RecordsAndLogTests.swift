@@ -48,7 +48,8 @@ import Testing
         // Reopened, it starts past what it holds; another layout is refused.
         #expect(try VerifyLog(path: path, layout: layout).largestSequence == 12)
         #expect(throws: VerifyLog.Failure.self) {
-            _ = try VerifyLog(path: path, layout: RecordLayout(table: "u", ranged: false, fieldCount: 3, valueBytes: 64))
+            _ = try VerifyLog(
+                path: path, layout: RecordLayout(table: "u", ranged: false, fieldCount: 3, valueBytes: 64))
         }
     }
 }

@@ -31,8 +31,10 @@ import Testing
     /// without decoding it: the same JSON as the decoded item's, numbers in canonical form,
     /// and the same DynamoDB size (`storedSize`, which counts a page's 1 MB).
     @Test func storedItemsTranscodeToTheirJSON() throws {
-        let numbers = ["0", "-0.0", "12.50", "-12.5", "0.007", "1e3", "1200", "123.456", "-1E-130",
-                       "9.9999999999999999999999999999999999999E+125", "0.1", "10"]
+        let numbers = [
+            "0", "-0.0", "12.50", "-12.5", "0.007", "1e3", "1200", "123.456", "-1E-130",
+            "9.9999999999999999999999999999999999999E+125", "0.1", "10",
+        ]
         var item: Item = [
             "escaped": .s("quote \" backslash \\ newline \n bell \u{07} é 😀"), "empty": .s(""),
             "b": .b([0, 1, 2, 255]), "emptyB": .b([]), "yes": .bool(true), "no": .bool(false), "nothing": .null,
@@ -59,6 +61,9 @@ import Testing
 
     @Test func serializedFragmentsAreWrittenAsTheyAre() throws {
         let page = JSON.object(["Items": .serialized(Array(#"[{"a":{"S":"b"}}]"#.utf8)), "Count": .number("1")])
-        #expect(try JSON.parse(page.serialized()) == JSON.object(["Items": .array([.object(["a": .object(["S": .string("b")])])]), "Count": .number("1")]))
+        #expect(
+            try JSON.parse(page.serialized())
+                == JSON.object(["Items": .array([.object(["a": .object(["S": .string("b")])])]), "Count": .number("1")])
+        )
     }
 }

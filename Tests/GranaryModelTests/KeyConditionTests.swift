@@ -3,20 +3,28 @@ import Testing
 
 /// A KeyCondition's B-tree range holds exactly the keys whose sort key satisfies it.
 @Suite struct KeyConditionTests {
-    let table = TableInfo(id: 7, name: "t", partitionKey: KeyAttribute(name: "pk", type: "S"), sortKey: KeyAttribute(name: "sk", type: "N"),
-                          attributeDefinitions: [], billingMode: "PAY_PER_REQUEST", readCapacity: 0, writeCapacity: 0, createdAt: 0, uuid: "u")
-    let numbers = ["-1E+10", "-10.5", "-10", "-1", "-0.5", "0", "0.001", "0.5", "1", "1.5", "2", "10", "10.5", "100", "1E+20"]
+    let table = TableInfo(
+        id: 7, name: "t", partitionKey: KeyAttribute(name: "pk", type: "S"),
+        sortKey: KeyAttribute(name: "sk", type: "N"),
+        attributeDefinitions: [], billingMode: "PAY_PER_REQUEST", readCapacity: 0, writeCapacity: 0, createdAt: 0,
+        uuid: "u")
+    let numbers = [
+        "-1E+10", "-10.5", "-10", "-1", "-0.5", "0", "0.001", "0.5", "1", "1.5", "2", "10", "10.5", "100", "1E+20",
+    ]
 
     func parse(_ text: String, values: [String: AttributeValue]) throws -> KeyCondition {
         let context = ExpressionContext(names: [:], values: values)
-        let condition = try KeyCondition(ExpressionParser.condition(text, kind: "KeyConditionExpression", context: context), table: table)
+        let condition = try KeyCondition(
+            ExpressionParser.condition(text, kind: "KeyConditionExpression", context: context), table: table)
         try context.checkAllUsed()
         return condition
     }
 
     func number(_ text: String) throws -> AttributeValue { .n(try Number(parsing: text)) }
 
-    @Test(arguments: ["sk = :a", "sk < :a", "sk <= :a", "sk > :a", "sk >= :a", ":a < sk", ":a >= sk", "sk BETWEEN :a AND :b"])
+    @Test(arguments: [
+        "sk = :a", "sk < :a", "sk <= :a", "sk > :a", "sk >= :a", ":a < sk", ":a >= sk", "sk BETWEEN :a AND :b",
+    ])
     func rangeMatchesCondition(_ sortCondition: String) throws {
         for bound in ["-10", "0", "0.5", "1", "10.5", "7"] {
             var values = [":p": AttributeValue.s("user"), ":a": try number(bound)]
@@ -26,7 +34,8 @@ import Testing
             for text in numbers + ["3", "7", "7.0001"] {
                 let key = table.storageKey(partition: .s("user"), sort: try number(text))
                 let inRange = !key.lexicographicallyPrecedes(lower) && key.lexicographicallyPrecedes(upper)
-                #expect(inRange == condition.matchesSort(try number(text)), "\(sortCondition) with \(bound), key \(text)")
+                #expect(
+                    inRange == condition.matchesSort(try number(text)), "\(sortCondition) with \(bound), key \(text)")
             }
             // Another partition key's items are never in range.
             let other = table.storageKey(partition: .s("user2"), sort: try number(bound))
@@ -38,12 +47,17 @@ import Testing
         var stringTable = table
         stringTable.sortKey = KeyAttribute(name: "sk", type: "S")
         let context = ExpressionContext(names: [:], values: [":p": .s("u"), ":s": .s("ab")])
-        let condition = try KeyCondition(ExpressionParser.condition("pk = :p AND begins_with(sk, :s)", kind: "KeyConditionExpression", context: context),
-                                         table: stringTable)
+        let condition = try KeyCondition(
+            ExpressionParser.condition(
+                "pk = :p AND begins_with(sk, :s)", kind: "KeyConditionExpression", context: context),
+            table: stringTable)
         let (lower, upper) = condition.keyRange(table: stringTable.id)
-        for (text, expected) in [("a", false), ("ab", true), ("abz", true), ("ab\u{FFFF}", true), ("ac", false), ("b", false)] {
+        for (text, expected) in [
+            ("a", false), ("ab", true), ("abz", true), ("ab\u{FFFF}", true), ("ac", false), ("b", false),
+        ] {
             let key = stringTable.storageKey(partition: .s("u"), sort: .s(text))
-            #expect((!key.lexicographicallyPrecedes(lower) && key.lexicographicallyPrecedes(upper)) == expected, "\(text)")
+            #expect(
+                (!key.lexicographicallyPrecedes(lower) && key.lexicographicallyPrecedes(upper)) == expected, "\(text)")
         }
     }
 
@@ -59,8 +73,9 @@ import Testing
         let context = ExpressionContext(names: [:], values: [":p": .s("u"), ":a": try number("1")])
         var refused: DynamoError?
         do {
-            _ = try KeyCondition(ExpressionParser.condition(text, kind: "KeyConditionExpression", context: context), table: table)
-        } catch let error as DynamoError {
+            _ = try KeyCondition(
+                ExpressionParser.condition(text, kind: "KeyConditionExpression", context: context), table: table)
+        } catch {
             refused = error
         }
         #expect(refused?.message == message)

@@ -5,7 +5,8 @@ import Testing
     @Test(arguments: [
         ("1.50", "1.5"), ("1E+2", "100"), ("0.001", "0.001"), ("-0", "0"), ("+7", "7"),
         ("00012.3400", "12.34"), ("1e-130", "0." + String(repeating: "0", count: 129) + "1"),
-        ("-123.456e2", "-12345.6"), ("12345678901234567890123456789012345678", "12345678901234567890123456789012345678"),
+        ("-123.456e2", "-12345.6"),
+        ("12345678901234567890123456789012345678", "12345678901234567890123456789012345678"),
     ])
     func canonicalForm(_ text: String, _ canonical: String) throws {
         #expect(try Number(parsing: text).description == canonical)
@@ -13,7 +14,9 @@ import Testing
 
     @Test(arguments: ["", "abc", "1.2.3", "1e", "--1", " 1", "1 ", "NaN", "Infinity", ".", "1e+"])
     func refusesText(_ text: String) {
-        #expect(throws: DynamoError.validation("The parameter cannot be converted to a numeric value: \(text)")) { try Number(parsing: text) }
+        #expect(throws: DynamoError.validation("The parameter cannot be converted to a numeric value: \(text)")) {
+            try Number(parsing: text)
+        }
     }
 
     @Test func refusesRangeAndPrecision() {
@@ -29,14 +32,17 @@ import Testing
         for (index, number) in numbers.enumerated() {
             for other in numbers[(index + 1)...] {
                 #expect(number < other)
-                #expect(KeyEncoding.orderPreserving(number).lexicographicallyPrecedes(KeyEncoding.orderPreserving(other)))
+                #expect(
+                    KeyEncoding.orderPreserving(number).lexicographicallyPrecedes(KeyEncoding.orderPreserving(other)))
             }
         }
         #expect(try Number(parsing: "1.0") == Number(parsing: "1"))
     }
 
     @Test func adds() throws {
-        func sum(_ a: String, _ b: String) throws -> String { try (Number(parsing: a) + Number(parsing: b)).description }
+        func sum(_ a: String, _ b: String) throws -> String {
+            try (Number(parsing: a) + Number(parsing: b)).description
+        }
         #expect(try sum("1", "2") == "3")
         #expect(try sum("0.1", "0.2") == "0.3")
         #expect(try sum("-5", "3") == "-2")
@@ -90,7 +96,8 @@ import Testing
 
 @Suite struct AttributeValueTests {
     @Test func roundTripsEveryType() throws {
-        let text = #"{"s":{"S":""},"n":{"N":"1.50"},"b":{"B":"AAEC"},"t":{"BOOL":true},"z":{"NULL":true},"m":{"M":{"x":{"L":[{"N":"1"},{"S":"a"}]}}},"ss":{"SS":["a","b"]},"ns":{"NS":["1","2"]},"bs":{"BS":["AA==","AQ=="]}}"#
+        let text =
+            #"{"s":{"S":""},"n":{"N":"1.50"},"b":{"B":"AAEC"},"t":{"BOOL":true},"z":{"NULL":true},"m":{"M":{"x":{"L":[{"N":"1"},{"S":"a"}]}}},"ss":{"SS":["a","b"]},"ns":{"NS":["1","2"]},"bs":{"BS":["AA==","AQ=="]}}"#
         let item = try Item(itemJSON: try JSON.parse(Array(text.utf8)))
         #expect(item["n"] == .n(try Number(parsing: "1.5")))
         #expect(item["b"] == .b([0, 1, 2]))

@@ -20,7 +20,8 @@ struct Cluster {
 
     /// Starts a replica with an empty disk (a founding member, or one about to be added).
     mutating func start(_ id: NodeID, seed: UInt64 = 1) {
-        replicas[id] = Replica(configuration: Replica.Configuration(id: id, members: founding, logOnly: foundingLogOnly, seed: seed))
+        replicas[id] = Replica(
+            configuration: Replica.Configuration(id: id, members: founding, logOnly: foundingLogOnly, seed: seed))
     }
 
     /// Snapshots `id`'s state machine and compacts its log through what it applied.
@@ -68,7 +69,8 @@ struct Cluster {
             tick(other, 10)
         }
         sent = []
-        for _ in 0..<100 where replicas[id]!.role == .follower && !sent.contains(where: { $0.message == .leaderQuery }) {
+        for _ in 0..<100 where replicas[id]!.role == .follower && !sent.contains(where: { $0.message == .leaderQuery })
+        {
             tick(id, 1)
         }
         var answers: [Envelope] = []

@@ -145,8 +145,10 @@ import Testing
         let founding = Membership(voters: [1, 2, 3])
         var disk = DurableState()
         disk.log[1] = Entry(slot: 1, ballot: Ballot(round: 1, node: 1), command: .membership(founding.adding(4)))
-        disk.log[2] = Entry(slot: 2, ballot: Ballot(round: 2, node: 2), command: .membership(founding.removing(3)))  // two from {1,2,3,4}
-        disk.log[3] = Entry(slot: 3, ballot: Ballot(round: 2, node: 2), command: .membership(founding.adding(4).removing(3)))
+        // Two from {1,2,3,4}.
+        disk.log[2] = Entry(slot: 2, ballot: Ballot(round: 2, node: 2), command: .membership(founding.removing(3)))
+        disk.log[3] = Entry(
+            slot: 3, ballot: Ballot(round: 2, node: 2), command: .membership(founding.adding(4).removing(3)))
         disk.chosen = 3
         let replica = Replica(configuration: Replica.Configuration(id: 1, members: [1, 2, 3], seed: 1), durable: disk)
         #expect(replica.chosen == 3)

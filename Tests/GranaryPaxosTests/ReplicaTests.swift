@@ -9,7 +9,9 @@ import Testing
     @Test mutating func electsCommitsAndApplies() {
         cluster.campaign(1, voters: [1, 2, 3])
         #expect(cluster.replicas[1]!.role == .candidate)
-        #expect(cluster.sent.count == 2 && cluster.sent.allSatisfy { if case .prepare = $0.message { true } else { false } })
+        #expect(
+            cluster.sent.count == 2 && cluster.sent.allSatisfy { if case .prepare = $0.message { true } else { false } }
+        )
         cluster.deliver(to: [1, 2, 3])
         #expect(cluster.replicas[1]!.role == .leader)
         #expect(cluster.replicas[2]!.leader == 1 && cluster.replicas[3]!.leader == 1)
@@ -103,7 +105,9 @@ import Testing
             cluster.deliver(to: [1, 2, 3])
         }
         #expect(cluster.replicas[3]!.role == .follower)
-        #expect(cluster.replicas[1]!.role == .leader && cluster.replicas[1]!.promised == ballot && cluster.replicas[3]!.promised == ballot)
+        #expect(
+            cluster.replicas[1]!.role == .leader && cluster.replicas[1]!.promised == ballot
+                && cluster.replicas[3]!.promised == ballot)
     }
 
     @Test mutating func aRestartedReplicaWaitsAFullLeaseBeforeItRuns() {
@@ -131,7 +135,9 @@ import Testing
         cluster.deliver(to: [1, 2, 3])
         #expect(cluster.replicas[3]!.role == .leader)
         #expect(cluster.replicas[1]!.role == .follower)
-        #expect(cluster.replicas[3]!.promised > cluster.replicas[1]!.promised || cluster.replicas[1]!.promised == cluster.replicas[3]!.promised)
+        #expect(
+            cluster.replicas[3]!.promised > cluster.replicas[1]!.promised
+                || cluster.replicas[1]!.promised == cluster.replicas[3]!.promised)
         cluster.tick(3, 2)
         cluster.deliver(to: [1, 2, 3])
         #expect(cluster.applied[3] == [.value([5])])
@@ -165,7 +171,9 @@ import Testing
         #expect(cluster.replicas[1]!.canServeStrongRead)
         _ = cluster.replicas[1]!.transferLeadership(to: 3)
         cluster.flush(1)
-        let isTimeoutNow = { (envelope: Envelope) -> Bool in if case .timeoutNow = envelope.message { true } else { false } }
+        let isTimeoutNow = { (envelope: Envelope) -> Bool in
+            if case .timeoutNow = envelope.message { true } else { false }
+        }
         let late = cluster.sent.filter(isTimeoutNow)
         cluster.sent.removeAll(where: isTimeoutNow)
         #expect(late.count == 1)

@@ -60,8 +60,12 @@ import Testing
         (.readsWithoutLease, "not linearizable", false, true),
     ])
     func aDeliberateBugIsCaught(bug: Simulation.DeliberateBug, violation: String, checkLeases: Bool, harsh: Bool) {
-        let failure = firstFailure(bug, faults: harsh ? harshFaults : FaultProfile(), checkLeases: checkLeases, faultTicks: harsh ? 1000 : 2000)
-        #expect(failure?.violations.contains { $0.contains(violation) } == true, "\(bug): \(failure.map { "\($0)" } ?? "no seed failed")")
+        let failure = firstFailure(
+            bug, faults: harsh ? harshFaults : FaultProfile(), checkLeases: checkLeases, faultTicks: harsh ? 1000 : 2000
+        )
+        #expect(
+            failure?.violations.contains { $0.contains(violation) } == true,
+            "\(bug): \(failure.map { "\($0)" } ?? "no seed failed")")
     }
 
     /// Frequent membership changes under crashes keep every invariant too.
@@ -97,10 +101,13 @@ import Testing
         return faults
     }
 
-    func firstFailure(_ bug: Simulation.DeliberateBug?, faults: FaultProfile? = nil, checkLeases: Bool = true,
-                      seeds: UInt64 = 300, faultTicks: Int = 1000) -> SimulationReport? {
+    func firstFailure(
+        _ bug: Simulation.DeliberateBug?, faults: FaultProfile? = nil, checkLeases: Bool = true,
+        seeds: UInt64 = 300, faultTicks: Int = 1000
+    ) -> SimulationReport? {
         for seed in UInt64(0)..<seeds {
-            let report = Simulation(seed: seed, faults: faults ?? harshFaults, bug: bug, checkLeases: checkLeases).run(faultTicks: faultTicks)
+            let report = Simulation(seed: seed, faults: faults ?? harshFaults, bug: bug, checkLeases: checkLeases).run(
+                faultTicks: faultTicks)
             if !report.passed { return report }
         }
         return nil

@@ -8,10 +8,12 @@ import Testing
 /// deliberate change in the protocol, `GRANARY_REWRITE_TRANSCRIPTS=1 swift test --filter
 /// TranscriptTests` writes what runs now; read the diff before committing it.
 @Suite struct TranscriptTests {
-    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("transcripts")
+    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+        "transcripts")
 
     static var files: [String] {
-        (try? FileManager.default.contentsOfDirectory(atPath: directory.path))?.filter { $0.hasSuffix(".txt") }.sorted() ?? []
+        (try? FileManager.default.contentsOfDirectory(atPath: directory.path))?.filter { $0.hasSuffix(".txt") }.sorted()
+            ?? []
     }
 
     @Test func thereAreTranscripts() {
@@ -29,8 +31,13 @@ import Testing
         }
         let expected = text.split(separator: "\n", omittingEmptySubsequences: false)
         let actual = replayed.split(separator: "\n", omittingEmptySubsequences: false)
-        let firstDifference = (0..<min(expected.count, actual.count)).first { expected[$0] != actual[$0] } ?? min(expected.count, actual.count)
-        #expect(replayed == text, "\(name): first difference at line \(firstDifference + 1): expected '\(firstDifference < expected.count ? expected[firstDifference] : "<end>")', got '\(firstDifference < actual.count ? actual[firstDifference] : "<end>")'")
+        let firstDifference =
+            (0..<min(expected.count, actual.count)).first { expected[$0] != actual[$0] }
+            ?? min(expected.count, actual.count)
+        #expect(
+            replayed == text,
+            "\(name): first difference at line \(firstDifference + 1): expected '\(firstDifference < expected.count ? expected[firstDifference] : "<end>")', got '\(firstDifference < actual.count ? actual[firstDifference] : "<end>")'"
+        )
     }
 }
 
@@ -92,7 +99,9 @@ enum Transcript {
             return produced.map(\.description)
         case "drop":
             if words.count > 1 {
-                let link = words[1].split(separator: "-").map { NodeID($0.trimmingCharacters(in: CharacterSet(charactersIn: ">")))! }
+                let link = words[1].split(separator: "-").map {
+                    NodeID($0.trimmingCharacters(in: CharacterSet(charactersIn: ">")))!
+                }
                 cluster.sent.removeAll { $0.from == link[0] && $0.to == link[1] }
             } else {
                 cluster.sent = []
@@ -111,7 +120,8 @@ enum Transcript {
             let id = NodeID(words[1])!, member = NodeID(words[2])!
             let latest = cluster.replicas[id]!.latestMembership
             if words[0] == "add" && cluster.replicas[member] == nil { cluster.start(member) }
-            let slot = cluster.replicas[id]!.proposeMembership(words[0] == "add" ? latest.adding(member) : latest.removing(member))
+            let slot = cluster.replicas[id]!.proposeMembership(
+                words[0] == "add" ? latest.adding(member) : latest.removing(member))
             report.append(slot.map { "slot \($0)" } ?? "refused")
             cluster.flush(id)
         case "compact":
@@ -121,8 +131,9 @@ enum Transcript {
         case "status":
             for id in cluster.replicas.keys.sorted() {
                 let replica = cluster.replicas[id]!
-                report.append("\(id): \(replica.role) ballot \(replica.promised) chosen \(replica.chosen) members \(replica.latestMembership)"
-                    + (replica.canServeStrongRead ? " serves strong reads" : ""))
+                report.append(
+                    "\(id): \(replica.role) ballot \(replica.promised) chosen \(replica.chosen) members \(replica.latestMembership)"
+                        + (replica.canServeStrongRead ? " serves strong reads" : ""))
             }
         default:
             report.append("unknown command: \(words.joined(separator: " "))")

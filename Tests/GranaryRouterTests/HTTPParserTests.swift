@@ -8,7 +8,8 @@ private func parse(_ text: String) -> HTTPParser.Outcome {
 
 @Suite struct HTTPParserTests {
     @Test func parsesARequestWithBody() throws {
-        let text = "POST / HTTP/1.1\r\nHost: a\r\nX-Amz-Target: DynamoDB_20120810.GetItem\r\ncontent-length: 2\r\n\r\n{}"
+        let text =
+            "POST / HTTP/1.1\r\nHost: a\r\nX-Amz-Target: DynamoDB_20120810.GetItem\r\ncontent-length: 2\r\n\r\n{}"
         guard case .request(let request, let consumed) = parse(text + "GET / HTTP/1.1\r\n") else {
             Issue.record("expected a request"); return
         }
@@ -21,7 +22,10 @@ private func parse(_ text: String) -> HTTPParser.Outcome {
 
     @Test func waitsForMoreHeadersAndBody() {
         guard case .needMore = parse("GET / HTTP/1.1\r\nHost: a\r\n") else { Issue.record("expected needMore"); return }
-        guard case .needBody(let total, let expects) = parse("POST / HTTP/1.1\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\nabc") else {
+        guard
+            case .needBody(let total, let expects) = parse(
+                "POST / HTTP/1.1\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\nabc")
+        else {
             Issue.record("expected needBody"); return
         }
         #expect(total == "POST / HTTP/1.1\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n".utf8.count + 10)
@@ -30,8 +34,8 @@ private func parse(_ text: String) -> HTTPParser.Outcome {
 
     @Test func connectionSemantics() {
         guard case .request(let closing, _) = parse("GET / HTTP/1.1\r\nConnection: close\r\n\r\n"),
-              case .request(let old, _) = parse("GET / HTTP/1.0\r\n\r\n"),
-              case .request(let oldKept, _) = parse("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+            case .request(let old, _) = parse("GET / HTTP/1.0\r\n\r\n"),
+            case .request(let oldKept, _) = parse("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
         else { Issue.record("expected requests"); return }
         #expect(!closing.keepAlive && !old.keepAlive && oldKept.keepAlive)
     }
@@ -41,10 +45,16 @@ private func parse(_ text: String) -> HTTPParser.Outcome {
         ("POST / HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n", .bodyTooLarge),
         ("POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", .malformed("invalid Content-Length")),
         ("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", .lengthRequired),
-        ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", .malformed("both Content-Length and chunked framing")),
+        (
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+            .malformed("both Content-Length and chunked framing")
+        ),
         ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nx\r\n", .malformed("invalid chunk size")),
         ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n", .malformed("chunk not ended by CRLF")),
-        ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + String(repeating: "1\r\na\r\n", count: 100_001), .bodyTooLarge),
+        (
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + String(repeating: "1\r\na\r\n", count: 100_001),
+            .bodyTooLarge
+        ),
         ("GET / HTTP/1.1\r\nExpect: something\r\n\r\n", .expectationFailed),
         ("GET / HTTP/3\r\n\r\n", .versionNotSupported),
         ("GET /\r\n\r\n", .malformed("malformed request line")),
@@ -62,19 +72,23 @@ private func parse(_ text: String) -> HTTPParser.Outcome {
     }
 
     @Test func chunkedBodiesAreDecodedAsTheyArrive() {
-        let whole = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\nA\r\n0123456789\r\n0\r\nT: 1\r\n\r\nGET / HTTP/1.1\r\n\r\n"
+        let whole =
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\nA\r\n0123456789\r\n0\r\nT: 1\r\n\r\nGET / HTTP/1.1\r\n\r\n"
         let firstRequestBytes = whole.utf8.count - "GET / HTTP/1.1\r\n\r\n".utf8.count
         for cut in 0..<firstRequestBytes {
             let prefix = String(decoding: Array(whole.utf8)[..<cut], as: UTF8.self)
             if case .request = parse(prefix) { Issue.record("a request before its last chunk at \(cut)") }
         }
-        guard case .request(let request, let consumed) = parse(whole) else { Issue.record("expected a request"); return }
+        guard case .request(let request, let consumed) = parse(whole) else {
+            Issue.record("expected a request"); return
+        }
         #expect(request.body == Array("abc0123456789".utf8))
         #expect(consumed == firstRequestBytes)
     }
 
     @Test func responseSerialization() {
-        let bytes = HTTPResponse(status: .ok, headers: [("A", "b")], body: Array("hi".utf8)).serialized(keepAlive: false)
+        let bytes = HTTPResponse(status: .ok, headers: [("A", "b")], body: Array("hi".utf8)).serialized(
+            keepAlive: false)
         let text = String(decoding: bytes, as: UTF8.self)
         #expect(text.hasPrefix("HTTP/1.1 200 OK\r\nA: b\r\nDate: "))
         #expect(text.hasSuffix(" GMT\r\nServer: Granary\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi"))
@@ -90,7 +104,9 @@ private func parse(_ text: String) -> HTTPParser.Outcome {
             let count = strftime(&expected, 64, "%a, %d %b %Y %H:%M:%S GMT", &parts)
             var written: [UInt8] = []
             HTTPDate.append(secondsSince1970: seconds, to: &written)
-            #expect(String(decoding: written, as: UTF8.self) == String(decoding: expected.prefix(count).map { UInt8(bitPattern: $0) }, as: UTF8.self))
+            #expect(
+                String(decoding: written, as: UTF8.self)
+                    == String(decoding: expected.prefix(count).map { UInt8(bitPattern: $0) }, as: UTF8.self))
         }
     }
 

@@ -46,20 +46,25 @@ private func contents<S>(_ tree: BTree<S>, page: Int = 97) async throws -> [[UIn
                 let expected = Array(sorted.filter { !$0.lexicographicallyPrecedes(key(start)) }.prefix(50))
                 if forward != expected { failures.append("forward scan from \(start)") }
                 let backward = try await tree.scan(from: key(start), reverse: true, limit: 50).map(\.key)
-                let expectedBackward = Array(sorted.filter { !key(start).lexicographicallyPrecedes($0) }.reversed().prefix(50))
+                let expectedBackward = Array(
+                    sorted.filter { !key(start).lexicographicallyPrecedes($0) }.reversed().prefix(50))
                 if backward != expectedBackward { failures.append("backward scan from \(start)") }
                 // Bounded: forward stops before the bound, reverse at it.
                 let bound = key(start + 40)
                 let bounded = try await tree.scan(from: key(start), bound: bound, limit: 50).map(\.key)
-                if bounded != expected.filter({ $0.lexicographicallyPrecedes(bound) }) { failures.append("bounded scan from \(start)") }
+                if bounded != expected.filter({ $0.lexicographicallyPrecedes(bound) }) {
+                    failures.append("bounded scan from \(start)")
+                }
                 let low = key(start - 40)
-                let boundedBackward = try await tree.scan(from: key(start), reverse: true, bound: low, limit: 50).map(\.key)
+                let boundedBackward = try await tree.scan(from: key(start), reverse: true, bound: low, limit: 50).map(
+                    \.key)
                 if boundedBackward != expectedBackward.filter({ !$0.lexicographicallyPrecedes(low) }) {
                     failures.append("bounded backward scan from \(start)")
                 }
             }
             if try await contents(tree) != reference { failures.append("full scan") }
-            if try await tree.scan(from: nil, reverse: true, limit: 5).map(\.key) != Array(sorted.reversed().prefix(5)) {
+            if try await tree.scan(from: nil, reverse: true, limit: 5).map(\.key) != Array(sorted.reversed().prefix(5))
+            {
                 failures.append("reverse scan from the end")
             }
             return failures
@@ -82,7 +87,9 @@ private func contents<S>(_ tree: BTree<S>, page: Int = 97) async throws -> [[UIn
             for round in 0..<5 {
                 let tree = try await BTree.open(storage: storage, options: options)
                 let found = try await contents(tree)
-                if found != committed { failures.append("round \(round): \(found.count) keys, expected \(committed.count)") }
+                if found != committed {
+                    failures.append("round \(round): \(found.count) keys, expected \(committed.count)")
+                }
                 var working = committed
                 for step in 0..<(200 + Int(random.next() % 800)) {
                     let k = Int(random.next() % 3000)
@@ -91,7 +98,8 @@ private func contents<S>(_ tree: BTree<S>, page: Int = 97) async throws -> [[UIn
                         working[key(k)] = nil
                     } else {
                         let large = random.next() % 50 == 0
-                        let v = value(k &+ step, size: large ? 5000 + Int(random.next() % 30000) : Int(random.next() % 300))
+                        let v = value(
+                            k &+ step, size: large ? 5000 + Int(random.next() % 30000) : Int(random.next() % 300))
                         try await tree.put(key(k), v)
                         working[key(k)] = v
                     }
@@ -172,7 +180,9 @@ private func contents<S>(_ tree: BTree<S>, page: Int = 97) async throws -> [[UIn
                 }
                 if step % 1500 == 1499 { try await tree.checkpoint(lsn: UInt64(step)) }
                 let expected = tree.dirty.values.reduce(0) { $0 + $1.footprint }
-                if tree.dirtyNodeBytes != expected { mismatches.append("step \(step): \(tree.dirtyNodeBytes) != \(expected)") }
+                if tree.dirtyNodeBytes != expected {
+                    mismatches.append("step \(step): \(tree.dirtyNodeBytes) != \(expected)")
+                }
             }
             return mismatches
         }
@@ -246,7 +256,9 @@ private func contents<S>(_ tree: BTree<S>, page: Int = 97) async throws -> [[UIn
                 return error
             }
         }
-        guard case .corruption(let file, let offset, _) = error else { Issue.record("expected corruption, got \(String(describing: error))"); return }
+        guard case .corruption(let file, let offset, _) = error else {
+            Issue.record("expected corruption, got \(String(describing: error))"); return
+        }
         #expect(file == "btree.db" && offset == UInt64(3 * BTreePage.size))
     }
 
@@ -265,7 +277,9 @@ private func contents<S>(_ tree: BTree<S>, page: Int = 97) async throws -> [[UIn
                 return error
             }
         }
-        guard case .corruption(_, 0, let detail) = error else { Issue.record("expected corruption, got \(String(describing: error))"); return }
+        guard case .corruption(_, 0, let detail) = error else {
+            Issue.record("expected corruption, got \(String(describing: error))"); return
+        }
         #expect(detail.contains("superblock"))
     }
 
@@ -285,7 +299,9 @@ private func contents<S>(_ tree: BTree<S>, page: Int = 97) async throws -> [[UIn
     @Test func maximumSizeKeysStillSplit() async throws {
         let correct = try await onReactor { _ in
             let tree = try await BTree.open(storage: FaultyStorage(seed: 9))
-            let keys = (0..<60).map { index in Array(String(format: "%04d", index).utf8) + [UInt8](repeating: 7, count: BTreePage.keyBytesMax - 4) }
+            let keys = (0..<60).map { index in
+                Array(String(format: "%04d", index).utf8) + [UInt8](repeating: 7, count: BTreePage.keyBytesMax - 4)
+            }
             for key in keys { try await tree.put(key, value(1, size: 500)) }
             try await tree.checkpoint(lsn: 1)
             var correct = true
@@ -301,7 +317,9 @@ private func contents<S>(_ tree: BTree<S>, page: Int = 97) async throws -> [[UIn
 }
 
 /// What a fresh open finds after the power is cut now.
-private func contentsAfterCut(_ storage: FaultyStorage, options: BTree<FaultyStorage>.Options) async throws -> [[UInt8]: [UInt8]] {
+private func contentsAfterCut(
+    _ storage: FaultyStorage, options: BTree<FaultyStorage>.Options
+) async throws -> [[UInt8]: [UInt8]] {
     storage.powerCut()
     return try await contents(try await BTree.open(storage: storage, options: options))
 }

@@ -59,7 +59,9 @@ final class FaultyStorage: Storage, @unchecked Sendable {
     }
 
     func remove(_ name: String) throws(StorageError) {
-        guard images.removeValue(forKey: name) != nil else { throw .system(operation: "unlink", file: name, errno: ENOENT) }
+        guard images.removeValue(forKey: name) != nil else {
+            throw .system(operation: "unlink", file: name, errno: ENOENT)
+        }
     }
 
     func synchronizeDirectory() async throws(StorageError) {}
@@ -105,8 +107,9 @@ final class FaultyStorage: Storage, @unchecked Sendable {
                 default:
                     let sector = StorageLimits.sectorSize
                     for start in stride(from: 0, to: write.bytes.count, by: sector) where random.next() % 2 == 0 {
-                        apply(Array(write.bytes[start..<min(start + sector, write.bytes.count)]),
-                              at: write.offset + start, to: &image.durable)
+                        apply(
+                            Array(write.bytes[start..<min(start + sector, write.bytes.count)]),
+                            at: write.offset + start, to: &image.durable)
                     }
                 }
             }
@@ -156,7 +159,9 @@ final class FaultyStorage: Storage, @unchecked Sendable {
     }
 
     private func apply(_ bytes: [UInt8], at offset: Int, to image: inout [UInt8]) {
-        if image.count < offset + bytes.count { image += [UInt8](repeating: 0, count: offset + bytes.count - image.count) }
+        if image.count < offset + bytes.count {
+            image += [UInt8](repeating: 0, count: offset + bytes.count - image.count)
+        }
         image.replaceSubrange(offset..<(offset + bytes.count), with: bytes)
     }
 }
@@ -176,8 +181,9 @@ final class FaultyFile: StorageFile {
 
     private func checkAlignment(_ pointer: UnsafeRawPointer?, _ count: Int, _ offset: UInt64) {
         let block = StorageLimits.blockSize
-        precondition(Int(offset) % block == 0 && count % block == 0 && Int(bitPattern: pointer) % block == 0,
-                     "O_DIRECT needs block-aligned offsets, lengths and buffers (offset \(offset), count \(count))")
+        precondition(
+            Int(offset) % block == 0 && count % block == 0 && Int(bitPattern: pointer) % block == 0,
+            "O_DIRECT needs block-aligned offsets, lengths and buffers (offset \(offset), count \(count))")
     }
 
     func size() throws(StorageError) -> UInt64 { UInt64(image.volatile.count) }
@@ -187,7 +193,9 @@ final class FaultyFile: StorageFile {
         try storage.checkFault(.read, file: self)
         let available = max(0, min(buffer.count, image.volatile.count - Int(offset)))
         if available > 0 {
-            image.volatile.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress! + Int(offset), byteCount: available) }
+            image.volatile.withUnsafeBytes {
+                buffer.baseAddress!.copyMemory(from: $0.baseAddress! + Int(offset), byteCount: available)
+            }
         }
         return available
     }

@@ -40,7 +40,9 @@ private func key(_ value: Int) -> [UInt8] { Array(String(format: "k%06d", value)
                         group.addTask {
                             for index in 0..<perWriter {
                                 let k = key(base + (writer * perWriter + index) % 700)
-                                let v = [UInt8](repeating: UInt8(truncatingIfNeeded: writer &+ index), count: sizes[writer * perWriter + index])
+                                let v = [UInt8](
+                                    repeating: UInt8(truncatingIfNeeded: writer &+ index),
+                                    count: sizes[writer * perWriter + index])
                                 ledger.attempt(k)
                                 do throws(StorageError) {
                                     try await store.put(k, v)

@@ -12,7 +12,9 @@ import Testing
             let syncsBefore = storage.syncCount
             let lsns = try await withThrowingTaskGroup(of: UInt64.self) { group in
                 for id in 0..<200 {
-                    group.addTask { try await log.append(payload(id: UInt64(id), size: 100 + id), ballot: 7, slot: UInt64(id)) }
+                    group.addTask {
+                        try await log.append(payload(id: UInt64(id), size: 100 + id), ballot: 7, slot: UInt64(id))
+                    }
                 }
                 return try await group.reduce(into: []) { $0.append($1) }
             }
@@ -44,7 +46,8 @@ import Testing
             let spares = try storage.list().filter { $0.hasPrefix("wal-spare-") }.count
             // More appends reuse the spares.
             for id in 300..<400 { _ = try await log.append(payload(id: UInt64(id), size: 1000)) }
-            let (_, replayed) = try await WriteAheadLog.open(storage: storage, options: smallLog, executor: reactor, replayFrom: 250)
+            let (_, replayed) = try await WriteAheadLog.open(
+                storage: storage, options: smallLog, executor: reactor, replayFrom: 250)
             return (before, after, spares, replayed)
         }
         #expect(segmentsBefore > 4)
@@ -67,7 +70,8 @@ import Testing
             var failures: [String] = []
             var nextID: UInt64 = 0
             for round in 0..<6 {
-                let (log, records) = try await WriteAheadLog.open(storage: storage, options: smallLog, executor: reactor)
+                let (log, records) = try await WriteAheadLog.open(
+                    storage: storage, options: smallLog, executor: reactor)
                 failures += check(records, against: ledger, round: round)
                 storage.cutPower(afterOperations: Int(random.next() % 40))
                 let writers = 1 + Int(random.next() % 16)
@@ -106,7 +110,8 @@ import Testing
             var errors: [StorageError] = []
             do throws(StorageError) { _ = try await log.append([4]) } catch { errors.append(error) }
             do throws(StorageError) { _ = try await log.append([5]) } catch { errors.append(error) }
-            let (reopened, records) = try await WriteAheadLog.open(storage: storage, options: smallLog, executor: reactor)
+            let (reopened, records) = try await WriteAheadLog.open(
+                storage: storage, options: smallLog, executor: reactor)
             let after = try await reopened.append([6])
             return (first, errors, records.map(\.payload), after)
         }
@@ -170,7 +175,9 @@ import Testing
                 return error
             }
         }
-        guard case .corruption = error else { Issue.record("expected corruption, got \(String(describing: error))"); return }
+        guard case .corruption = error else {
+            Issue.record("expected corruption, got \(String(describing: error))"); return
+        }
     }
 
     @Test func aDamagedSegmentHeaderInTheMiddleIsCorruption() async throws {
@@ -187,7 +194,9 @@ import Testing
                 return error
             }
         }
-        guard case .corruption(_, 0, let detail) = error else { Issue.record("expected corruption, got \(String(describing: error))"); return }
+        guard case .corruption(_, 0, let detail) = error else {
+            Issue.record("expected corruption, got \(String(describing: error))"); return
+        }
         #expect(detail.contains("header"))
     }
 
@@ -196,7 +205,9 @@ import Testing
             let storage = FaultyStorage(seed: 8)
             let (log, _) = try await WriteAheadLog.open(storage: storage, options: smallLog, executor: reactor)
             var refused = false
-            do throws(StorageError) { _ = try await log.append([UInt8](repeating: 1, count: 9000)) } catch { refused = error.description.contains("exceeds") }
+            do throws(StorageError) { _ = try await log.append([UInt8](repeating: 1, count: 9000)) } catch {
+                refused = error.description.contains("exceeds")
+            }
             let accepted = (try? await log.append([1])) != nil
             return (refused, accepted)
         }

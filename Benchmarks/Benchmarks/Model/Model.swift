@@ -16,7 +16,9 @@ let mixed: Item = {
     for index in 0..<6 { item["count\(index)"] = number("\(index * 1234).5") }
     item["flag"] = .bool(true)
     item["tags"] = .ss(["red", "green", "blue"])
-    item["address"] = .m(["street": .s("1 Main St"), "zip": number("12345"), "geo": .l([number("1.5"), number("-2.25")])])
+    item["address"] = .m([
+        "street": .s("1 Main St"), "zip": number("12345"), "geo": .l([number("1.5"), number("-2.25")]),
+    ])
     item["history"] = .l([.s("created"), .s("updated"), .null])
     return item
 }()

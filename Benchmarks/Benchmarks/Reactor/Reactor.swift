@@ -105,10 +105,12 @@ let benchmarks: @Sendable () -> Void = {
     for size in [4096, 65536] {
         let data = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 64)
         data.initializeMemory(as: UInt8.self, repeating: 0xA5)
-        Benchmark("CRC32C ISA-L, \(size) bytes", configuration: .init(metrics: [.wallClock, .throughput])) { benchmark in
+        Benchmark("CRC32C ISA-L, \(size) bytes", configuration: .init(metrics: [.wallClock, .throughput])) {
+            benchmark in
             for _ in benchmark.scaledIterations { blackHole(granary_crc32c(0, data.baseAddress, size)) }
         }
-        Benchmark("CRC32C SSE4.2 crc32q, \(size) bytes", configuration: .init(metrics: [.wallClock, .throughput])) { benchmark in
+        Benchmark("CRC32C SSE4.2 crc32q, \(size) bytes", configuration: .init(metrics: [.wallClock, .throughput])) {
+            benchmark in
             for _ in benchmark.scaledIterations { blackHole(granary_crc32c_sse42(0, data.baseAddress, size)) }
         }
     }
@@ -116,10 +118,13 @@ let benchmarks: @Sendable () -> Void = {
     // x-amz-crc32 over a response body (a GetItem of a 1 KB item answers about 1.1 KB).
     let body = UnsafeMutableRawBufferPointer.allocate(byteCount: 1100, alignment: 16)
     body.initializeMemory(as: UInt8.self, repeating: 0x5A)
-    Benchmark("CRC32 (IEEE) ISA-L crc32_gzip_refl, 1100 bytes", configuration: .init(metrics: [.wallClock, .throughput])) { benchmark in
+    Benchmark(
+        "CRC32 (IEEE) ISA-L crc32_gzip_refl, 1100 bytes", configuration: .init(metrics: [.wallClock, .throughput])
+    ) { benchmark in
         for _ in benchmark.scaledIterations { blackHole(granary_crc32(0, body.baseAddress, body.count)) }
     }
-    Benchmark("CRC32 (IEEE) zlib crc32, 1100 bytes", configuration: .init(metrics: [.wallClock, .throughput])) { benchmark in
+    Benchmark("CRC32 (IEEE) zlib crc32, 1100 bytes", configuration: .init(metrics: [.wallClock, .throughput])) {
+        benchmark in
         for _ in benchmark.scaledIterations { blackHole(crc32(0, body.baseAddress, uInt(body.count))) }
     }
 }

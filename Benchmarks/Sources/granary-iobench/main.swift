@@ -33,12 +33,12 @@ struct Options {
             }
         }
         guard !file.isEmpty, (1...1024).contains(depth), seconds > 0, ["async", "callback"].contains(style) else {
-            fail("granary-iobench", "usage: granary-iobench --file PATH --depth 1...1024 --seconds S --style async|callback [--cpu N|none]")
+            fail(
+                "granary-iobench",
+                "usage: granary-iobench --file PATH --depth 1...1024 --seconds S --style async|callback [--cpu N|none]")
         }
     }
 }
-
-
 
 /// The load's state; touched only on the reactor's thread.
 final class Load: @unchecked Sendable {
@@ -79,10 +79,13 @@ final class Load: @unchecked Sendable {
 func readChain(_ reactor: Reactor, _ load: Load, _ buffer: AlignedBuffer, finished: @escaping () -> Void) {
     let started = nowNanoseconds()
     guard started < load.deadline else { return finished() }
-    reactor.submit(isFileIO: true, { completion in
-        load.record(started: started, result: Int(completion.result))
-        readChain(reactor, load, buffer, finished: finished)
-    }) { sqe, _ in
+    reactor.submit(
+        isFileIO: true,
+        { completion in
+            load.record(started: started, result: Int(completion.result))
+            readChain(reactor, load, buffer, finished: finished)
+        }
+    ) { sqe, _ in
         io_uring_prep_read_fixed(sqe, load.descriptor, buffer.pointer, 4096, load.nextOffset(), Int32(buffer.index))
     }
 }
@@ -114,7 +117,9 @@ while !reactor.tryPost({
                 while true {
                     let started = nowNanoseconds()
                     if started >= load.deadline { break }
-                    let result = (try? await reactor.read(load.descriptor, into: buffer, count: 4096, at: load.nextOffset())) ?? -1
+                    let result =
+                        (try? await reactor.read(load.descriptor, into: buffer, count: 4096, at: load.nextOffset()))
+                        ?? -1
                     load.record(started: started, result: result)
                 }
                 load.readerFinished()
@@ -126,7 +131,8 @@ load.done.wait()
 let elapsed = Double(nowNanoseconds() - start) / 1e9
 group.stop()
 let microseconds = { (quantile: Double) in Double(load.histogram.valueAtPercentile(quantile)) / 1000 }
-print("""
+print(
+    """
     {"tool":"granary","style":"\(style)","depth":\(depth),"iops":\(Int(Double(load.completed) / elapsed)),\
     "mean_us":\((load.histogram.mean / 1000 * 10).rounded() / 10),"p50_us":\(microseconds(50)),\
     "p99_us":\(microseconds(99)),"errors":\(load.errors)}

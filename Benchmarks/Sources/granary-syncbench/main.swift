@@ -12,7 +12,6 @@ import Dispatch
 import Glibc
 import GranaryIO
 
-
 /// Results, touched only on the reactor thread; read after the semaphore.
 final class Tally: @unchecked Sendable {
     var operations = 0
@@ -65,7 +64,8 @@ runAndWait(on: reactor) {
 }
 group.stop()
 tally.latencies.sort()
-print("""
+print(
+    """
     {"tool":"granary-syncbench","mode":"\(mode)","ops_per_s":\(tally.operations / 3),\
     "p50_us":\(Double(tally.latencies[tally.latencies.count / 2]) / 1000)}
     """)

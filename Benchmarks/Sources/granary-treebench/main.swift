@@ -32,7 +32,9 @@ struct Options {
     var memoryMiB = 0
 
     init(_ arguments: [String]) {
-        guard arguments.count > 1 else { fail("granary-treebench", "usage: granary-treebench load|read|insert --dir PATH ...") }
+        guard arguments.count > 1 else {
+            fail("granary-treebench", "usage: granary-treebench load|read|insert --dir PATH ...")
+        }
         mode = arguments[1]
         var iterator = arguments.dropFirst(2).makeIterator()
         while let flag = iterator.next() {
@@ -49,21 +51,19 @@ struct Options {
             default: fail("granary-treebench", "unknown flag \(flag)")
             }
         }
-        guard ["load", "read", "insert", "scan"].contains(mode), !directory.isEmpty, keys > 0, (0...3000).contains(valueBytes),
-              (1...1024).contains(depth), (1...1024).contains(writers), seconds > 0, cachePages > 0,
-              memoryMiB == 0 || memoryMiB >= 16
+        guard ["load", "read", "insert", "scan"].contains(mode), !directory.isEmpty, keys > 0,
+            (0...3000).contains(valueBytes),
+            (1...1024).contains(depth), (1...1024).contains(writers), seconds > 0, cachePages > 0,
+            memoryMiB == 0 || memoryMiB >= 16
         else { fail("granary-treebench", "bad arguments") }
     }
 }
-
-
 
 func key(_ index: Int) -> [UInt8] {
     var digits = Array(String(index).utf8)
     digits = [UInt8](repeating: 48, count: max(0, 13 - digits.count)) + digits
     return Array("key".utf8) + digits
 }
-
 
 /// Results, touched only on the reactor thread; read after the semaphore.
 final class Tally: @unchecked Sendable {
@@ -88,7 +88,9 @@ final class SharedTree: @unchecked Sendable {
 }
 
 let options = Options(CommandLine.arguments)
-if mkdir(options.directory, 0o755) != 0 && errno != EEXIST { fail("granary-treebench", "cannot create \(options.directory)") }
+if mkdir(options.directory, 0o755) != 0 && errno != EEXIST {
+    fail("granary-treebench", "cannot create \(options.directory)")
+}
 let group = try ReactorGroup(cpus: [ReactorGroup.availableCPUs().first])
 let reactor = group.reactors[0]
 let tally = Tally()
@@ -112,13 +114,16 @@ func run() async throws {
         tally.elapsed = Double(nowNanoseconds() - start) / 1e9
     case "read":
         var treeOptions = BTree<ReactorStorage>.Options()
-        treeOptions.cachePages = options.memoryMiB > 0
+        treeOptions.cachePages =
+            options.memoryMiB > 0
             ? ReplicaStore<ReactorStorage>.Options(memoryBudgetBytes: options.memoryMiB << 20).tree.cachePages
             : options.cachePages
         let shared = SharedTree(try await BTree.open(storage: storage, options: treeOptions))
         let tree = shared.tree
         // Warm the cache with a pass of random reads, then measure.
-        for _ in 0..<min(options.cachePages * 4, 200_000) { _ = try await tree.get(key(tally.randomIndex(below: options.keys))) }
+        for _ in 0..<min(options.cachePages * 4, 200_000) {
+            _ = try await tree.get(key(tally.randomIndex(below: options.keys)))
+        }
         let start = nowNanoseconds()
         let readsBefore = tree.pageReads
         let deadline = start + UInt64(options.seconds * 1e9)
@@ -132,7 +137,9 @@ func run() async throws {
                     while coarseNanoseconds() < deadline {
                         count += 1
                         let began = count % 8 == 0 ? nowNanoseconds() : 0
-                        if try await shared.tree.get(key(tally.randomIndex(below: options.keys))) == nil { tally.misses += 1 }
+                        if try await shared.tree.get(key(tally.randomIndex(below: options.keys))) == nil {
+                            tally.misses += 1
+                        }
                         tally.operations += 1
                         if began != 0 { _ = tally.histogram.record(nowNanoseconds() - began) }
                     }
@@ -161,7 +168,8 @@ func run() async throws {
         tally.elapsed = Double(nowNanoseconds() - start) / 1e9
         tally.pageReads = tree.pageReads
     default:  // insert
-        let storeOptions = options.memoryMiB > 0
+        let storeOptions =
+            options.memoryMiB > 0
             ? ReplicaStore<ReactorStorage>.Options(memoryBudgetBytes: options.memoryMiB << 20)
             : ReplicaStore<ReactorStorage>.Options()
         let store = try await ReplicaStore.open(storage: storage, options: storeOptions, executor: reactor)
@@ -194,7 +202,8 @@ if let error = tally.error { fail("granary-treebench", error) }
 let microseconds = { (quantile: Double) in Double(tally.histogram.valueAtPercentile(quantile)) / 1000 }
 var status = rusage()
 getrusage(RUSAGE_SELF.rawValue, &status)
-print("""
+print(
+    """
     {"tool":"granary","mode":"\(options.mode)","depth":\(options.depth),"writers":\(options.writers),\
     "cache_pages":\(options.cachePages),"ops_per_s":\(Int(Double(tally.operations) / tally.elapsed)),\
     "page_reads_per_s":\(Int(Double(tally.pageReads) / tally.elapsed)),\

@@ -31,12 +31,15 @@ struct Options {
             }
         }
         guard !directory.isEmpty, (1...4096).contains(writers), (0...(1 << 20)).contains(recordBytes), seconds > 0,
-              ["fdatasync", "dsync"].contains(durability)
-        else { fail("granary-walbench", "usage: granary-walbench --dir PATH --writers N --record-bytes B --seconds S [--durability fdatasync|dsync]") }
+            ["fdatasync", "dsync"].contains(durability)
+        else {
+            fail(
+                "granary-walbench",
+                "usage: granary-walbench --dir PATH --writers N --record-bytes B --seconds S [--durability fdatasync|dsync]"
+            )
+        }
     }
 }
-
-
 
 /// Results, touched only on the reactor thread; read after the semaphore.
 final class Tally: @unchecked Sendable {
@@ -48,7 +51,9 @@ final class Tally: @unchecked Sendable {
 }
 
 let options = Options(CommandLine.arguments)
-if mkdir(options.directory, 0o755) != 0 && errno != EEXIST { fail("granary-walbench", "cannot create \(options.directory)") }
+if mkdir(options.directory, 0o755) != 0 && errno != EEXIST {
+    fail("granary-walbench", "cannot create \(options.directory)")
+}
 let group = try ReactorGroup(cpus: [ReactorGroup.availableCPUs().first])
 let reactor = group.reactors[0]
 let tally = Tally()
@@ -84,7 +89,8 @@ runAndWait(on: reactor) {
 }
 group.stop()
 let microseconds = { (quantile: Double) in Double(tally.histogram.valueAtPercentile(quantile)) / 1000 }
-print("""
+print(
+    """
     {"tool":"granary-wal","durability":"\(options.durability)","writers":\(options.writers),\
     "record_bytes":\(options.recordBytes),"appends_per_s":\(Int(Double(tally.appends) / tally.elapsed)),\
     "p50_us":\(microseconds(50)),"p99_us":\(microseconds(99)),"errors":\(tally.errors)}
