@@ -2,6 +2,7 @@
 isolation under concurrent transfers, idempotency tokens, errors, and kill -9."""
 import concurrent.futures
 import random
+import threading
 import time
 import uuid
 
@@ -127,12 +128,14 @@ def test_client_request_token_is_idempotent(client):
     assert client.get_item(TableName=table, Key=pk("counter"))["Item"]["n"] == {"N": "2"}
 
 
-def transfer_loop(node, table, accounts, seed, deadline, transfers):
-    """Random transfers between accounts; a conflict or a short balance is retried or skipped."""
+def transfer_loop(node, table, accounts, seed, deadline, transfers, running):
+    """Random transfers between accounts; a conflict or a short balance is retried or skipped.
+    Each transfer waits for `running`, which the snapshot reader clears when it starves."""
     client = node.client()
     rng = random.Random(seed)
     done = conflicts = 0
     while done < transfers and time.time() < deadline:
+        running.wait()
         source, target = rng.sample(accounts, 2)
         amount = rng.randint(1, 20)
         try:
@@ -162,16 +165,27 @@ def test_concurrent_transfers_conserve_the_total(node, client):
     for account in accounts:
         client.put_item(TableName=table, Item={**pk(account), "balance": {"N": "100"}})
     deadline = time.time() + 60
+    running = threading.Event()
+    running.set()
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        futures = [pool.submit(transfer_loop, node, table, accounts, seed, deadline, 150) for seed in range(8)]
-        # Snapshot reads while the transfers run: every one sees the conserved total.
-        snapshots = 0
+        futures = [pool.submit(transfer_loop, node, table, accounts, seed, deadline, 150, running) for seed in range(8)]
+        # Snapshot reads while the transfers run: every one sees the conserved total. A read
+        # of all twelve accounts conflicts with any transfer in flight; on a slow build (the
+        # sanitizers') it may never find a gap, so after 20 conflicts in a row the writers
+        # pause until one read gets through.
+        snapshots = conflicts_in_a_row = 0
         while not all(future.done() for future in futures) and time.time() < deadline:
             try:
                 assert total_balance(client, table, accounts) == 1200
                 snapshots += 1
+                conflicts_in_a_row = 0
+                running.set()
             except botocore.exceptions.ClientError as error:
                 assert error.response["Error"]["Code"] == "TransactionCanceledException"
+                conflicts_in_a_row += 1
+                if conflicts_in_a_row >= 20:
+                    running.clear()
+        running.set()
         results = [future.result() for future in futures]
     assert sum(done for done, _ in results) >= 400
     assert snapshots > 0
