@@ -18,6 +18,8 @@ public enum IOUringSupport {
         (Int32(IORING_OP_FALLOCATE.rawValue), "FALLOCATE"),
         (Int32(IORING_OP_OPENAT.rawValue), "OPENAT"),
         (Int32(IORING_OP_CLOSE.rawValue), "CLOSE"),
+        (Int32(IORING_OP_RENAMEAT.rawValue), "RENAMEAT"),
+        (Int32(IORING_OP_UNLINKAT.rawValue), "UNLINKAT"),
         (Int32(IORING_OP_ACCEPT.rawValue), "ACCEPT"),
         (Int32(IORING_OP_CONNECT.rawValue), "CONNECT"),
         (Int32(IORING_OP_RECV.rawValue), "RECV"),

@@ -86,6 +86,32 @@ extension Reactor {
         _ = try completion.get()
     }
 
+    /// Renames a file, atomically replacing `target` if it exists. The kernel runs it on an
+    /// io-wq worker, so the reactor's thread never blocks on the directory. The
+    /// corresponding C function is `renameat`.
+    public func renameFile(_ source: String, to target: String) async throws(Errno) {
+        let sourceCopy = strdup(source)!
+        let targetCopy = strdup(target)!
+        defer {
+            free(sourceCopy)
+            free(targetCopy)
+        }
+        let completion = await perform(runsOnWorker: true) { sqe, _ in
+            io_uring_prep_renameat(sqe, AT_FDCWD, sourceCopy, AT_FDCWD, targetCopy, 0)
+        }
+        _ = try completion.get()
+    }
+
+    /// Removes a file's directory entry. The corresponding C function is `unlinkat`.
+    public func removeFile(_ path: String) async throws(Errno) {
+        let copy = strdup(path)!
+        defer { free(copy) }
+        let completion = await perform(runsOnWorker: true) { sqe, _ in
+            io_uring_prep_unlinkat(sqe, AT_FDCWD, copy, 0)
+        }
+        _ = try completion.get()
+    }
+
     /// Closes a file or socket descriptor.
     public func close(_ descriptor: Int32) async throws(Errno) {
         let completion = await perform { sqe, _ in io_uring_prep_close(sqe, descriptor) }

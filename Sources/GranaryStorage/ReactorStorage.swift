@@ -3,9 +3,9 @@ import Glibc
 import GranaryIO
 
 /// Storage on a real directory through the calling core's reactor: files opened with
-/// O_DIRECT, every read, write, sync and allocation an io_uring request. Directory
-/// listing, renames and removals are rare (segment rolls, start-up) and use plain system
-/// calls.
+/// O_DIRECT, and every open, read, write, sync, allocation, rename and removal an io_uring
+/// request, so that a log's segment roll never blocks the core's thread. Only the listing
+/// of the directory, which runs once when a log is opened, is a plain system call.
 public final class ReactorStorage: Storage, @unchecked Sendable {
     // @unchecked: it holds only a path and a reactor, and every operation goes through the
     // reactor, which checks that it runs on the reactor's own thread.
@@ -40,25 +40,37 @@ public final class ReactorStorage: Storage, @unchecked Sendable {
         return names.sorted()
     }
 
-    public func rename(_ source: String, to target: String) throws(StorageError) {
-        guard Glibc.rename(path + "/" + source, path + "/" + target) == 0 else {
-            throw .system(operation: "rename", file: source, errno: errno)
+    public func rename(_ source: String, to target: String) async throws(StorageError) {
+        do {
+            try await reactor.renameFile(path + "/" + source, to: path + "/" + target)
+        } catch {
+            throw .system(operation: "rename", file: source, errno: error.rawValue)
         }
     }
 
-    public func remove(_ name: String) throws(StorageError) {
-        guard unlink(path + "/" + name) == 0 else { throw .system(operation: "unlink", file: name, errno: errno) }
+    public func remove(_ name: String) async throws(StorageError) {
+        do {
+            try await reactor.removeFile(path + "/" + name)
+        } catch {
+            throw .system(operation: "unlink", file: name, errno: error.rawValue)
+        }
     }
 
     public func synchronizeDirectory() async throws(StorageError) {
-        let descriptor = Glibc.open(path, O_RDONLY | O_DIRECTORY | granary_O_CLOEXEC)
-        guard descriptor >= 0 else { throw .system(operation: "open", file: path, errno: errno) }
-        defer { Glibc.close(descriptor) }
+        let descriptor: Int32
+        do {
+            descriptor = try await reactor.openFile(path, flags: O_RDONLY | O_DIRECTORY)
+        } catch {
+            throw .system(operation: "open", file: path, errno: error.rawValue)
+        }
+        var failure: Errno?
         do {
             try await reactor.synchronizeData(descriptor)
         } catch {
-            throw .system(operation: "fsync", file: path, errno: error.rawValue)
+            failure = error
         }
+        try? await reactor.close(descriptor)
+        if let failure { throw .system(operation: "fsync", file: path, errno: failure.rawValue) }
     }
 }
 

@@ -14,8 +14,8 @@ public protocol Storage: AnyObject {
     /// The names of the files in the directory.
     func list() throws(StorageError) -> [String]
     /// Renames a file, atomically replacing `target` if it exists.
-    func rename(_ source: String, to target: String) throws(StorageError)
-    func remove(_ name: String) throws(StorageError)
+    func rename(_ source: String, to target: String) async throws(StorageError)
+    func remove(_ name: String) async throws(StorageError)
     /// Makes the directory's entries (creations, renames, removals) durable.
     func synchronizeDirectory() async throws(StorageError)
 }

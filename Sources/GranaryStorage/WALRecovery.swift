@@ -36,7 +36,7 @@ struct WALRecovery<S: Storage> {
         var result = Result()
         let names = try storage.list()
         result.spares = names.filter { $0.hasPrefix("wal-spare-") }
-        if repair && names.contains("wal-new.tmp") { try storage.remove("wal-new.tmp") }  // a roll cut short
+        if repair && names.contains("wal-new.tmp") { try await storage.remove("wal-new.tmp") }  // a roll cut short
         let live = names.compactMap { name in WALFormat.sequence(ofSegmentNamed: name).map { (name, $0) } }
             .sorted { $0.1 < $1.1 }
         guard let lastSequence = live.last?.1 else { return result }
@@ -58,7 +58,7 @@ struct WALRecovery<S: Storage> {
                     // after it, so the segment is only a spare.
                     if repair {
                         let spare = WALFormat.spareName(sequence)
-                        try storage.rename(name, to: spare)
+                        try await storage.rename(name, to: spare)
                         result.spares.append(spare)
                     }
                     break

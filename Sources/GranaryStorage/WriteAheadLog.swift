@@ -141,10 +141,10 @@ public actor WriteAheadLog<S: Storage> {
             let released = segments.removeFirst()
             if spares.count < options.sparesMax {
                 let spare = WALFormat.spareName(released.sequence)
-                try storage.rename(released.name, to: spare)
+                try await storage.rename(released.name, to: spare)
                 spares.append(spare)
             } else {
-                try storage.remove(released.name)
+                try await storage.remove(released.name)
             }
         }
         try await storage.synchronizeDirectory()
@@ -268,7 +268,7 @@ public actor WriteAheadLog<S: Storage> {
         try await file.write(UnsafeRawBufferPointer(staging.slice(0..<StorageLimits.blockSize)), at: 0)
         try await file.synchronize()
         let name = WALFormat.segmentName(sequence)
-        try storage.rename(source, to: name)
+        try await storage.rename(source, to: name)
         try await storage.synchronizeDirectory()
         await current?.close()
         current = file
