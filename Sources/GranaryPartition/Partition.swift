@@ -49,15 +49,11 @@ public actor Partition {
     public nonisolated var unownedExecutor: UnownedSerialExecutor { reactor.asUnownedSerialExecutor() }
 
     private let store: ReplicaStore<ReactorStorage>
-    /// Keys with a write or transaction in flight, and the writers queued behind it.
-    private var keyLocks: [[UInt8]: KeyLock] = [:]
-
-    private struct KeyLock {
-        var waiters: [UnsafeContinuation<Void, Never>] = []
-        /// Held by a transaction: another transaction reaching it conflicts instead of
-        /// waiting, so transactions never wait for each other in a cycle.
-        var transaction = false
-    }
+    /// Keys with a write or transaction in flight, and the writers queued behind each.
+    private let keyLocks = FIFOLocks<[UInt8]>()
+    /// The locked keys a transaction holds: another transaction reaching one conflicts
+    /// instead of waiting, so transactions never wait for each other in a cycle.
+    private var transactionKeys: Set<[UInt8]> = []
     /// Items and bytes per table in this partition (for DescribeTable), rebuilt at open.
     private var statistics: [UInt32: TableStatistics] = [:]
 
@@ -298,32 +294,11 @@ public actor Partition {
 
     private func lock(_ key: [UInt8]) async {
         precondition(reactor.isOwnerThread, "partition \(index) ran off its core")
-        if keyLocks[key] == nil {
-            keyLocks[key] = KeyLock()
-            return
-        }
-        // The state is checked again inside: the runtime may run other jobs of this actor
-        // before the body (seen: an unlock in between), so the body decides afresh.
-        await withUnsafeContinuation { continuation in
-            if keyLocks[key] == nil {
-                keyLocks[key] = KeyLock()
-                continuation.resume()
-            } else {
-                keyLocks[key]!.waiters.append(continuation)
-            }
-        }
+        await keyLocks.acquire(key)
     }
 
     private func unlock(_ key: [UInt8]) {
-        guard var entry = keyLocks[key] else { preconditionFailure("unlocking a key that is not locked") }
-        if entry.waiters.isEmpty {
-            keyLocks[key] = nil
-        } else {
-            let next = entry.waiters.removeFirst()
-            entry.transaction = false
-            keyLocks[key] = entry
-            next.resume()  // the lock passes straight to the next writer of this key
-        }
+        keyLocks.release(key)  // the lock passes straight to the next writer of this key
     }
 
     /// Locks `keys` for a transaction, in order. A key held by another transaction is a
@@ -332,19 +307,19 @@ public actor Partition {
     /// nothing else).
     public func lockForTransaction(_ keys: [[UInt8]]) async -> [UInt8]? {
         for (position, key) in keys.enumerated() {
-            if keyLocks[key]?.transaction == true {
+            if transactionKeys.contains(key) {
                 unlock(transactionKeys: Array(keys[..<position]))
                 return key
             }
             await lock(key)
-            keyLocks[key]!.transaction = true
+            transactionKeys.insert(key)
         }
         return nil
     }
 
     public func unlock(transactionKeys keys: [[UInt8]]) {
         for key in keys {
-            precondition(keyLocks[key]?.transaction == true, "a transaction unlocks a key it does not hold")
+            precondition(transactionKeys.remove(key) != nil, "a transaction unlocks a key it does not hold")
             unlock(key)
         }
     }

@@ -1,3 +1,5 @@
+import GranaryIO
+
 /// One replica's durable key-value state: a write-ahead log in front of a B-tree, in one
 /// directory, on one core.
 ///
@@ -53,8 +55,9 @@ public actor ReplicaStore<S: Storage & Sendable> {
     private var logged: [UInt64: Operation] = [:]  // logged, waiting for earlier LSNs
     private var applyWaiters: [UInt64: [UnsafeContinuation<Void, Never>]] = [:]
     private var applying = false
-    private var treeBusy = false
-    private var treeWaiters: [UnsafeContinuation<Void, Never>] = []
+    /// The tree lock: tree operations run one at a time, in arrival order.
+    private let treeLock = FIFOLocks<TreeLock>()
+    private enum TreeLock { case tree }
     private var checkpointRunning = false
     private var writesSinceLogCheck = 256  // so that open checks the log at once
     private var fenced: StorageError?
@@ -139,8 +142,8 @@ public actor ReplicaStore<S: Storage & Sendable> {
 
     public func get(_ key: [UInt8]) async throws(StorageError) -> [UInt8]? {
         if let fenced { throw .fenced(fenced.description) }
-        await lockTree()
-        defer { unlockTree() }
+        await treeLock.acquire(.tree)
+        defer { treeLock.release(.tree) }
         return try await tree.get(key)
     }
 
@@ -149,8 +152,8 @@ public actor ReplicaStore<S: Storage & Sendable> {
         from start: [UInt8]?, reverse: Bool = false, bound: [UInt8]? = nil, limit: Int
     ) async throws(StorageError) -> [(key: [UInt8], value: [UInt8])] {
         if let fenced { throw .fenced(fenced.description) }
-        await lockTree()
-        defer { unlockTree() }
+        await treeLock.acquire(.tree)
+        defer { treeLock.release(.tree) }
         return try await tree.scan(from: start, reverse: reverse, bound: bound, limit: limit)
     }
 
@@ -195,7 +198,7 @@ public actor ReplicaStore<S: Storage & Sendable> {
         applying = true
         defer { applying = false }
         while let operation = logged.removeValue(forKey: appliedLSN + 1) {
-            await lockTree()
+            await treeLock.acquire(.tree)
             do throws(StorageError) {
                 try await Self.apply(operation, to: tree)
             } catch {
@@ -203,7 +206,7 @@ public actor ReplicaStore<S: Storage & Sendable> {
                 // the tree never answers without a write the log holds. A reopen replays it.
                 fence(error)
             }
-            unlockTree()
+            treeLock.release(.tree)
             appliedLSN += 1
             for waiter in applyWaiters.removeValue(forKey: appliedLSN) ?? [] { waiter.resume() }
         }
@@ -241,10 +244,10 @@ public actor ReplicaStore<S: Storage & Sendable> {
         guard !checkpointRunning else { return }
         checkpointRunning = true
         defer { checkpointRunning = false }
-        await lockTree()
+        await treeLock.acquire(.tree)
         let lsn = appliedLSN
         let plan = tree.prepareCheckpoint(lsn: lsn)
-        unlockTree()
+        treeLock.release(.tree)
         try await tree.writeCheckpoint(plan)
         try await log.releaseSegments(before: lsn + 1)
         checkpointCount += 1
@@ -252,36 +255,13 @@ public actor ReplicaStore<S: Storage & Sendable> {
 
     /// Waits for writes in flight and closes the log.
     public func close() async {
-        await lockTree()
+        await treeLock.acquire(.tree)
         await log.close()
-        unlockTree()
+        treeLock.release(.tree)
     }
 
     private func fence(_ error: StorageError) {
         if fenced == nil { fenced = error }
-    }
-
-    // MARK: The tree lock
-
-    private func lockTree() async {
-        if !treeBusy {
-            treeBusy = true
-            return
-        }
-        // Checked again inside: the Swift runtime may run other jobs of this actor between
-        // the check above and the body (seen under load across cores), and an unlock in
-        // between must not leave this waiter parked on a free lock.
-        await withUnsafeContinuation { waiter in
-            if treeBusy { treeWaiters.append(waiter) } else { treeBusy = true; waiter.resume() }
-        }
-    }
-
-    private func unlockTree() {
-        if treeWaiters.isEmpty {
-            treeBusy = false
-        } else {
-            treeWaiters.removeFirst().resume()  // the lock passes straight to the next waiter
-        }
     }
 }
 
