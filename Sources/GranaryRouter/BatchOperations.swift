@@ -71,14 +71,16 @@ extension DynamoService {
         for entry in tables {
             var items: [JSON] = []
             var leftover: [JSON] = []
-            let perUnit = entry.consistent ? 1.0 : 0.5
             for key in entry.keys {
                 defer { index += 1 }
                 guard responseBytes <= Self.batchGetResponseBytesMax else { leftover.append(key.json); continue }
-                guard let stored = found[index] else { units.append((entry.info, perUnit)); continue }
+                guard let stored = found[index] else {
+                    units.append((entry.info, Self.readUnits(0, consistent: entry.consistent)))
+                    continue
+                }
                 let shown = try Self.shownItem(stored, projection: entry.projection)
                 responseBytes += shown.shownBytes
-                units.append((entry.info, Double(max(1, (shown.itemBytes + 4095) / 4096)) * perUnit))
+                units.append((entry.info, Self.readUnits(shown.itemBytes, consistent: entry.consistent)))
                 items.append(shown.json)
             }
             responses[entry.info.name] = .array(items)

@@ -29,7 +29,7 @@ extension DynamoService {
             result["Item"] = shown.json
             itemBytes = shown.itemBytes
         }
-        let units = Double(max(1, (itemBytes + 4095) / 4096)) * (consistent ? 1 : 0.5)
+        let units = Self.readUnits(itemBytes, consistent: consistent)
         try addConsumedCapacity(fields, info: info, units: units, to: &result)
         return .object(result)
     }
@@ -232,6 +232,12 @@ extension DynamoService {
 
     /// Write capacity units: one per KB, rounded up, at least one.
     static func writeUnits(_ bytes: Int) -> Double { Double(max(1, (bytes + 1023) / 1024)) }
+
+    /// Read capacity units: one per 4 KB, rounded up, at least one; half as many for an
+    /// eventually consistent read.
+    static func readUnits(_ bytes: Int, consistent: Bool = true) -> Double {
+        Double(max(1, (bytes + 4095) / 4096)) * (consistent ? 1 : 0.5)
+    }
 
     func addConsumedCapacity(
         _ fields: RequestFields, info: TableInfo, units: Double, to result: inout [String: JSON]

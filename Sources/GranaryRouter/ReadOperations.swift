@@ -99,7 +99,7 @@ extension DynamoService {
 
         /// Read units: the bytes read, in 4 KB units rounded up, halved when eventually consistent.
         func units(consistent: Bool) -> Double {
-            Double(max(1, (bytes + 4095) / 4096)) * (consistent ? 1 : 0.5)
+            DynamoService.readUnits(bytes, consistent: consistent)
         }
     }
 

@@ -228,7 +228,7 @@ extension DynamoService {
             } else {
                 responses.append([:])
             }
-            units.append((read.info, 2 * Double(max(1, (itemBytes + 4095) / 4096))))
+            units.append((read.info, 2 * Self.readUnits(itemBytes)))
         }
         var result = try transactionResponse(fields, units: units)
         if case .object(var members) = result { members["Responses"] = .array(responses); result = .object(members) }
