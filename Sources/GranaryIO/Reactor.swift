@@ -2,7 +2,6 @@ import Atomics
 import CShims
 import DequeModule
 import Glibc
-import Synchronization
 
 /// One core's event loop: a thread, its io_uring, and everything that runs on it.
 ///
@@ -33,7 +32,7 @@ public final class Reactor: @unchecked Sendable {
 
     // Cross-thread state.
     private let inbox = BoundedMPSCQueue<@Sendable () -> Void>(capacity: IOLimits.inboxCapacity)
-    private let foreignJobs = Mutex<Deque<UnownedJob>>([])
+    private let foreignJobs = Locked<Deque<UnownedJob>>([])
     private let sleeping = ManagedAtomic<Bool>(false)
     private let stopRequested = ManagedAtomic<Bool>(false)
     private let wakeDescriptor: Int32

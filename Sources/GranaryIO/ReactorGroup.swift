@@ -1,6 +1,5 @@
 import CShims
 import Foundation
-import Synchronization
 
 /// One reactor per core: a thread each, pinned to its CPU, each with its own ring. This is
 /// the process's whole concurrency: nothing is shared between the threads but messages.
@@ -23,7 +22,7 @@ public final class ReactorGroup: Sendable {
         cpus: [Int?], pollsWhenIdle: Bool = true, setUp: @escaping @Sendable (Reactor) throws -> Void = { _ in }
     ) throws {
         precondition(!cpus.isEmpty, "a reactor group needs at least one core")
-        let started = Mutex<[Int: Result<Reactor, any Error>]>([:])
+        let started = Locked<[Int: Result<Reactor, any Error>]>([:])
         let ready = DispatchSemaphore(value: 0)
         var finished: [ThreadFinished] = []
         for (index, cpu) in cpus.enumerated() {
@@ -80,7 +79,7 @@ public final class ReactorGroup: Sendable {
 
 /// A one-shot signal that a reactor thread has returned (it may be waited on many times).
 final class ThreadFinished: Sendable {
-    private let state = Mutex(false)
+    private let state = Locked(false)
     private let semaphore = DispatchSemaphore(value: 0)
 
     func signal() {

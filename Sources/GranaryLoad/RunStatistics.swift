@@ -1,5 +1,5 @@
+import GranaryIO
 import Histogram
-import Synchronization
 
 /// Latencies in microseconds, up to a minute; slower answers are recorded as a minute.
 typealias LatencyHistogram = Histogram<UInt64>
@@ -20,7 +20,7 @@ final class RunStatistics: Sendable {
         var intervalErrors = 0
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     /// Records one finished operation: its latency if it succeeded, its error type if not.
     func record(_ operation: String, microseconds: UInt64, error: String?, measured: Bool) {

@@ -2,13 +2,12 @@ import Dispatch
 import Foundation
 import GranaryIO
 import GranaryModel
-import Synchronization
 
 /// Runs `body` as a task on a reactor of its own and waits for it from this thread.
 func onReactor<T: Sendable>(_ body: @escaping @Sendable (Reactor) async throws -> T) throws -> T {
     let group = try ReactorGroup(cpus: [nil], pollsWhenIdle: false)
     defer { group.stop() }
-    let outcome = Mutex<Result<T, any Error>?>(nil)
+    let outcome = Locked<Result<T, any Error>?>(nil)
     let done = DispatchSemaphore(value: 0)
     let reactor = group.reactors[0]
     Task(executorPreference: reactor) {

@@ -2,7 +2,6 @@ import Dispatch
 import Foundation
 import GranaryIO
 import GranaryModel
-import Synchronization
 
 /// Reads back every record a verify log names and compares it with what was acknowledged.
 public struct VerifyCheck {

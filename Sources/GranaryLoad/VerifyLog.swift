@@ -1,5 +1,5 @@
+import GranaryIO
 import Foundation
-import Synchronization
 
 /// The log of acknowledged writes behind `--verify`: one line per write the server
 /// acknowledged, "RECORD FIELD SEQUENCE" (FIELD -1: every field, a whole-item put). A
@@ -53,9 +53,9 @@ public final class VerifyLog: Sendable {
     private let handle: FileHandle
     /// The largest sequence number the log held when opened: new writes go past it.
     public let largestSequence: Int
-    private let pending = Mutex<[UInt8]>([])
+    private let pending = Locked<[UInt8]>([])
     /// Writes in flight, by record: the generator keeps one write per record at a time.
-    private let claimed = Mutex<Set<Int>>([])
+    private let claimed = Locked<Set<Int>>([])
 
     /// Opens `path` for appending, writing the header to a new file or checking an
     /// existing file's header against `layout`.

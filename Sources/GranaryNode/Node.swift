@@ -6,7 +6,6 @@ import GranaryPartition
 import GranaryRouter
 import GranaryStorage
 import Logging
-import Synchronization
 
 /// A running node: the reactors, the partitions they own, the catalog, and an HTTP server
 /// per core speaking the DynamoDB protocol, over one data directory.
@@ -137,7 +136,7 @@ public final class Node: Sendable {
         on reactor: Reactor, _ body: @escaping @Sendable () async throws -> T,
         failure: (any Error) -> String
     ) throws -> T {
-        let outcome = Mutex<Result<T, any Error>?>(nil)
+        let outcome = Locked<Result<T, any Error>?>(nil)
         let done = DispatchSemaphore(value: 0)
         Task(executorPreference: reactor) {
             do {

@@ -3,7 +3,6 @@ import GranaryIO
 import GranaryModel
 import GranaryPartition
 import GranaryStorage
-import Synchronization
 
 /// The DynamoDB JSON 1.0 protocol on one core: it authenticates a request, decodes its
 /// body, runs the operation named by `X-Amz-Target`, and answers with DynamoDB's headers
@@ -19,7 +18,7 @@ public final class DynamoService: Sendable {
     /// Request ids come from a generator seeded once: the system generator makes a
     /// getrandom(2) call per number, and 52 of them per request were a fifth of GetItem's
     /// CPU. The ids need to be unique and look like DynamoDB's, not to be secret.
-    private let requestIDs: Mutex<SplitMix64>
+    private let requestIDs: Locked<SplitMix64>
 
     static let targetPrefix = "DynamoDB_20120810."
     static let jsonContentType = "application/x-amz-json-1.0"
@@ -30,7 +29,7 @@ public final class DynamoService: Sendable {
         self.partitions = partitions
         self.verifier = verifier
         var system = SystemRandomNumberGenerator()
-        requestIDs = Mutex(SplitMix64(seed: system.next()))
+        requestIDs = Locked(SplitMix64(seed: system.next()))
     }
 
     public func handle(_ request: HTTPRequest) async -> HTTPResponse {
