@@ -142,6 +142,8 @@ let package = Package(
         .testTarget(
             name: "GranaryStorageTests", dependencies: ["GranaryStorage", "GranaryIO", "CShims"], swiftSettings: strict),
         .testTarget(name: "GranaryModelTests", dependencies: ["GranaryModel"], swiftSettings: strict),
+        .testTarget(
+            name: "GranaryPartitionTests", dependencies: ["GranaryPartition", "GranaryModel"], swiftSettings: strict),
         .testTarget(name: "GranaryRouterTests", dependencies: ["GranaryRouter"], swiftSettings: strict),
     ]
 )

@@ -1,5 +1,5 @@
 /// One DynamoDB attribute value, of one of the ten types.
-public indirect enum AttributeValue: Sendable, Hashable {
+public indirect enum AttributeValue: Sendable, Hashable, Codable {
     case s(String)
     case n(Number)
     case b([UInt8])
@@ -60,6 +60,13 @@ public enum ItemLimits {
     public static let attributeNameBytesMax = 65535
     /// A key attribute's name (CreateTable's KeySchema and AttributeDefinitions).
     public static let keyAttributeNameBytesMax = 255
+
+    /// An item within DynamoDB's 400 KB.
+    public static func checkItemSize(_ item: Item) throws(DynamoError) {
+        guard item.sizeBytes <= itemBytesMax else {
+            throw .validation("Item size has exceeded the maximum allowed size")
+        }
+    }
 
     /// An attribute name within `attributeNameBytesMax`, not empty.
     public static func checkAttributeName(_ name: String) throws(DynamoError) {

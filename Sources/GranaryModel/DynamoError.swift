@@ -1,7 +1,7 @@
 /// An error a client caused, as DynamoDB names it: the `__type` suffix and the message a
 /// DynamoDB client shows. Everything the model refuses is one of these; the router turns
 /// it into HTTP 400 with `{"__type": ..., "message": ...}`.
-public struct DynamoError: Error, Sendable, Equatable, CustomStringConvertible {
+public struct DynamoError: Error, Sendable, Equatable, Codable, CustomStringConvertible {
     /// The exception's name, e.g. `ValidationException`.
     public let type: String
     public let message: String

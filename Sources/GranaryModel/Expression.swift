@@ -2,13 +2,13 @@
 /// replaced by what it stands for.
 
 /// One step of a document path: `a`, `.b` or `[3]`.
-public enum PathElement: Hashable, Sendable {
+public enum PathElement: Hashable, Sendable, Codable {
     case attribute(String)
     case index(Int)
 }
 
 /// A document path such as `a.b[3].c`.
-public struct DocumentPath: Hashable, Sendable, CustomStringConvertible {
+public struct DocumentPath: Hashable, Sendable, Codable, CustomStringConvertible {
     public var elements: [PathElement]
 
     public init(_ elements: [PathElement]) {
@@ -52,12 +52,12 @@ public struct DocumentPath: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-public enum Comparator: String, Sendable {
+public enum Comparator: String, Sendable, Codable {
     case equal = "=", notEqual = "<>", less = "<", lessOrEqual = "<=", greater = ">", greaterOrEqual = ">="
 }
 
 /// A value inside an expression.
-public indirect enum Operand: Sendable {
+public indirect enum Operand: Sendable, Codable {
     case path(DocumentPath)
     case value(AttributeValue)
     case size(DocumentPath)
@@ -69,7 +69,7 @@ public indirect enum Operand: Sendable {
 }
 
 /// A condition, filter or key condition expression.
-public indirect enum Condition: Sendable {
+public indirect enum Condition: Sendable, Codable {
     case compare(Operand, Comparator, Operand)
     case between(Operand, Operand, Operand)
     case isIn(Operand, [Operand])
@@ -84,7 +84,7 @@ public indirect enum Condition: Sendable {
 }
 
 /// One action of an update expression, in the order written.
-public enum UpdateAction: Sendable {
+public enum UpdateAction: Sendable, Codable {
     case set(DocumentPath, Operand)
     case remove(DocumentPath)
     case add(DocumentPath, AttributeValue)
@@ -143,5 +143,49 @@ public final class ExpressionContext {
                 "Value provided in ExpressionAttributeValues unused in expressions: keys: {\(unusedValues.sorted().joined(separator: ", "))}"
             )
         }
+    }
+}
+
+// MARK: Decoding checks what the initializers check
+
+// Expressions travel as Codable values inside partition commands (to another core, and
+// later another node), and a decoder is fed bytes that may be anything: a path must
+// still start with a name and index no list below zero, or evaluating it would trap.
+
+extension PathElement {
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let index = try? container.decode(Int.self) {
+            guard index >= 0 else {
+                throw DecodingError.dataCorruptedError(in: container, debugDescription: "a negative list index")
+            }
+            self = .index(index)
+        } else {
+            self = .attribute(try container.decode(String.self))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .attribute(let name): try container.encode(name)
+        case .index(let index): try container.encode(index)
+        }
+    }
+}
+
+extension DocumentPath {
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        let elements = try container.decode([PathElement].self)
+        guard case .attribute? = elements.first else {
+            throw DecodingError.dataCorruptedError(in: container, debugDescription: "a path starts with a name")
+        }
+        self.init(elements)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(elements)
     }
 }

@@ -5,7 +5,7 @@
 /// JSONSerialization does not give: numbers kept as their text (DynamoDB numbers are
 /// strings anyway, and a Bool must never pass for 1), a nesting bound a request cannot
 /// exceed, and errors that say where the body went wrong.
-public enum JSON: Sendable, Equatable {
+public enum JSON: Sendable, Equatable, Codable {
     case null
     case bool(Bool)
     /// A number, as written (validated JSON number syntax).

@@ -4,7 +4,7 @@
 ///
 /// Kept as sign, digits and exponent: value = ±0.d₁d₂…dₙ × 10^exponent, with d₁ ≠ 0 and
 /// dₙ ≠ 0. Zero has no digits.
-public struct Number: Sendable, Hashable, Comparable, CustomStringConvertible {
+public struct Number: Sendable, Hashable, Comparable, Codable, CustomStringConvertible {
     public private(set) var negative: Bool
     /// Significant digits, each 0...9, no leading or trailing zero.
     public private(set) var digits: [UInt8]
@@ -224,4 +224,23 @@ public struct Number: Sendable, Hashable, Comparable, CustomStringConvertible {
 
     /// DynamoDB's size of a number in bytes: one byte per two significant digits, plus one.
     public var sizeBytes: Int { (digits.count + 1) / 2 + 1 }
+}
+
+extension Number {
+    /// Decoded from its canonical text through the parser, so that decoded bytes meet the
+    /// same bounds as a request's number.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        let text = try container.decode(String.self)
+        do {
+            self = try Number(parsing: text)
+        } catch {
+            throw DecodingError.dataCorruptedError(in: container, debugDescription: error.message)
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
+    }
 }

@@ -28,21 +28,15 @@ public struct TransactionWrite: Sendable {
     public init(table: UInt32, key: [UInt8], item: Item?) { self.table = table; self.key = key; self.item = item }
 }
 
-/// What a write does once it has seen the item stored under its key.
-public enum WriteDecision: Sendable {
-    case put(Item)
-    case delete
-}
-
 /// One partition of the node: a replica (write-ahead log and B-tree) owned by one core,
 /// holding the hash range `index`/`count` of every table's partition keys.
 ///
 /// Reads and writes hop onto the owning core by calling this actor, whose executor is that
-/// core's reactor: crossing cores is a message. A write reads the stored item, lets the
-/// caller decide (condition, update), and logs the result; writes to one key are
-/// serialized by a per-key lock, so a condition is never checked against a value that
-/// another write is replacing. Writes to different keys run side by side and share the
-/// log's group commit.
+/// core's reactor: crossing cores is a message. A write is a `WriteCommand`: the partition
+/// reads the stored item, checks the condition, applies the update and logs the result.
+/// Writes to one key are serialized by a per-key lock, so a condition is never checked
+/// against a value that another write is replacing. Writes to different keys run side by
+/// side and share the log's group commit.
 public actor Partition {
     public nonisolated let index: Int
     public nonisolated let reactor: Reactor
@@ -136,25 +130,15 @@ public actor Partition {
         return (decoding ? try Self.decode(stored: stored) : nil, stored.count)
     }
 
-    /// Reads the item under `key`, asks `decide` what to do, and does it durably. Returns
-    /// the item before and after. `decide` throws to refuse (a failed condition). A write
-    /// that needs nothing of the old item (a PutItem without a condition, ReturnValues or
-    /// a capacity report) passes `usesOld: false`: `decide` and the result then see nil,
-    /// and the old item is not decoded.
-    public func write(
-        table: UInt32, key: [UInt8], usesOld: Bool = true,
-        decide: @Sendable (Item?) throws(DynamoError) -> WriteDecision
-    ) async throws(DynamoError) -> (old: Item?, new: Item?) {
-        await lock(key)
-        defer { unlock(key) }
-        let old = try await read(key, decoding: usesOld)
-        let new: Item?
-        switch try decide(old?.item) {
-        case .put(let item): new = item
-        case .delete: new = nil
-        }
-        try await store(table: table, key: key, replacing: old, with: new)
-        return (old?.item, new)
+    /// Runs a single-item write with the key locked: reads the stored item (decoded only
+    /// when the command needs it), lets the command decide, and logs the result durably.
+    public func execute(_ command: WriteCommand) async throws(DynamoError) -> WriteOutcome {
+        await lock(command.key)
+        defer { unlock(command.key) }
+        let old = try await read(command.key, decoding: command.readsOld)
+        let new = try command.newItem(replacing: old?.item)
+        try await store(table: command.table, key: command.key, replacing: old, with: new)
+        return WriteOutcome(old: old?.item, new: new)
     }
 
     /// A committed transaction's writes to keys it holds locked (or, at recovery, before

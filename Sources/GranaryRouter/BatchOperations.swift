@@ -101,7 +101,7 @@ extension DynamoService {
         let requestItems = try batchRequestItems(fields)
         _ = try fields.enumeration("ReturnItemCollectionMetrics", allowed: ["SIZE", "NONE"])
         let reportsCapacity = try Self.reportsCapacity(fields)
-        var writes: [(info: TableInfo, partitionKey: AttributeValue, key: [UInt8], decision: WriteDecision)] = []
+        var writes: [(info: TableInfo, partitionKey: AttributeValue, key: [UInt8], action: WriteCommand.Action)] = []
         for (name, value) in requestItems.sorted(by: { $0.key < $1.key }) {
             let info = try table(named: name)
             guard case .array(let requests) = value else {
@@ -121,39 +121,42 @@ extension DynamoService {
                 let put = try request.object("PutRequest")
                 let delete = try request.object("DeleteRequest")
                 let item: Item
-                let decision: WriteDecision
+                let action: WriteCommand.Action
                 switch (put, delete) {
                 case (let put?, nil):
                     guard let itemJSON = put["Item"], itemJSON != .null else { throw RequestFields.missing("Item") }
                     item = try Item(itemJSON: itemJSON)
-                    try Self.checkItemSize(item)
-                    decision = .put(item)
+                    try ItemLimits.checkItemSize(item)
+                    action = .put(item)
                 case (nil, let delete?):
                     guard let keyJSON = delete["Key"], keyJSON != .null else { throw RequestFields.missing("Key") }
                     item = try Item(itemJSON: keyJSON)
-                    decision = .delete
+                    action = .delete
                 default:
                     throw .validation(
                         "1 validation error detected: A WriteRequest must contain exactly one of PutRequest or DeleteRequest"
                     )
                 }
                 let isDelete: Bool
-                if case .delete = decision { isDelete = true } else { isDelete = false }
+                if case .delete = action { isDelete = true } else { isDelete = false }
                 let (partitionKey, sortKey) = try info.primaryKey(of: item, keyOnly: isDelete)
                 let key = info.storageKey(partition: partitionKey, sort: sortKey)
                 guard seen.insert(key).inserted else {
                     throw .validation("Provided list of item keys contains duplicates")
                 }
-                writes.append((info, partitionKey, key, decision))
+                writes.append((info, partitionKey, key, action))
             }
         }
-        let work = writes.map { (partition(for: $0.partitionKey), $0.info.id, $0.key, $0.decision) }
-        let sizes = try await concurrently(work) { (partition, table, key, decision) throws(DynamoError) in
-            // The old item is decoded only for its size, which only the capacity figure uses.
-            let (old, new) = try await partition.write(table: table, key: key, usesOld: reportsCapacity) {
-                (_: Item?) throws(DynamoError) in decision
-            }
-            return max(old?.sizeBytes ?? 0, new?.sizeBytes ?? 0)
+        // The old item is decoded only for its size, which only the capacity figure uses.
+        let work = writes.map { write in
+            (
+                partition(for: write.partitionKey),
+                WriteCommand(table: write.info.id, key: write.key, action: write.action, readsOld: reportsCapacity)
+            )
+        }
+        let sizes = try await concurrently(work) { (partition, command) throws(DynamoError) in
+            let outcome = try await partition.execute(command)
+            return max(outcome.old?.sizeBytes ?? 0, outcome.new?.sizeBytes ?? 0)
         }
         var result: [String: JSON] = ["UnprocessedItems": .object([:])]
         try addConsumedCapacity(fields, units: zip(writes, sizes).map { ($0.info, Self.writeUnits($1)) }, to: &result)

@@ -8,7 +8,7 @@ extension DynamoService {
         let info = try table(fields)
         guard let item = try fields.item("Item") else { throw RequestFields.missing("Item") }
         let (partitionKey, sortKey) = try info.primaryKey(of: item, keyOnly: false)
-        try Self.checkItemSize(item)
+        try ItemLimits.checkItemSize(item)
         return try await replace(fields, info: info, partitionKey: partitionKey, sortKey: sortKey, with: .put(item))
     }
 
@@ -64,7 +64,7 @@ extension DynamoService {
     /// ConditionExpression, one write.
     private func replace(
         _ fields: RequestFields, info: TableInfo, partitionKey: AttributeValue, sortKey: AttributeValue?,
-        with decision: WriteDecision
+        with action: WriteCommand.Action
     ) async throws(DynamoError) -> JSON {
         let returnValues =
             try fields.enumeration(
@@ -75,14 +75,11 @@ extension DynamoService {
         let condition = try conditionOnly(fields)
         let returnOldOnFailure = try Self.returnOldOnFailure(fields)
         let reportsCapacity = try Self.reportsCapacity(fields)
-        let usesOld = condition != nil || returnValues == "ALL_OLD" || reportsCapacity
-        let (old, new) = try await partition(for: partitionKey).write(
-            table: info.id, key: info.storageKey(partition: partitionKey, sort: sortKey), usesOld: usesOld
-        ) {
-            (stored: Item?) throws(DynamoError) -> WriteDecision in
-            try Self.check(condition, against: stored, returnOldOnFailure: returnOldOnFailure)
-            return decision
-        }
+        let command = WriteCommand(
+            table: info.id, key: info.storageKey(partition: partitionKey, sort: sortKey), condition: condition,
+            action: action, readsOld: returnValues == "ALL_OLD" || reportsCapacity,
+            returnsOldOnFailure: returnOldOnFailure)
+        let (old, new) = try await partition(for: partitionKey).execute(command).pair
         var result: [String: JSON] = [:]
         if returnValues == "ALL_OLD", let old { result["Attributes"] = old.json }
         if reportsCapacity {
@@ -125,27 +122,10 @@ extension DynamoService {
                 "One or more parameter values were invalid: Cannot update attribute \(action.path.attributeName). This attribute is part of the key"
             )
         }
-        let returnOldOnFailure = try Self.returnOldOnFailure(fields)
-        // Removing from an item that is not there leaves it not there: DynamoDB creates no
-        // item when every action removes or deletes.
-        let onlyRemoves =
-            !actions.isEmpty
-            && actions.allSatisfy { action in
-                switch action {
-                case .remove, .delete: true
-                case .set, .add: false
-                }
-            }
-        let (old, new) = try await partition(for: partitionKey).write(
-            table: info.id, key: info.storageKey(partition: partitionKey, sort: sortKey)
-        ) {
-            (stored: Item?) throws(DynamoError) -> WriteDecision in
-            try Self.check(condition, against: stored, returnOldOnFailure: returnOldOnFailure)
-            if stored == nil && onlyRemoves { return .delete }
-            let updated = try UpdateEvaluation.apply(actions, to: stored ?? key)
-            try Self.checkItemSize(updated)
-            return .put(updated)
-        }
+        let command = WriteCommand(
+            table: info.id, key: info.storageKey(partition: partitionKey, sort: sortKey), condition: condition,
+            action: .update(actions, keyItem: key), returnsOldOnFailure: try Self.returnOldOnFailure(fields))
+        let (old, new) = try await partition(for: partitionKey).execute(command).pair
         var result: [String: JSON] = [:]
         let paths = actions.map(\.path)
         switch returnValues {
@@ -211,23 +191,8 @@ extension DynamoService {
         return condition
     }
 
-    /// ConditionalCheckFailedException (with the item, when asked) unless the condition holds.
-    private static func check(
-        _ condition: Condition?, against stored: Item?, returnOldOnFailure: Bool
-    ) throws(DynamoError) {
-        if let condition, !condition.evaluate(stored) {
-            throw .conditionalCheckFailed(item: returnOldOnFailure ? stored : nil)
-        }
-    }
-
     private static func returnOldOnFailure(_ fields: RequestFields) throws(DynamoError) -> Bool {
         try fields.enumeration("ReturnValuesOnConditionCheckFailure", allowed: ["ALL_OLD", "NONE"]) == "ALL_OLD"
-    }
-
-    static func checkItemSize(_ item: Item) throws(DynamoError) {
-        guard item.sizeBytes <= ItemLimits.itemBytesMax else {
-            throw .validation("Item size has exceeded the maximum allowed size")
-        }
     }
 
     /// Write capacity units: one per KB, rounded up, at least one.
@@ -278,4 +243,9 @@ extension DynamoService {
         if mode == "INDEXES" { consumed["Table"] = .object(["CapacityUnits": .number(String(units))]) }
         return .object(consumed)
     }
+}
+
+extension WriteOutcome {
+    /// The items before and after, as the handlers use them.
+    var pair: (old: Item?, new: Item?) { (old, new) }
 }

@@ -107,7 +107,7 @@ extension DynamoService {
                     case .delete: new = nil
                     case .update(let actions):
                         new = try UpdateEvaluation.apply(actions, to: old ?? write.key)
-                        try Self.checkItemSize(new!)
+                        try ItemLimits.checkItemSize(new!)
                     }
                     images[write.partition, default: []].append(
                         TransactionWrite(table: write.info.id, key: write.storageKey, item: new))
@@ -151,7 +151,7 @@ extension DynamoService {
         switch name {
         case "Put":
             guard let item = try request.item("Item") else { throw RequestFields.missing("Item") }
-            try Self.checkItemSize(item)
+            try ItemLimits.checkItemSize(item)
             key = item
             kind = .put(item)
         case "Update":

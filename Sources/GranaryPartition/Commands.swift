@@ -1,0 +1,84 @@
+import GranaryModel
+
+// The commands a partition evaluates, and their results: plain values, Codable, so that a
+// call to a partition on this core, on another core and (with replication) at another
+// node's leader is one message of one shape. The partition does the work that needs the
+// stored item (reading it, checking a condition, applying an update); the router only
+// parses the request and builds the command.
+
+/// A single-item write: read the stored item, check the condition, compute the new item,
+/// log it durably.
+public struct WriteCommand: Sendable, Codable {
+    public enum Action: Sendable, Codable {
+        /// Store this item (PutItem, a BatchWriteItem put).
+        case put(Item)
+        /// Remove the item (DeleteItem, a BatchWriteItem delete).
+        case delete
+        /// Apply the actions to the stored item, or to `keyItem` (the key's attributes) when
+        /// nothing is stored (UpdateItem). When every action removes or deletes and nothing
+        /// is stored, nothing is created, as in DynamoDB.
+        case update([UpdateAction], keyItem: Item)
+    }
+
+    public var table: UInt32
+    /// The item's key in the partition's B-tree (`TableInfo.storageKey`).
+    public var key: [UInt8]
+    public var condition: Condition?
+    public var action: Action
+    /// Whether the result needs the stored item (a condition, an update, ReturnValues or a
+    /// capacity report): a put or delete that does not leaves it undecoded.
+    public var readsOld: Bool
+    /// ReturnValuesOnConditionCheckFailure ALL_OLD: a failed condition carries the item.
+    public var returnsOldOnFailure: Bool
+
+    public init(
+        table: UInt32, key: [UInt8], condition: Condition? = nil, action: Action, readsOld: Bool = true,
+        returnsOldOnFailure: Bool = false
+    ) {
+        self.table = table
+        self.key = key
+        self.condition = condition
+        self.action = action
+        self.readsOld = readsOld || condition != nil
+        if case .update = action { self.readsOld = true }
+        self.returnsOldOnFailure = returnsOldOnFailure
+    }
+
+    /// What the write stores, given the item stored now: nil deletes (or leaves nothing).
+    /// Throws ConditionalCheckFailedException when the condition does not hold, and a
+    /// ValidationException when the update cannot apply or the item outgrows 400 KB.
+    func newItem(replacing stored: Item?) throws(DynamoError) -> Item? {
+        if let condition, !condition.evaluate(stored) {
+            throw .conditionalCheckFailed(item: returnsOldOnFailure ? stored : nil)
+        }
+        switch action {
+        case .put(let item):
+            return item
+        case .delete:
+            return nil
+        case .update(let actions, let keyItem):
+            let onlyRemoves = actions.allSatisfy { action in
+                switch action {
+                case .remove, .delete: true
+                case .set, .add: false
+                }
+            }
+            if stored == nil && !actions.isEmpty && onlyRemoves { return nil }
+            let updated = try UpdateEvaluation.apply(actions, to: stored ?? keyItem)
+            try ItemLimits.checkItemSize(updated)
+            return updated
+        }
+    }
+}
+
+/// What a write found and left: the item before (nil when absent, or when the command did
+/// not read it) and after (nil when deleted or absent).
+public struct WriteOutcome: Sendable, Codable {
+    public var old: Item?
+    public var new: Item?
+
+    public init(old: Item?, new: Item?) {
+        self.old = old
+        self.new = new
+    }
+}
