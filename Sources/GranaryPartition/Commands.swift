@@ -18,6 +18,8 @@ public struct WriteCommand: Sendable, Codable {
         /// nothing is stored (UpdateItem). When every action removes or deletes and nothing
         /// is stored, nothing is created, as in DynamoDB.
         case update([UpdateAction], keyItem: Item)
+        /// Only check the condition (a transaction's ConditionCheck): nothing is written.
+        case check
     }
 
     public var table: UInt32
@@ -40,7 +42,10 @@ public struct WriteCommand: Sendable, Codable {
         self.condition = condition
         self.action = action
         self.readsOld = readsOld || condition != nil
-        if case .update = action { self.readsOld = true }
+        switch action {
+        case .update, .check: self.readsOld = true
+        case .put, .delete: break
+        }
         self.returnsOldOnFailure = returnsOldOnFailure
     }
 
@@ -56,6 +61,8 @@ public struct WriteCommand: Sendable, Codable {
             return item
         case .delete:
             return nil
+        case .check:
+            return stored
         case .update(let actions, let keyItem):
             let onlyRemoves = actions.allSatisfy { action in
                 switch action {
@@ -69,6 +76,30 @@ public struct WriteCommand: Sendable, Codable {
             return updated
         }
     }
+}
+
+extension WriteCommand {
+    /// Whether the command changes the item (all but a condition check).
+    public var writes: Bool {
+        if case .check = action { return false }
+        return true
+    }
+}
+
+/// A partition's answer to a transaction's prepare: its keys are locked and every command
+/// evaluated against the stored items (nothing stored yet), or a key was held by another
+/// transaction and nothing is locked.
+public enum PrepareOutcome: Sendable, Codable {
+    /// Each command's outcome or the error that cancels the transaction, in command order.
+    case prepared([PreparedWrite])
+    /// The index of the command whose key another transaction holds.
+    case conflict(Int)
+}
+
+/// One command's outcome in a prepared transaction.
+public enum PreparedWrite: Sendable, Codable {
+    case ready(WriteOutcome)
+    case refused(DynamoError)
 }
 
 /// What a write found and left: the item before (nil when absent, or when the command did

@@ -141,6 +141,35 @@ public actor Partition {
         return WriteOutcome(old: old?.item, new: new)
     }
 
+    /// A transaction's first phase in this partition: locks the commands' keys (in key
+    /// order) and evaluates each command against its stored item, storing nothing. On
+    /// success the keys stay locked until `unlock(transactionKeys:)` (after the commit's
+    /// `applyTransaction`, or to abort). A key another transaction holds is a conflict:
+    /// nothing stays locked.
+    public func prepare(_ commands: [WriteCommand]) async throws(DynamoError) -> PrepareOutcome {
+        let keys = commands.map(\.key).sorted { $0.lexicographicallyPrecedes($1) }
+        if let conflicting = await lockForTransaction(keys) {
+            return .conflict(commands.firstIndex { $0.key == conflicting }!)
+        }
+        var prepared: [PreparedWrite] = []
+        for command in commands {
+            let old: (item: Item?, storedBytes: Int)?
+            do throws(DynamoError) {
+                old = try await read(command.key)
+            } catch {
+                unlock(transactionKeys: keys)
+                throw error
+            }
+            do throws(DynamoError) {
+                let new = try command.newItem(replacing: old?.item)
+                prepared.append(.ready(WriteOutcome(old: old?.item, new: new)))
+            } catch {
+                prepared.append(.refused(error))
+            }
+        }
+        return .prepared(prepared)
+    }
+
     /// A committed transaction's writes to keys it holds locked (or, at recovery, before
     /// anything else runs). Idempotent: each write is the item's final image. They run side
     /// by side, so that they share the log's group commits.

@@ -21,22 +21,11 @@ extension DynamoService {
     static let transactionActionsMax = 100
     static let transactionBytesMax = 4 << 20
 
-    private enum WriteKind {
-        case conditionCheck
-        case put(Item)
-        case delete
-        case update([UpdateAction])
-    }
-
-    /// One action of a TransactWriteItems, validated.
+    /// One action of a TransactWriteItems, validated: the command its partition evaluates.
     private struct PlannedWrite {
         var info: TableInfo
-        var key: Item
-        var storageKey: [UInt8]
         var partition: Int
-        var kind: WriteKind
-        var condition: Condition?
-        var returnOldOnFailure: Bool
+        var command: WriteCommand
     }
 
     // MARK: TransactWriteItems
@@ -55,10 +44,10 @@ extension DynamoService {
         var requestBytes = 0
         for action in actions {
             let write = try plannedWrite(action)
-            guard seen.insert(write.storageKey).inserted else {
+            guard seen.insert(write.command.key).inserted else {
                 throw .validation("Transaction request cannot include multiple operations on one item")
             }
-            if case .put(let item) = write.kind { requestBytes += item.sizeBytes }
+            if case .put(let item) = write.command.action { requestBytes += item.sizeBytes }
             writes.append(write)
         }
         guard requestBytes <= Self.transactionBytesMax else {
@@ -85,47 +74,78 @@ extension DynamoService {
             return try transactionResponse(fields, units: writes.map { ($0.info, 2.0) })
         }
 
-        let keys = writes.map { ($0.partition, $0.storageKey) }
-        let units = try await withTransactionLocks(keys) { () async throws(DynamoError) -> [(TableInfo, Double)] in
-            let stored = try await concurrently(writes.map { (self.partitions[$0.partition], $0.storageKey) }) {
-                (partition, key) throws(DynamoError) in try await partition.getItem(key)
-            }
-            var reasons: [JSON] = []
-            var images: [Int: [TransactionWrite]] = [:]
-            var units: [(TableInfo, Double)] = []
-            for (write, old) in zip(writes, stored) {
-                do throws(DynamoError) {
-                    if let condition = write.condition, !condition.evaluate(old) {
-                        throw .conditionalCheckFailed(item: write.returnOldOnFailure ? old : nil)
-                    }
-                    var new: Item?
-                    switch write.kind {
-                    case .conditionCheck:
-                        units.append((write.info, 2 * Self.writeUnits(old?.sizeBytes ?? 0)));
-                        reasons.append(["Code": "None"]); continue
-                    case .put(let item): new = item
-                    case .delete: new = nil
-                    case .update(let actions):
-                        new = try UpdateEvaluation.apply(actions, to: old ?? write.key)
-                        try ItemLimits.checkItemSize(new!)
-                    }
+        let (locked, results) = try await prepare(writes)
+        // Phase two: commit when every command may go ahead, else cancel with the reasons.
+        var reasons: [JSON] = []
+        var images: [Int: [TransactionWrite]] = [:]
+        var units: [(TableInfo, Double)] = []
+        for (write, result) in zip(writes, results) {
+            switch result {
+            case .ready(let outcome):
+                let old = outcome.old?.sizeBytes ?? 0
+                if write.command.writes {
                     images[write.partition, default: []].append(
-                        TransactionWrite(table: write.info.id, key: write.storageKey, item: new))
-                    units.append((write.info, 2 * Self.writeUnits(max(old?.sizeBytes ?? 0, new?.sizeBytes ?? 0))))
-                    reasons.append(["Code": "None"])
-                } catch {
-                    reasons.append(Self.cancellationReason(error))
+                        TransactionWrite(table: write.info.id, key: write.command.key, item: outcome.new))
+                    units.append((write.info, 2 * Self.writeUnits(max(old, outcome.new?.sizeBytes ?? 0))))
+                } else {
+                    units.append((write.info, 2 * Self.writeUnits(old)))
                 }
+                reasons.append(["Code": "None"])
+            case .refused(let error):
+                reasons.append(Self.cancellationReason(error))
             }
-            guard reasons.allSatisfy({ $0 == ["Code": "None"] }) else { throw Self.transactionCanceled(reasons) }
+        }
+        guard reasons.allSatisfy({ $0 == ["Code": "None"] }) else {
+            await unlock(locked)
+            throw Self.transactionCanceled(reasons)
+        }
+        do throws(DynamoError) {
             try await TransactionLedger.commit(
                 id: token ?? UUID().uuidString, keepToken: token != nil, requestHash: requestHash, now: now,
-                writes: images, coordinator: self.partitions[coordinator], partitions: self.partitions)
-            return units
-        } conflict: { index in
-            Self.transactionCanceled(writes.indices.map { $0 == index ? Self.conflictReason : ["Code": "None"] })
+                writes: images, coordinator: partitions[coordinator], partitions: partitions)
+        } catch {
+            await unlock(locked)
+            throw error
         }
+        await unlock(locked)
         return try transactionResponse(fields, units: units)
+    }
+
+    /// A transaction's first phase: every partition locks its keys and evaluates its
+    /// commands. Returns the locked keys and each write's result, in request order; on a
+    /// conflict or a failure nothing stays locked.
+    private func prepare(
+        _ writes: [PlannedWrite]
+    ) async throws(DynamoError) -> (locked: [(partition: Int, keys: [[UInt8]])], results: [PreparedWrite]) {
+        var byPartition: [Int: [Int]] = [:]  // partition to the indexes of its writes
+        for (index, write) in writes.enumerated() { byPartition[write.partition, default: []].append(index) }
+        var locked: [(partition: Int, keys: [[UInt8]])] = []
+        var results = [PreparedWrite?](repeating: nil, count: writes.count)
+        for (partition, indexes) in byPartition.sorted(by: { $0.key < $1.key }) {
+            let outcome: PrepareOutcome
+            do throws(DynamoError) {
+                outcome = try await partitions[partition].prepare(indexes.map { writes[$0].command })
+            } catch {
+                await unlock(locked)
+                throw error
+            }
+            switch outcome {
+            case .conflict(let position):
+                await unlock(locked)
+                let conflicting = indexes[position]
+                throw Self.transactionCanceled(
+                    writes.indices.map { $0 == conflicting ? Self.conflictReason : ["Code": "None"] })
+            case .prepared(let prepared):
+                locked.append((partition, indexes.map { writes[$0].command.key }))
+                for (index, result) in zip(indexes, prepared) { results[index] = result }
+            }
+        }
+        return (locked, results.map { $0! })
+    }
+
+    /// Releases the keys a transaction's prepare locked, partition by partition.
+    private func unlock(_ locked: [(partition: Int, keys: [[UInt8]])]) async {
+        for (partition, keys) in locked { await partitions[partition].unlock(transactionKeys: keys) }
     }
 
     private func plannedWrite(_ action: JSON) throws(DynamoError) -> PlannedWrite {
@@ -146,14 +166,14 @@ extension DynamoService {
         let condition = try conditionText.map { (text) throws(DynamoError) in
             try ExpressionParser.condition(text, context: context)
         }
-        var kind: WriteKind
+        var action: WriteCommand.Action
         let key: Item
         switch name {
         case "Put":
             guard let item = try request.item("Item") else { throw RequestFields.missing("Item") }
             try ItemLimits.checkItemSize(item)
             key = item
-            kind = .put(item)
+            action = .put(item)
         case "Update":
             guard let text = updateText else { throw RequestFields.missing("UpdateExpression") }
             guard let given = try request.item("Key") else { throw RequestFields.missing("Key") }
@@ -164,24 +184,28 @@ extension DynamoService {
                 )
             }
             key = given
-            kind = .update(actions)
+            action = .update(actions, keyItem: [:])
         default:
             guard let given = try request.item("Key") else { throw RequestFields.missing("Key") }
             if name == "ConditionCheck" && condition == nil { throw RequestFields.missing("ConditionExpression") }
             key = given
-            kind = name == "Delete" ? .delete : .conditionCheck
+            action = name == "Delete" ? .delete : .check
         }
         if name != "Update", updateText != nil {
             throw .validation("UpdateExpression can only be used in an Update action")
         }
         try context.checkAllUsed()
         let (partitionKey, sortKey) = try info.primaryKey(of: key, keyOnly: name != "Put")
-        let keyOnly = key.filter { info.keyNames.contains($0.key) }
-        return PlannedWrite(
-            info: info, key: keyOnly, storageKey: info.storageKey(partition: partitionKey, sort: sortKey),
-            partition: partitionIndex(hash: KeyEncoding.hash(partitionKey)), kind: kind, condition: condition,
-            returnOldOnFailure: try request.enumeration(
+        if case .update(let actions, _) = action {
+            action = .update(actions, keyItem: key.filter { info.keyNames.contains($0.key) })
+        }
+        let command = WriteCommand(
+            table: info.id, key: info.storageKey(partition: partitionKey, sort: sortKey), condition: condition,
+            action: action,
+            returnsOldOnFailure: try request.enumeration(
                 "ReturnValuesOnConditionCheckFailure", allowed: ["ALL_OLD", "NONE"]) == "ALL_OLD")
+        return PlannedWrite(
+            info: info, partition: partitionIndex(hash: KeyEncoding.hash(partitionKey)), command: command)
     }
 
     // MARK: TransactGetItems
