@@ -113,3 +113,22 @@ public struct WriteOutcome: Sendable, Codable {
         self.new = new
     }
 }
+
+/// A page of a Query or Scan: the items of `range` after `after` (the last key a previous
+/// page returned), forward or backward, at most `limit` of them and about `byteLimit`
+/// bytes (DynamoDB's 1 MB page, counted before any filter).
+public struct RangeRead: Sendable, Codable {
+    public var range: KeyRange
+    public var after: [UInt8]?
+    public var reverse: Bool
+    public var limit: Int
+    public var byteLimit: Int
+
+    public init(_ range: KeyRange, after: [UInt8]?, reverse: Bool = false, limit: Int, byteLimit: Int) {
+        self.range = range
+        self.after = after
+        self.reverse = reverse
+        self.limit = limit
+        self.byteLimit = byteLimit
+    }
+}

@@ -3,7 +3,7 @@ import GranaryModel
 import GranaryStorage
 
 /// Keys from `lower` (inclusive) to `upper` (exclusive), in B-tree order.
-public struct KeyRange: Sendable {
+public struct KeyRange: Sendable, Codable {
     public var lower: [UInt8]
     public var upper: [UInt8]
     public init(lower: [UInt8], upper: [UInt8]) { self.lower = lower; self.upper = upper }
@@ -11,7 +11,7 @@ public struct KeyRange: Sendable {
 
 /// One page of a range walk: the items in walk order, their DynamoDB size, the key of the
 /// last one, and whether the range holds more.
-public struct RangePage: Sendable {
+public struct RangePage: Sendable, Codable {
     /// The items in their stored form (`ItemCodec`): the reader decodes what it must look
     /// into (a filter, a projection) and writes the rest out as it is stored.
     public var storedItems: [[UInt8]] = []
@@ -209,14 +209,17 @@ public actor Partition {
         statistics[table] = entry
     }
 
-    /// A bounded walk over the keys in `[lower, upper)`, forward or backward, resuming
-    /// after `after` (the last key a previous page returned). Stops after `limit` items or
-    /// once the items read add up to `byteLimit` (DynamoDB's 1 MB page, counted before any
-    /// filter), and says whether keys in the range remain.
-    public func readRange(
-        _ range: KeyRange, after: [UInt8]?, reverse: Bool, limit: Int, byteLimit: Int
-    ) async throws(DynamoError) -> RangePage {
-        precondition(limit > 0 && byteLimit > 0)
+    /// One page of a range walk (`RangeRead`): the keys in `[lower, upper)`, forward or
+    /// backward, resuming after the last key a previous page returned; it stops after
+    /// `limit` items or once the items read add up to `byteLimit`, and says whether keys in
+    /// the range remain.
+    public func readRange(_ read: RangeRead) async throws(DynamoError) -> RangePage {
+        guard read.limit > 0, read.byteLimit > 0 else {
+            throw DynamoError("InternalServerError", "a range read needs a positive limit and byte limit")
+        }
+        let (range, after, reverse, limit, byteLimit) = (
+            read.range, read.after, read.reverse, read.limit, read.byteLimit
+        )
         var page = RangePage()
         // Forward: from the first key at or above the start. Backward: the store scans down
         // from its start inclusive, so an exclusive bound shows up first and is skipped.

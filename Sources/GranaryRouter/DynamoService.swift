@@ -14,6 +14,8 @@ public final class DynamoService: Sendable {
     let tables: CoreTables
     let catalog: Catalog
     let partitions: [Partition]
+    /// Which of `partitions` owns a key.
+    let partitionMap: PartitionMap
     let verifier: SigV4Verifier?
     /// Request ids come from a generator seeded once: the system generator makes a
     /// getrandom(2) call per number, and 52 of them per request were a fifth of GetItem's
@@ -27,6 +29,7 @@ public final class DynamoService: Sendable {
         self.tables = tables
         self.catalog = catalog
         self.partitions = partitions
+        self.partitionMap = PartitionMap(count: partitions.count)
         self.verifier = verifier
         var system = SystemRandomNumberGenerator()
         requestIDs = Locked(SplitMix64(seed: system.next()))
@@ -175,18 +178,12 @@ public final class DynamoService: Sendable {
 
     /// The partition that owns a partition key's hash: an equal share of the hash space each.
     func partition(for partitionKey: AttributeValue) -> Partition {
-        partitions[partitionIndex(hash: KeyEncoding.hash(partitionKey))]
+        partitions[partitionMap.index(of: partitionKey)]
     }
 
-    /// Partitions own consecutive ranges of the hash space, in index order.
+    /// The partition that owns partition-key hash `hash`.
     func partitionIndex(hash: UInt64) -> Int {
-        Self.partitionIndex(hash: hash, count: partitions.count)
-    }
-
-    /// The partition of `count` whose range holds `hash`: the top 32 bits scaled to
-    /// `count`. (Shifts bind tighter than `&*` in Swift: the parentheses matter.)
-    static func partitionIndex(hash: UInt64, count: Int) -> Int {
-        Int(((hash >> 32) &* UInt64(count)) >> 32)
+        partitionMap.index(hash: hash)
     }
 
     // MARK: Responses

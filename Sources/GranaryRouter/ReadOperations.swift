@@ -167,8 +167,9 @@ extension DynamoService {
         }
         let (lower, upper) = keyCondition.keyRange(table: info.id)
         let page = try await partition(for: keyCondition.partitionKey).readRange(
-            KeyRange(lower: lower, upper: upper), after: after, reverse: !forward, limit: options.limit,
-            byteLimit: Self.pageBytesMax)
+            RangeRead(
+                KeyRange(lower: lower, upper: upper), after: after, reverse: !forward, limit: options.limit,
+                byteLimit: Self.pageBytesMax))
         var result = ReadResult()
         try result.add(page, options: options)
         var json = try result.json(info: info, more: page.more, options: options)
@@ -218,8 +219,9 @@ extension DynamoService {
         var more = false
         for index in first...last {
             let page = try await partitions[index].readRange(
-                KeyRange(lower: lower, upper: upper), after: index == first ? after : nil, reverse: false,
-                limit: options.limit - result.scanned, byteLimit: Self.pageBytesMax - result.bytes)
+                RangeRead(
+                    KeyRange(lower: lower, upper: upper), after: index == first ? after : nil,
+                    limit: options.limit - result.scanned, byteLimit: Self.pageBytesMax - result.bytes))
             try result.add(page, options: options)
             if page.more || result.scanned == options.limit || result.bytes >= Self.pageBytesMax {
                 more = page.more || index < last
