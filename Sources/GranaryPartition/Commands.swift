@@ -41,10 +41,9 @@ public struct WriteCommand: Sendable, Codable {
         self.key = key
         self.condition = condition
         self.action = action
-        self.readsOld = readsOld || condition != nil
         switch action {
-        case .update, .check: self.readsOld = true
-        case .put, .delete: break
+        case .update, .check: self.readsOld = true  // they evaluate against the stored item
+        case .put, .delete: self.readsOld = readsOld || condition != nil
         }
         self.returnsOldOnFailure = returnsOldOnFailure
     }

@@ -79,7 +79,8 @@ extension DynamoService {
             table: info.id, key: info.storageKey(partition: partitionKey, sort: sortKey), condition: condition,
             action: action, readsOld: returnValues == "ALL_OLD" || reportsCapacity,
             returnsOldOnFailure: returnOldOnFailure)
-        let (old, new) = try await partition(for: partitionKey).execute(command).pair
+        let outcome = try await partition(for: partitionKey).execute(command)
+        let (old, new) = (outcome.old, outcome.new)
         var result: [String: JSON] = [:]
         if returnValues == "ALL_OLD", let old { result["Attributes"] = old.json }
         if reportsCapacity {
@@ -125,7 +126,8 @@ extension DynamoService {
         let command = WriteCommand(
             table: info.id, key: info.storageKey(partition: partitionKey, sort: sortKey), condition: condition,
             action: .update(actions, keyItem: key), returnsOldOnFailure: try Self.returnOldOnFailure(fields))
-        let (old, new) = try await partition(for: partitionKey).execute(command).pair
+        let outcome = try await partition(for: partitionKey).execute(command)
+        let (old, new) = (outcome.old, outcome.new)
         var result: [String: JSON] = [:]
         let paths = actions.map(\.path)
         switch returnValues {
@@ -243,9 +245,4 @@ extension DynamoService {
         if mode == "INDEXES" { consumed["Table"] = .object(["CapacityUnits": .number(String(units))]) }
         return .object(consumed)
     }
-}
-
-extension WriteOutcome {
-    /// The items before and after, as the handlers use them.
-    var pair: (old: Item?, new: Item?) { (old, new) }
 }
