@@ -68,9 +68,16 @@ let package = Package(
             dependencies: ["GranaryIO", "CShims"],
             swiftSettings: strict
         ),
+        // The partition's interface: the requests and replies a router sends to a
+        // partition and the transport that carries them, with no implementation behind it.
+        .target(name: "GranaryCommands", dependencies: ["GranaryModel"], swiftSettings: strict),
+        // A partition of this node: its replica (WAL and B-tree) behind the commands.
         .target(
             name: "GranaryPartition",
-            dependencies: ["GranaryModel", "GranaryStorage", "GranaryIO"],
+            dependencies: [
+                "GranaryCommands", "GranaryModel", "GranaryStorage", "GranaryIO",
+                .product(name: "Atomics", package: "swift-atomics"),
+            ],
             swiftSettings: strict
         ),
         .target(
@@ -81,7 +88,7 @@ let package = Package(
         .target(
             name: "GranaryRouter",
             dependencies: [
-                "GranaryIO", "GranaryModel", "GranaryPartition", "GranaryStorage", "GranarySigV4", "CShims",
+                "GranaryIO", "GranaryModel", "GranaryCommands", "GranarySigV4", "CShims",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -90,7 +97,7 @@ let package = Package(
         .target(
             name: "GranaryNode",
             dependencies: [
-                "GranaryIO", "GranaryStorage", "GranaryModel", "GranaryPartition", "GranaryRouter",
+                "GranaryIO", "GranaryStorage", "GranaryModel", "GranaryCommands", "GranaryPartition", "GranaryRouter",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -143,7 +150,11 @@ let package = Package(
             name: "GranaryStorageTests", dependencies: ["GranaryStorage", "GranaryIO", "CShims"], swiftSettings: strict),
         .testTarget(name: "GranaryModelTests", dependencies: ["GranaryModel"], swiftSettings: strict),
         .testTarget(
-            name: "GranaryPartitionTests", dependencies: ["GranaryPartition", "GranaryModel"], swiftSettings: strict),
+            name: "GranaryCommandsTests", dependencies: ["GranaryCommands", "GranaryModel"], swiftSettings: strict),
+        .testTarget(
+            name: "GranaryPartitionTests",
+            dependencies: ["GranaryPartition", "GranaryCommands", "GranaryModel", "GranaryIO", "GranaryStorage"],
+            swiftSettings: strict),
         .testTarget(name: "GranaryRouterTests", dependencies: ["GranaryRouter"], swiftSettings: strict),
     ]
 )

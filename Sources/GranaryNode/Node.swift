@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import GranaryIO
+import GranaryCommands
 import GranaryModel
 import GranaryPartition
 import GranaryRouter
@@ -88,21 +89,20 @@ public final class Node: Sendable {
             partitions.append(partition)
         }
         let cores = reactors.map { CoreTables(reactor: $0) }
-        let everyPartition = partitions
-        try wait(on: partitions[0].reactor) { () async throws in
-            try await TransactionLedger.recover(partitions: everyPartition, now: Date().timeIntervalSince1970)
+        let transport = LocalPartitions(partitions, map: PartitionMap(count: placed))
+        let home = reactors[0]
+        try wait(on: home) { () async throws in
+            try await TransactionLedger.recover(over: transport, now: Date().timeIntervalSince1970)
         } failure: {
             "granary: cannot finish the transactions committed before the node stopped: \($0)"
         }
-        let catalog = try wait(on: partitions[0].reactor) { () async throws -> Catalog in
-            try await Catalog.open(partitions: everyPartition, cores: cores)
+        let catalog = try wait(on: home) { () async throws -> Catalog in
+            try await Catalog.open(over: transport, cores: cores, on: home)
         } failure: {
             "granary: cannot read the table catalog: \($0)"
         }
         return cores.map { tables in
-            DynamoService(
-                tables: tables, catalog: catalog, partitions: Array(everyPartition.prefix(placed)),
-                verifier: configuration.credentials)
+            DynamoService(tables: tables, catalog: catalog, transport: transport, verifier: configuration.credentials)
         }
     }
 

@@ -1,39 +1,16 @@
+import GranaryCommands
 import GranaryIO
 import GranaryModel
 import GranaryStorage
 
-/// Keys from `lower` (inclusive) to `upper` (exclusive), in B-tree order.
-public struct KeyRange: Sendable, Codable {
-    public var lower: [UInt8]
-    public var upper: [UInt8]
-    public init(lower: [UInt8], upper: [UInt8]) { self.lower = lower; self.upper = upper }
-}
-
-/// One page of a range walk: the items in walk order, their DynamoDB size, the key of the
-/// last one, and whether the range holds more.
-public struct RangePage: Sendable, Codable {
-    /// The items in their stored form (`ItemCodec`): the reader decodes what it must look
-    /// into (a filter, a projection) and writes the rest out as it is stored.
-    public var storedItems: [[UInt8]] = []
-    public var bytes = 0
-    public var lastKey: [UInt8]?
-    public var more = false
-}
-
-/// One write of a committed transaction: the final image of an item (nil: deleted).
-public struct TransactionWrite: Sendable {
-    public var table: UInt32
-    public var key: [UInt8]
-    public var item: Item?
-    public init(table: UInt32, key: [UInt8], item: Item?) { self.table = table; self.key = key; self.item = item }
-}
-
 /// One partition of the node: a replica (write-ahead log and B-tree) owned by one core,
 /// holding the hash range `index`/`count` of every table's partition keys.
 ///
-/// Reads and writes hop onto the owning core by calling this actor, whose executor is that
-/// core's reactor: crossing cores is a message. A write is a `WriteCommand`: the partition
-/// reads the stored item, checks the condition, applies the update and logs the result.
+/// Its whole interface is `handle(_:)`: a `PartitionRequest` in, a `PartitionReply` out
+/// (`LocalPartitions` makes the call; the router never sees this type). The call hops onto
+/// the owning core, since this actor's executor is that core's reactor: crossing cores is
+/// a message. A write is a `WriteCommand`: the partition reads the stored item, checks the
+/// condition, applies the update and logs the result.
 /// Writes to one key are serialized by a per-key lock, so a condition is never checked
 /// against a value that another write is replacing. Writes to different keys run side by
 /// side and share the log's group commit.
@@ -45,17 +22,12 @@ public actor Partition {
     private let store: ReplicaStore<ReactorStorage>
     /// Keys with a write or transaction in flight, and the writers queued behind each.
     private let keyLocks = FIFOLocks<[UInt8]>()
-    /// The locked keys a transaction holds: another transaction reaching one conflicts
+    /// The locked keys each transaction holds: another transaction reaching one conflicts
     /// instead of waiting, so transactions never wait for each other in a cycle.
+    private var transactionLocks: [TransactionID: [[UInt8]]] = [:]
     private var transactionKeys: Set<[UInt8]> = []
     /// Items and bytes per table in this partition (for DescribeTable), rebuilt at open.
     private var statistics: [UInt32: TableStatistics] = [:]
-
-    public struct TableStatistics: Sendable {
-        public var items = 0
-        public var bytes = 0
-        public init() {}
-    }
 
     /// Opens (recovering) the partition stored in `directory`. Call on `reactor`.
     public static func open(
@@ -87,52 +59,98 @@ public actor Partition {
         }
     }
 
-    // MARK: Items
+    // MARK: Requests
 
-    public func getItem(_ key: [UInt8]) async throws(DynamoError) -> Item? {
-        try await read(key)?.item
-    }
-
-    /// The item under `key` as it is stored (`ItemCodec`), for a reader that writes it out
-    /// without needing it decoded.
-    public func getStoredItem(_ key: [UInt8]) async throws(DynamoError) -> [UInt8]? {
-        do throws(StorageError) {
-            return try await store.get(key)
-        } catch {
-            throw Self.internalError(error)
+    /// Carries out one request. Everything in it is checked here, as it will be when it
+    /// comes from another node: a bad request is an error, never a trap.
+    public func handle(_ request: PartitionRequest) async throws(DynamoError) -> PartitionReply {
+        switch request {
+        case .get(let key):
+            try Self.checkItemKey(key)
+            return .item(try await storeCall { () throws(StorageError) in try await store.get(key) })
+        case .write(let command):
+            try Self.checkItemKey(command.key, table: command.table)
+            return .written(try await execute(command))
+        case .readRange(let read):
+            try Self.checkItemKey(read.range.lower)
+            return .page(try await readRange(read))
+        case .prepare(let transaction, let commands):
+            for command in commands { try Self.checkItemKey(command.key, table: command.table) }
+            return .prepared(try await prepare(transaction, commands))
+        case .lock(let transaction, let keys):
+            for key in keys { try Self.checkItemKey(key) }
+            return .locked(conflict: try await lock(transaction, keys))
+        case .apply(let writes):
+            for write in writes { try Self.checkItemKey(write.key, table: write.table) }
+            try await applyTransaction(writes)
+            return .done
+        case .release(let transaction):
+            release(transaction)
+            return .done
+        case .statistics(let table):
+            return .statistics(statistics[table] ?? TableStatistics())
+        case .purge(let table):
+            await purge(table: table)
+            return .done
+        case .systemGet(let key):
+            try Self.checkSystemKey(key)
+            return .item(try await storeCall { () throws(StorageError) in try await store.get(key) })
+        case .systemPut(let key, let value):
+            try Self.checkSystemKey(key)
+            try await storeCall { () throws(StorageError) in try await store.put(key, value) }
+            return .done
+        case .systemDelete(let key):
+            try Self.checkSystemKey(key)
+            try await storeCall { () throws(StorageError) in try await store.delete(key) }
+            return .done
+        case .systemScan(let prefix, let after, let limit):
+            try Self.checkSystemKey(prefix)
+            guard (1...Self.systemScanMax).contains(limit) else {
+                throw Self.refused("a system scan limit of \(limit)")
+            }
+            return .entries(try await systemScan(prefix: prefix, after: after, limit: limit))
         }
     }
 
-    /// Decodes an item `getStoredItem` returned.
-    public static func decode(stored: [UInt8]) throws(DynamoError) -> Item {
-        do { return try ItemCodec.decode(stored) } catch { throw corrupt(error) }
+    /// System records per `systemScan` reply, at most.
+    static let systemScanMax = 1024
+
+    /// An item key belongs to a user table (id 1 and up), and to `table` when given.
+    private static func checkItemKey(_ key: [UInt8], table: UInt32? = nil) throws(DynamoError) {
+        guard key.count >= KeyEncoding.tablePrefixBytes, !key.starts(with: KeyEncoding.tablePrefix(0)) else {
+            throw refused("an item key outside every user table")
+        }
+        if let table, table == 0 || !key.starts(with: KeyEncoding.tablePrefix(table)) {
+            throw refused("an item key outside its table \(table)")
+        }
     }
 
-    /// Writes the JSON of an item `getStoredItem` returned, without decoding it.
-    public static func writeJSON(stored: [UInt8], to output: inout [UInt8]) throws(DynamoError) {
-        do { try ItemCodec.writeJSON(stored, to: &output) } catch { throw corrupt(error) }
+    private static func checkSystemKey(_ key: [UInt8]) throws(DynamoError) {
+        guard key.starts(with: KeyEncoding.tablePrefix(0)) else { throw refused("a system key outside table 0") }
     }
 
-    /// DynamoDB's size of an item `getStoredItem` returned, without decoding it.
-    public static func size(stored: [UInt8]) throws(DynamoError) -> Int {
-        do { return try ItemCodec.storedSize(stored) } catch { throw corrupt(error) }
+    private static func refused(_ what: String) -> DynamoError {
+        DynamoError("InternalServerError", "Internal server error: a partition refused \(what)")
     }
 
-    private static func corrupt(_ error: ItemCodec.DecodingError) -> DynamoError {
-        DynamoError("InternalServerError", "\(error)")
+    /// Runs a store operation, reporting a storage failure as DynamoDB's internal error.
+    private func storeCall<T>(_ body: () async throws(StorageError) -> T) async throws(DynamoError) -> T {
+        do throws(StorageError) { return try await body() } catch { throw Self.internalError(error) }
     }
 
     /// The item under `key` (decoded only when `decoding`) and the size of its stored form.
     private func read(
         _ key: [UInt8], decoding: Bool = true
     ) async throws(DynamoError) -> (item: Item?, storedBytes: Int)? {
-        guard let stored = try await getStoredItem(key) else { return nil }
-        return (decoding ? try Self.decode(stored: stored) : nil, stored.count)
+        guard let stored = try await storeCall({ () throws(StorageError) in try await store.get(key) }) else {
+            return nil
+        }
+        return (decoding ? try StoredItem.decode(stored) : nil, stored.count)
     }
 
     /// Runs a single-item write with the key locked: reads the stored item (decoded only
     /// when the command needs it), lets the command decide, and logs the result durably.
-    public func execute(_ command: WriteCommand) async throws(DynamoError) -> WriteOutcome {
+    private func execute(_ command: WriteCommand) async throws(DynamoError) -> WriteOutcome {
         await lock(command.key)
         defer { unlock(command.key) }
         let old = try await read(command.key, decoding: command.readsOld)
@@ -141,23 +159,22 @@ public actor Partition {
         return WriteOutcome(old: old?.item, new: new)
     }
 
-    /// A transaction's first phase in this partition: locks the commands' keys (in key
-    /// order) and evaluates each command against its stored item, storing nothing. On
-    /// success the keys stay locked until `unlock(transactionKeys:)` (after the commit's
+    /// A transaction's first phase in this partition: locks the commands' keys for
+    /// `transaction` and evaluates each command against its stored item, storing nothing.
+    /// On success the keys stay locked until `release` (after the commit's
     /// `applyTransaction`, or to abort). A key another transaction holds is a conflict:
     /// nothing stays locked.
-    public func prepare(_ commands: [WriteCommand]) async throws(DynamoError) -> PrepareOutcome {
-        let keys = commands.map(\.key).sorted { $0.lexicographicallyPrecedes($1) }
-        if let conflicting = await lockForTransaction(keys) {
-            return .conflict(commands.firstIndex { $0.key == conflicting }!)
-        }
+    private func prepare(
+        _ transaction: TransactionID, _ commands: [WriteCommand]
+    ) async throws(DynamoError) -> PrepareOutcome {
+        if let conflict = try await lock(transaction, commands.map(\.key)) { return .conflict(conflict) }
         var prepared: [PreparedWrite] = []
         for command in commands {
             let old: (item: Item?, storedBytes: Int)?
             do throws(DynamoError) {
                 old = try await read(command.key)
             } catch {
-                unlock(transactionKeys: keys)
+                release(transaction)
                 throw error
             }
             do throws(DynamoError) {
@@ -173,7 +190,7 @@ public actor Partition {
     /// A committed transaction's writes to keys it holds locked (or, at recovery, before
     /// anything else runs). Idempotent: each write is the item's final image. They run side
     /// by side, so that they share the log's group commits.
-    public func applyTransaction(_ writes: [TransactionWrite]) async throws(DynamoError) {
+    private func applyTransaction(_ writes: [TransactionWrite]) async throws(DynamoError) {
         _ = try await concurrently(writes) { (write) throws(DynamoError) in
             try await self.store(
                 table: write.table, key: write.key, replacing: self.read(write.key, decoding: false), with: write.item)
@@ -213,7 +230,7 @@ public actor Partition {
     /// backward, resuming after the last key a previous page returned; it stops after
     /// `limit` items or once the items read add up to `byteLimit`, and says whether keys in
     /// the range remain.
-    public func readRange(_ read: RangeRead) async throws(DynamoError) -> RangePage {
+    private func readRange(_ read: RangeRead) async throws(DynamoError) -> RangePage {
         guard read.limit > 0, read.byteLimit > 0 else {
             throw DynamoError("InternalServerError", "a range read needs a positive limit and byte limit")
         }
@@ -244,7 +261,7 @@ public actor Partition {
                     page.more = true
                     return page
                 }
-                page.bytes += try Self.size(stored: value)
+                page.bytes += try StoredItem.size(value)
                 page.storedItems.append(value)
                 page.lastKey = key
             }
@@ -256,13 +273,9 @@ public actor Partition {
         return page
     }
 
-    public func statistics(table: UInt32) -> TableStatistics {
-        statistics[table] ?? TableStatistics()
-    }
-
     /// Deletes every item of a deleted table, in batches, so that other work goes on
     /// between them.
-    public func purge(table: UInt32) async {
+    private func purge(table: UInt32) async {
         let prefix = KeyEncoding.tablePrefix(table)
         while true {
             guard let batch = try? await store.scan(from: prefix, limit: 256) else { return }
@@ -275,31 +288,23 @@ public actor Partition {
         statistics[table] = nil
     }
 
-    // MARK: Raw access for the catalog (table 0)
-
-    public func rawGet(_ key: [UInt8]) async throws(StorageError) -> [UInt8]? {
-        try await store.get(key)
-    }
-
-    public func rawPut(_ key: [UInt8], _ value: [UInt8]) async throws(StorageError) {
-        try await store.put(key, value)
-    }
-
-    public func rawDelete(_ key: [UInt8]) async throws(StorageError) {
-        try await store.delete(key)
-    }
-
-    /// Every entry whose key starts with `prefix`, read in bounded batches.
-    public func rawScan(prefix: [UInt8]) async throws(StorageError) -> [(key: [UInt8], value: [UInt8])] {
-        var found: [(key: [UInt8], value: [UInt8])] = []
-        var start = prefix
-        while true {
-            let batch = try await store.scan(from: start, limit: 256)
-            let matching = batch.filter { $0.key.starts(with: prefix) }
-            found += matching
-            guard matching.count == 256 else { return found }
-            start = matching.last!.key + [0]
+    /// Up to `limit` system records whose keys start with `prefix`, after `after`.
+    private func systemScan(
+        prefix: [UInt8], after: [UInt8]?, limit: Int
+    ) async throws(DynamoError) -> [SystemEntry] {
+        var found: [SystemEntry] = []
+        var start = after.map { $0 + [0] } ?? prefix
+        while found.count < limit {
+            let wanted = min(limit - found.count, 256)
+            let batch = try await storeCall { () throws(StorageError) in
+                try await store.scan(from: start, limit: wanted)
+            }
+            let matching = batch.prefix { $0.key.starts(with: prefix) }
+            found += matching.map { SystemEntry(key: $0.key, value: $0.value) }
+            guard matching.count == wanted, let last = matching.last else { break }
+            start = last.key + [0]
         }
+        return found
     }
 
     public func close() async {
@@ -317,25 +322,37 @@ public actor Partition {
         keyLocks.release(key)  // the lock passes straight to the next writer of this key
     }
 
-    /// Locks `keys` for a transaction, in order. A key held by another transaction is a
-    /// conflict: the keys taken so far are released and the conflicting one returned. A key
-    /// held by a single-item write is waited for (that write is short and waits for
-    /// nothing else).
-    public func lockForTransaction(_ keys: [[UInt8]]) async -> [UInt8]? {
-        for (position, key) in keys.enumerated() {
+    /// Locks `keys` for `transaction`, in key order (so two transactions meet in the same
+    /// order). A key held by another transaction is a conflict: the keys taken so far are
+    /// released and the index of the conflicting key in `keys` returned. A key held by a
+    /// single-item write is waited for (that write is short and waits for nothing else).
+    private func lock(_ transaction: TransactionID, _ keys: [[UInt8]]) async throws(DynamoError) -> Int? {
+        guard transactionLocks[transaction] == nil else {
+            throw Self.refused("a second lock request for transaction \(transaction)")
+        }
+        guard Set(keys).count == keys.count else { throw Self.refused("a transaction naming a key twice") }
+        transactionLocks[transaction] = []
+        for key in keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
             if transactionKeys.contains(key) {
-                unlock(transactionKeys: Array(keys[..<position]))
-                return key
+                release(transaction)
+                return keys.firstIndex(of: key)!
             }
             await lock(key)
+            guard transactionLocks[transaction] != nil else {  // released while it waited
+                unlock(key)
+                throw Self.refused("a lock request for transaction \(transaction), released meanwhile")
+            }
             transactionKeys.insert(key)
+            transactionLocks[transaction]!.append(key)
         }
         return nil
     }
 
-    public func unlock(transactionKeys keys: [[UInt8]]) {
-        for key in keys {
-            precondition(transactionKeys.remove(key) != nil, "a transaction unlocks a key it does not hold")
+    /// Releases every key `transaction` holds here; nothing, if it holds none (a release
+    /// may be repeated).
+    private func release(_ transaction: TransactionID) {
+        for key in transactionLocks.removeValue(forKey: transaction) ?? [] {
+            precondition(transactionKeys.remove(key) != nil, "a transaction's key was not marked held")
             unlock(key)
         }
     }

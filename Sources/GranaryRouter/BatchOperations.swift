@@ -1,5 +1,5 @@
 import GranaryModel
-import GranaryPartition
+import GranaryCommands
 
 /// BatchGetItem and BatchWriteItem: many independent single-item operations in one request,
 /// validated whole before any of them runs, then run side by side on their partitions.
@@ -21,7 +21,7 @@ extension DynamoService {
     func batchGetItem(_ fields: RequestFields) async throws(DynamoError) -> JSON {
         let requestItems = try batchRequestItems(fields)
         var tables: [TableKeys] = []
-        var lookups: [(Partition, [UInt8])] = []  // every key, in request order
+        var lookups: [(partition: Int, key: [UInt8])] = []  // every key, in request order
         var keyCount = 0
         for (name, value) in requestItems.sorted(by: { $0.key < $1.key }) {
             let info = try table(named: name)
@@ -59,8 +59,8 @@ extension DynamoService {
 
         // Every key is read at once; the answer then takes items in request order up to
         // 16 MB and hands the rest back as UnprocessedKeys.
-        let found = try await concurrently(lookups) { (partition, key) throws(DynamoError) in
-            try await partition.getStoredItem(key)
+        let found = try await concurrently(lookups) { [transport] (partition, key) throws(DynamoError) in
+            try await transport.get(key, at: partition)
         }
 
         var responses: [String: JSON] = [:]
@@ -154,8 +154,8 @@ extension DynamoService {
                 WriteCommand(table: write.info.id, key: write.key, action: write.action, readsOld: reportsCapacity)
             )
         }
-        let sizes = try await concurrently(work) { (partition, command) throws(DynamoError) in
-            let outcome = try await partition.execute(command)
+        let sizes = try await concurrently(work) { [transport] (partition, command) throws(DynamoError) in
+            let outcome = try await transport.execute(command, at: partition)
             return max(outcome.old?.sizeBytes ?? 0, outcome.new?.sizeBytes ?? 0)
         }
         var result: [String: JSON] = ["UnprocessedItems": .object([:])]

@@ -1,8 +1,7 @@
 import Foundation
 import GranaryIO
 import GranaryModel
-import GranaryPartition
-import GranaryStorage
+import GranaryCommands
 
 /// The DynamoDB JSON 1.0 protocol on one core: it authenticates a request, decodes its
 /// body, runs the operation named by `X-Amz-Target`, and answers with DynamoDB's headers
@@ -13,9 +12,8 @@ import GranaryStorage
 public final class DynamoService: Sendable {
     let tables: CoreTables
     let catalog: Catalog
-    let partitions: [Partition]
-    /// Which of `partitions` owns a key.
-    let partitionMap: PartitionMap
+    /// How requests reach the partitions, and which partition owns a key.
+    let transport: any PartitionTransport
     let verifier: SigV4Verifier?
     /// Request ids come from a generator seeded once: the system generator makes a
     /// getrandom(2) call per number, and 52 of them per request were a fifth of GetItem's
@@ -25,11 +23,10 @@ public final class DynamoService: Sendable {
     static let targetPrefix = "DynamoDB_20120810."
     static let jsonContentType = "application/x-amz-json-1.0"
 
-    public init(tables: CoreTables, catalog: Catalog, partitions: [Partition], verifier: SigV4Verifier?) {
+    public init(tables: CoreTables, catalog: Catalog, transport: any PartitionTransport, verifier: SigV4Verifier?) {
         self.tables = tables
         self.catalog = catalog
-        self.partitions = partitions
-        self.partitionMap = PartitionMap(count: partitions.count)
+        self.transport = transport
         self.verifier = verifier
         var system = SystemRandomNumberGenerator()
         requestIDs = Locked(SplitMix64(seed: system.next()))
@@ -165,7 +162,7 @@ public final class DynamoService: Sendable {
             guard let fields = try? RequestFields(json), let (_, keyCondition, _, _) = try? queryKey(fields) else {
                 return nil
             }
-            return partition(for: keyCondition.partitionKey).reactor.index
+            return transport.localCore(of: partition(for: keyCondition.partitionKey))
         }
         guard case .object(let members) = json,
             case .string(let name)? = members["TableName"], let info = tables.tables[name],
@@ -173,17 +170,17 @@ public final class DynamoService: Sendable {
             let partitionKey = try? AttributeValue(json: keyJSON),
             (try? info.checkKeyValue(partitionKey, of: info.partitionKey)) != nil
         else { return nil }
-        return partition(for: partitionKey).reactor.index
+        return transport.localCore(of: partition(for: partitionKey))
     }
 
-    /// The partition that owns a partition key's hash: an equal share of the hash space each.
-    func partition(for partitionKey: AttributeValue) -> Partition {
-        partitions[partitionMap.index(of: partitionKey)]
+    /// The partition that owns a partition key (`PartitionMap`).
+    func partition(for partitionKey: AttributeValue) -> Int {
+        transport.map.index(of: partitionKey)
     }
 
     /// The partition that owns partition-key hash `hash`.
     func partitionIndex(hash: UInt64) -> Int {
-        partitionMap.index(hash: hash)
+        transport.map.index(hash: hash)
     }
 
     // MARK: Responses

@@ -1,5 +1,5 @@
 import GranaryModel
-import GranaryPartition
+import GranaryCommands
 
 /// PutItem, GetItem, UpdateItem and DeleteItem: validated on the core that received the
 /// request, then carried out on the core that owns the item's partition.
@@ -20,8 +20,8 @@ extension DynamoService {
         let context = try fields.expressionContext(usesExpressions: fields.has("ProjectionExpression"))
         let projection = try Self.projection(fields, context: context)
         try context.checkAllUsed()
-        let stored = try await partition(for: partitionKey).getStoredItem(
-            info.storageKey(partition: partitionKey, sort: sortKey))
+        let stored = try await transport.get(
+            info.storageKey(partition: partitionKey, sort: sortKey), at: partition(for: partitionKey))
         var result: [String: JSON] = [:]
         var itemBytes = 0
         if let stored {
@@ -43,13 +43,13 @@ extension DynamoService {
         var json: [UInt8] = []
         json.reserveCapacity(stored.count * 2 + 64)
         if let projection {
-            let item = try Partition.decode(stored: stored)
+            let item = try StoredItem.decode(stored)
             let shown = Projection.apply(projection, to: item)
             shown.writeJSON(to: &json)
             return (.serialized(json), item.sizeBytes, shown.sizeBytes)
         }
-        try Partition.writeJSON(stored: stored, to: &json)
-        let size = try Partition.size(stored: stored)
+        try StoredItem.writeJSON(stored, to: &json)
+        let size = try StoredItem.size(stored)
         return (.serialized(json), size, size)
     }
 
@@ -79,7 +79,7 @@ extension DynamoService {
             table: info.id, key: info.storageKey(partition: partitionKey, sort: sortKey), condition: condition,
             action: action, readsOld: returnValues == "ALL_OLD" || reportsCapacity,
             returnsOldOnFailure: returnOldOnFailure)
-        let outcome = try await partition(for: partitionKey).execute(command)
+        let outcome = try await transport.execute(command, at: partition(for: partitionKey))
         let (old, new) = (outcome.old, outcome.new)
         var result: [String: JSON] = [:]
         if returnValues == "ALL_OLD", let old { result["Attributes"] = old.json }
@@ -126,7 +126,7 @@ extension DynamoService {
         let command = WriteCommand(
             table: info.id, key: info.storageKey(partition: partitionKey, sort: sortKey), condition: condition,
             action: .update(actions, keyItem: key), returnsOldOnFailure: try Self.returnOldOnFailure(fields))
-        let outcome = try await partition(for: partitionKey).execute(command)
+        let outcome = try await transport.execute(command, at: partition(for: partitionKey))
         let (old, new) = (outcome.old, outcome.new)
         var result: [String: JSON] = [:]
         let paths = actions.map(\.path)

@@ -1,5 +1,5 @@
 import GranaryModel
-import GranaryPartition
+import GranaryCommands
 
 /// Query and Scan: bounded cursor walks over the B-tree, a page at a time.
 ///
@@ -67,7 +67,7 @@ extension DynamoService {
             let decodes = options.filter != nil || options.projection != nil
             for stored in page.storedItems {
                 scanned += 1
-                let item = decodes ? try Partition.decode(stored: stored) : nil
+                let item = decodes ? try StoredItem.decode(stored) : nil
                 if let item, !(options.filter?.evaluate(item) ?? true) { continue }
                 count += 1
                 guard !options.countOnly else { continue }
@@ -75,7 +75,7 @@ extension DynamoService {
                 if let item {
                     (options.projection.map { Projection.apply($0, to: item) } ?? item).writeJSON(to: &items)
                 } else {
-                    try Partition.writeJSON(stored: stored, to: &items)
+                    try StoredItem.writeJSON(stored, to: &items)
                 }
             }
             bytes += page.bytes
@@ -91,7 +91,7 @@ extension DynamoService {
                 items = []
             }
             if more, let lastStoredItem {
-                let lastItem = try Partition.decode(stored: lastStoredItem)
+                let lastItem = try StoredItem.decode(lastStoredItem)
                 result["LastEvaluatedKey"] = lastItem.filter { info.keyNames.contains($0.key) }.json
             }
             return result
@@ -166,10 +166,11 @@ extension DynamoService {
             after = info.storageKey(partition: partitionKey, sort: sortKey)
         }
         let (lower, upper) = keyCondition.keyRange(table: info.id)
-        let page = try await partition(for: keyCondition.partitionKey).readRange(
+        let page = try await transport.readRange(
             RangeRead(
                 KeyRange(lower: lower, upper: upper), after: after, reverse: !forward, limit: options.limit,
-                byteLimit: Self.pageBytesMax))
+                byteLimit: Self.pageBytesMax),
+            at: partition(for: keyCondition.partitionKey))
         var result = ReadResult()
         try result.add(page, options: options)
         var json = try result.json(info: info, more: page.more, options: options)
@@ -218,10 +219,11 @@ extension DynamoService {
         var result = ReadResult()
         var more = false
         for index in first...last {
-            let page = try await partitions[index].readRange(
+            let page = try await transport.readRange(
                 RangeRead(
                     KeyRange(lower: lower, upper: upper), after: index == first ? after : nil,
-                    limit: options.limit - result.scanned, byteLimit: Self.pageBytesMax - result.bytes))
+                    limit: options.limit - result.scanned, byteLimit: Self.pageBytesMax - result.bytes),
+                at: index)
             try result.add(page, options: options)
             if page.more || result.scanned == options.limit || result.bytes >= Self.pageBytesMax {
                 more = page.more || index < last

@@ -1,6 +1,6 @@
 import Foundation
 import GranaryModel
-import GranaryPartition
+import GranaryCommands
 
 /// CreateTable, DeleteTable, DescribeTable, ListTables, UpdateTable, tags, limits,
 /// endpoints and time-to-live settings.
@@ -228,10 +228,10 @@ extension DynamoService {
     }
 
     /// Items and bytes of a table, summed over the partitions (each asked on its core).
-    func statistics(_ info: TableInfo) async -> (items: Int, bytes: Int) {
+    func statistics(_ info: TableInfo) async throws(DynamoError) -> (items: Int, bytes: Int) {
         var items = 0, bytes = 0
-        for partition in partitions {
-            let entry = await partition.statistics(table: info.id)
+        for partition in 0..<transport.map.count {
+            let entry = try await transport.statistics(table: info.id, at: partition)
             items += entry.items
             bytes += entry.bytes
         }
@@ -243,7 +243,7 @@ extension DynamoService {
         guard let info = tables.tables[name] else {
             throw .resourceNotFound("Requested resource not found: Table: \(name) not found")
         }
-        let (items, bytes) = await statistics(info)
+        let (items, bytes) = try await statistics(info)
         return .object(["Table": description(info, items: items, bytes: bytes)])
     }
 
@@ -252,7 +252,7 @@ extension DynamoService {
         guard let current = tables.tables[name] else {
             throw .resourceNotFound("Requested resource not found: Table: \(name) not found")
         }
-        let (items, bytes) = await statistics(current)
+        let (items, bytes) = try await statistics(current)
         let info = try await catalog.delete(name)
         // DynamoDB describes a deleting table by its summary: no key schema, attribute
         // definitions or creation time.
@@ -325,7 +325,7 @@ extension DynamoService {
             if let protection { table.deletionProtection = protection }
             if let tableClass { table.tableClass = tableClass }
         }
-        let (items, bytes) = await statistics(info)
+        let (items, bytes) = try await statistics(info)
         return .object(["TableDescription": description(info, items: items, bytes: bytes)])
     }
 

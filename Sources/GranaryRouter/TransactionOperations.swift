@@ -2,7 +2,7 @@ import Crypto
 import GranarySigV4
 import Foundation
 import GranaryModel
-import GranaryPartition
+import GranaryCommands
 
 /// TransactWriteItems and TransactGetItems: up to 100 actions on items anywhere on the
 /// node, all or nothing, isolated from other writes.
@@ -39,25 +39,11 @@ extension DynamoService {
                 "1 validation error detected: Value '\(token)' at 'clientRequestToken' failed to satisfy constraint: Member must have length less than or equal to 36"
             )
         }
-        var writes: [PlannedWrite] = []
-        var seen: Set<[UInt8]> = []
-        var requestBytes = 0
-        for action in actions {
-            let write = try plannedWrite(action)
-            guard seen.insert(write.command.key).inserted else {
-                throw .validation("Transaction request cannot include multiple operations on one item")
-            }
-            if case .put(let item) = write.command.action { requestBytes += item.sizeBytes }
-            writes.append(write)
-        }
-        guard requestBytes <= Self.transactionBytesMax else {
-            throw .validation("Transaction request cannot be larger than 4 MB")
-        }
-
+        let writes = try plannedWrites(actions)
         let requestHash = SigV4.hex(SHA256.hash(data: JSON.object(fields.members).canonicalSerialized()))
         let coordinator = token.map { partitionIndex(hash: KeyEncoding.hash(.s($0))) } ?? writes[0].partition
         let now = Date().timeIntervalSince1970
-        if let token, let header = try await TransactionLedger.header(token, in: partitions[coordinator]),
+        if let token, let header = try await TransactionLedger.header(token, in: coordinator, over: transport),
             header.time + TransactionLedger.tokenLifetimeSeconds > now
         {
             guard header.requestHash == requestHash else {
@@ -74,7 +60,8 @@ extension DynamoService {
             return try transactionResponse(fields, units: writes.map { ($0.info, 2.0) })
         }
 
-        let (locked, results) = try await prepare(writes)
+        let transaction = TransactionID(UUID().uuidString)
+        let (locked, results) = try await prepare(writes, as: transaction)
         // Phase two: commit when every command may go ahead, else cancel with the reasons.
         var reasons: [JSON] = []
         var images: [Int: [TransactionWrite]] = [:]
@@ -96,56 +83,79 @@ extension DynamoService {
             }
         }
         guard reasons.allSatisfy({ $0 == ["Code": "None"] }) else {
-            await unlock(locked)
+            await release(transaction, in: locked)
             throw Self.transactionCanceled(reasons)
         }
         do throws(DynamoError) {
             try await TransactionLedger.commit(
                 id: token ?? UUID().uuidString, keepToken: token != nil, requestHash: requestHash, now: now,
-                writes: images, coordinator: partitions[coordinator], partitions: partitions)
+                writes: images, coordinator: coordinator, over: transport)
         } catch {
-            await unlock(locked)
+            await release(transaction, in: locked)
             throw error
         }
-        await unlock(locked)
+        await release(transaction, in: locked)
         return try transactionResponse(fields, units: units)
     }
 
     /// A transaction's first phase: every partition locks its keys and evaluates its
-    /// commands. Returns the locked keys and each write's result, in request order; on a
-    /// conflict or a failure nothing stays locked.
+    /// commands, partition by partition in index order. Returns the partitions that hold
+    /// locks and each write's result, in request order; on a conflict or a failure nothing
+    /// stays locked.
     private func prepare(
-        _ writes: [PlannedWrite]
-    ) async throws(DynamoError) -> (locked: [(partition: Int, keys: [[UInt8]])], results: [PreparedWrite]) {
+        _ writes: [PlannedWrite], as transaction: TransactionID
+    ) async throws(DynamoError) -> (locked: [Int], results: [PreparedWrite]) {
         var byPartition: [Int: [Int]] = [:]  // partition to the indexes of its writes
         for (index, write) in writes.enumerated() { byPartition[write.partition, default: []].append(index) }
-        var locked: [(partition: Int, keys: [[UInt8]])] = []
+        var locked: [Int] = []
         var results = [PreparedWrite?](repeating: nil, count: writes.count)
         for (partition, indexes) in byPartition.sorted(by: { $0.key < $1.key }) {
             let outcome: PrepareOutcome
             do throws(DynamoError) {
-                outcome = try await partitions[partition].prepare(indexes.map { writes[$0].command })
+                outcome = try await transport.prepare(transaction, indexes.map { writes[$0].command }, at: partition)
             } catch {
-                await unlock(locked)
+                await release(transaction, in: locked)
                 throw error
             }
             switch outcome {
             case .conflict(let position):
-                await unlock(locked)
+                await release(transaction, in: locked)
                 let conflicting = indexes[position]
                 throw Self.transactionCanceled(
                     writes.indices.map { $0 == conflicting ? Self.conflictReason : ["Code": "None"] })
             case .prepared(let prepared):
-                locked.append((partition, indexes.map { writes[$0].command.key }))
+                locked.append(partition)
                 for (index, result) in zip(indexes, prepared) { results[index] = result }
             }
         }
         return (locked, results.map { $0! })
     }
 
-    /// Releases the keys a transaction's prepare locked, partition by partition.
-    private func unlock(_ locked: [(partition: Int, keys: [[UInt8]])]) async {
-        for (partition, keys) in locked { await partitions[partition].unlock(transactionKeys: keys) }
+    /// Releases the keys `transaction` holds in the partitions `locked`.
+    private func release(_ transaction: TransactionID, in locked: [Int]) async {
+        for partition in locked {
+            // A release is never refused: it finishes work its partition admitted.
+            try? await transport.release(transaction, at: partition)
+        }
+    }
+
+    /// Every action validated, each item named once, the puts within 4 MB together.
+    private func plannedWrites(_ actions: [JSON]) throws(DynamoError) -> [PlannedWrite] {
+        var writes: [PlannedWrite] = []
+        var seen: Set<[UInt8]> = []
+        var requestBytes = 0
+        for action in actions {
+            let write = try plannedWrite(action)
+            guard seen.insert(write.command.key).inserted else {
+                throw .validation("Transaction request cannot include multiple operations on one item")
+            }
+            if case .put(let item) = write.command.action { requestBytes += item.sizeBytes }
+            writes.append(write)
+        }
+        guard requestBytes <= Self.transactionBytesMax else {
+            throw .validation("Transaction request cannot be larger than 4 MB")
+        }
+        return writes
     }
 
     private func plannedWrite(_ action: JSON) throws(DynamoError) -> PlannedWrite {
@@ -235,8 +245,8 @@ extension DynamoService {
         }
         let items = try await withTransactionLocks(reads.map { ($0.partition, $0.key) }) {
             () async throws(DynamoError) -> [[UInt8]?] in
-            try await concurrently(reads.map { (self.partitions[$0.partition], $0.key) }) {
-                (partition, key) throws(DynamoError) in try await partition.getStoredItem(key)
+            try await concurrently(reads.map { ($0.partition, $0.key) }) {
+                [transport] (partition, key) throws(DynamoError) in try await transport.get(key, at: partition)
             }
         } conflict: { index in
             Self.transactionCanceled(reads.indices.map { $0 == index ? Self.conflictReason : ["Code": "None"] })
@@ -282,20 +292,27 @@ extension DynamoService {
         _ keys: [(partition: Int, key: [UInt8])], _ body: () async throws(DynamoError) -> T,
         conflict: (Int) -> DynamoError
     ) async throws(DynamoError) -> T {
-        var byPartition: [Int: [[UInt8]]] = [:]
-        for (partition, key) in keys { byPartition[partition, default: []].append(key) }
-        var taken: [(Int, [[UInt8]])] = []
-        for (partition, list) in byPartition.sorted(by: { $0.key < $1.key }) {
-            let ordered = list.sorted { $0.lexicographicallyPrecedes($1) }
-            if let conflicting = await partitions[partition].lockForTransaction(ordered) {
-                for (index, held) in taken { await partitions[index].unlock(transactionKeys: held) }
-                throw conflict(keys.firstIndex { $0.key == conflicting }!)
+        let transaction = TransactionID(UUID().uuidString)
+        var byPartition: [Int: [Int]] = [:]  // partition to the indexes of its keys
+        for (index, key) in keys.enumerated() { byPartition[key.partition, default: []].append(index) }
+        var taken: [Int] = []
+        for (partition, indexes) in byPartition.sorted(by: { $0.key < $1.key }) {
+            let conflicting: Int?
+            do throws(DynamoError) {
+                conflicting = try await transport.lock(transaction, keys: indexes.map { keys[$0].key }, at: partition)
+            } catch {
+                await release(transaction, in: taken)
+                throw error
             }
-            taken.append((partition, ordered))
+            if let conflicting {
+                await release(transaction, in: taken)
+                throw conflict(indexes[conflicting])
+            }
+            taken.append(partition)
         }
         let outcome: Result<T, DynamoError>
         do throws(DynamoError) { outcome = .success(try await body()) } catch { outcome = .failure(error) }
-        for (index, held) in taken { await partitions[index].unlock(transactionKeys: held) }
+        await release(transaction, in: taken)
         return try outcome.get()
     }
 

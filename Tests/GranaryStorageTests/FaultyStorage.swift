@@ -1,4 +1,5 @@
 import Glibc
+import GranaryIO
 @testable import GranaryStorage
 
 /// A disk in memory that fails the way real disks and crashes do, for the storage tests.

@@ -51,7 +51,7 @@ public struct WriteCommand: Sendable, Codable {
     /// What the write stores, given the item stored now: nil deletes (or leaves nothing).
     /// Throws ConditionalCheckFailedException when the condition does not hold, and a
     /// ValidationException when the update cannot apply or the item outgrows 400 KB.
-    func newItem(replacing stored: Item?) throws(DynamoError) -> Item? {
+    public func newItem(replacing stored: Item?) throws(DynamoError) -> Item? {
         if let condition, !condition.evaluate(stored) {
             throw .conditionalCheckFailed(item: returnsOldOnFailure ? stored : nil)
         }
@@ -130,4 +130,31 @@ public struct RangeRead: Sendable, Codable {
         self.limit = limit
         self.byteLimit = byteLimit
     }
+}
+
+/// Keys from `lower` (inclusive) to `upper` (exclusive), in B-tree order.
+public struct KeyRange: Sendable, Codable {
+    public var lower: [UInt8]
+    public var upper: [UInt8]
+    public init(lower: [UInt8], upper: [UInt8]) { self.lower = lower; self.upper = upper }
+}
+
+/// One page of a range walk: the items in walk order, their DynamoDB size, the key of the
+/// last one, and whether the range holds more.
+public struct RangePage: Sendable, Codable {
+    /// The items in their stored form (`ItemCodec`): the reader decodes what it must look
+    /// into (a filter, a projection) and writes the rest out as it is stored.
+    public var storedItems: [[UInt8]] = []
+    public var bytes = 0
+    public var lastKey: [UInt8]?
+    public var more = false
+    public init() {}
+}
+
+/// One write of a committed transaction: the final image of an item (nil: deleted).
+public struct TransactionWrite: Sendable, Codable {
+    public var table: UInt32
+    public var key: [UInt8]
+    public var item: Item?
+    public init(table: UInt32, key: [UInt8], item: Item?) { self.table = table; self.key = key; self.item = item }
 }

@@ -1,5 +1,5 @@
 import GranaryModel
-import GranaryPartition
+import GranaryCommands
 import Testing
 
 /// Items are spread over partitions by consecutive ranges of their key's hash.

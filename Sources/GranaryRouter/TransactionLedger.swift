@@ -1,5 +1,5 @@
+import GranaryCommands
 import GranaryModel
-import GranaryStorage
 
 /// Makes a transaction's writes all-or-nothing across partitions, each of which has a log
 /// of its own, and remembers client request tokens.
@@ -36,13 +36,11 @@ public enum TransactionLedger {
         KeyEncoding.tablePrefix(0) + Array("txc/".utf8) + Array(id.utf8) + Array("/\(index)".utf8)
     }
 
-    /// The header stored for `id` in `coordinator`, if any.
-    public static func header(_ id: String, in coordinator: Partition) async throws(DynamoError) -> Header? {
-        let stored: [UInt8]?
-        do throws(StorageError) { stored = try await coordinator.rawGet(headerKey(id)) } catch {
-            throw Partition.internalError(error)
-        }
-        guard let stored else { return nil }
+    /// The header stored for `id` in partition `coordinator`, if any.
+    public static func header(
+        _ id: String, in coordinator: Int, over transport: some PartitionTransport
+    ) async throws(DynamoError) -> Header? {
+        guard let stored = try await transport.systemGet(headerKey(id), at: coordinator) else { return nil }
         guard let header = decodeHeader(stored) else {
             throw DynamoError("InternalServerError", "transaction record \(id) does not decode")
         }
@@ -53,96 +51,92 @@ public enum TransactionLedger {
     /// by the caller. With `keepToken`, the header stays as a done record under `id`.
     public static func commit(
         id: String, keepToken: Bool, requestHash: String, now: Double, writes: [Int: [TransactionWrite]],
-        coordinator: Partition, partitions: [Partition]
+        coordinator: Int, over transport: some PartitionTransport
     ) async throws(DynamoError) {
         let chunks = chunked(writes)
-        do throws(StorageError) {
-            _ = try await concurrently(Array(chunks.enumerated())) { (index, chunk) throws(StorageError) in
-                try await coordinator.rawPut(chunkKey(id, index), ItemCodec.encode(chunk))
-            }
-            try await coordinator.rawPut(
-                headerKey(id),
-                encode(Header(state: .committed, requestHash: requestHash, time: now, chunks: chunks.count)))
-        } catch {
-            throw Partition.internalError(error)
+        _ = try await concurrently(Array(chunks.enumerated())) { (index, chunk) throws(DynamoError) in
+            try await transport.systemPut(chunkKey(id, index), ItemCodec.encode(chunk), at: coordinator)
         }
-        try await apply(writes, partitions: partitions)
-        do throws(StorageError) {
-            try await finish(
-                id, keepToken: keepToken, requestHash: requestHash, time: now, chunks: chunks.count, in: coordinator)
-        } catch {
-            throw Partition.internalError(error)
-        }
+        try await transport.systemPut(
+            headerKey(id), encode(Header(state: .committed, requestHash: requestHash, time: now, chunks: chunks.count)),
+            at: coordinator)
+        try await apply(writes, over: transport)
+        try await finish(
+            id, keepToken: keepToken, requestHash: requestHash, time: now, chunks: chunks.count, in: coordinator,
+            over: transport)
     }
 
     /// Applies every committed transaction left in any partition, and drops expired
     /// tokens and stray chunks. Runs when the node opens, before it serves.
-    public static func recover(partitions: [Partition], now: Double) async throws(StorageError) {
-        for coordinator in partitions {
-            for (key, value) in try await coordinator.rawScan(prefix: headerKey("")) {
-                let id = String(decoding: key.dropFirst(headerKey("").count), as: UTF8.self)
-                guard let header = decodeHeader(value) else {
-                    throw .corruption(
-                        file: "partition-\(coordinator.index)", offset: 0,
-                        detail: "transaction record \(id) does not decode")
+    public static func recover(over transport: some PartitionTransport, now: Double) async throws(DynamoError) {
+        for coordinator in 0..<transport.map.count {
+            for entry in try await transport.systemScan(prefix: headerKey(""), at: coordinator) {
+                let id = String(decoding: entry.key.dropFirst(headerKey("").count), as: UTF8.self)
+                guard let header = decodeHeader(entry.value) else {
+                    throw corruption("transaction record \(id) in partition \(coordinator) does not decode")
                 }
                 switch header.state {
                 case .committed:
                     var writes: [Int: [TransactionWrite]] = [:]
                     for index in 0..<header.chunks {
-                        guard let stored = try await coordinator.rawGet(chunkKey(id, index)),
+                        guard let stored = try await transport.systemGet(chunkKey(id, index), at: coordinator),
                             let chunk = decodeChunk(stored)
                         else {
-                            throw .corruption(
-                                file: "partition-\(coordinator.index)", offset: 0,
-                                detail: "transaction \(id) lacks chunk \(index)")
+                            throw corruption("transaction \(id) in partition \(coordinator) lacks chunk \(index)")
                         }
                         for (partition, write) in chunk { writes[partition, default: []].append(write) }
                     }
-                    do throws(DynamoError) { try await apply(writes, partitions: partitions) } catch {
-                        throw .fenced("redoing transaction \(id): \(error.message)")
-                    }
+                    try await apply(writes, over: transport)
                     // A token's lifetime runs from the redo: the client may still be retrying.
                     try await finish(
                         id, keepToken: header.time + tokenLifetimeSeconds > now && !header.requestHash.isEmpty,
-                        requestHash: header.requestHash, time: now, chunks: header.chunks, in: coordinator)
+                        requestHash: header.requestHash, time: now, chunks: header.chunks, in: coordinator,
+                        over: transport)
                 case .done:
-                    if header.time + tokenLifetimeSeconds <= now { try await coordinator.rawDelete(key) }
+                    if header.time + tokenLifetimeSeconds <= now {
+                        try await transport.systemDelete(entry.key, at: coordinator)
+                    }
                 }
             }
             // Chunks whose header never became durable belong to transactions that did not commit.
-            for (key, _) in try await coordinator.rawScan(prefix: Array(chunkKey("", 0).dropLast(2))) {
-                let rest = key.dropFirst(headerKey("").count)
+            for entry in try await transport.systemScan(prefix: Array(chunkKey("", 0).dropLast(2)), at: coordinator) {
+                let rest = entry.key.dropFirst(headerKey("").count)
                 guard let slash = rest.lastIndex(of: UInt8(ascii: "/")) else { continue }
                 let id = String(decoding: rest[..<slash], as: UTF8.self)
-                if try await coordinator.rawGet(headerKey(id)).flatMap(decodeHeader)?.state != .committed {
-                    try await coordinator.rawDelete(key)
-                }
+                let header = try await transport.systemGet(headerKey(id), at: coordinator).flatMap(decodeHeader)
+                if header?.state != .committed { try await transport.systemDelete(entry.key, at: coordinator) }
             }
         }
     }
 
     // MARK: Steps
 
-    private static func apply(_ writes: [Int: [TransactionWrite]], partitions: [Partition]) async throws(DynamoError) {
+    private static func apply(
+        _ writes: [Int: [TransactionWrite]], over transport: some PartitionTransport
+    ) async throws(DynamoError) {
         _ = try await concurrently(Array(writes)) { (index, writes) throws(DynamoError) in
-            try await partitions[index].applyTransaction(writes)
+            try await transport.apply(writes, at: index)
         }
     }
 
     private static func finish(
-        _ id: String, keepToken: Bool, requestHash: String, time: Double, chunks: Int,
-        in coordinator: Partition
-    ) async throws(StorageError) {
+        _ id: String, keepToken: Bool, requestHash: String, time: Double, chunks: Int, in coordinator: Int,
+        over transport: some PartitionTransport
+    ) async throws(DynamoError) {
         if keepToken {
-            try await coordinator.rawPut(
-                headerKey(id), encode(Header(state: .done, requestHash: requestHash, time: time, chunks: 0)))
+            try await transport.systemPut(
+                headerKey(id), encode(Header(state: .done, requestHash: requestHash, time: time, chunks: 0)),
+                at: coordinator)
         } else {
-            try await coordinator.rawDelete(headerKey(id))
+            try await transport.systemDelete(headerKey(id), at: coordinator)
         }
-        _ = try await concurrently(Array(0..<chunks)) { (index) throws(StorageError) in
-            try await coordinator.rawDelete(chunkKey(id, index))
+        _ = try await concurrently(Array(0..<chunks)) { (index) throws(DynamoError) in
+            try await transport.systemDelete(chunkKey(id, index), at: coordinator)
         }
+    }
+
+    private static func corruption(_ detail: String) -> DynamoError {
+        DynamoError("InternalServerError", "Internal server error: \(detail)")
     }
 
     // MARK: Encoding

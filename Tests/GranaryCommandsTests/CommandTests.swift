@@ -1,6 +1,6 @@
 import Foundation
 import GranaryModel
-@testable import GranaryPartition
+@testable import GranaryCommands
 import Testing
 
 /// Partition commands are values that survive encoding (they will cross to other nodes),

@@ -1,6 +1,6 @@
+import GranaryCommands
 import GranaryIO
 import GranaryModel
-import GranaryStorage
 
 /// One core's copy of the table list, read by request handlers on that core without a hop.
 /// Only the catalog changes it, by a message to the core; only that core's thread touches
@@ -21,44 +21,50 @@ public final class CoreTables: @unchecked Sendable {
 /// core. A change is acknowledged once it is durable and every core has the new copy, so
 /// a table created by one request is there for the next request on any core.
 public actor Catalog {
-    private nonisolated let home: Partition
-    public nonisolated var unownedExecutor: UnownedSerialExecutor { home.reactor.asUnownedSerialExecutor() }
+    private nonisolated let reactor: Reactor
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { reactor.asUnownedSerialExecutor() }
+    private let transport: any PartitionTransport
     private let cores: [CoreTables]
-    private let partitions: [Partition]
     private var tables: [String: TableInfo]
     private var nextID: UInt32
 
     /// Bounds of DynamoDB's default account quota.
     public static let tablesMax = 2500
 
+    /// The partition whose system records hold the catalog.
+    static let home = 0
     static let tablePrefix: [UInt8] = KeyEncoding.tablePrefix(0) + Array("table/".utf8)
     static let nextIDKey: [UInt8] = KeyEncoding.tablePrefix(0) + Array("next-id".utf8)
 
-    public static func open(partitions: [Partition], cores: [CoreTables]) async throws(StorageError) -> Catalog {
-        let home = partitions[0]
+    /// Reads the catalog through `transport` and copies it to every core; the catalog
+    /// then runs on `reactor`.
+    public static func open(
+        over transport: any PartitionTransport, cores: [CoreTables], on reactor: Reactor
+    ) async throws(DynamoError) -> Catalog {
         var tables: [String: TableInfo] = [:]
-        for (key, value) in try await home.rawScan(prefix: tablePrefix) {
-            guard let json = try? JSON.parse(value), let info = TableInfo(catalogJSON: json) else {
-                throw .corruption(
-                    file: "catalog", offset: 0,
-                    detail: "table record \(String(decoding: key, as: UTF8.self)) does not decode")
+        for entry in try await transport.systemScan(prefix: tablePrefix, at: home) {
+            guard let json = try? JSON.parse(entry.value), let info = TableInfo(catalogJSON: json) else {
+                throw DynamoError(
+                    "InternalServerError",
+                    "Internal server error: table record \(String(decoding: entry.key, as: UTF8.self)) does not decode")
             }
             tables[info.name] = info
         }
         var nextID: UInt32 = 1
-        if let stored = try await home.rawGet(nextIDKey), stored.count == 4 {
+        if let stored = try await transport.systemGet(nextIDKey, at: home), stored.count == 4 {
             nextID = stored.withUnsafeBytes { UInt32(bigEndian: $0.loadUnaligned(as: UInt32.self)) }
         }
-        let catalog = Catalog(home: home, partitions: partitions, cores: cores, tables: tables, nextID: nextID)
+        let catalog = Catalog(reactor: reactor, transport: transport, cores: cores, tables: tables, nextID: nextID)
         await catalog.broadcast()
         return catalog
     }
 
     private init(
-        home: Partition, partitions: [Partition], cores: [CoreTables], tables: [String: TableInfo], nextID: UInt32
+        reactor: Reactor, transport: any PartitionTransport, cores: [CoreTables], tables: [String: TableInfo],
+        nextID: UInt32
     ) {
-        self.home = home
-        self.partitions = partitions
+        self.reactor = reactor
+        self.transport = transport
         self.cores = cores
         self.tables = tables
         self.nextID = nextID
@@ -82,12 +88,14 @@ public actor Catalog {
         info.id = nextID
         nextID += 1
         tables[info.name] = info  // reserved before the first await: a second create fails
-        do throws(StorageError) {
-            try await home.rawPut(Self.nextIDKey, withUnsafeBytes(of: nextID.bigEndian) { Array($0) })
-            try await home.rawPut(Self.tablePrefix + Array(info.name.utf8), info.catalogJSON.serialized())
+        do throws(DynamoError) {
+            try await transport.systemPut(
+                Self.nextIDKey, withUnsafeBytes(of: nextID.bigEndian) { Array($0) }, at: Self.home)
+            try await transport.systemPut(
+                Self.tablePrefix + Array(info.name.utf8), info.catalogJSON.serialized(), at: Self.home)
         } catch {
             tables[info.name] = nil
-            throw Partition.internalError(error)
+            throw error
         }
         await broadcast()
         return info
@@ -102,11 +110,7 @@ public actor Catalog {
         }
         try change(&info)
         tables[name] = info
-        do throws(StorageError) {
-            try await home.rawPut(Self.tablePrefix + Array(name.utf8), info.catalogJSON.serialized())
-        } catch {
-            throw Partition.internalError(error)
-        }
+        try await transport.systemPut(Self.tablePrefix + Array(name.utf8), info.catalogJSON.serialized(), at: Self.home)
         await broadcast()
         return info
     }
@@ -124,15 +128,16 @@ public actor Catalog {
             )
         }
         tables[name] = nil
-        do throws(StorageError) {
-            try await home.rawDelete(Self.tablePrefix + Array(name.utf8))
+        do throws(DynamoError) {
+            try await transport.systemDelete(Self.tablePrefix + Array(name.utf8), at: Self.home)
         } catch {
             tables[name] = info
-            throw Partition.internalError(error)
+            throw error
         }
         await broadcast()
-        for partition in partitions {
-            Task(executorPreference: partition.reactor) { await partition.purge(table: info.id) }
+        for partition in 0..<transport.map.count {
+            Task(executorPreference: reactor) { [transport] in try? await transport.purge(table: info.id, at: partition)
+            }
         }
         return info
     }

@@ -1,0 +1,205 @@
+import GranaryModel
+
+// The partition's whole interface: a request and its reply, plain Codable values. The
+// router, the catalog and the transaction coordinator reach a partition only through a
+// `PartitionTransport` and these two types, so a partition on this core, on another core
+// and (with replication) a leader on another node are one code path.
+
+/// One attempt of one transaction: the owner of the keys it locks in each partition. A
+/// fresh id per attempt (not the client's request token, which two concurrent requests
+/// may share), so that releasing one attempt's locks never frees another's.
+public struct TransactionID: Hashable, Sendable, Codable, CustomStringConvertible {
+    public var value: String
+    public init(_ value: String) { self.value = value }
+    public var description: String { value }
+}
+
+/// Items and bytes of one table in one partition (DescribeTable sums them).
+public struct TableStatistics: Sendable, Codable, Equatable {
+    public var items = 0
+    public var bytes = 0
+    public init(items: Int = 0, bytes: Int = 0) {
+        self.items = items
+        self.bytes = bytes
+    }
+}
+
+/// One of the node's own records (table id 0: the catalog, the transaction ledger).
+public struct SystemEntry: Sendable, Codable, Equatable {
+    public var key: [UInt8]
+    public var value: [UInt8]
+    public init(key: [UInt8], value: [UInt8]) {
+        self.key = key
+        self.value = value
+    }
+}
+
+/// What a partition is asked to do.
+public enum PartitionRequest: Sendable, Codable {
+    /// The item stored under a key, in its stored form (`StoredItem`). Reply: `.item`.
+    case get(key: [UInt8])
+    /// A single-item write, evaluated against the stored item. Reply: `.written`.
+    case write(WriteCommand)
+    /// One page of a Query or Scan. Reply: `.page`.
+    case readRange(RangeRead)
+    /// A transaction's first phase: lock the commands' keys for the transaction and
+    /// evaluate each command, storing nothing. Reply: `.prepared`.
+    case prepare(TransactionID, [WriteCommand])
+    /// Lock keys for a transaction that only reads them. Reply: `.locked`.
+    case lock(TransactionID, keys: [[UInt8]])
+    /// A committed transaction's writes: final images, so applying twice changes
+    /// nothing. Reply: `.done`.
+    case apply([TransactionWrite])
+    /// Release every key the transaction holds here. Reply: `.done`.
+    case release(TransactionID)
+    /// Reply: `.statistics`.
+    case statistics(table: UInt32)
+    /// Delete every item of a deleted table. Reply: `.done`.
+    case purge(table: UInt32)
+    /// The node's own records, under table id 0 only. Replies: `.item`, `.done`,
+    /// `.done`, and `.entries` (at most `limit`, keys after `after`, in key order).
+    case systemGet(key: [UInt8])
+    case systemPut(key: [UInt8], value: [UInt8])
+    case systemDelete(key: [UInt8])
+    case systemScan(prefix: [UInt8], after: [UInt8]?, limit: Int)
+
+    /// Whether the request starts work, rather than finishing work the partition already
+    /// admitted (a transaction's apply and release, which hold locks until they run): a
+    /// saturated partition may refuse the first kind, never the second.
+    public var startsWork: Bool {
+        switch self {
+        case .apply, .release: false
+        default: true
+        }
+    }
+}
+
+/// What a partition answers.
+public enum PartitionReply: Sendable, Codable {
+    case done
+    case item([UInt8]?)
+    case written(WriteOutcome)
+    case page(RangePage)
+    case prepared(PrepareOutcome)
+    /// nil: every key is locked. Otherwise the index (in the request's order) of a key
+    /// another transaction holds, and nothing stays locked.
+    case locked(conflict: Int?)
+    case statistics(TableStatistics)
+    case entries([SystemEntry])
+}
+
+/// How requests reach partitions: by an actor call to the core that owns a partition on
+/// this node, or (with replication) over the network to a partition's leader.
+public protocol PartitionTransport: Sendable {
+    /// Which partition owns a partition key.
+    var map: PartitionMap { get }
+    /// Sends `request` to partition `partition` and waits for the reply. Throws the
+    /// partition's DynamoDB error, or ThrottlingException when it is saturated.
+    func send(_ request: PartitionRequest, to partition: Int) async throws(DynamoError) -> PartitionReply
+    /// The core of this node that serves `partition`, if this node serves it: a request
+    /// handled on that core reaches the partition without crossing cores.
+    func localCore(of partition: Int) -> Int?
+}
+
+/// The requests as typed calls, each checking that the reply is the one its request
+/// expects.
+extension PartitionTransport {
+    public func get(_ key: [UInt8], at partition: Int) async throws(DynamoError) -> [UInt8]? {
+        guard case .item(let stored) = try await send(.get(key: key), to: partition) else {
+            throw unexpected(partition)
+        }
+        return stored
+    }
+
+    public func execute(_ command: WriteCommand, at partition: Int) async throws(DynamoError) -> WriteOutcome {
+        guard case .written(let outcome) = try await send(.write(command), to: partition) else {
+            throw unexpected(partition)
+        }
+        return outcome
+    }
+
+    public func readRange(_ read: RangeRead, at partition: Int) async throws(DynamoError) -> RangePage {
+        guard case .page(let page) = try await send(.readRange(read), to: partition) else {
+            throw unexpected(partition)
+        }
+        return page
+    }
+
+    public func prepare(
+        _ transaction: TransactionID, _ commands: [WriteCommand], at partition: Int
+    ) async throws(DynamoError) -> PrepareOutcome {
+        guard case .prepared(let outcome) = try await send(.prepare(transaction, commands), to: partition) else {
+            throw unexpected(partition)
+        }
+        return outcome
+    }
+
+    /// Locks `keys` for `transaction`; returns the index of a key another transaction
+    /// holds (nothing then stays locked), or nil.
+    public func lock(
+        _ transaction: TransactionID, keys: [[UInt8]], at partition: Int
+    ) async throws(DynamoError) -> Int? {
+        guard case .locked(let conflict) = try await send(.lock(transaction, keys: keys), to: partition) else {
+            throw unexpected(partition)
+        }
+        return conflict
+    }
+
+    public func apply(_ writes: [TransactionWrite], at partition: Int) async throws(DynamoError) {
+        guard case .done = try await send(.apply(writes), to: partition) else { throw unexpected(partition) }
+    }
+
+    public func release(_ transaction: TransactionID, at partition: Int) async throws(DynamoError) {
+        guard case .done = try await send(.release(transaction), to: partition) else { throw unexpected(partition) }
+    }
+
+    public func statistics(table: UInt32, at partition: Int) async throws(DynamoError) -> TableStatistics {
+        guard case .statistics(let statistics) = try await send(.statistics(table: table), to: partition) else {
+            throw unexpected(partition)
+        }
+        return statistics
+    }
+
+    public func purge(table: UInt32, at partition: Int) async throws(DynamoError) {
+        guard case .done = try await send(.purge(table: table), to: partition) else { throw unexpected(partition) }
+    }
+
+    public func systemGet(_ key: [UInt8], at partition: Int) async throws(DynamoError) -> [UInt8]? {
+        guard case .item(let value) = try await send(.systemGet(key: key), to: partition) else {
+            throw unexpected(partition)
+        }
+        return value
+    }
+
+    public func systemPut(_ key: [UInt8], _ value: [UInt8], at partition: Int) async throws(DynamoError) {
+        guard case .done = try await send(.systemPut(key: key, value: value), to: partition) else {
+            throw unexpected(partition)
+        }
+    }
+
+    public func systemDelete(_ key: [UInt8], at partition: Int) async throws(DynamoError) {
+        guard case .done = try await send(.systemDelete(key: key), to: partition) else {
+            throw unexpected(partition)
+        }
+    }
+
+    /// Every system record whose key starts with `prefix`, read a page at a time.
+    public func systemScan(prefix: [UInt8], at partition: Int) async throws(DynamoError) -> [SystemEntry] {
+        var found: [SystemEntry] = []
+        var after: [UInt8]? = nil
+        while true {
+            let request = PartitionRequest.systemScan(prefix: prefix, after: after, limit: Self.systemPageMax)
+            guard case .entries(let page) = try await send(request, to: partition) else { throw unexpected(partition) }
+            found += page
+            guard page.count == Self.systemPageMax, let last = page.last else { return found }
+            after = last.key
+        }
+    }
+
+    /// System records per page of `systemScan`.
+    public static var systemPageMax: Int { 256 }
+
+    private func unexpected(_ partition: Int) -> DynamoError {
+        DynamoError("InternalServerError", "Internal server error: partition \(partition) answered out of protocol")
+    }
+}

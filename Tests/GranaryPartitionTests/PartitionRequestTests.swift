@@ -1,0 +1,124 @@
+import Foundation
+import GranaryCommands
+import GranaryIO
+import GranaryModel
+import GranaryPartition
+import GranaryStorage
+import Testing
+
+/// A partition reached only through its requests, as the router reaches it: transaction
+/// locks by owner, requests that would be wrong from a peer refused rather than trapped,
+/// and the permits that bound the requests in flight.
+@Suite struct PartitionRequestTests {
+    static let table: UInt32 = 1
+
+    static func key(_ name: String) -> [UInt8] { KeyEncoding.tablePrefix(table) + Array(name.utf8) }
+
+    static func put(_ name: String, _ value: String) -> WriteCommand {
+        WriteCommand(table: table, key: key(name), action: .put(["pk": .s(name), "v": .s(value)]))
+    }
+
+    /// Runs `body` on one reactor with a single fresh partition behind a `LocalPartitions`.
+    func withPartition<T: Sendable>(
+        requestsInFlightMax: Int = LocalPartitions.requestsInFlightDefault,
+        _ body: @escaping @Sendable (LocalPartitions, Reactor) async throws -> T
+    ) async throws -> T {
+        let path = FileManager.default.currentDirectoryPath + "/.build/test-data/\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let group = try ReactorGroup(cpus: [nil])
+        defer { group.stop() }
+        let reactor = group.reactors[0]
+        return try await Task(executorPreference: reactor) {
+            let partition = try await Partition.open(
+                index: 0, directory: path, reactor: reactor,
+                options: ReplicaStore<ReactorStorage>.Options(memoryBudgetBytes: 16 << 20))
+            let transport = LocalPartitions(
+                [partition], map: PartitionMap(count: 1), requestsInFlightMax: requestsInFlightMax)
+            let result = try await body(transport, reactor)
+            await partition.close()
+            return result
+        }.value
+    }
+
+    @Test func transactionLocksBelongToOneOwnerAndConflictByIndex() async throws {
+        let (conflict, again, afterRelease, secondLock) = try await withPartition { transport, _ in
+            let first = TransactionID("first"), second = TransactionID("second")
+            #expect(try await transport.lock(first, keys: [Self.key("b"), Self.key("a")], at: 0) == nil)
+            // The second transaction names "c" (free) and "a" (held): the conflict is "a",
+            // by its index in the request, and "c" is not left locked.
+            let conflict = try await transport.lock(second, keys: [Self.key("c"), Self.key("a")], at: 0)
+            var secondLock: DynamoError?
+            do throws(DynamoError) { _ = try await transport.lock(first, keys: [Self.key("d")], at: 0) } catch {
+                secondLock = error
+            }
+            try await transport.release(first, at: 0)
+            try await transport.release(first, at: 0)  // a repeated release changes nothing
+            let again = try await transport.lock(second, keys: [Self.key("c"), Self.key("a")], at: 0)
+            try await transport.release(second, at: 0)
+            let outcome = try await transport.prepare(first, [Self.put("a", "1"), Self.put("c", "2")], at: 0)
+            try await transport.release(first, at: 0)
+            guard case .prepared(let writes) = outcome else { return (conflict, again, false, secondLock) }
+            return (conflict, again, writes.count == 2, secondLock)
+        }
+        #expect(conflict == 1)
+        #expect(again == nil)
+        #expect(afterRelease)
+        #expect(secondLock?.type == "InternalServerError")
+    }
+
+    @Test func requestsThatWouldBeWrongFromAPeerAreRefused() async throws {
+        let refusals = try await withPartition { transport, _ in
+            let system = KeyEncoding.tablePrefix(0) + Array("x".utf8)
+            let requests: [PartitionRequest] = [
+                .write(WriteCommand(table: 0, key: system, action: .delete)),  // a user write to the system table
+                .write(WriteCommand(table: 2, key: Self.key("a"), action: .delete)),  // a key of another table
+                .get(key: [1, 2]),  // shorter than a table prefix
+                .get(key: system),
+                .systemPut(key: Self.key("a"), value: []),  // a system write to a user table
+                .systemScan(prefix: system, after: nil, limit: 0),
+                .systemScan(prefix: system, after: nil, limit: 1 << 20),
+                .readRange(
+                    RangeRead(KeyRange(lower: Self.key(""), upper: Self.key("z")), after: nil, limit: 0, byteLimit: 1)),
+                .lock(TransactionID("t"), keys: [Self.key("a"), Self.key("a")]),
+            ]
+            var refusals: [String] = []
+            for request in requests {
+                do throws(DynamoError) {
+                    _ = try await transport.send(request, to: 0)
+                    refusals.append("accepted")
+                } catch {
+                    refusals.append(error.type)
+                }
+            }
+            // And a partition this node does not hold.
+            do throws(DynamoError) { _ = try await transport.send(.get(key: Self.key("a")), to: 1) } catch {
+                refusals.append(error.type)
+            }
+            return refusals
+        }
+        #expect(refusals == Array(repeating: "InternalServerError", count: 10))
+    }
+
+    @Test func aSaturatedPartitionRefusesNewWorkButFinishesAdmittedWork() async throws {
+        let (throttled, written) = try await withPartition(requestsInFlightMax: 1) { transport, reactor in
+            let holder = TransactionID("holder")
+            #expect(try await transport.lock(holder, keys: [Self.key("a")], at: 0) == nil)
+            // This write waits for the transaction's lock, holding the only permit.
+            let waiting = Task(executorPreference: reactor) {
+                try await transport.execute(Self.put("a", "after"), at: 0)
+            }
+            var throttled: DynamoError?
+            for _ in 0..<10_000 where throttled == nil {  // until the write holds the permit
+                do throws(DynamoError) { _ = try await transport.get(Self.key("b"), at: 0) } catch { throttled = error }
+                try await Task.sleep(for: .milliseconds(1))
+            }
+            try await transport.release(holder, at: 0)  // needs no permit
+            let outcome = try await waiting.value
+            return (throttled, outcome.new?["v"])
+        }
+        #expect(throttled?.type == "ThrottlingException")
+        #expect(throttled?.message == "Rate of requests exceeds the allowed throughput.")
+        #expect(written == .s("after"))
+    }
+}
