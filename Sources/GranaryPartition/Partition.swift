@@ -188,13 +188,35 @@ public actor Partition {
     }
 
     /// A committed transaction's writes to keys it holds locked (or, at recovery, before
-    /// anything else runs). Idempotent: each write is the item's final image. They run side
-    /// by side, so that they share the log's group commits.
+    /// anything else runs). Idempotent: each write is the item's final image. They go into
+    /// the log as few entries as the record size allows (one, for all but the largest), so
+    /// they are applied together.
     private func applyTransaction(_ writes: [TransactionWrite]) async throws(DynamoError) {
-        _ = try await concurrently(writes) { (write) throws(DynamoError) in
-            try await self.store(
-                table: write.table, key: write.key, replacing: self.read(write.key, decoding: false), with: write.item)
+        var batch: [(write: TransactionWrite, old: Int?, new: [UInt8]?)] = []
+        var batchBytes = 5
+        for write in writes {
+            let old = try await read(write.key, decoding: false)?.storedBytes
+            let new = write.item.map(ItemCodec.encode)
+            guard new != nil || old != nil else { continue }  // deleting what is not there
+            let bytes = 9 + write.key.count + (new?.count ?? 0)
+            if !batch.isEmpty && batchBytes + bytes > store.writeBytesMax {
+                try await storeTogether(batch)
+                (batch, batchBytes) = ([], 5)
+            }
+            batch.append((write, old, new))
+            batchBytes += bytes
         }
+        if !batch.isEmpty { try await storeTogether(batch) }
+    }
+
+    /// Writes items (nil: deletes) in one log entry and keeps the tables' statistics.
+    private func storeTogether(_ batch: [(write: TransactionWrite, old: Int?, new: [UInt8]?)]) async throws(DynamoError)
+    {
+        let writes = batch.map { entry -> StoreWrite in
+            entry.new.map { .put(key: entry.write.key, value: $0) } ?? .delete(key: entry.write.key)
+        }
+        try await storeCall { () throws(StorageError) in try await store.write(writes) }
+        for entry in batch { count(table: entry.write.table, old: entry.old, new: entry.new?.count) }
     }
 
     /// Stores `new` (or deletes, for nil) under `key`, which holds `old`, and keeps the
@@ -214,14 +236,20 @@ public actor Partition {
         } catch {
             throw Self.internalError(error)
         }
+        count(table: table, old: old?.storedBytes, new: newBytes)
+    }
+
+    /// Keeps a table's item and byte counts as an item of `old` stored bytes becomes one of
+    /// `new` (nil: none).
+    private func count(table: UInt32, old: Int?, new: Int?) {
         var entry = statistics[table, default: TableStatistics()]
         if let old {
             entry.items -= 1
-            entry.bytes -= old.storedBytes
+            entry.bytes -= old
         }
-        if let newBytes {
+        if let new {
             entry.items += 1
-            entry.bytes += newBytes
+            entry.bytes += new
         }
         statistics[table] = entry
     }

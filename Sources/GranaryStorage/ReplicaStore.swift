@@ -1,13 +1,22 @@
 import GranaryIO
 
 /// One replica's durable key-value state: a write-ahead log in front of a B-tree, in one
-/// directory, on one core.
+/// directory, on one core. The log is the replica's Paxos log (`WALFormat`) and the tree
+/// its state machine.
 ///
-/// A write is logged, then applied to the tree in LSN order, then acknowledged: once
-/// `put` returns, the write survives a crash. Checkpoints run by themselves when the
-/// tree's dirty pages or the log's segments pass their bounds; a checkpoint makes the tree
-/// durable up to an LSN and lets the log recycle the segments behind it. Opening recovers:
-/// the tree as of its last checkpoint, then every log record after it, replayed.
+/// As a group of one (all there is until replication), the store leads alone: at open it
+/// promises a ballot above every one in its log (a state record, durable before it serves)
+/// and every entry it recovers is chosen, since its own acceptance was a majority. A write
+/// is accepted in the next slot (one entry record, which may carry several keys' writes,
+/// applied together), and once durable it is chosen: it is applied to the tree in slot
+/// order, then acknowledged. Once `write` returns, the write survives a crash.
+///
+/// Checkpoints run by themselves when the tree's dirty pages or the log's segments pass
+/// their bounds. A checkpoint is the snapshot: the tree made durable with the slot it has
+/// applied through (kept in the tree itself, under `appliedSlotKey`) and the log LSN it
+/// covers; a state record then carries the promise past the segments the checkpoint lets
+/// the log recycle. Opening recovers: the tree as of its last checkpoint, then every log
+/// record after it, replayed.
 ///
 /// Tree operations run one at a time (a FIFO lock): a read that waits for a page while a
 /// write splits the node it holds would otherwise miss keys. A checkpoint holds the lock
@@ -21,6 +30,8 @@ public actor ReplicaStore<S: Storage & Sendable> {
         public var checkpointDirtyPages = 4096
         /// Checkpoint when the log has this many live segments.
         public var checkpointLogSegments = 4
+        /// The node id in this replica's ballots.
+        public var node: UInt32 = 1
         public init() {}
 
         /// Bounds that keep the store's memory within `bytes`: seven eighths for the tree's
@@ -52,7 +63,11 @@ public actor ReplicaStore<S: Storage & Sendable> {
     private let options: Options
     /// Every record up to here is applied to the tree.
     public private(set) var appliedLSN: UInt64
-    private var logged: [UInt64: Operation] = [:]  // logged, waiting for earlier LSNs
+    /// Every slot up to here is applied to the tree.
+    public private(set) var appliedSlot: UInt64
+    /// The ballot this replica promised, and leads in.
+    public private(set) var promised: LogBallot
+    private var logged: [UInt64: Logged] = [:]  // durable, waiting for earlier LSNs
     private var applyWaiters: [UInt64: [UnsafeContinuation<Void, Never>]] = [:]
     private var applying = false
     /// The tree lock: tree operations run one at a time, in arrival order.
@@ -64,42 +79,43 @@ public actor ReplicaStore<S: Storage & Sendable> {
     /// Checkpoints completed since open (for tests and metrics).
     public private(set) var checkpointCount = 0
 
-    enum Operation {
-        case put(key: [UInt8], value: [UInt8])
-        case delete(key: [UInt8])
-
-        func encode() -> [UInt8] {
-            switch self {
-            case .put(let key, let value):
-                return [1] + withUnsafeBytes(of: UInt32(key.count).littleEndian) { Array($0) } + key + value
-            case .delete(let key):
-                return [2] + withUnsafeBytes(of: UInt32(key.count).littleEndian) { Array($0) } + key
-            }
-        }
-
-        static func decode(_ bytes: [UInt8]) -> Operation? {
-            guard bytes.count >= 5 else { return nil }
-            let length = Int(bytes[1]) | Int(bytes[2]) << 8 | Int(bytes[3]) << 16 | Int(bytes[4]) << 24
-            guard 5 + length <= bytes.count else { return nil }
-            let key = Array(bytes[5..<(5 + length)])
-            switch bytes[0] {
-            case 1: return .put(key: key, value: Array(bytes[(5 + length)...]))
-            case 2: return bytes.count == 5 + length ? .delete(key: key) : nil
-            default: return nil
-            }
-        }
+    /// A durable record waiting for its turn to apply: an entry's writes, or a state
+    /// record, which changes nothing in the tree.
+    private enum Logged {
+        case entry(slot: UInt64, writes: [StoreWrite])
+        case state
     }
 
-    /// Opens the replica in `storage`, recovering it. Call on the core whose reactor is
-    /// `executor`. A long log is checkpointed at once, so the next recovery is short.
+    /// The tree key under which a checkpoint records the slot it has applied through: the
+    /// snapshot's slot. Table id 0 holds the node's own records.
+    public static var appliedSlotKey: [UInt8] { [0, 0, 0, 0] + Array("replica/applied-slot".utf8) }
+
+    /// Opens the replica in `storage`, recovering it, and leads it as a group of one. Call
+    /// on the core whose reactor is `executor`. A long log is checkpointed at once, so the
+    /// next recovery is short; so is a log written by an older build (version 1), which is
+    /// thereby converted.
     public static func open(
         storage: S, options: Options = Options(), executor: any SerialExecutor
     ) async throws(StorageError) -> ReplicaStore {
         let tree = try await BTree.open(storage: storage, options: options.tree)
+        let snapshotSlot = try await appliedSlot(in: tree)
         let (log, records) = try await WriteAheadLog.open(
-            storage: storage, options: options.log, executor: executor, replayFrom: tree.checkpointLSN + 1)
-        let applied = try await replay(records, into: tree)
-        let store = ReplicaStore(tree: tree, log: log, options: options, executor: executor, appliedLSN: applied)
+            storage: storage, options: options.log, executor: executor, replayFrom: tree.checkpointLSN + 1,
+            lastSlot: snapshotSlot)
+        let replayed = try await replay(records, into: tree, snapshotSlot: snapshotSlot)
+        // Phase 1 of a group of one: a ballot above any this log has seen, durable first.
+        let ballot = LogBallot(round: replayed.promised.round + 1, node: options.node)
+        let stateLSN: UInt64
+        do throws(StorageError) {
+            stateLSN = try await log.append([], kind: .state, ballot: ballot, chosen: replayed.slot)
+        } catch {
+            await log.close()
+            throw error
+        }
+        let store = ReplicaStore(
+            tree: tree, log: log, options: options, executor: executor, appliedLSN: stateLSN,
+            appliedSlot: replayed.slot, promised: ballot)
+        if replayed.legacy > 0 { try await store.checkpoint() }
         await store.checkpointIfDue()
         return store
     }
@@ -112,30 +128,71 @@ public actor ReplicaStore<S: Storage & Sendable> {
     ) async throws(StorageError) -> BTree<S> {
         let tree = try await BTree.open(storage: storage, options: options.tree)
         let records = try await WriteAheadLog.readAll(storage: storage, options: options.log)
-        _ = try await replay(records.filter { $0.lsn > tree.checkpointLSN }, into: tree)
+        _ = try await replay(
+            records.filter { $0.lsn > tree.checkpointLSN }, into: tree, snapshotSlot: appliedSlot(in: tree))
         return tree
     }
 
-    private static func replay(_ records: [WALRecord], into tree: BTree<S>) async throws(StorageError) -> UInt64 {
-        var applied = tree.checkpointLSN
-        for record in records {
-            guard let operation = Operation.decode(record.payload) else {
-                throw .corruption(file: "wal", offset: 0, detail: "log record \(record.lsn) is not a store operation")
-            }
-            try await apply(operation, to: tree)
-            applied = record.lsn
+    /// The slot the tree's checkpoint holds applied (0 for a tree written before slots).
+    private static func appliedSlot(in tree: BTree<S>) async throws(StorageError) -> UInt64 {
+        guard let stored = try await tree.get(appliedSlotKey) else { return 0 }
+        guard stored.count == 8 else {
+            throw .corruption(file: "btree", offset: 0, detail: "the applied slot record is \(stored.count) bytes")
         }
-        return applied
+        return stored.reduce(0) { $0 << 8 | UInt64($1) }
+    }
+
+    /// Applies the records after the tree's checkpoint in LSN order: version-1 records as
+    /// store operations, entries in slot order (as a group of one writes them, each the
+    /// slot after the last). Returns the highest promise seen, the last slot applied and
+    /// how many version-1 records there were.
+    private static func replay(
+        _ records: [WALRecord], into tree: BTree<S>, snapshotSlot: UInt64
+    ) async throws(StorageError) -> (promised: LogBallot, slot: UInt64, legacy: Int) {
+        var promised = LogBallot.zero
+        var slot = snapshotSlot
+        var legacy = 0
+        for record in records {
+            promised = max(promised, record.ballot)
+            switch record.kind {
+            case .state:
+                continue
+            case .legacy:
+                guard let write = StoreWrite.decodeLegacy(record.payload) else {
+                    throw .corruption(
+                        file: "wal", offset: 0, detail: "log record \(record.lsn) is not a store operation")
+                }
+                try await apply([write], to: tree)
+                legacy += 1
+            case .entry:
+                guard record.slot > slot else { continue }  // applied before the snapshot
+                guard record.slot == slot + 1 else {
+                    throw .corruption(
+                        file: "wal", offset: 0,
+                        detail:
+                            "log record \(record.lsn) holds slot \(record.slot) after slot \(slot): slots are missing")
+                }
+                guard let writes = StoreWrite.decodeEntry(record.payload) else {
+                    throw .corruption(file: "wal", offset: 0, detail: "log record \(record.lsn) is not an entry")
+                }
+                try await apply(writes, to: tree)
+                slot = record.slot
+            }
+        }
+        return (promised, slot, legacy)
     }
 
     private init(
-        tree: BTree<S>, log: WriteAheadLog<S>, options: Options, executor: any SerialExecutor, appliedLSN: UInt64
+        tree: BTree<S>, log: WriteAheadLog<S>, options: Options, executor: any SerialExecutor, appliedLSN: UInt64,
+        appliedSlot: UInt64, promised: LogBallot
     ) {
         self.tree = tree
         self.log = log
         self.options = options
         self.executor = executor
         self.appliedLSN = appliedLSN
+        self.appliedSlot = appliedSlot
+        self.promised = promised
     }
 
     // MARK: Operations
@@ -159,27 +216,37 @@ public actor ReplicaStore<S: Storage & Sendable> {
 
     /// Stores `value` under `key`; durable and visible when it returns.
     public func put(_ key: [UInt8], _ value: [UInt8]) async throws(StorageError) {
-        guard key.count <= BTreePage.keyBytesMax else {
-            throw .limitExceeded("a key of \(key.count) bytes exceeds \(BTreePage.keyBytesMax)")
-        }
-        try await write(.put(key: key, value: value))
+        try await write([.put(key: key, value: value)])
     }
 
     public func delete(_ key: [UInt8]) async throws(StorageError) {
-        try await write(.delete(key: key))
+        try await write([.delete(key: key)])
     }
 
-    private func write(_ operation: Operation) async throws(StorageError) {
+    /// The most bytes of writes one `write` may carry (its entry record's payload).
+    public nonisolated var writeBytesMax: Int { options.log.recordPayloadBytesMax }
+
+    /// Applies `writes` together, in one slot: durable and visible, all of them, when it
+    /// returns, and after a crash either all or none. Throws `.limitExceeded`, having
+    /// written nothing, when a key is too long or they take more than `writeBytesMax`.
+    public func write(_ writes: [StoreWrite]) async throws(StorageError) {
         if let fenced { throw .fenced(fenced.description) }
-        let lsn: UInt64
+        for case .put(let key, _) in writes where key.count > BTreePage.keyBytesMax {
+            throw .limitExceeded("a key of \(key.count) bytes exceeds \(BTreePage.keyBytesMax)")
+        }
+        let payload = StoreWrite.encodeEntry(writes)
+        guard payload.count <= writeBytesMax else {
+            throw .limitExceeded("a log record of \(payload.count) bytes exceeds \(writeBytesMax)")
+        }
+        let lsn: UInt64, slot: UInt64
         do throws(StorageError) {
-            lsn = try await log.append(operation.encode())
+            (lsn, slot) = try await log.appendNext(payload, ballot: promised, chosen: appliedSlot)
         } catch {
-            if case .limitExceeded = error { throw error }  // refused, nothing written
             fence(error)
             throw error
         }
-        logged[lsn] = operation
+        // A group of one's acceptance is a majority: the slot is chosen once durable.
+        logged[lsn] = .entry(slot: slot, writes: writes)
         await applyLogged()
         if appliedLSN < lsn {
             // An earlier record's writer has not come back yet; its apply will carry ours.
@@ -192,30 +259,36 @@ public actor ReplicaStore<S: Storage & Sendable> {
         await checkpointIfDue()
     }
 
-    /// Applies logged records in LSN order, one at a time, while the next one is here.
+    /// Applies durable records in LSN order, one at a time, while the next one is here.
     private func applyLogged() async {
         guard !applying else { return }
         applying = true
         defer { applying = false }
-        while let operation = logged.removeValue(forKey: appliedLSN + 1) {
-            await treeLock.acquire(.tree)
-            do throws(StorageError) {
-                try await Self.apply(operation, to: tree)
-            } catch {
-                // The record is durable but the tree could not take it: stop serving, so
-                // the tree never answers without a write the log holds. A reopen replays it.
-                fence(error)
+        while let record = logged.removeValue(forKey: appliedLSN + 1) {
+            if case .entry(let slot, let writes) = record {
+                precondition(slot == appliedSlot + 1, "a group of one applies its slots in order")
+                await treeLock.acquire(.tree)
+                do throws(StorageError) {
+                    try await Self.apply(writes, to: tree)
+                } catch {
+                    // The record is durable but the tree could not take it: stop serving, so
+                    // the tree never answers without a write the log holds. A reopen replays it.
+                    fence(error)
+                }
+                treeLock.release(.tree)
+                appliedSlot = slot  // entries are in slot order in the log (`appendNext`)
             }
-            treeLock.release(.tree)
             appliedLSN += 1
             for waiter in applyWaiters.removeValue(forKey: appliedLSN) ?? [] { waiter.resume() }
         }
     }
 
-    private static func apply(_ operation: Operation, to tree: BTree<S>) async throws(StorageError) {
-        switch operation {
-        case .put(let key, let value): try await tree.put(key, value)
-        case .delete(let key): try await tree.delete(key)
+    private static func apply(_ writes: [StoreWrite], to tree: BTree<S>) async throws(StorageError) {
+        for write in writes {
+            switch write {
+            case .put(let key, let value): try await tree.put(key, value)
+            case .delete(let key): try await tree.delete(key)
+            }
         }
     }
 
@@ -239,16 +312,28 @@ public actor ReplicaStore<S: Storage & Sendable> {
         }
     }
 
-    /// Makes the tree durable up to the last applied write and recycles the log behind it.
+    /// Makes the tree durable up to the last applied write, with the slot it holds, and
+    /// recycles the log behind it once a state record past it carries the promise.
     public func checkpoint() async throws(StorageError) {
         guard !checkpointRunning else { return }
         checkpointRunning = true
         defer { checkpointRunning = false }
         await treeLock.acquire(.tree)
         let lsn = appliedLSN
-        let plan = tree.prepareCheckpoint(lsn: lsn)
+        let plan: BTree<S>.CheckpointPlan
+        do throws(StorageError) {
+            try await tree.put(
+                Self.appliedSlotKey, (0..<8).map { UInt8(truncatingIfNeeded: appliedSlot >> (56 - 8 * $0)) })
+            plan = tree.prepareCheckpoint(lsn: lsn)
+        } catch {
+            treeLock.release(.tree)
+            throw error
+        }
         treeLock.release(.tree)
         try await tree.writeCheckpoint(plan)
+        let stateLSN = try await log.append([], kind: .state, ballot: promised, chosen: appliedSlot)
+        logged[stateLSN] = .state
+        await applyLogged()
         try await log.releaseSegments(before: lsn + 1)
         checkpointCount += 1
     }

@@ -43,7 +43,40 @@ public enum WALDurability: Sendable {
 /// One record of the log, as recovery hands it back.
 public struct WALRecord: Sendable, Equatable {
     public var lsn: UInt64
-    public var ballot: UInt64
+    public var kind: LogRecordKind
+    /// An entry's: the ballot it was accepted in. A state record's: the promised ballot.
+    public var ballot: LogBallot
+    /// An entry's slot (0 for the others).
     public var slot: UInt64
+    /// Every slot up to here was known chosen when the record was written.
+    public var chosen: UInt64
     public var payload: [UInt8]
+}
+
+/// What a log record is (`WALFormat`).
+public enum LogRecordKind: UInt16, Sendable {
+    /// A record of a version-1 log: a store operation, applied in LSN order.
+    case legacy = 0
+    /// An accepted entry: `slot` holds `payload`, accepted in `ballot`.
+    case entry = 1
+    /// The acceptor's state: it promised `ballot` and knows every slot up to `chosen` chosen.
+    case state = 2
+}
+
+/// A Paxos ballot as the log stores it (GranaryPaxos's `Ballot`, without depending on it):
+/// a round made unique by the proposing node's id, ordered round first.
+public struct LogBallot: Comparable, Hashable, Sendable, CustomStringConvertible {
+    public var round: UInt64
+    public var node: UInt32
+
+    public init(round: UInt64, node: UInt32) {
+        self.round = round
+        self.node = node
+    }
+
+    public static let zero = LogBallot(round: 0, node: 0)
+
+    public static func < (lhs: LogBallot, rhs: LogBallot) -> Bool { (lhs.round, lhs.node) < (rhs.round, rhs.node) }
+
+    public var description: String { "\(round).\(node)" }
 }

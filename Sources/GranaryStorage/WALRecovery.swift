@@ -28,7 +28,9 @@ struct WALRecovery<S: Storage> {
         var salt: UInt64?
         var nextLSN: UInt64 = 1
         var nextSequence: UInt64 = 1
-        /// The records from the requested LSN on, in order.
+        /// The highest slot of any entry in the log.
+        var lastSlot: UInt64 = 0
+        /// The records from the requested LSN on, and every state record, in LSN order.
         var records: [WALRecord] = []
     }
 
@@ -82,7 +84,8 @@ struct WALRecovery<S: Storage> {
             }
             let (next, end) = try await scan(file: file, name: name, header: header, expected: expected, isLast: isLast)
             {
-                if $0.lsn >= replayFrom { result.records.append($0) }
+                if $0.lsn >= replayFrom || $0.kind == .state { result.records.append($0) }
+                if $0.kind == .entry { result.lastSlot = max(result.lastSlot, $0.slot) }
             }
             expected = next
             previousEnd = (name, end)
@@ -108,18 +111,21 @@ struct WALRecovery<S: Storage> {
         var expected = start
         var position = block
         var groupFirst: UInt64?  // the group being read, nil at a group boundary
-        while position + UInt64(WALFormat.recordHeaderBytes) <= end {
+        let headerBytes = UInt64(WALFormat.recordHeaderBytes(version: header.version))
+        while position + headerBytes <= end {
             let atBoundary = position % block == 0
             // A new group starts only on a block boundary; a record continuing the current
             // group may sit anywhere, a block boundary included.
-            if let (header, record) = try await validRecord(reader, at: position, seed: seed),
-                header.lsn == expected,
-                header.groupFirstLSN == groupFirst || (atBoundary && header.groupFirstLSN == header.lsn)
+            if let (recordHeader, record) = try await validRecord(
+                reader, at: position, seed: seed, version: header.version),
+                recordHeader.lsn == expected,
+                recordHeader.groupFirstLSN == groupFirst
+                    || (atBoundary && recordHeader.groupFirstLSN == recordHeader.lsn)
             {
                 replay(record)
                 expected += 1
-                groupFirst = header.groupFirstLSN
-                position += UInt64(WALFormat.recordHeaderBytes) + UInt64(header.length)
+                groupFirst = recordHeader.groupFirstLSN
+                position += headerBytes + UInt64(recordHeader.length)
                 continue
             }
             if !atBoundary, groupFirst != nil, try await isPadding(reader, at: position) {
@@ -133,8 +139,8 @@ struct WALRecovery<S: Storage> {
         }
         if isLast {
             try await checkNothingValidFollows(
-                reader, name: name, seed: seed, endPosition: position, segmentEnd: end, expected: expected,
-                lastGoodGroup: groupFirst ?? expected)
+                reader, name: name, seed: seed, version: header.version, endPosition: position, segmentEnd: end,
+                expected: expected, lastGoodGroup: groupFirst ?? expected)
         }
         return (expected, position)
     }
@@ -153,13 +159,13 @@ struct WALRecovery<S: Storage> {
     /// The end of the last segment must be the end of the log: a record of a later group
     /// past it would mean damage before the tail.
     private func checkNothingValidFollows(
-        _ reader: SegmentReader<S.File>, name: String, seed: UInt32, endPosition: UInt64, segmentEnd: UInt64,
-        expected: UInt64, lastGoodGroup: UInt64
+        _ reader: SegmentReader<S.File>, name: String, seed: UInt32, version: UInt16, endPosition: UInt64,
+        segmentEnd: UInt64, expected: UInt64, lastGoodGroup: UInt64
     ) async throws(StorageError) {
         let block = UInt64(StorageLimits.blockSize)
         var position = (endPosition / block + 1) * block
-        while position + UInt64(WALFormat.recordHeaderBytes) <= segmentEnd {
-            if let (header, _) = try await validRecord(reader, at: position, seed: seed),
+        while position + UInt64(WALFormat.recordHeaderBytes(version: version)) <= segmentEnd {
+            if let (header, _) = try await validRecord(reader, at: position, seed: seed, version: version),
                 header.lsn >= expected, header.groupFirstLSN > lastGoodGroup
             {
                 throw .corruption(
@@ -173,22 +179,26 @@ struct WALRecovery<S: Storage> {
         }
     }
 
-    /// The record at `position` if its header parses and its checksum verifies.
+    /// The record at `position` if its header parses as `version` and its checksum verifies.
     private func validRecord(
-        _ reader: SegmentReader<S.File>, at position: UInt64, seed: UInt32
+        _ reader: SegmentReader<S.File>, at position: UInt64, seed: UInt32, version: UInt16
     ) async throws(StorageError) -> (RecordHeader, WALRecord)? {
-        let headerBytes = try await reader.bytes(at: position, count: WALFormat.recordHeaderBytes)
-        guard let header = RecordHeader.decode(headerBytes),
+        let headerSize = WALFormat.recordHeaderBytes(version: version)
+        let headerBytes = try await reader.bytes(at: position, count: headerSize)
+        guard let header = RecordHeader.decode(headerBytes, version: version),
             header.length <= UInt32(options.recordPayloadBytesMax),
-            position + UInt64(WALFormat.recordHeaderBytes) + UInt64(header.length) <= reader.segmentBytes
+            position + UInt64(headerSize) + UInt64(header.length) <= reader.segmentBytes
         else { return nil }
-        let total = WALFormat.recordHeaderBytes + Int(header.length)
-        let record = try await reader.bytes(at: position, count: total)
+        let record = try await reader.bytes(at: position, count: headerSize + Int(header.length))
         guard RecordHeader.computeChecksum(at: record, payloadLength: Int(header.length), seed: seed) == header.checksum
         else { return nil }
-        let payload = Array(
-            UnsafeRawBufferPointer(start: record + WALFormat.recordHeaderBytes, count: Int(header.length)))
-        return (header, WALRecord(lsn: header.lsn, ballot: header.ballot, slot: header.slot, payload: payload))
+        let payload = Array(UnsafeRawBufferPointer(start: record + headerSize, count: Int(header.length)))
+        return (
+            header,
+            WALRecord(
+                lsn: header.lsn, kind: header.kind, ballot: header.ballot, slot: header.slot, chosen: header.chosen,
+                payload: payload)
+        )
     }
 }
 

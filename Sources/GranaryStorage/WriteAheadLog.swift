@@ -17,8 +17,10 @@ public actor WriteAheadLog<S: Storage> {
 
     private struct Pending {
         var lsn: UInt64
-        var ballot: UInt64
+        var kind: LogRecordKind
+        var ballot: LogBallot
         var slot: UInt64
+        var chosen: UInt64
         var payload: [UInt8]
         /// Nil for the leader's own record: the leader writes the group and learns its
         /// outcome directly.
@@ -42,6 +44,8 @@ public actor WriteAheadLog<S: Storage> {
     private var writeOffset: UInt64 = 0
     /// The LSN the next append gets.
     public private(set) var nextLSN: UInt64
+    /// The highest slot of any entry appended (or held by the snapshot before the log).
+    public private(set) var lastSlot: UInt64
     /// Every record below this LSN is durable.
     public private(set) var durableLSN: UInt64
     private var pending: [Pending] = []
@@ -52,14 +56,16 @@ public actor WriteAheadLog<S: Storage> {
 
     /// Opens (or creates) the log in `storage` and starts a new segment for what comes
     /// next. Returns the log and, in LSN order, every record it holds from LSN
-    /// `replayFrom` on (a checkpoint covers the ones before). Call it on the core whose
+    /// `replayFrom` on (a checkpoint covers the ones before), and every state record. Slots
+    /// up to `lastSlot` are taken (a snapshot holds them). Call it on the core whose
     /// reactor is `executor`.
     public static func open(
         storage: sending S, options: WALOptions = WALOptions(), executor: any SerialExecutor,
-        replayFrom: UInt64 = 0
+        replayFrom: UInt64 = 0, lastSlot: UInt64 = 0
     ) async throws(StorageError) -> (log: WriteAheadLog, records: [WALRecord]) {
         options.validate()
-        let recovered = try await WALRecovery(storage: storage, options: options).recover(from: replayFrom)
+        var recovered = try await WALRecovery(storage: storage, options: options).recover(from: replayFrom)
+        recovered.lastSlot = max(recovered.lastSlot, lastSlot)
         let log = WriteAheadLog(storage: storage, options: options, executor: executor, recovered: recovered)
         try await log.startSegment(firstLSN: recovered.nextLSN)
         return (log, recovered.records)
@@ -90,16 +96,38 @@ public actor WriteAheadLog<S: Storage> {
         nextSequence = recovered.nextSequence
         nextLSN = recovered.nextLSN
         durableLSN = recovered.nextLSN
+        lastSlot = recovered.lastSlot
     }
 
-    /// Appends a record and returns its LSN once it is durable. `ballot` and `slot` are the
-    /// Paxos ballot and log slot it was accepted under (zero on a single node).
-    public func append(_ payload: [UInt8], ballot: UInt64 = 0, slot: UInt64 = 0) async throws(StorageError) -> UInt64 {
+    /// Appends a record and returns its LSN once it is durable. For an entry, `ballot` and
+    /// `slot` are the Paxos ballot and slot it is accepted under; for a state record, the
+    /// promised ballot. `chosen` is the chosen prefix known now (`WALRecord`).
+    public func append(
+        _ payload: [UInt8], kind: LogRecordKind = .entry, ballot: LogBallot = .zero, slot: UInt64 = 0,
+        chosen: UInt64 = 0
+    ) async throws(StorageError) -> UInt64 {
+        precondition(kind != .legacy, "this build writes version-2 records only")
+        return try await append(payload, kind: kind, ballot: ballot, slot: .some(slot), chosen: chosen).lsn
+    }
+
+    /// Appends an entry in the slot after the last one, taken in LSN order (so a leader's
+    /// entries are in slot order in the log), and returns its LSN and slot once durable.
+    public func appendNext(
+        _ payload: [UInt8], ballot: LogBallot, chosen: UInt64
+    ) async throws(StorageError) -> (lsn: UInt64, slot: UInt64) {
+        try await append(payload, kind: .entry, ballot: ballot, slot: nil, chosen: chosen)
+    }
+
+    /// `slot` nil: the next slot, taken with the LSN.
+    private func append(
+        _ payload: [UInt8], kind: LogRecordKind, ballot: LogBallot, slot given: UInt64?, chosen: UInt64
+    ) async throws(StorageError) -> (lsn: UInt64, slot: UInt64) {
         if let fenced { throw .fenced(fenced.description) }
         guard payload.count <= options.recordPayloadBytesMax else {
             throw .limitExceeded("a log record of \(payload.count) bytes exceeds \(options.recordPayloadBytesMax)")
         }
         let lsn: UInt64
+        var slot: UInt64 = 0
         if flushing {
             // A group is on its way to the disk: this record waits for the next one. The
             // LSN is taken inside the body, together with the place in the queue: the
@@ -108,22 +136,29 @@ public actor WriteAheadLog<S: Storage> {
             // this append leads.
             let outcome = await withUnsafeContinuation { (waiter: UnsafeContinuation<WaitOutcome, Never>) in
                 let lsn = takeLSN()
+                slot = takeSlot(given, kind: kind)
+                var record = Pending(
+                    lsn: lsn, kind: kind, ballot: ballot, slot: slot, chosen: chosen, payload: payload, waiter: nil)
                 if flushing {
-                    pending.append(Pending(lsn: lsn, ballot: ballot, slot: slot, payload: payload, waiter: waiter))
+                    record.waiter = waiter
+                    pending.append(record)
                 } else {
                     flushing = true
-                    pending.append(Pending(lsn: lsn, ballot: ballot, slot: slot, payload: payload, waiter: nil))
+                    pending.append(record)
                     waiter.resume(returning: .lead(lsn))
                 }
             }
             switch outcome {
-            case .done(let result): return try result.get()
+            case .done(let result): return (try result.get(), slot)
             case .lead(let assigned): lsn = assigned
             }
         } else {
             flushing = true
             lsn = takeLSN()
-            pending.append(Pending(lsn: lsn, ballot: ballot, slot: slot, payload: payload, waiter: nil))
+            slot = takeSlot(given, kind: kind)
+            pending.append(
+                Pending(lsn: lsn, kind: kind, ballot: ballot, slot: slot, chosen: chosen, payload: payload, waiter: nil)
+            )
         }
         // No group was in flight: this append leads. It lets the rest of this loop turn's
         // appends join (one yield: it runs again next turn), writes them as one group, and
@@ -131,7 +166,7 @@ public actor WriteAheadLog<S: Storage> {
         // leader needs no hand-off to a flush task and back.
         await Task.yield()
         await flushGroups()
-        if durableLSN > lsn { return lsn }
+        if durableLSN > lsn { return (lsn, slot) }
         throw fenced ?? .fenced("the log stopped before LSN \(lsn) was durable")
     }
 
@@ -175,6 +210,14 @@ public actor WriteAheadLog<S: Storage> {
         return nextLSN
     }
 
+    /// An entry's slot: `given`, or the next one. Other records have none.
+    private func takeSlot(_ given: UInt64?, kind: LogRecordKind) -> UInt64 {
+        guard kind == .entry else { return 0 }
+        let slot = given ?? lastSlot + 1
+        lastSlot = max(lastSlot, slot)
+        return slot
+    }
+
     // MARK: Writing groups
 
     private func flushGroups() async {
@@ -215,11 +258,11 @@ public actor WriteAheadLog<S: Storage> {
         let seed = WALFormat.crcSeed(salt: salt)
         var offset = 0
         for record in group {
+            let header = RecordHeader(
+                kind: record.kind, lsn: record.lsn, ballot: record.ballot, slot: record.slot, chosen: record.chosen,
+                groupFirstLSN: group[0].lsn)
             record.payload.withUnsafeBytes { payload in
-                RecordHeader.encode(
-                    lsn: record.lsn, ballot: record.ballot, slot: record.slot,
-                    groupFirstLSN: group[0].lsn, payload: payload, seed: seed,
-                    into: staging.pointer + offset)
+                header.encode(payload: payload, seed: seed, into: staging.pointer + offset)
             }
             offset += WALFormat.recordHeaderBytes + record.payload.count
         }

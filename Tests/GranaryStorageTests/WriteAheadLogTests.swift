@@ -13,7 +13,9 @@ import Testing
             let lsns = try await withThrowingTaskGroup(of: UInt64.self) { group in
                 for id in 0..<200 {
                     group.addTask {
-                        try await log.append(payload(id: UInt64(id), size: 100 + id), ballot: 7, slot: UInt64(id))
+                        try await log.append(
+                            payload(id: UInt64(id), size: 100 + id), ballot: LogBallot(round: 7, node: 3),
+                            slot: UInt64(id), chosen: UInt64(id / 2))
                     }
                 }
                 return try await group.reduce(into: []) { $0.append($1) }
@@ -24,11 +26,12 @@ import Testing
             return (lsns.sorted(), replayed, syncs)
         }
         #expect(lsns == Array(1...200))
-        #expect(replayed.map(\.lsn) == Array(1...200))
+        #expect(replayed.map { $0.lsn } == Array(1...200))
         for record in replayed {
             let id = record.payload.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
             #expect(record.payload == payload(id: id, size: 100 + Int(id)))
-            #expect(record.ballot == 7 && record.slot == id)
+            #expect(record.kind == .entry && record.ballot == LogBallot(round: 7, node: 3))
+            #expect(record.slot == id && record.chosen == id / 2)
         }
         // Group commit: 200 appends made in one turn share a few groups (each group holds
         // up to 16 KiB here), not 200 syncs. Segment rolls add one sync each.
