@@ -58,24 +58,24 @@ public actor ReplicaStore<S: Storage & Sendable> {
     private nonisolated let executor: any SerialExecutor
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
-    private let tree: BTree<S>
-    private let log: WriteAheadLog<S>
+    let tree: BTree<S>
+    let log: WriteAheadLog<S>
     private let options: Options
     /// Every record up to here is applied to the tree.
     public private(set) var appliedLSN: UInt64
     /// Every slot up to here is applied to the tree.
-    public private(set) var appliedSlot: UInt64
+    public internal(set) var appliedSlot: UInt64
     /// The ballot this replica promised, and leads in.
     public private(set) var promised: LogBallot
     private var logged: [UInt64: Logged] = [:]  // durable, waiting for earlier LSNs
     private var applyWaiters: [UInt64: [UnsafeContinuation<Void, Never>]] = [:]
     private var applying = false
     /// The tree lock: tree operations run one at a time, in arrival order.
-    private let treeLock = FIFOLocks<TreeLock>()
-    private enum TreeLock { case tree }
+    let treeLock = FIFOLocks<TreeLock>()
+    enum TreeLock { case tree }
     private var checkpointRunning = false
     private var writesSinceLogCheck = 256  // so that open checks the log at once
-    private var fenced: StorageError?
+    var fenced: StorageError?
     /// Checkpoints completed since open (for tests and metrics).
     public private(set) var checkpointCount = 0
 

@@ -28,7 +28,7 @@ struct WALRecovery<S: Storage> {
         var salt: UInt64?
         var nextLSN: UInt64 = 1
         var nextSequence: UInt64 = 1
-        /// The highest slot of any entry in the log.
+        /// The highest slot of any entry from `replayFrom` on.
         var lastSlot: UInt64 = 0
         /// The records from the requested LSN on, and every state record, in LSN order.
         var records: [WALRecord] = []
@@ -85,7 +85,8 @@ struct WALRecovery<S: Storage> {
             let (next, end) = try await scan(file: file, name: name, header: header, expected: expected, isLast: isLast)
             {
                 if $0.lsn >= replayFrom || $0.kind == .state { result.records.append($0) }
-                if $0.kind == .entry { result.lastSlot = max(result.lastSlot, $0.slot) }
+                // Entries before `replayFrom` are the checkpoint's; the caller knows its slot.
+                if $0.kind == .entry && $0.lsn >= replayFrom { result.lastSlot = max(result.lastSlot, $0.slot) }
             }
             expected = next
             previousEnd = (name, end)

@@ -170,6 +170,13 @@ public actor WriteAheadLog<S: Storage> {
         throw fenced ?? .fenced("the log stopped before LSN \(lsn) was durable")
     }
 
+    /// Makes `slot` the last one taken (an installed snapshot holds every slot up to it,
+    /// and supersedes any entry after it): the next entry appended without a slot takes
+    /// the one after.
+    public func restartSlots(after slot: UInt64) {
+        lastSlot = slot
+    }
+
     /// Segments wholly before `lsn` (a checkpoint covers them) become spares for reuse.
     public func releaseSegments(before lsn: UInt64) async throws(StorageError) {
         while segments.count >= 2 && segments[1].firstLSN <= lsn {
