@@ -68,6 +68,9 @@ let package = Package(
             dependencies: ["GranaryIO", "CShims"],
             swiftSettings: strict
         ),
+        // A disk in memory with the faults of real disks and crashes (torn and lost writes,
+        // bit flips, EIO): the storage tests' disk, and the simulator's.
+        .target(name: "GranaryStorageFaults", dependencies: ["GranaryStorage", "GranaryIO"], swiftSettings: strict),
         // The partition's interface: the requests and replies a router sends to a
         // partition and the transport that carries them, with no implementation behind it.
         .target(name: "GranaryCommands", dependencies: ["GranaryModel"], swiftSettings: strict),
@@ -147,7 +150,9 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(name: "GranaryIOTests", dependencies: ["GranaryIO", "CShims"], swiftSettings: strict),
         .testTarget(
-            name: "GranaryStorageTests", dependencies: ["GranaryStorage", "GranaryIO", "CShims"], swiftSettings: strict),
+            name: "GranaryStorageTests",
+            dependencies: ["GranaryStorage", "GranaryStorageFaults", "GranaryIO", "CShims"],
+            swiftSettings: strict),
         .testTarget(name: "GranaryModelTests", dependencies: ["GranaryModel"], swiftSettings: strict),
         .testTarget(
             name: "GranaryCommandsTests", dependencies: ["GranaryCommands", "GranaryModel"], swiftSettings: strict),

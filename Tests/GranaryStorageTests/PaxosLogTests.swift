@@ -1,6 +1,7 @@
 import Glibc
 import GranaryIO
 @testable import GranaryStorage
+import GranaryStorageFaults
 import Testing
 
 /// The log as a group of one's Paxos log: entries in contiguous slots under the promised

@@ -1,6 +1,7 @@
 import Glibc
 import GranaryIO
 @testable import GranaryStorage
+import GranaryStorageFaults
 import Testing
 
 private func key(_ value: Int) -> [UInt8] { Array(String(format: "k%06d", value).utf8) }

@@ -1,5 +1,6 @@
 import GranaryIO
 @testable import GranaryStorage
+import GranaryStorageFaults
 import Testing
 
 /// A replica's snapshot read out as checksummed chunks and installed in another: the

@@ -1,6 +1,7 @@
 import Glibc
 import GranaryIO
 @testable import GranaryStorage
+import GranaryStorageFaults
 import Testing
 
 @Suite struct WriteAheadLogTests {

@@ -1,8 +1,9 @@
 import Glibc
 import GranaryIO
-@testable import GranaryStorage
+import GranaryStorage
 
-/// A disk in memory that fails the way real disks and crashes do, for the storage tests.
+/// A disk in memory that fails the way real disks and crashes do, for the storage tests and
+/// (next) the simulator, which runs the shipped replica on it.
 ///
 /// Each file keeps two images: what a read returns now (`volatile`), and what would be on
 /// the platter after a power cut (`durable`). A write changes the volatile image and is
@@ -12,15 +13,15 @@ import GranaryIO
 /// process's would. Faults on request: bit flips, a misdirected write, and EIO or ENOSPC
 /// on chosen calls. Directory changes are durable at once (a simplification: the log
 /// syncs its directory after each, so it never relies on the difference).
-final class FaultyStorage: Storage, @unchecked Sendable {
+public final class FaultyStorage: Storage, @unchecked Sendable {
     // @unchecked: a test drives it from one reactor thread only, like a real core's disk.
-    final class Image {
-        var volatile: [UInt8] = []
-        var durable: [UInt8] = []
-        var unsynced: [(offset: Int, bytes: [UInt8])] = []
+    public final class Image {
+        public var volatile: [UInt8] = []
+        public var durable: [UInt8] = []
+        public var unsynced: [(offset: Int, bytes: [UInt8])] = []
     }
 
-    enum Operation: Equatable { case read, write, sync, allocate }
+    public enum Operation: Equatable { case read, write, sync, allocate }
 
     struct PlannedFault {
         var operation: Operation
@@ -28,21 +29,21 @@ final class FaultyStorage: Storage, @unchecked Sendable {
         var errno: Int32
     }
 
-    private(set) var images: [String: Image] = [:]
+    public private(set) var images: [String: Image] = [:]
     private var random: SplitMix64
     private var plannedFaults: [PlannedFault] = []
     private var misdirectNextWriteBy: Int?
     private var powerCutCountdown: Int?
     /// Bumped by every power cut; handles from an older generation fail.
-    private(set) var generation = 0
-    private(set) var syncCount = 0
-    private(set) var writeCount = 0
+    public private(set) var generation = 0
+    public private(set) var syncCount = 0
+    public private(set) var writeCount = 0
 
-    init(seed: UInt64) {
+    public init(seed: UInt64) {
         random = SplitMix64(seed: seed)
     }
 
-    func open(_ name: String, create: Bool) async throws(StorageError) -> FaultyFile {
+    public func open(_ name: String, create: Bool) async throws(StorageError) -> FaultyFile {
         if images[name] == nil {
             guard create else { throw .system(operation: "open", file: name, errno: ENOENT) }
             images[name] = Image()
@@ -50,44 +51,44 @@ final class FaultyStorage: Storage, @unchecked Sendable {
         return FaultyFile(name: name, image: images[name]!, storage: self, generation: generation)
     }
 
-    func list() throws(StorageError) -> [String] { images.keys.sorted() }
+    public func list() throws(StorageError) -> [String] { images.keys.sorted() }
 
-    func rename(_ source: String, to target: String) throws(StorageError) {
+    public func rename(_ source: String, to target: String) throws(StorageError) {
         guard let image = images.removeValue(forKey: source) else {
             throw .system(operation: "rename", file: source, errno: ENOENT)
         }
         images[target] = image
     }
 
-    func remove(_ name: String) throws(StorageError) {
+    public func remove(_ name: String) throws(StorageError) {
         guard images.removeValue(forKey: name) != nil else {
             throw .system(operation: "unlink", file: name, errno: ENOENT)
         }
     }
 
-    func synchronizeDirectory() async throws(StorageError) {}
+    public func synchronizeDirectory() async throws(StorageError) {}
 
     // MARK: Faults
 
     /// The next `operation` call, after `skipping` more of them, fails with `errno`.
-    func failNext(_ operation: Operation, errno: Int32 = EIO, skipping: Int = 0) {
+    public func failNext(_ operation: Operation, errno: Int32 = EIO, skipping: Int = 0) {
         plannedFaults.append(PlannedFault(operation: operation, countdown: skipping, errno: errno))
     }
 
     /// The next write lands `delta` bytes (a multiple of the block size) away from where it
     /// was aimed, and reports success.
-    func misdirectNextWrite(by delta: Int) {
+    public func misdirectNextWrite(by delta: Int) {
         misdirectNextWriteBy = delta
     }
 
     /// Cuts the power in the middle of the `operations`-th write or sync from now: that
     /// call and every later one from the old handles fail, as they would in a dead process.
-    func cutPower(afterOperations operations: Int) {
+    public func cutPower(afterOperations operations: Int) {
         powerCutCountdown = operations
     }
 
     /// Flips one bit of a file on the platter and in memory.
-    func flipBit(in name: String, atByte offset: Int, bit: Int = 0) {
+    public func flipBit(in name: String, atByte offset: Int, bit: Int = 0) {
         let image = images[name]!
         image.durable[offset] ^= UInt8(1 << bit)
         image.volatile[offset] ^= UInt8(1 << bit)
@@ -95,7 +96,7 @@ final class FaultyStorage: Storage, @unchecked Sendable {
 
     /// Cuts the power: each unsynced write is dropped, kept or torn at sector boundaries,
     /// at random, and every open handle dies.
-    func powerCut() {
+    public func powerCut() {
         generation += 1
         powerCutCountdown = nil
         for image in images.values {
@@ -167,8 +168,8 @@ final class FaultyStorage: Storage, @unchecked Sendable {
     }
 }
 
-final class FaultyFile: StorageFile {
-    let name: String
+public final class FaultyFile: StorageFile {
+    public let name: String
     let image: FaultyStorage.Image
     let storage: FaultyStorage
     let generation: Int
@@ -187,9 +188,9 @@ final class FaultyFile: StorageFile {
             "O_DIRECT needs block-aligned offsets, lengths and buffers (offset \(offset), count \(count))")
     }
 
-    func size() throws(StorageError) -> UInt64 { UInt64(image.volatile.count) }
+    public func size() throws(StorageError) -> UInt64 { UInt64(image.volatile.count) }
 
-    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) async throws(StorageError) -> Int {
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) async throws(StorageError) -> Int {
         checkAlignment(buffer.baseAddress, buffer.count, offset)
         try storage.checkFault(.read, file: self)
         let available = max(0, min(buffer.count, image.volatile.count - Int(offset)))
@@ -201,25 +202,25 @@ final class FaultyFile: StorageFile {
         return available
     }
 
-    func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws(StorageError) {
+    public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws(StorageError) {
         checkAlignment(buffer.baseAddress, buffer.count, offset)
         try storage.checkFault(.write, file: self)
         storage.recordWrite(Array(buffer), at: Int(offset), image: image)
     }
 
-    func writeDurably(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws(StorageError) {
+    public func writeDurably(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) async throws(StorageError) {
         try await write(buffer, at: offset)
         try await synchronize()
     }
 
-    func synchronize() async throws(StorageError) {
+    public func synchronize() async throws(StorageError) {
         try storage.checkFault(.sync, file: self)
         storage.recordSync(image)
     }
 
-    func allocate(from offset: UInt64, length: UInt64) async throws(StorageError) {
+    public func allocate(from offset: UInt64, length: UInt64) async throws(StorageError) {
         try storage.checkFault(.allocate, file: self)
     }
 
-    func close() async {}
+    public func close() async {}
 }
