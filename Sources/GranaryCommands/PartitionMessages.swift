@@ -102,7 +102,8 @@ public protocol PartitionTransport: Sendable {
 }
 
 /// The requests as typed calls, each checking that the reply is the one its request
-/// expects.
+/// expects (its kind, and indexes and counts that match the request): a reply is data
+/// from another node, and a wrong one must be an error, never a trap in the router.
 extension PartitionTransport {
     public func get(_ key: [UInt8], at partition: Int) async throws(DynamoError) -> [UInt8]? {
         guard case .item(let stored) = try await send(.get(key: key), to: partition) else {
@@ -128,10 +129,12 @@ extension PartitionTransport {
     public func prepare(
         _ transaction: TransactionID, _ commands: [WriteCommand], at partition: Int
     ) async throws(DynamoError) -> PrepareOutcome {
-        guard case .prepared(let outcome) = try await send(.prepare(transaction, commands), to: partition) else {
-            throw unexpected(partition)
+        let reply = try await send(.prepare(transaction, commands), to: partition)
+        switch reply {
+        case .prepared(.prepared(let writes)) where writes.count == commands.count: return .prepared(writes)
+        case .prepared(.conflict(let index)) where commands.indices.contains(index): return .conflict(index)
+        default: throw unexpected(partition)
         }
-        return outcome
     }
 
     /// Locks `keys` for `transaction`; returns the index of a key another transaction
@@ -139,9 +142,9 @@ extension PartitionTransport {
     public func lock(
         _ transaction: TransactionID, keys: [[UInt8]], at partition: Int
     ) async throws(DynamoError) -> Int? {
-        guard case .locked(let conflict) = try await send(.lock(transaction, keys: keys), to: partition) else {
-            throw unexpected(partition)
-        }
+        guard case .locked(let conflict) = try await send(.lock(transaction, keys: keys), to: partition),
+            conflict.map(keys.indices.contains) ?? true
+        else { throw unexpected(partition) }
         return conflict
     }
 

@@ -90,6 +90,7 @@ public actor Partition {
         case .statistics(let table):
             return .statistics(statistics[table] ?? TableStatistics())
         case .purge(let table):
+            guard table != 0 else { throw Self.refused("a purge of the node's own records") }
             await purge(table: table)
             return .done
         case .systemGet(let key):

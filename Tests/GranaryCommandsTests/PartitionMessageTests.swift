@@ -90,3 +90,39 @@ import Testing
             })
     }
 }
+
+/// A transport whose partition answers whatever it is told to: a peer gone wrong.
+struct ScriptedTransport: PartitionTransport {
+    let reply: PartitionReply
+    var map: PartitionMap { PartitionMap(count: 1) }
+    func send(_ request: PartitionRequest, to partition: Int) async throws(DynamoError) -> PartitionReply { reply }
+    func localCore(of partition: Int) -> Int? { nil }
+}
+
+@Suite struct PartitionReplyCheckTests {
+    static let commands = [PartitionMessageTests.command, PartitionMessageTests.command]
+
+    /// Replies of the wrong kind, or whose indexes and counts do not match the request,
+    /// are errors for the caller, not indexes it would trap on.
+    @Test func aReplyThatDoesNotFitItsRequestIsAnError() async {
+        let id = PartitionMessageTests.transaction
+        let wrong: [(PartitionReply, @Sendable (ScriptedTransport) async throws -> Void)] = [
+            (.prepared(.conflict(2)), { _ = try await $0.prepare(id, Self.commands, at: 0) }),
+            (.prepared(.conflict(-1)), { _ = try await $0.prepare(id, Self.commands, at: 0) }),
+            (.prepared(.prepared([])), { _ = try await $0.prepare(id, Self.commands, at: 0) }),
+            (.locked(conflict: 1), { _ = try await $0.lock(id, keys: [[1]], at: 0) }),
+            (.done, { _ = try await $0.get([1], at: 0) }),
+            (.item(nil), { _ = try await $0.execute(PartitionMessageTests.command, at: 0) }),
+        ]
+        for (reply, call) in wrong {
+            var failure: DynamoError?
+            do { try await call(ScriptedTransport(reply: reply)) } catch let error as DynamoError {
+                failure = error
+            } catch {}
+            #expect(failure?.type == "InternalServerError", "\(reply)")
+        }
+        // And the fitting ones pass.
+        let conflict = try? await ScriptedTransport(reply: .prepared(.conflict(1))).prepare(id, Self.commands, at: 0)
+        #expect(conflict.map { if case .conflict(1) = $0 { true } else { false } } == true)
+    }
+}
