@@ -57,7 +57,12 @@ let package = Package(
         // Linearizability checking of recorded histories (Porcupine's search), pure.
         .target(name: "GranaryLinearizability", swiftSettings: strict),
         .target(
-            name: "GranarySimulation", dependencies: ["GranaryPaxos", "GranaryLinearizability"], swiftSettings: strict),
+            name: "GranarySimulation",
+            dependencies: [
+                "GranaryPaxos", "GranaryLinearizability", "GranaryReplication", "GranaryStorage",
+                "GranaryStorageFaults",
+            ],
+            swiftSettings: strict),
         .executableTarget(
             name: "granary-sim",
             dependencies: ["GranarySimulation", .product(name: "ArgumentParser", package: "swift-argument-parser")],
@@ -71,6 +76,9 @@ let package = Package(
         // A disk in memory with the faults of real disks and crashes (torn and lost writes,
         // bit flips, EIO): the storage tests' disk, and the simulator's.
         .target(name: "GranaryStorageFaults", dependencies: ["GranaryStorage", "GranaryIO"], swiftSettings: strict),
+        // A replica of a replication group: the Paxos core driving a ReplicaStore, on one
+        // executor (a core's reactor, or the simulator's scheduler).
+        .target(name: "GranaryReplication", dependencies: ["GranaryPaxos", "GranaryStorage"], swiftSettings: strict),
         // The partition's interface: the requests and replies a router sends to a
         // partition and the transport that carries them, with no implementation behind it.
         .target(name: "GranaryCommands", dependencies: ["GranaryModel"], swiftSettings: strict),

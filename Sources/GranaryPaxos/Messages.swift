@@ -99,7 +99,7 @@ public enum Command: Hashable, Sendable, CustomStringConvertible {
             if let text = String(validating: bytes, as: UTF8.self), text.utf8.allSatisfy({ $0 > 32 && $0 < 127 }) {
                 text
             } else {
-                "value(\(bytes.count)B:\(bytes.prefix(8).map { String($0, radix: 16) }.joined()))"
+                "value(\(bytes.count)B:…\(bytes.suffix(8).map { String($0, radix: 16) }.joined()))"
             }
         }
     }

@@ -1,5 +1,6 @@
 import GranaryLinearizability
 import GranaryPaxos
+import GranaryStorage
 
 /// The replicated state machine the simulator's clients use: a register per key, written
 /// blindly or conditionally through the log, read at the leader under its lease. Commands
@@ -22,9 +23,18 @@ enum KeyValueCommand: Equatable {
         }
     }
 
-    /// Reads a command back; anything else in the log (no-ops, probes) is not one.
+    /// Reads a command back; anything else in the log (no-ops, probes) is not one. The
+    /// shipped replica's log holds a write as one put of a tree key (`Simulation.treeKey`).
     init?(_ command: Command) {
-        guard case .value(let bytes) = command, let text = String(validating: bytes, as: UTF8.self) else { return nil }
+        guard case .value(let bytes) = command else { return nil }
+        if case .writes(let writes)? = LogCommand(decoding: bytes) {
+            guard writes.count == 1, case .put(let key, let value) = writes[0], key.starts(with: Array("kv/".utf8)),
+                let number = Simulation.number(Array(key.dropFirst(3))), let value = Simulation.number(value)
+            else { return nil }
+            self = .write(key: number, value: value)
+            return
+        }
+        guard let text = String(validating: bytes, as: UTF8.self) else { return nil }
         let parts = text.split(separator: ":", omittingEmptySubsequences: false)
         switch (parts.first, parts.count) {
         case ("w", 3):
@@ -54,6 +64,8 @@ struct KeyValueStore {
         didSet { cachedDigest = nil }
     }
     private var cachedDigest: UInt64?
+
+    init(values: [UInt64: UInt64] = [:]) { self.values = values }
 
     /// Applies a chosen command; the answer is what its proposer tells the client.
     mutating func apply(_ command: Command) -> KeyValueModel.Output? {

@@ -20,7 +20,11 @@ extension Simulation {
                     key: key, expected: random.chance(0.5) ? nil : UInt64(random.below(Int(value))), new: value)
                 : .write(key: key, value: value)
             report.proposed += 1
-            propose(operation.encoded, to: leader)
+            if code == .shipped {
+                proposeShipped(operation, to: leader)
+            } else {
+                propose(operation.encoded, to: leader)
+            }
         }
         if random.chance(proposalChance) {
             read(key: UInt64(random.below(Int(Simulation.keys))), at: nodeIDs[random.below(nodeIDs.count)])
@@ -35,8 +39,7 @@ extension Simulation {
 
     /// A strongly consistent read at `id`: answered from its applied state if it may serve one.
     func read(key: UInt64, at id: NodeID) {
-        guard servesStrongReads(id) else { return }
-        let value = nodes[Int(id)].store.values[key]
+        guard servesStrongReads(id), let value = readValue(key, at: id) else { return }
         historyClock += 2
         history.append(
             .init(key: key, input: .read, output: .read(value), call: historyClock - 1, returned: historyClock))
@@ -44,12 +47,39 @@ extension Simulation {
         trace(6, UInt64(id), key, value ?? .max)
     }
 
+    /// A client's write to a shipped replica's leader, which logs writes, not conditions:
+    /// it evaluates a conditional write against its tree and logs a put, or answers that the
+    /// condition failed (a read: only under its lease). Either needs every slot before it
+    /// applied but this leader's own on other keys, and none of them on this key.
+    func proposeShipped(_ operation: KeyValueCommand, to leader: NodeID) {
+        guard case .compareAndSet(let key, let expected, let new) = operation else {
+            guard case .write(let key, let value) = operation else { return }
+            return propose(Simulation.shippedCommand(key: key, value: value), to: leader, as: operation)
+        }
+        let pendingOnKey = pending[leader]?.values.contains { KeyValueCommand($0)?.key == key } ?? false
+        guard servesStrongReads(leader), !pendingOnKey, let current = readValue(key, at: leader) else { return }
+        guard current == expected else {
+            historyClock += 2
+            history.append(
+                .init(
+                    key: key, input: operation.input, output: .compareAndSet(succeeded: false),
+                    call: historyClock - 1, returned: historyClock))
+            return
+        }
+        let command = Simulation.shippedCommand(key: key, value: new)
+        outputOnCommit[command] = .compareAndSet(succeeded: true)
+        propose(command, to: leader, as: operation)
+    }
+
     /// A client's proposal to `leader`; remembered so that its commit acknowledges it.
-    func propose(_ command: Command, to leader: NodeID) {
+    func propose(_ command: Command, to leader: NodeID, as operation: KeyValueCommand? = nil) {
         guard nodes[Int(leader)].replica != nil else { return }
-        guard let slot = nodes[Int(leader)].replica!.propose(command) else { return }
+        guard let slot = proposeCommand(command, at: leader) else {
+            outputOnCommit[command] = nil
+            return
+        }
         pending[leader, default: [:]][slot] = command
-        if let operation = KeyValueCommand(command) {
+        if let operation = operation ?? KeyValueCommand(command) {
             historyClock += 1
             pendingOperation[command] = history.entries.count
             history.append(
@@ -85,7 +115,7 @@ extension Simulation {
                 acknowledged[proposed] = entry.slot
                 if let index = pendingOperation.removeValue(forKey: proposed) {
                     historyClock += 1
-                    history.entries[index].output = output
+                    history.entries[index].output = outputOnCommit.removeValue(forKey: proposed) ?? output
                     history.entries[index].returned = historyClock
                 }
             } else if let index = pendingOperation.removeValue(forKey: proposed) {
@@ -134,6 +164,7 @@ extension Simulation {
     }
 
     func finish() -> SimulationReport {
+        for id in nodeIDs { countCheckpoints(id) }
         // No acknowledged proposal lost: each is chosen in its slot.
         for (command, slot) in acknowledged.sorted(by: { $0.value < $1.value }) where chosenValues[slot] != command {
             report.violations.append(

@@ -1,5 +1,8 @@
 import GranaryLinearizability
 import GranaryPaxos
+import GranaryReplication
+import GranaryStorage
+import GranaryStorageFaults
 
 /// The simulation's only source of randomness, so one seed replays one run.
 public typealias SimulationRandom = SeededRandom
@@ -25,6 +28,8 @@ public struct FaultProfile: Sendable {
     /// A node crashes while persisting: the disk keeps a prefix of what the Ready asked for
     /// (a torn log tail) and loses the rest, and nothing was sent.
     public var crashWhilePersisting = 0.002
+    /// Per input to a shipped replica: a write or sync of its disk fails with EIO.
+    public var diskError = 0.001
     /// Each node's clock runs at a rate within 1 +- clockDrift of real time (redrawn now and
     /// then); the replicas' lease is configured for drift up to 12.5%.
     public var clockDrift = 0.1
@@ -38,7 +43,7 @@ public struct FaultProfile: Sendable {
         var profile = FaultProfile()
         profile.drop = 0; profile.duplicate = 0; profile.maxDelay = 1
         profile.crash = 0; profile.restart = 0; profile.partition = 0; profile.crashBeforeSend = 0;
-        profile.crashWhilePersisting = 0
+        profile.crashWhilePersisting = 0; profile.diskError = 0
         profile.clockDrift = 0; profile.transfer = 0; profile.reconfigure = 0
         return profile
     }()
@@ -55,6 +60,10 @@ public struct SimulationReport: Sendable, CustomStringConvertible {
     public var crashes = 0
     public var snapshotsSent = 0
     public var membershipChanges = 0
+    public var diskErrors = 0
+    /// Shipped replicas: snapshots installed from a leader, and checkpoints of their trees.
+    public var snapshotsInstalled = 0
+    public var checkpoints = 0
     /// Client operations in the history the linearizability checker saw, and how many of
     /// them were strong reads served under a lease.
     public var operations = 0
@@ -68,9 +77,12 @@ public struct SimulationReport: Sendable, CustomStringConvertible {
     public var description: String {
         var text =
             "seed \(seed): \(ticks) ticks, \(proposed) proposed, \(acknowledged) acknowledged, \(chosenSlots) slots chosen, "
-            + "\(messages) messages, \(crashes) crashes, \(snapshotsSent) snapshots sent, \(membershipChanges) membership changes, "
+            + "\(messages) messages, \(crashes) crashes, \(diskErrors) disk errors, \(snapshotsSent) snapshots sent, \(membershipChanges) membership changes, "
             + "\(operations) client operations (\(strongReads) lease reads) linearizable"
         if inconclusiveKeys > 0 { text += " (\(inconclusiveKeys) keys inconclusive)" }
+        if checkpoints > 0 {
+            text += "; shipped replicas: \(checkpoints) checkpoints, \(snapshotsInstalled) snapshots installed"
+        }
         for violation in violations.prefix(5) { text += "\n  VIOLATION: \(violation)" }
         return text
     }
@@ -94,6 +106,10 @@ public final class Simulation {
         var store = KeyValueStore()
         var appliedThrough: Slot = 0
         var incarnation = 0
+        /// The shipped replica (`ReplicaCode.shipped`) and its disk; `replica` then mirrors
+        /// its core after each input.
+        var storage: FaultyStorage?
+        var driver: ReplicationDriver<FaultyStorage>?
         /// The node's clock: it ticks when its share of real time reaches a whole tick.
         var clockRate = 1.0
         var clockShare = 0.0
@@ -110,6 +126,15 @@ public final class Simulation {
     /// Every node id: the founding members, then spares for the operator to add.
     let nodeIDs: [NodeID]
     let faults: FaultProfile
+    let code: ReplicaCode
+    let executor = SimulatorExecutor()
+    /// Whether the current step injects faults (the shipped replica's callbacks ask).
+    var stepIsFaulty = false
+    /// Shipped replicas that crash once their current input is done, having sent nothing.
+    var crashAfterSend: Set<NodeID> = []
+    /// What a client is told when its proposal commits, where the log does not say it (a
+    /// conditional write the shipped replica's leader evaluated and logged as a put).
+    var outputOnCommit: [Command: KeyValueModel.Output] = [:]
     let proposalChance: Double
     let bug: DeliberateBug?
     let checkLeasesOnEveryStep: Bool
@@ -166,7 +191,7 @@ public final class Simulation {
     public init(
         seed: UInt64, replicas: Int = 3, logOnly: Int = 0, faults: FaultProfile = FaultProfile(),
         proposalChance: Double = 0.3,
-        bug: DeliberateBug? = nil, checkLeases: Bool = true
+        bug: DeliberateBug? = nil, checkLeases: Bool = true, code: ReplicaCode = .model
     ) {
         precondition(replicas >= 1 && logOnly < replicas)
         self.seed = seed
@@ -175,6 +200,7 @@ public final class Simulation {
         current = founding
         nodeIDs = (1...replicas + 4).map { NodeID($0) }
         self.faults = faults
+        self.code = code
         self.proposalChance = proposalChance
         self.bug = bug
         self.checkLeasesOnEveryStep = checkLeases
@@ -184,12 +210,9 @@ public final class Simulation {
         for id in nodeIDs {
             nodes.append(Node())
             nodes[Int(id)].clockRate = drawClockRate()
-            if founding.contains(id) {
-                nodes[Int(id)].replica = Replica(configuration: configuration(id))
-            } else {
-                nodes[Int(id)].spare = true
-            }
+            nodes[Int(id)].spare = !founding.contains(id)
         }
+        for id in founding.voters { startReplica(id) }
     }
 
     func configuration(_ id: NodeID) -> Replica.Configuration {
@@ -215,7 +238,10 @@ public final class Simulation {
         }
         heal()
         // Liveness: with no faults, a leader emerges and a new proposal commits at every voter.
-        let probe = Command.value(Array("probe-\(seed)".utf8))
+        let probe =
+            code == .model
+            ? Command.value(Array("probe-\(seed)".utf8))
+            : .value(LogCommand.writes([.put(key: Array("probe".utf8), value: Simulation.treeValue(seed))]).encoded)
         var probeAcknowledged = false
         for _ in 0..<livenessTicks {
             if !probeAcknowledged, acknowledged[probe] == nil, let leader = currentLeader() {
@@ -259,6 +285,7 @@ public final class Simulation {
     }
 
     func heal() {
+        stepIsFaulty = false
         blocked = []
         for id in nodeIDs where nodes[Int(id)].replica == nil && !nodes[Int(id)].spare && !nodes[Int(id)].retired {
             restart(id)
@@ -273,6 +300,7 @@ public final class Simulation {
 
     func step(faulty: Bool) {
         now += 1
+        stepIsFaulty = faulty
         if faulty { injectFaults() }
         runClients()
         // Deliver what is due, in an order the seed picks.
@@ -284,18 +312,14 @@ public final class Simulation {
         due.sort { $0.order < $1.order }
         for message in due {
             trace(1, UInt64(message.envelope.from), UInt64(message.envelope.to), UInt64(message.envelope.message.kind))
-            // In place: a copy of a replica would copy its whole log.
-            guard nodes[Int(message.envelope.to)].replica != nil else { continue }
-            nodes[Int(message.envelope.to)].replica!.step(message.envelope)
-            process(message.envelope.to, faulty: faulty)
+            deliver(message.envelope)
         }
         for id in running {
             // Clocks drift: a node ticks zero, one or two times in a step of real time.
             nodes[Int(id)].clockShare += nodes[Int(id)].clockRate
             while nodes[Int(id)].clockShare >= 1 && nodes[Int(id)].replica != nil {
                 nodes[Int(id)].clockShare -= 1
-                nodes[Int(id)].replica!.tick()
-                process(id, faulty: faulty)
+                tickReplica(id)
             }
         }
         retire()
@@ -322,7 +346,7 @@ public final class Simulation {
             let candidates = nodes[Int(leader)].replica!.latestMembership.voters.filter { $0 != leader }
             if !candidates.isEmpty {
                 let target = candidates[random.below(candidates.count)]
-                if nodes[Int(leader)].replica!.transferLeadership(to: target) { process(leader, faulty: true) }
+                transferLeadership(from: leader, to: target)
                 trace(7, UInt64(leader), UInt64(target), 0)
             }
         }
@@ -354,22 +378,21 @@ public final class Simulation {
             let removable = latest.voters.filter { latest.logOnly.contains($0) || full.count > 1 }
             guard !removable.isEmpty else { return }
             let victim = removable[random.below(removable.count)]
-            if nodes[Int(leader)].replica!.proposeMembership(latest.removing(victim)) != nil {
+            if proposeMembership(latest.removing(victim), at: leader) {
                 report.membershipChanges += 1
                 trace(8, UInt64(victim), 0, 0)
-                process(leader, faulty: true)
             }
         } else if latest.voters.count < founding.voters.count + 1, let spare = spares.first {
-            guard nodes[Int(leader)].replica!.proposeMembership(latest.adding(spare)) != nil else { return }
+            guard proposeMembership(latest.adding(spare), at: leader) else { return }
             nodes[Int(spare)].spare = false
-            nodes[Int(spare)].replica = Replica(configuration: configuration(spare))
+            startReplica(spare)
             report.membershipChanges += 1
             trace(9, UInt64(spare), 0, 0)
-            process(leader, faulty: true)
         }
     }
 
     func crash(_ id: NodeID) {
+        if code == .shipped { crashShipped(id) }
         nodes[Int(id)].replica = nil
         nodes[Int(id)].store = KeyValueStore()
         nodes[Int(id)].appliedThrough = 0
@@ -379,13 +402,64 @@ public final class Simulation {
     }
 
     func restart(_ id: NodeID) {
-        if bug == .forgetDiskOnRestart { nodes[Int(id)].disk = DurableState() }
+        if bug == .forgetDiskOnRestart {
+            nodes[Int(id)].disk = DurableState()
+            nodes[Int(id)].storage = nil
+        }
         if bug == .forgetPromiseOnRestart { nodes[Int(id)].disk.promised = .zero }
         nodes[Int(id)].incarnation += 1
-        let disk = nodes[Int(id)].disk
-        nodes[Int(id)].replica = Replica(configuration: configuration(id), durable: disk)
-        if let snapshot = disk.snapshot, let data = snapshot.data { restore(id, data: data, through: snapshot.slot) }
+        startReplica(id)
         trace(3, UInt64(id), 0, 0)
+    }
+
+    // MARK: Inputs, to the model replica or the shipped one
+
+    func deliver(_ envelope: Envelope) {
+        guard nodes[Int(envelope.to)].replica != nil else { return }
+        if code == .shipped { return onDriver(envelope.to) { await $0.receive(envelope) } }
+        // In place: a copy of a replica would copy its whole log.
+        nodes[Int(envelope.to)].replica!.step(envelope)
+        process(envelope.to, faulty: stepIsFaulty)
+    }
+
+    func tickReplica(_ id: NodeID) {
+        if code == .shipped { return onDriver(id) { await $0.tick() } }
+        nodes[Int(id)].replica!.tick()
+        process(id, faulty: stepIsFaulty)
+    }
+
+    func transferLeadership(from leader: NodeID, to target: NodeID) {
+        if code == .shipped { return onDriver(leader) { _ = await $0.transferLeadership(to: target) } }
+        if nodes[Int(leader)].replica!.transferLeadership(to: target) { process(leader, faulty: stepIsFaulty) }
+    }
+
+    func proposeMembership(_ membership: Membership, at leader: NodeID) -> Bool {
+        switch code {
+        case .model:
+            guard nodes[Int(leader)].replica!.proposeMembership(membership) != nil else { return false }
+            process(leader, faulty: stepIsFaulty)
+            return true
+        case .shipped:
+            let slot = Box<Slot?>(nil)
+            onDriver(leader) { slot.value = await $0.proposeMembership(membership) }
+            return slot.value != nil
+        }
+    }
+
+    /// Proposes a client's command at `leader`; its slot if the leader took it.
+    func proposeCommand(_ command: Command, at leader: NodeID) -> Slot? {
+        switch code {
+        case .model:
+            // Sent with the leader's next Ready: proposals of one step go out together.
+            return nodes[Int(leader)].replica!.propose(command)
+        case .shipped:
+            guard case .value(let bytes) = command, case .writes(let writes)? = LogCommand(decoding: bytes) else {
+                preconditionFailure("the simulator proposes writes to a shipped replica")
+            }
+            let slot = Box<Slot?>(nil)
+            onDriver(leader) { slot.value = await $0.propose(writes) }
+            return slot.value
+        }
     }
 
     /// Does what a replica's Ready asks: persist, then send, then apply (checking as it goes).
@@ -505,4 +579,11 @@ extension Command {
         }
         return hash
     }
+}
+
+/// A value a simulated operation hands back from the simulator's scheduler.
+final class Box<T>: @unchecked Sendable {
+    // @unchecked: used on the simulator's thread only.
+    var value: T
+    init(_ value: T) { self.value = value }
 }

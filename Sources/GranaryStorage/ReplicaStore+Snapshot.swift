@@ -155,7 +155,60 @@ extension ReplicaStore {
                 file: "snapshot", offset: UInt64(cursor.index), detail: "the stream ended before its last chunk")
         }
         appliedSlot = cursor.slot
+        forgetEntries(through: cursor.slot)
         await log.restartSlots(after: cursor.slot)
         try await checkpoint()
+    }
+}
+
+/// A whole snapshot in one piece, for a snapshot small enough to travel in one message:
+/// its chunks one after another, each framed by its slot (8 bytes), index (4), last flag
+/// (1), checksum (4) and payload length (4), little-endian, then its payload.
+extension ReplicaStore {
+    public func snapshotImage() async throws(StorageError) -> [UInt8] {
+        var image: [UInt8] = []
+        var cursor = beginSnapshot()
+        while !cursor.finished {
+            let (chunk, next) = try await readSnapshotChunk(at: cursor)
+            withUnsafeBytes(of: chunk.slot.littleEndian) { image += $0 }
+            withUnsafeBytes(of: chunk.index.littleEndian) { image += $0 }
+            image.append(chunk.last ? 1 : 0)
+            withUnsafeBytes(of: chunk.checksum.littleEndian) { image += $0 }
+            withUnsafeBytes(of: UInt32(chunk.payload.count).littleEndian) { image += $0 }
+            image += chunk.payload
+            cursor = next
+        }
+        return image
+    }
+
+    /// Installs a snapshot image (`snapshotImage`) of `slot`. A damaged or foreign image is
+    /// refused with `.corruption`, the tree left emptied: the caller must install again.
+    public func installImage(_ image: [UInt8], slot: UInt64) async throws(StorageError) {
+        var cursor = try await beginInstall(slot: slot)
+        var position = 0
+        func field<T: FixedWidthInteger>(_: T.Type) throws(StorageError) -> T {
+            let size = MemoryLayout<T>.size
+            guard image.count - position >= size else {
+                throw .corruption(file: "snapshot", offset: UInt64(position), detail: "the image ends inside a chunk")
+            }
+            defer { position += size }
+            return (0..<size).reduce(T.zero) { $0 | T(image[position + $1]) << (8 * $1) }
+        }
+        while !cursor.finished {
+            let chunkSlot = try field(UInt64.self), index = try field(UInt32.self), last = try field(UInt8.self)
+            let checksum = try field(UInt32.self), length = Int(try field(UInt32.self))
+            guard image.count - position >= length else {
+                throw .corruption(file: "snapshot", offset: UInt64(position), detail: "the image ends inside a chunk")
+            }
+            var chunk = SnapshotChunk(
+                slot: chunkSlot, index: index, last: last == 1, payload: Array(image[position..<position + length]))
+            chunk.checksum = checksum
+            position += length
+            cursor = try await installChunk(chunk, at: cursor)
+        }
+        guard position == image.count else {
+            throw .corruption(file: "snapshot", offset: UInt64(position), detail: "bytes follow the last chunk")
+        }
+        try await finishInstall(cursor)
     }
 }

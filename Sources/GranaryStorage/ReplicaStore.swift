@@ -61,12 +61,17 @@ public actor ReplicaStore<S: Storage & Sendable> {
     let tree: BTree<S>
     let log: WriteAheadLog<S>
     private let options: Options
-    /// Every record up to here is applied to the tree.
-    public private(set) var appliedLSN: UInt64
+    /// Every record up to here is applied to the tree (as a group member: is durable).
+    public internal(set) var appliedLSN: UInt64
     /// Every slot up to here is applied to the tree.
     public internal(set) var appliedSlot: UInt64
     /// The ballot this replica promised, and leads in.
-    public private(set) var promised: LogBallot
+    public internal(set) var promised: LogBallot
+    /// As a group member (`openMember`): the LSN of each accepted entry not yet applied, by
+    /// slot. The log keeps them across checkpoints: they are not in the tree.
+    var unappliedEntryLSNs: [UInt64: UInt64] = [:]
+    /// As a group member: the chosen prefix as last persisted.
+    var persistedChosen: UInt64 = 0
     private var logged: [UInt64: Logged] = [:]  // durable, waiting for earlier LSNs
     private var applyWaiters: [UInt64: [UnsafeContinuation<Void, Never>]] = [:]
     private var applying = false
@@ -134,7 +139,7 @@ public actor ReplicaStore<S: Storage & Sendable> {
     }
 
     /// The slot the tree's checkpoint holds applied (0 for a tree written before slots).
-    private static func appliedSlot(in tree: BTree<S>) async throws(StorageError) -> UInt64 {
+    static func appliedSlot(in tree: BTree<S>) async throws(StorageError) -> UInt64 {
         guard let stored = try await tree.get(appliedSlotKey) else { return 0 }
         guard stored.count == 8 else {
             throw .corruption(file: "btree", offset: 0, detail: "the applied slot record is \(stored.count) bytes")
@@ -182,7 +187,7 @@ public actor ReplicaStore<S: Storage & Sendable> {
         return (promised, slot, legacy)
     }
 
-    private init(
+    init(
         tree: BTree<S>, log: WriteAheadLog<S>, options: Options, executor: any SerialExecutor, appliedLSN: UInt64,
         appliedSlot: UInt64, promised: LogBallot
     ) {
@@ -294,7 +299,7 @@ public actor ReplicaStore<S: Storage & Sendable> {
 
     // MARK: Checkpoints
 
-    private func checkpointIfDue() async {
+    func checkpointIfDue() async {
         guard !checkpointRunning, fenced == nil else { return }
         // The dirty-page count is ours to read; the log's segment count is a hop to its
         // actor, so it is asked every 256 writes (a segment holds thousands of records).
@@ -319,7 +324,8 @@ public actor ReplicaStore<S: Storage & Sendable> {
         checkpointRunning = true
         defer { checkpointRunning = false }
         await treeLock.acquire(.tree)
-        let lsn = appliedLSN
+        // The log from the first accepted entry not yet applied is kept: the tree lacks it.
+        let lsn = min(appliedLSN, (unappliedEntryLSNs.values.min() ?? .max) - 1)
         let plan: BTree<S>.CheckpointPlan
         do throws(StorageError) {
             try await tree.put(
@@ -345,7 +351,7 @@ public actor ReplicaStore<S: Storage & Sendable> {
         treeLock.release(.tree)
     }
 
-    private func fence(_ error: StorageError) {
+    func fence(_ error: StorageError) {
         if fenced == nil { fenced = error }
     }
 }

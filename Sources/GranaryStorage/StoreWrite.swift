@@ -3,7 +3,8 @@ public enum StoreWrite: Sendable, Equatable {
     case put(key: [UInt8], value: [UInt8])
     case delete(key: [UInt8])
 
-    /// An entry's payload: a command byte (0 a no-op, 1 writes), then for writes their
+    /// An entry's payload: a command byte (0 a no-op, 1 writes, 2 a membership: see
+    /// `LogCommand`), then for writes their
     /// count (4 bytes) and each write: its kind (1 put, 2 delete), the key's length (4
     /// bytes) and the key, and for a put the value's length (4 bytes) and the value.
     static func encodeEntry(_ writes: [StoreWrite]) -> [UInt8] {
@@ -84,5 +85,37 @@ public enum StoreWrite: Sendable, Equatable {
 
     private static func append(_ value: UInt32, to bytes: inout [UInt8]) {
         withUnsafeBytes(of: value.littleEndian) { bytes += $0 }
+    }
+}
+
+/// What a log entry holds: nothing (the no-op a new leader fills a gap with), writes
+/// applied together, or a new membership of the replication group, opaque here: the tree
+/// keeps the latest under `ReplicaStore.membershipKey`, so a checkpoint holds it too.
+public enum LogCommand: Sendable, Equatable {
+    case noop
+    case writes([StoreWrite])
+    case membership([UInt8])
+
+    /// The entry payload (`StoreWrite.encodeEntry`'s format, with command byte 2 for a
+    /// membership, followed by its bytes).
+    public var encoded: [UInt8] {
+        switch self {
+        case .noop: [0]
+        case .writes(let writes): StoreWrite.encodeEntry(writes)
+        case .membership(let bytes): [2] + bytes
+        }
+    }
+
+    /// The command of an entry payload, or nil if it does not parse.
+    public init?(decoding bytes: [UInt8]) {
+        if bytes.first == 2 {
+            self = .membership(Array(bytes.dropFirst()))
+        } else if bytes == [0] {
+            self = .noop
+        } else if let writes = StoreWrite.decodeEntry(bytes) {
+            self = .writes(writes)
+        } else {
+            return nil
+        }
     }
 }

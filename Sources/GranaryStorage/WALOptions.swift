@@ -53,6 +53,23 @@ public struct WALRecord: Sendable, Equatable {
     public var payload: [UInt8]
 }
 
+/// A record to append: an entry (in `slot`, or the next one when nil) or a state record.
+public struct LogAppend: Sendable {
+    public var kind: LogRecordKind
+    public var ballot: LogBallot
+    public var slot: UInt64?
+    public var chosen: UInt64
+    public var payload: [UInt8]
+
+    public init(_ payload: [UInt8], kind: LogRecordKind, ballot: LogBallot, slot: UInt64?, chosen: UInt64) {
+        self.kind = kind
+        self.ballot = ballot
+        self.slot = slot
+        self.chosen = chosen
+        self.payload = payload
+    }
+}
+
 /// What a log record is (`WALFormat`).
 public enum LogRecordKind: UInt16, Sendable {
     /// A record of a version-1 log: a store operation, applied in LSN order.

@@ -106,8 +106,15 @@ public actor WriteAheadLog<S: Storage> {
         _ payload: [UInt8], kind: LogRecordKind = .entry, ballot: LogBallot = .zero, slot: UInt64 = 0,
         chosen: UInt64 = 0
     ) async throws(StorageError) -> UInt64 {
-        precondition(kind != .legacy, "this build writes version-2 records only")
-        return try await append(payload, kind: kind, ballot: ballot, slot: .some(slot), chosen: chosen).lsn
+        try await append([LogAppend(payload, kind: kind, ballot: ballot, slot: slot, chosen: chosen)]).lsn
+    }
+
+    /// Appends records together, in order (they go down in one group where they fit), and
+    /// returns the last one's LSN once every one of them is durable.
+    public func append(_ records: [LogAppend]) async throws(StorageError) -> (lsn: UInt64, slot: UInt64) {
+        precondition(
+            !records.isEmpty && !records.contains { $0.kind == .legacy }, "this build writes version-2 records")
+        return try await appendRecords(records)
     }
 
     /// Appends an entry in the slot after the last one, taken in LSN order (so a leader's
@@ -115,38 +122,30 @@ public actor WriteAheadLog<S: Storage> {
     public func appendNext(
         _ payload: [UInt8], ballot: LogBallot, chosen: UInt64
     ) async throws(StorageError) -> (lsn: UInt64, slot: UInt64) {
-        try await append(payload, kind: .entry, ballot: ballot, slot: nil, chosen: chosen)
+        try await appendRecords([LogAppend(payload, kind: .entry, ballot: ballot, slot: nil, chosen: chosen)])
     }
 
-    /// `slot` nil: the next slot, taken with the LSN.
-    private func append(
-        _ payload: [UInt8], kind: LogRecordKind, ballot: LogBallot, slot given: UInt64?, chosen: UInt64
-    ) async throws(StorageError) -> (lsn: UInt64, slot: UInt64) {
+    /// Queues `records` (a nil slot is the next one, taken with the LSN) and returns the last
+    /// one's LSN and slot once all are durable.
+    private func appendRecords(_ records: [LogAppend]) async throws(StorageError) -> (lsn: UInt64, slot: UInt64) {
         if let fenced { throw .fenced(fenced.description) }
-        guard payload.count <= options.recordPayloadBytesMax else {
-            throw .limitExceeded("a log record of \(payload.count) bytes exceeds \(options.recordPayloadBytesMax)")
+        for record in records where record.payload.count > options.recordPayloadBytesMax {
+            throw .limitExceeded(
+                "a log record of \(record.payload.count) bytes exceeds \(options.recordPayloadBytesMax)")
         }
         let lsn: UInt64
         var slot: UInt64 = 0
         if flushing {
-            // A group is on its way to the disk: this record waits for the next one. The
-            // LSN is taken inside the body, together with the place in the queue: the
+            // A group is on its way to the disk: these records wait for the next one. The
+            // LSNs are taken inside the body, together with the place in the queue: the
             // runtime may run other jobs of this actor before the body, and LSNs must
             // reach the log in order. The group may also have finished meanwhile: then
             // this append leads.
             let outcome = await withUnsafeContinuation { (waiter: UnsafeContinuation<WaitOutcome, Never>) in
-                let lsn = takeLSN()
-                slot = takeSlot(given, kind: kind)
-                var record = Pending(
-                    lsn: lsn, kind: kind, ballot: ballot, slot: slot, chosen: chosen, payload: payload, waiter: nil)
-                if flushing {
-                    record.waiter = waiter
-                    pending.append(record)
-                } else {
-                    flushing = true
-                    pending.append(record)
-                    waiter.resume(returning: .lead(lsn))
-                }
+                let leads = !flushing
+                flushing = true
+                (_, slot) = enqueue(records, waiter: leads ? nil : waiter)
+                if leads { waiter.resume(returning: .lead(pending.last!.lsn)) }
             }
             switch outcome {
             case .done(let result): return (try result.get(), slot)
@@ -154,11 +153,7 @@ public actor WriteAheadLog<S: Storage> {
             }
         } else {
             flushing = true
-            lsn = takeLSN()
-            slot = takeSlot(given, kind: kind)
-            pending.append(
-                Pending(lsn: lsn, kind: kind, ballot: ballot, slot: slot, chosen: chosen, payload: payload, waiter: nil)
-            )
+            (lsn, slot) = enqueue(records, waiter: nil)
         }
         // No group was in flight: this append leads. It lets the rest of this loop turn's
         // appends join (one yield: it runs again next turn), writes them as one group, and
@@ -168,6 +163,21 @@ public actor WriteAheadLog<S: Storage> {
         await flushGroups()
         if durableLSN > lsn { return (lsn, slot) }
         throw fenced ?? .fenced("the log stopped before LSN \(lsn) was durable")
+    }
+
+    /// Gives the records their LSNs (and slots) and queues them; `waiter` learns the
+    /// outcome of the last. Returns the last one's LSN and slot.
+    private func enqueue(
+        _ records: [LogAppend], waiter: UnsafeContinuation<WaitOutcome, Never>?
+    ) -> (lsn: UInt64, slot: UInt64) {
+        for (index, record) in records.enumerated() {
+            pending.append(
+                Pending(
+                    lsn: takeLSN(), kind: record.kind, ballot: record.ballot,
+                    slot: takeSlot(record.slot, kind: record.kind), chosen: record.chosen, payload: record.payload,
+                    waiter: index == records.count - 1 ? waiter : nil))
+        }
+        return (pending.last!.lsn, pending.last!.slot)
     }
 
     /// Makes `slot` the last one taken (an installed snapshot holds every slot up to it,

@@ -87,6 +87,12 @@ public final class FaultyStorage: Storage, @unchecked Sendable {
         powerCutCountdown = operations
     }
 
+    /// Forgets the planned faults and power cut that have not come yet.
+    public func cancelPlannedFaults() {
+        plannedFaults.removeAll()
+        powerCutCountdown = nil
+    }
+
     /// Flips one bit of a file on the platter and in memory.
     public func flipBit(in name: String, atByte offset: Int, bit: Int = 0) {
         let image = images[name]!

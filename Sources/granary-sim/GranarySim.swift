@@ -63,6 +63,23 @@ struct GranarySim: ParsableCommand {
     )
     var logOnly: Int = 0
 
+    @Flag(
+        help:
+            "Run the shipped replica (the replication driver over the WAL and B-tree, on a faulty disk) instead of the model of one."
+    )
+    var shipped = false
+
+    /// The options that replay a seed, besides --seed.
+    var replayOptions: String {
+        var options = ["--ticks \(ticks)", "--replicas \(replicas)", "--log-only \(logOnly)"]
+        if let crash { options.append("--crash \(crash)") }
+        if let reconfigure { options.append("--reconfigure \(reconfigure)") }
+        if let transfer { options.append("--transfer \(transfer)") }
+        if shipped { options.append("--shipped") }
+        if let bug { options.append("--bug \(bug)") }
+        return options.joined(separator: " ")
+    }
+
     func deliberateBug() throws -> Simulation.DeliberateBug? {
         switch bug {
         case nil: nil
@@ -88,7 +105,10 @@ struct GranarySim: ParsableCommand {
             return
         }
         if let seed {
-            let report = Simulation(seed: seed, replicas: replicas, logOnly: logOnly, faults: faults, bug: bug).run(
+            let report = Simulation(
+                seed: seed, replicas: replicas, logOnly: logOnly, faults: faults, bug: bug,
+                code: shipped ? .shipped : .model
+            ).run(
                 faultTicks: ticks)
             print(report)
             print("trace \(String(report.traceHash, radix: 16))")
@@ -99,7 +119,10 @@ struct GranarySim: ParsableCommand {
         guard count <= UInt64.max - from else { throw ValidationError("--from plus --seeds must stay below 2^64") }
         var acknowledged = 0, operations = 0, strongReads = 0, inconclusive = 0
         for seed in from..<from + count {
-            let report = Simulation(seed: seed, replicas: replicas, logOnly: logOnly, faults: faults, bug: bug).run(
+            let report = Simulation(
+                seed: seed, replicas: replicas, logOnly: logOnly, faults: faults, bug: bug,
+                code: shipped ? .shipped : .model
+            ).run(
                 faultTicks: ticks)
             acknowledged += report.acknowledged
             operations += report.operations
@@ -108,13 +131,13 @@ struct GranarySim: ParsableCommand {
             if !report.passed {
                 print(report)
                 print(
-                    "FAILED: seed \(seed) (replay: granary-sim --seed \(seed) --ticks \(ticks) --replicas \(replicas) --log-only \(logOnly))"
+                    "FAILED: seed \(seed) (replay: granary-sim --seed \(seed) \(replayOptions))"
                 )
                 throw ExitCode(1)
             }
         }
         print(
-            "\(count) seeds passed (\(from)..<\(from + count)), \(replicas) replicas (\(logOnly) log-only), \(ticks) fault ticks each, \(acknowledged) acknowledged proposals checked, "
+            "\(count) seeds passed (\(from)..<\(from + count)), \(replicas) \(shipped ? "shipped " : "")replicas (\(logOnly) log-only), \(ticks) fault ticks each, \(acknowledged) acknowledged proposals checked, "
                 + "\(operations) client operations (\(strongReads) lease reads) linearizable, \(inconclusive) keys inconclusive"
         )
     }

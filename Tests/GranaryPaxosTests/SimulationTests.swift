@@ -24,6 +24,27 @@ import Testing
         #expect(first.traceHash != other.traceHash)
     }
 
+    /// The shipped replica (driver, WAL and B-tree on the faulty disk) under the same faults
+    /// and checks, with disk faults on top; its snapshots and checkpoints are exercised.
+    @Test func shippedReplicasKeepEveryInvariant() {
+        var checkpoints = 0, installed = 0
+        for seed in UInt64(0)..<6 {
+            let report = Simulation(seed: seed, code: .shipped).run(faultTicks: 1000)
+            #expect(report.passed, "\(report)")
+            #expect(report.acknowledged > 0, "seed \(seed) acknowledged nothing")
+            checkpoints += report.checkpoints
+            installed += report.snapshotsInstalled
+        }
+        #expect(checkpoints > 0 && installed > 0, "\(checkpoints) checkpoints, \(installed) snapshots installed")
+    }
+
+    @Test func aShippedSeedReplaysBitForBit() {
+        let first = Simulation(seed: 7, code: .shipped).run(faultTicks: 800)
+        let second = Simulation(seed: 7, code: .shipped).run(faultTicks: 800)
+        #expect(first.traceHash == second.traceHash && first.checkpoints == second.checkpoints)
+        #expect(first.acknowledged == second.acknowledged && first.diskErrors == second.diskErrors)
+    }
+
     @Test func aPerfectNetworkCommitsNearlyEverything() {
         let report = Simulation(seed: 1, faults: .none, proposalChance: 1).run(faultTicks: 1000)
         #expect(report.passed, "\(report)")

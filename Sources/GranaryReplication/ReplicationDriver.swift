@@ -1,0 +1,252 @@
+import GranaryPaxos
+import GranaryStorage
+
+/// Where a replica's driver reaches the rest of the world: the network to its peers, and
+/// whoever watches its state machine (the simulator's checks; later, a partition's reads).
+public protocol ReplicaEnvironment: AnyObject {
+    /// Carries messages to their recipients; called only once what they report is durable.
+    func send(_ messages: [Envelope], from: NodeID)
+    /// A chosen entry was applied to the replica's tree.
+    func applied(_ entry: Entry, at: NodeID)
+    /// The replica's tree was replaced by a snapshot through `slot`, sent by the leader.
+    func restored(through slot: Slot, at: NodeID) async
+}
+
+extension ReplicaEnvironment {
+    public func applied(_ entry: Entry, at: NodeID) {}
+    public func restored(through slot: Slot, at: NodeID) async {}
+}
+
+/// One replica of a replication group: the Paxos core (`Replica`) driving a `ReplicaStore`.
+/// Every input (a tick, a message, a proposal) is followed by the core's `Ready`, done in
+/// the order that keeps votes safe: persist (the store's log, one group commit), then send,
+/// then apply the chosen entries to the tree, then `advance`.
+///
+/// The driver runs on one executor, as the store does: a core's reactor in a node, the
+/// simulator's scheduler in the simulator, with the same code. Inputs that arrive while a
+/// `Ready` is being persisted change the core at once and are handled by the same loop, so
+/// `Ready`s never overlap. A storage failure stops the replica (`failure`): like a crash,
+/// only a reopen, which recovers from what is really on disk, goes on.
+///
+/// A full replica compacts its log every `compactionSlots` applied slots: the core takes
+/// the tree's image as its snapshot (sent whole to a replica that lags behind it, and
+/// installed there), and the store checkpoints the tree.
+public final class ReplicationDriver<S: Storage & Sendable>: @unchecked Sendable {
+    // @unchecked: used from its executor only (see above).
+    public struct Options: Sendable {
+        public var compactionSlots: Slot = 1024
+        /// Off except in the simulator's demonstration that its checks catch it: messages
+        /// leave before what they report is durable.
+        public var sendsBeforePersisting = false
+        /// Off except there too: the replica reopens without its promise (its log kept).
+        public var forgetsPromiseAtOpen = false
+        public init() {}
+    }
+
+    public private(set) var replica: Replica
+    public let store: ReplicaStore<S>
+    let options: Options
+    weak var environment: (any ReplicaEnvironment)?
+    var processing = false
+    /// Set when the store failed: the replica stops, as if it had crashed.
+    public private(set) var failure: StorageError?
+
+    /// Opens the replica in `storage` and starts its core with what the store recovered.
+    /// Its first input runs the core's first `Ready` (the chosen entries the tree lacks).
+    public static func open(
+        storage: S, configuration: Replica.Configuration, storeOptions: ReplicaStore<S>.Options,
+        options: Options = Options(), executor: any SerialExecutor, environment: any ReplicaEnvironment
+    ) async throws(StorageError) -> ReplicationDriver {
+        let (store, state) = try await ReplicaStore.openMember(
+            storage: storage, options: storeOptions, executor: executor)
+        var durable = DurableState()
+        durable.promised = options.forgetsPromiseAtOpen ? .zero : Ballot(state.promised)
+        durable.chosen = state.chosen
+        if state.snapshotSlot > 0 {
+            var membership = configuration.founding
+            if let bytes = state.membership {
+                guard let decoded = Membership(encoded: bytes) else {
+                    throw .corruption(file: "btree", offset: 0, detail: "the stored membership does not parse")
+                }
+                membership = decoded
+            }
+            let data = configuration.isLogOnly ? nil : try await store.snapshotImage()
+            durable.snapshot = Snapshot(slot: state.snapshotSlot, membership: membership, data: data)
+        }
+        for entry in state.entries {
+            guard let command = Command(entry.command) else {
+                throw .corruption(file: "wal", offset: 0, detail: "the membership in slot \(entry.slot) does not parse")
+            }
+            durable.log[entry.slot] = Entry(slot: entry.slot, ballot: Ballot(entry.ballot), command: command)
+        }
+        return ReplicationDriver(
+            replica: Replica(configuration: configuration, durable: durable), store: store, options: options,
+            environment: environment)
+    }
+
+    init(replica: Replica, store: ReplicaStore<S>, options: Options, environment: any ReplicaEnvironment) {
+        self.replica = replica
+        self.store = store
+        self.options = options
+        self.environment = environment
+    }
+
+    var id: NodeID { replica.configuration.id }
+
+    // MARK: Inputs
+
+    public func tick() async {
+        replica.tick()
+        await process()
+    }
+
+    public func receive(_ envelope: Envelope) async {
+        replica.step(envelope)
+        await process()
+    }
+
+    /// Proposes writes for the next slot; returns it if this replica leads (see
+    /// `Replica.propose`).
+    public func propose(_ writes: [StoreWrite]) async -> Slot? {
+        let slot = replica.propose(.value(LogCommand.writes(writes).encoded))
+        await process()
+        return slot
+    }
+
+    public func proposeMembership(_ membership: Membership) async -> Slot? {
+        let slot = replica.proposeMembership(membership)
+        await process()
+        return slot
+    }
+
+    public func transferLeadership(to target: NodeID) async -> Bool {
+        let started = replica.transferLeadership(to: target)
+        await process()
+        return started
+    }
+
+    // MARK: The Ready loop
+
+    func process() async {
+        guard !processing else { return }
+        processing = true
+        defer { processing = false }
+        while failure == nil && replica.hasReady {
+            let ready = replica.ready()
+            if options.sendsBeforePersisting { environment?.send(ready.messages, from: id) }
+            do throws(StorageError) {
+                try await persist(ready)
+                if !options.sendsBeforePersisting { environment?.send(ready.messages, from: id) }
+                for entry in ready.committed {
+                    try await store.apply(try storeCommand(entry, applying: true), slot: entry.slot)
+                    environment?.applied(entry, at: id)
+                }
+                replica.advance(ready)
+                try await compactIfDue()
+            } catch {
+                failure = error
+            }
+        }
+    }
+
+    /// The snapshot first (it replaces the log up to its slot), then the promise, the
+    /// entries and the chosen prefix, in one group commit.
+    func persist(_ ready: Ready) async throws(StorageError) {
+        if let snapshot = ready.snapshot {
+            if ready.restoreSnapshot, let data = snapshot.data {
+                try await store.installImage(data, slot: snapshot.slot)
+                await environment?.restored(through: snapshot.slot, at: id)
+            } else if snapshot.data == nil {
+                try await store.startLog(after: snapshot.slot, membership: snapshot.membership.encoded)
+            } else {
+                try await store.checkpoint()  // this replica's own compaction: the tree is the snapshot
+            }
+        }
+        var entries: [ReplicaStore<S>.AcceptedEntry] = []
+        for entry in ready.entries {
+            entries.append(.init(slot: entry.slot, ballot: LogBallot(entry.ballot), command: try storeCommand(entry)))
+        }
+        try await store.persist(promised: ready.promised.map(LogBallot.init), entries: entries, chosen: ready.chosen)
+    }
+
+    /// An entry's command as the store keeps it. Applied, a membership change is kept as
+    /// the membership it leaves in force (a change that is not one change is void).
+    func storeCommand(_ entry: Entry, applying: Bool = false) throws(StorageError) -> LogCommand {
+        switch entry.command {
+        case .noop: return .noop
+        case .membership(let membership):
+            return .membership((applying ? replica.membership(at: entry.slot + 1) : membership).encoded)
+        case .value(let bytes):
+            guard case .writes(let writes)? = LogCommand(decoding: bytes) else {
+                throw .corruption(file: "wal", offset: 0, detail: "slot \(entry.slot) holds a value that is not writes")
+            }
+            return .writes(writes)
+        }
+    }
+
+    func compactIfDue() async throws(StorageError) {
+        guard !replica.configuration.isLogOnly,
+            replica.applied >= (replica.durable.snapshot?.slot ?? 0) + options.compactionSlots
+        else { return }
+        replica.compact(through: replica.applied, snapshot: try await store.snapshotImage())
+    }
+}
+
+extension Ballot {
+    init(_ ballot: LogBallot) { self.init(round: ballot.round, node: ballot.node) }
+}
+
+extension LogBallot {
+    init(_ ballot: Ballot) { self.init(round: ballot.round, node: ballot.node) }
+}
+
+extension Command {
+    /// A stored entry's command (nil for a membership that does not parse).
+    init?(_ command: LogCommand) {
+        switch command {
+        case .noop: self = .noop
+        case .writes: self = .value(command.encoded)
+        case .membership(let bytes):
+            guard let membership = Membership(encoded: bytes) else { return nil }
+            self = .membership(membership)
+        }
+    }
+}
+
+extension Membership {
+    /// The voters' count (4 bytes), each voter (4), then the same for the log-only ones,
+    /// little-endian.
+    public var encoded: [UInt8] {
+        var bytes: [UInt8] = []
+        for list in [voters, logOnly.sorted()] {
+            withUnsafeBytes(of: UInt32(list.count).littleEndian) { bytes += $0 }
+            for id in list { withUnsafeBytes(of: id.littleEndian) { bytes += $0 } }
+        }
+        return bytes
+    }
+
+    /// A membership from its encoding, or nil if it does not parse or is not a valid one.
+    public init?(encoded bytes: [UInt8]) {
+        var position = 0
+        func word() -> UInt32? {
+            guard bytes.count - position >= 4 else { return nil }
+            defer { position += 4 }
+            return (0..<4).reduce(0) { $0 | UInt32(bytes[position + $1]) << (8 * $1) }
+        }
+        var lists: [[NodeID]] = []
+        for _ in 0..<2 {
+            guard let count = word(), count <= 1024 else { return nil }
+            var list: [NodeID] = []
+            for _ in 0..<count {
+                guard let id = word() else { return nil }
+                list.append(id)
+            }
+            lists.append(list)
+        }
+        let voters = lists[0], logOnly = Set(lists[1])
+        guard position == bytes.count, !voters.isEmpty, Set(voters).count == voters.count,
+            logOnly.count == lists[1].count, logOnly.isSubset(of: voters), logOnly.count < voters.count
+        else { return nil }
+        self.init(voters: voters, logOnly: logOnly)
+    }
+}

@@ -1,0 +1,190 @@
+import GranaryLinearizability
+import GranaryPaxos
+import GranaryReplication
+import GranaryStorage
+import GranaryStorageFaults
+
+/// Which replica code a simulation runs.
+public enum ReplicaCode: Sendable {
+    /// The Paxos core alone, its disk a `DurableState` in memory and its state machine a
+    /// dictionary: fast, for many seeds and long runs.
+    case model
+    /// What a node ships: `ReplicationDriver` driving the core over a `ReplicaStore` (its WAL
+    /// and B-tree) on `FaultyStorage`, on the simulator's scheduler. Crashes cut the power
+    /// (unsynced writes lost or torn), a crash may come in the middle of a persist, writes
+    /// and syncs fail with EIO (the store fences, the replica restarts).
+    case shipped
+}
+
+/// The shipped replica in the simulation: how each input reaches it, and its checks.
+extension Simulation: ReplicaEnvironment {
+    /// The simulator's tree keys: "kv/" and the key, 8 bytes big-endian.
+    static func treeKey(_ key: UInt64) -> [UInt8] {
+        Array("kv/".utf8) + (0..<8).map { UInt8(truncatingIfNeeded: key >> (56 - 8 * $0)) }
+    }
+
+    static func treeValue(_ value: UInt64) -> [UInt8] {
+        (0..<8).map { UInt8(truncatingIfNeeded: value >> (56 - 8 * $0)) }
+    }
+
+    static func number(_ bytes: [UInt8]) -> UInt64? {
+        bytes.count == 8 ? bytes.reduce(0) { $0 << 8 | UInt64($1) } : nil
+    }
+
+    /// A client's write as the shipped replica logs it: one put.
+    static func shippedCommand(key: UInt64, value: UInt64) -> Command {
+        .value(LogCommand.writes([.put(key: treeKey(key), value: treeValue(value))]).encoded)
+    }
+
+    func storeOptions() -> ReplicaStore<FaultyStorage>.Options {
+        var options = ReplicaStore<FaultyStorage>.Options()
+        options.log.segmentBytes = 64 * 1024
+        options.log.groupBytesMax = 16 * 1024
+        options.log.recordPayloadBytesMax = 8 * 1024
+        options.log.zeroFillNewSegments = false
+        options.tree.cachePages = 64
+        options.checkpointLogSegments = 3
+        return options
+    }
+
+    // MARK: Starting and stopping
+
+    /// Starts (or restarts) a node's replica from its disk.
+    func startReplica(_ id: NodeID) {
+        switch code {
+        case .model:
+            let disk = nodes[Int(id)].disk
+            nodes[Int(id)].replica = Replica(configuration: configuration(id), durable: disk)
+            if let snapshot = disk.snapshot, let data = snapshot.data {
+                restore(id, data: data, through: snapshot.slot)
+            }
+        case .shipped:
+            if nodes[Int(id)].storage == nil { nodes[Int(id)].storage = FaultyStorage(seed: seed &+ UInt64(id) << 32) }
+            var options = ReplicationDriver<FaultyStorage>.Options()
+            options.compactionSlots = Simulation.compactionSlots
+            options.sendsBeforePersisting = bug == .sendBeforePersist
+            options.forgetsPromiseAtOpen = bug == .forgetPromiseOnRestart
+            let storage = nodes[Int(id)].storage!, configuration = configuration(id), storeOptions = storeOptions()
+            // The simulation lives on its one thread, as the task does.
+            nonisolated(unsafe) let environment: any ReplicaEnvironment = self
+            let opened = executor.run { [executor] () -> Result<ReplicationDriver<FaultyStorage>, StorageError> in
+                do throws(StorageError) {
+                    return .success(
+                        try await ReplicationDriver.open(
+                            storage: storage, configuration: configuration, storeOptions: storeOptions,
+                            options: options, executor: executor, environment: environment))
+                } catch {
+                    return .failure(error)
+                }
+            }
+            switch opened {
+            case .success(let driver):
+                nodes[Int(id)].driver = driver
+                nodes[Int(id)].replica = driver.replica
+                if !driver.replica.configuration.isLogOnly {
+                    let store = driver.store
+                    adoptTree(
+                        executor.run { await Simulation.treeValues(store) }, at: id, through: driver.replica.applied)
+                }
+            case .failure(let error):
+                report.violations.append("node \(id) could not reopen its disk: \(error)")
+            }
+        }
+    }
+
+    func crashShipped(_ id: NodeID) {
+        countCheckpoints(id)
+        nodes[Int(id)].driver = nil
+        nodes[Int(id)].storage?.powerCut()
+    }
+
+    func countCheckpoints(_ id: NodeID) {
+        guard let store = nodes[Int(id)].driver?.store else { return }
+        report.checkpoints += executor.run { await store.checkpointCount }
+    }
+
+    /// The simulator's keys as a replica's tree holds them (nil if the tree fails a read).
+    static func treeValues(_ store: ReplicaStore<FaultyStorage>) async -> [UInt64: UInt64]? {
+        var values: [UInt64: UInt64] = [:]
+        for key in 0..<Simulation.keys {
+            do {
+                values[key] = try await store.get(Simulation.treeKey(key)).flatMap(Simulation.number)
+            } catch {
+                return nil
+            }
+        }
+        return values
+    }
+
+    /// The node's model state machine becomes what its tree holds through `slot` (after a
+    /// restart, or a snapshot installed), checked against the state after that slot.
+    func adoptTree(_ values: [UInt64: UInt64]?, at id: NodeID, through slot: Slot) {
+        guard let values else {
+            report.violations.append("node \(id) could not read its tree through slot \(slot)")
+            return
+        }
+        nodes[Int(id)].store = KeyValueStore(values: values)
+        nodes[Int(id)].appliedThrough = slot
+        if let digest = stateAfter[slot], digest != nodes[Int(id)].store.digest() {
+            report.violations.append("node \(id)'s tree through slot \(slot) differs from the state after that slot")
+        }
+        trace(10, UInt64(id), slot, 0)
+    }
+
+    // MARK: Inputs
+
+    /// Runs one input on a shipped replica, then what follows it: its messages out, its
+    /// crash if the disk failed or one was planned, and the checks.
+    func onDriver(_ id: NodeID, _ body: sending @escaping (ReplicationDriver<FaultyStorage>) async -> Void) {
+        guard let driver = nodes[Int(id)].driver else { return }
+        let storage = nodes[Int(id)].storage!
+        var injected = false
+        if stepIsFaulty && random.chance(faults.crashWhilePersisting) {
+            storage.cutPower(afterOperations: random.below(4))
+            injected = true
+        } else if stepIsFaulty && random.chance(faults.diskError) {
+            storage.failNext(random.chance(0.5) ? .write : .sync)
+            report.diskErrors += 1
+            injected = true
+        }
+        executor.run { await body(driver) }
+        storage.cancelPlannedFaults()
+        nodes[Int(id)].replica = driver.replica
+        if let failure = driver.failure, !injected {
+            report.violations.append("node \(id)'s store failed with no disk fault injected: \(failure)")
+        }
+        if driver.failure != nil || crashAfterSend.contains(id) {
+            crashAfterSend.remove(id)
+            crash(id)
+            return
+        }
+        checkLeadership(id)
+        if checkLeasesOnEveryStep { checkLeases() }
+    }
+
+    public func send(_ messages: [Envelope], from id: NodeID) {
+        if stepIsFaulty && !messages.isEmpty && random.chance(faults.crashBeforeSend) {
+            crashAfterSend.insert(id)
+        }
+        if crashAfterSend.contains(id) { return }
+        send(messages, faulty: stepIsFaulty)
+    }
+
+    public func applied(_ entry: Entry, at id: NodeID) {
+        apply(entry, at: id)
+    }
+
+    public func restored(through slot: Slot, at id: NodeID) async {
+        guard let store = nodes[Int(id)].driver?.store else { return }
+        report.snapshotsInstalled += 1
+        adoptTree(await Simulation.treeValues(store), at: id, through: slot)
+    }
+
+    /// A strong read's value at a replica that may serve one: from its tree when shipped.
+    func readValue(_ key: UInt64, at id: NodeID) -> UInt64? {
+        guard code == .shipped, let store = nodes[Int(id)].driver?.store else {
+            return nodes[Int(id)].store.values[key]
+        }
+        return executor.run { await Simulation.treeValues(store)?[key] }
+    }
+}
