@@ -86,7 +86,7 @@ let package = Package(
         .target(
             name: "GranaryPartition",
             dependencies: [
-                "GranaryCommands", "GranaryModel", "GranaryStorage", "GranaryIO",
+                "GranaryCommands", "GranaryModel", "GranaryReplication", "GranaryStorage", "GranaryIO",
                 .product(name: "Atomics", package: "swift-atomics"),
             ],
             swiftSettings: strict

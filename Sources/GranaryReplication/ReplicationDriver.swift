@@ -28,19 +28,32 @@ extension ReplicaEnvironment {
 /// `Ready`s never overlap. A storage failure stops the replica (`failure`): like a crash,
 /// only a reopen, which recovers from what is really on disk, goes on.
 ///
-/// A full replica compacts its log every `compactionSlots` applied slots: the core takes
-/// the tree's image as its snapshot (sent whole to a replica that lags behind it, and
-/// installed there), and the store checkpoints the tree.
+/// A full replica compacts the core's log every `compactionSlots` applied slots; the tree
+/// is the snapshot. A replica that lags behind the compaction is sent the tree's image
+/// whole (`withImages`), and installs it.
 public final class ReplicationDriver<S: Storage & Sendable>: @unchecked Sendable {
     // @unchecked: used from its executor only (see above).
     public struct Options: Sendable {
-        public var compactionSlots: Slot = 1024
+        /// The core keeps accepted entries in memory until then (a leader sends them from
+        /// there), so this bounds its memory: 64 writes of at most a log record each.
+        public var compactionSlots: Slot = 64
         /// Off except in the simulator's demonstration that its checks catch it: messages
         /// leave before what they report is durable.
         public var sendsBeforePersisting = false
         /// Off except there too: the replica reopens without its promise (its log kept).
         public var forgetsPromiseAtOpen = false
         public init() {}
+    }
+
+    /// Why a write did not happen.
+    public enum WriteFailure: Error, Sendable {
+        /// This replica does not lead; the leader it knows of, if any.
+        case notLeader(NodeID?)
+        /// The write's slot was chosen with another command (another leader took over
+        /// first): it did not happen, and never will.
+        case lost
+        /// The store failed (`failure`): the write may or may not have happened.
+        case storage(StorageError)
     }
 
     public private(set) var replica: Replica
@@ -50,12 +63,17 @@ public final class ReplicationDriver<S: Storage & Sendable>: @unchecked Sendable
     var processing = false
     /// Set when the store failed: the replica stops, as if it had crashed.
     public private(set) var failure: StorageError?
+    /// Writes proposed here and not yet applied, by slot: what each proposed, and its
+    /// writer once it waits.
+    var proposals: [Slot: (command: Command, waiter: UnsafeContinuation<Bool?, Never>?)] = [:]
+    /// Outcomes of proposals applied before their writer waited (true: its command won).
+    var outcomes: [Slot: Bool] = [:]
 
     /// Opens the replica in `storage` and starts its core with what the store recovered.
     /// Its first input runs the core's first `Ready` (the chosen entries the tree lacks).
     public static func open(
         storage: S, configuration: Replica.Configuration, storeOptions: ReplicaStore<S>.Options,
-        options: Options = Options(), executor: any SerialExecutor, environment: any ReplicaEnvironment
+        options: Options = Options(), executor: any SerialExecutor, environment: (any ReplicaEnvironment)?
     ) async throws(StorageError) -> ReplicationDriver {
         let (store, state) = try await ReplicaStore.openMember(
             storage: storage, options: storeOptions, executor: executor)
@@ -70,8 +88,8 @@ public final class ReplicationDriver<S: Storage & Sendable>: @unchecked Sendable
                 }
                 membership = decoded
             }
-            let data = configuration.isLogOnly ? nil : try await store.snapshotImage()
-            durable.snapshot = Snapshot(slot: state.snapshotSlot, membership: membership, data: data)
+            durable.snapshot = Snapshot(
+                slot: state.snapshotSlot, membership: membership, data: configuration.isLogOnly ? nil : [])
         }
         for entry in state.entries {
             guard let command = Command(entry.command) else {
@@ -84,7 +102,27 @@ public final class ReplicationDriver<S: Storage & Sendable>: @unchecked Sendable
             environment: environment)
     }
 
-    init(replica: Replica, store: ReplicaStore<S>, options: Options, environment: any ReplicaEnvironment) {
+    /// Opens the replica in `storage` as a group of one (node id `storeOptions.node`), and
+    /// returns once it leads: it elects itself at once (its own promise is a majority), and
+    /// then chooses, in its new ballot, whatever its log held accepted but not known chosen.
+    public static func openAlone(
+        storage: S, storeOptions: ReplicaStore<S>.Options, executor: any SerialExecutor
+    ) async throws(StorageError) -> ReplicationDriver {
+        let driver = try await open(
+            storage: storage,
+            configuration: Replica.Configuration(id: storeOptions.node, members: [storeOptions.node], seed: 0),
+            storeOptions: storeOptions, executor: executor, environment: nil)
+        // Alone, it needs the clock only to elect itself: a wait for a lease it cannot
+        // have missed, then an election timeout, a few dozen ticks.
+        for _ in 0..<1000 where driver.replica.role != .leader || driver.replica.hasReady {
+            await driver.tick()
+            if let failure = driver.failure { throw failure }
+        }
+        precondition(driver.replica.role == .leader, "a group of one elects itself")
+        return driver
+    }
+
+    init(replica: Replica, store: ReplicaStore<S>, options: Options, environment: (any ReplicaEnvironment)?) {
         self.replica = replica
         self.store = store
         self.options = options
@@ -113,6 +151,53 @@ public final class ReplicationDriver<S: Storage & Sendable>: @unchecked Sendable
         return slot
     }
 
+    /// Writes `writes` together, in one slot: applied to this replica's tree, all of them,
+    /// when it returns (and, in a group of one, durable). A leader's writes take the next
+    /// slots; the ones proposed while a `Ready` is on its way go down together in the next.
+    public func write(_ writes: [StoreWrite]) async throws(WriteFailure) {
+        if let failure { throw .storage(.fenced(failure.description)) }
+        let payload = LogCommand.writes(writes).encoded
+        guard payload.count <= store.writeBytesMax else {
+            throw .storage(.limitExceeded("a log record of \(payload.count) bytes exceeds \(store.writeBytesMax)"))
+        }
+        let command = Command.value(payload)
+        guard let slot = replica.propose(command) else { throw .notLeader(replica.leader) }
+        proposals[slot] = (command, nil)
+        await process()
+        var won = outcomes.removeValue(forKey: slot)
+        if won == nil {
+            won = await withUnsafeContinuation { waiter in
+                if let outcome = outcomes.removeValue(forKey: slot) {
+                    waiter.resume(returning: outcome)
+                } else if failure != nil {
+                    proposals[slot] = nil
+                    waiter.resume(returning: nil)
+                } else {
+                    proposals[slot]!.waiter = waiter
+                }
+            }
+        }
+        switch won {
+        case true?: return
+        case false?: throw .lost
+        case nil: throw .storage(.fenced(failure?.description ?? "the replica stopped"))
+        }
+    }
+
+    /// The slot's outcome for the write proposed in it here, if any.
+    func settle(_ entry: Entry) {
+        guard let proposal = proposals.removeValue(forKey: entry.slot) else { return }
+        let won = proposal.command == entry.command
+        if let waiter = proposal.waiter { waiter.resume(returning: won) } else { outcomes[entry.slot] = won }
+    }
+
+    /// The store failed: every waiting writer learns that its outcome is unknown.
+    func stop(_ error: StorageError) {
+        failure = error
+        for (_, proposal) in proposals { proposal.waiter?.resume(returning: nil) }
+        proposals = [:]
+    }
+
     public func proposeMembership(_ membership: Membership) async -> Slot? {
         let slot = replica.proposeMembership(membership)
         await process()
@@ -133,18 +218,19 @@ public final class ReplicationDriver<S: Storage & Sendable>: @unchecked Sendable
         defer { processing = false }
         while failure == nil && replica.hasReady {
             let ready = replica.ready()
-            if options.sendsBeforePersisting { environment?.send(ready.messages, from: id) }
             do throws(StorageError) {
+                if options.sendsBeforePersisting { environment?.send(try await withImages(ready.messages), from: id) }
                 try await persist(ready)
-                if !options.sendsBeforePersisting { environment?.send(ready.messages, from: id) }
+                if !options.sendsBeforePersisting { environment?.send(try await withImages(ready.messages), from: id) }
                 for entry in ready.committed {
                     try await store.apply(try storeCommand(entry, applying: true), slot: entry.slot)
+                    settle(entry)
                     environment?.applied(entry, at: id)
                 }
                 replica.advance(ready)
                 try await compactIfDue()
             } catch {
-                failure = error
+                stop(error)
             }
         }
     }
@@ -158,9 +244,9 @@ public final class ReplicationDriver<S: Storage & Sendable>: @unchecked Sendable
                 await environment?.restored(through: snapshot.slot, at: id)
             } else if snapshot.data == nil {
                 try await store.startLog(after: snapshot.slot, membership: snapshot.membership.encoded)
-            } else {
-                try await store.checkpoint()  // this replica's own compaction: the tree is the snapshot
             }
+            // A full replica's own compaction needs nothing on disk: the store keeps its log
+            // until its tree is checkpointed past it, and the tree is the snapshot.
         }
         var entries: [ReplicaStore<S>.AcceptedEntry] = []
         for entry in ready.entries {
@@ -184,11 +270,41 @@ public final class ReplicationDriver<S: Storage & Sendable>: @unchecked Sendable
         }
     }
 
+    /// Drops the core's log, in memory, behind the applied slot. The snapshot it keeps
+    /// has no image (empty data): the image is the tree's, read when a message carries it.
     func compactIfDue() async throws(StorageError) {
         guard !replica.configuration.isLogOnly,
             replica.applied >= (replica.durable.snapshot?.slot ?? 0) + options.compactionSlots
         else { return }
-        replica.compact(through: replica.applied, snapshot: try await store.snapshotImage())
+        replica.compact(through: replica.applied, snapshot: [])
+    }
+
+    /// The messages with the tree's image in each snapshot they carry: the tree as applied
+    /// now, which holds every slot through the core's snapshot and maybe more, so the
+    /// snapshot is labelled with the tree's slot and the membership in force after it.
+    func withImages(_ messages: [Envelope]) async throws(StorageError) -> [Envelope] {
+        guard
+            messages.contains(where: {
+                switch $0.message {
+                case .snapshot(_, let snapshot, _), .promise(_, _, let snapshot?): snapshot.data != nil
+                default: false
+                }
+            })
+        else { return messages }
+        let slot = await store.appliedSlot
+        let image = Snapshot(
+            slot: slot, membership: replica.membership(at: slot + 1), data: try await store.snapshotImage())
+        return messages.map { envelope in
+            var envelope = envelope
+            switch envelope.message {
+            case .snapshot(let ballot, let snapshot, let sentAt) where snapshot.data != nil:
+                envelope.message = .snapshot(ballot: ballot, snapshot: image, sentAt: sentAt)
+            case .promise(let ballot, let accepted, let snapshot?) where snapshot.data != nil:
+                envelope.message = .promise(ballot: ballot, accepted: accepted, snapshot: image)
+            default: break
+            }
+            return envelope
+        }
     }
 }
 

@@ -43,6 +43,7 @@ extension Simulation: ReplicaEnvironment {
         options.log.recordPayloadBytesMax = 8 * 1024
         options.log.zeroFillNewSegments = false
         options.tree.cachePages = 64
+        options.checkpointDirtyPages = 16
         options.checkpointLogSegments = 3
         return options
     }

@@ -48,6 +48,13 @@ extension ReplicaStore {
         let (log, records) = try await WriteAheadLog.open(
             storage: storage, options: options.log, executor: executor, replayFrom: tree.checkpointLSN + 1,
             lastSlot: state.snapshotSlot)
+        if records.contains(where: { $0.kind == .legacy }) {
+            // A version-1 log (a node of one, before slots): converted by opening it as one
+            // (see `open`), which checkpoints its records away.
+            await log.close()
+            await try open(storage: storage, options: options, executor: executor).close()
+            return try await openMember(storage: storage, options: options, executor: executor)
+        }
         var entries: [UInt64: AcceptedEntry] = [:]
         var lsns: [UInt64: UInt64] = [:]
         do throws(StorageError) {
@@ -58,9 +65,7 @@ extension ReplicaStore {
                 case .state:
                     continue
                 case .legacy:
-                    throw .corruption(
-                        file: "wal", offset: 0,
-                        detail: "a version-1 log belongs to a node of one; open it as one to convert it first")
+                    preconditionFailure("converted above")
                 case .entry:
                     guard record.slot > state.snapshotSlot else { continue }
                     guard let command = LogCommand(decoding: record.payload) else {
