@@ -86,7 +86,7 @@ let package = Package(
         .target(
             name: "GranaryPartition",
             dependencies: [
-                "GranaryCommands", "GranaryModel", "GranaryReplication", "GranaryStorage", "GranaryIO",
+                "GranaryCommands", "GranaryModel", "GranaryStorage", "GranaryIO",
                 .product(name: "Atomics", package: "swift-atomics"),
             ],
             swiftSettings: strict
@@ -154,7 +154,12 @@ let package = Package(
             name: "GranaryLinearizabilityTests", dependencies: ["GranaryLinearizability"], swiftSettings: strict),
         // The transcripts are read from the source tree (#filePath), not bundled.
         .testTarget(
-            name: "GranaryPaxosTests", dependencies: ["GranaryPaxos", "GranarySimulation"], exclude: ["transcripts"],
+            name: "GranaryPaxosTests",
+            dependencies: [
+                "GranaryPaxos", "GranarySimulation", "GranaryReplication", "GranaryStorage", "GranaryStorageFaults",
+                "GranaryIO",
+            ],
+            exclude: ["transcripts"],
             swiftSettings: strict),
         .testTarget(name: "GranaryIOTests", dependencies: ["GranaryIO", "CShims"], swiftSettings: strict),
         .testTarget(

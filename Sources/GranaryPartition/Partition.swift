@@ -1,13 +1,10 @@
 import GranaryCommands
 import GranaryIO
 import GranaryModel
-import GranaryReplication
 import GranaryStorage
 
 /// One partition of the node: a replica (write-ahead log and B-tree) owned by one core,
-/// holding the hash range `index`/`count` of every table's partition keys. Its writes go
-/// through its replication group (`ReplicationDriver`, a group of one on a single node:
-/// the same code the simulator runs), its reads to the replica's tree.
+/// holding the hash range `index`/`count` of every table's partition keys.
 ///
 /// Its whole interface is `handle(_:)`: a `PartitionRequest` in, a `PartitionReply` out
 /// (`LocalPartitions` makes the call; the router never sees this type). The call hops onto
@@ -22,8 +19,7 @@ public actor Partition {
     public nonisolated let reactor: Reactor
     public nonisolated var unownedExecutor: UnownedSerialExecutor { reactor.asUnownedSerialExecutor() }
 
-    private let replica: ReplicationDriver<ReactorStorage>
-    private var store: ReplicaStore<ReactorStorage> { replica.store }
+    private let store: ReplicaStore<ReactorStorage>
     /// Keys with a write or transaction in flight, and the writers queued behind each.
     private let keyLocks = FIFOLocks<[UInt8]>()
     /// The locked keys each transaction holds: another transaction reaching one conflicts
@@ -38,16 +34,16 @@ public actor Partition {
         index: Int, directory: String, reactor: Reactor, options: ReplicaStore<ReactorStorage>.Options
     ) async throws(StorageError) -> Partition {
         let storage = ReactorStorage(path: directory, reactor: reactor)
-        let replica = try await ReplicationDriver.openAlone(storage: storage, storeOptions: options, executor: reactor)
-        let partition = Partition(index: index, reactor: reactor, replica: replica)
+        let store = try await ReplicaStore.open(storage: storage, options: options, executor: reactor)
+        let partition = Partition(index: index, reactor: reactor, store: store)
         try await partition.countItems()
         return partition
     }
 
-    private init(index: Int, reactor: Reactor, replica: ReplicationDriver<ReactorStorage>) {
+    private init(index: Int, reactor: Reactor, store: ReplicaStore<ReactorStorage>) {
         self.index = index
         self.reactor = reactor
-        self.replica = replica
+        self.store = store
     }
 
     private func countItems() async throws(StorageError) {
@@ -102,11 +98,11 @@ public actor Partition {
             return .item(try await storeCall { () throws(StorageError) in try await store.get(key) })
         case .systemPut(let key, let value):
             try Self.checkSystemKey(key)
-            try await write([.put(key: key, value: value)])
+            try await storeCall { () throws(StorageError) in try await store.put(key, value) }
             return .done
         case .systemDelete(let key):
             try Self.checkSystemKey(key)
-            try await write([.delete(key: key)])
+            try await storeCall { () throws(StorageError) in try await store.delete(key) }
             return .done
         case .systemScan(let prefix, let after, let limit):
             try Self.checkSystemKey(prefix)
@@ -136,19 +132,6 @@ public actor Partition {
 
     private static func refused(_ what: String) -> DynamoError {
         DynamoError("InternalServerError", "Internal server error: a partition refused \(what)")
-    }
-
-    /// Writes `writes` together through the replication group: durable and applied when
-    /// it returns.
-    private func write(_ writes: [StoreWrite]) async throws(DynamoError) {
-        do throws(ReplicationDriver<ReactorStorage>.WriteFailure) {
-            try await replica.write(writes)
-        } catch {
-            switch error {
-            case .storage(let failure): throw Self.internalError(failure)
-            case .notLeader, .lost: throw DynamoError("InternalServerError", "Internal server error: \(error)")
-            }
-        }
     }
 
     /// Runs a store operation, reporting a storage failure as DynamoDB's internal error.
@@ -233,7 +216,7 @@ public actor Partition {
         let writes = batch.map { entry -> StoreWrite in
             entry.new.map { .put(key: entry.write.key, value: $0) } ?? .delete(key: entry.write.key)
         }
-        try await write(writes)
+        try await storeCall { () throws(StorageError) in try await store.write(writes) }
         for entry in batch { count(table: entry.write.table, old: entry.old, new: entry.new?.count) }
     }
 
@@ -243,12 +226,16 @@ public actor Partition {
         table: UInt32, key: [UInt8], replacing old: (item: Item?, storedBytes: Int)?, with new: Item?
     ) async throws(DynamoError) {
         var newBytes: Int?
-        if let new {
-            let encoded = ItemCodec.encode(new)
-            try await write([.put(key: key, value: encoded)])
-            newBytes = encoded.count
-        } else if old != nil {
-            try await write([.delete(key: key)])
+        do throws(StorageError) {
+            if let new {
+                let encoded = ItemCodec.encode(new)
+                try await store.put(key, encoded)
+                newBytes = encoded.count
+            } else if old != nil {
+                try await store.delete(key)
+            }
+        } catch {
+            throw Self.internalError(error)
         }
         count(table: table, old: old?.storedBytes, new: newBytes)
     }
@@ -324,7 +311,7 @@ public actor Partition {
             let keys = batch.map(\.key).filter { $0.starts(with: prefix) }
             if keys.isEmpty { break }
             for key in keys {
-                do throws(DynamoError) { try await write([.delete(key: key)]) } catch { return }
+                do throws(StorageError) { try await store.delete(key) } catch { return }
             }
         }
         statistics[table] = nil

@@ -108,7 +108,7 @@ extension Replica {
         while chosen < lastSlot {
             let slot = chosen + 1
             let membership = membership(at: slot)
-            let accepted = membership.voters.filter { (matched[$0] ?? 0) >= slot }.count
+            let accepted = membership.voters.reduce(0) { $0 + ((matched[$1] ?? 0) >= slot ? 1 : 0) }
             guard accepted >= membership.quorum else { break }
             choose(slot)
         }

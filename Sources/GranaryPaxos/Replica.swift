@@ -283,7 +283,15 @@ public struct Replica: Sendable {
     public var hasReady: Bool {
         promisedChanged || chosenChanged || unpersistedSnapshot != nil || !unpersisted.isEmpty || !outbox.isEmpty
             || chosen > applied
-            || (role == .leader && peers.contains { (nextSend[$0] ?? 1) <= lastSlot })
+            || (role == .leader && hasEntriesToSend)
+    }
+
+    /// A leader has entries a peer has not been sent (without building `peers`: this is
+    /// asked on every turn of a caller's loop).
+    var hasEntriesToSend: Bool {
+        let unsent = { (peer: NodeID) in peer != self.id && (self.nextSend[peer] ?? 1) <= self.lastSlot }
+        if changes.isEmpty { return base.voters.contains(where: unsent) }
+        return currentMemberships.contains { $0.voters.contains(where: unsent) }
     }
 
     /// What to persist, send and apply now. Call `advance` once it is done. Proposals

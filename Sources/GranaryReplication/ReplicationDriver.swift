@@ -3,7 +3,7 @@ import GranaryStorage
 
 /// Where a replica's driver reaches the rest of the world: the network to its peers, and
 /// whoever watches its state machine (the simulator's checks; later, a partition's reads).
-public protocol ReplicaEnvironment: AnyObject {
+public protocol ReplicaEnvironment: AnyObject, Sendable {
     /// Carries messages to their recipients; called only once what they report is durable.
     func send(_ messages: [Envelope], from: NodeID)
     /// A chosen entry was applied to the replica's tree.
@@ -18,21 +18,25 @@ extension ReplicaEnvironment {
 }
 
 /// One replica of a replication group: the Paxos core (`Replica`) driving a `ReplicaStore`.
-/// Every input (a tick, a message, a proposal) is followed by the core's `Ready`, done in
-/// the order that keeps votes safe: persist (the store's log, one group commit), then send,
-/// then apply the chosen entries to the tree, then `advance`.
+/// Each of the core's `Ready`s is done in the order that keeps votes safe: persist (the
+/// store's log, one group commit), then send, then apply the chosen entries to the tree.
 ///
-/// The driver runs on one executor, as the store does: a core's reactor in a node, the
-/// simulator's scheduler in the simulator, with the same code. Inputs that arrive while a
-/// `Ready` is being persisted change the core at once and are handled by the same loop, so
-/// `Ready`s never overlap. A storage failure stops the replica (`failure`): like a crash,
-/// only a reopen, which recovers from what is really on disk, goes on.
+/// The driver is an actor on one executor, the store's: a core's reactor in a node, the
+/// simulator's scheduler in the simulator, with the same code. Inputs (a tick, a message,
+/// a proposal) change the core at once and wake the pump, a task that runs the `Ready`s one
+/// after another, so they never overlap and the inputs that arrive while one is being
+/// persisted go out in the next. The applier, a second task, applies each `Ready`'s chosen
+/// entries while the pump persists the next one. A storage failure stops the replica
+/// (`failure`): like a crash, only a reopen, which recovers from what is really on disk,
+/// goes on.
 ///
 /// A full replica compacts the core's log every `compactionSlots` applied slots; the tree
 /// is the snapshot. A replica that lags behind the compaction is sent the tree's image
 /// whole (`withImages`), and installs it.
-public final class ReplicationDriver<S: Storage & Sendable>: @unchecked Sendable {
-    // @unchecked: used from its executor only (see above).
+public actor ReplicationDriver<S: Storage & Sendable> {
+    private nonisolated let executor: any SerialExecutor & TaskExecutor
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+
     public struct Options: Sendable {
         /// The core keeps accepted entries in memory until then (a leader sends them from
         /// there), so this bounds its memory: 64 writes of at most a log record each.
@@ -57,23 +61,39 @@ public final class ReplicationDriver<S: Storage & Sendable>: @unchecked Sendable
     }
 
     public private(set) var replica: Replica
-    public let store: ReplicaStore<S>
+    public nonisolated let store: ReplicaStore<S>
     let options: Options
     weak var environment: (any ReplicaEnvironment)?
-    var processing = false
     /// Set when the store failed: the replica stops, as if it had crashed.
     public private(set) var failure: StorageError?
-    /// Writes proposed here and not yet applied, by slot: what each proposed, and its
-    /// writer once it waits.
-    var proposals: [Slot: (command: Command, waiter: UnsafeContinuation<Bool?, Never>?)] = [:]
-    /// Outcomes of proposals applied before their writer waited (true: its command won).
+    var closed = false
+    /// Writes proposed here and not yet applied, by slot: what each proposed (as logged,
+    /// and as writes, applied from here when it wins), and its writer, who learns whether
+    /// its command won the slot (nil: unknown).
+    var proposals: [Slot: (command: Command, writes: [StoreWrite], waiter: UnsafeContinuation<Bool?, Never>?)] = [:]
+    /// Outcomes of proposals settled before their writer waited (true: its command won).
     var outcomes: [Slot: Bool] = [:]
+    /// Chosen entries handed to the applier, in slot order, and whether it is applying.
+    var toApply: [Entry] = []
+    var applying = false
+    var applierWaiter: UnsafeContinuation<Void, Never>?
+    /// The last slot the applier applied to the tree (the core's `applied` is what it was
+    /// handed, which may be more).
+    var treeApplied: Slot = 0
+    /// Callers waiting for the applier to finish what it was handed.
+    var appliedWaiters: [UnsafeContinuation<Void, Never>] = []
+    /// The pump, while it waits for an input; callers of `idle`.
+    var pumpWaiter: UnsafeContinuation<Void, Never>?
+    /// An input came while the pump was not waiting.
+    var woken = false
+    var idleWaiters: [UnsafeContinuation<Void, Never>] = []
 
     /// Opens the replica in `storage` and starts its core with what the store recovered.
     /// Its first input runs the core's first `Ready` (the chosen entries the tree lacks).
     public static func open(
         storage: S, configuration: Replica.Configuration, storeOptions: ReplicaStore<S>.Options,
-        options: Options = Options(), executor: any SerialExecutor, environment: (any ReplicaEnvironment)?
+        options: Options = Options(), executor: any SerialExecutor & TaskExecutor,
+        environment: (any ReplicaEnvironment)?
     ) async throws(StorageError) -> ReplicationDriver {
         let (store, state) = try await ReplicaStore.openMember(
             storage: storage, options: storeOptions, executor: executor)
@@ -99,14 +119,14 @@ public final class ReplicationDriver<S: Storage & Sendable>: @unchecked Sendable
         }
         return ReplicationDriver(
             replica: Replica(configuration: configuration, durable: durable), store: store, options: options,
-            environment: environment)
+            environment: environment, executor: executor)
     }
 
     /// Opens the replica in `storage` as a group of one (node id `storeOptions.node`), and
     /// returns once it leads: it elects itself at once (its own promise is a majority), and
     /// then chooses, in its new ballot, whatever its log held accepted but not known chosen.
     public static func openAlone(
-        storage: S, storeOptions: ReplicaStore<S>.Options, executor: any SerialExecutor
+        storage: S, storeOptions: ReplicaStore<S>.Options, executor: any SerialExecutor & TaskExecutor
     ) async throws(StorageError) -> ReplicationDriver {
         let driver = try await open(
             storage: storage,
@@ -114,41 +134,70 @@ public final class ReplicationDriver<S: Storage & Sendable>: @unchecked Sendable
             storeOptions: storeOptions, executor: executor, environment: nil)
         // Alone, it needs the clock only to elect itself: a wait for a lease it cannot
         // have missed, then an election timeout, a few dozen ticks.
-        for _ in 0..<1000 where driver.replica.role != .leader || driver.replica.hasReady {
+        for _ in 0..<1000 {
+            let replica = await driver.replica
+            guard replica.role != .leader || replica.hasReady else { break }
             await driver.tick()
-            if let failure = driver.failure { throw failure }
+            await driver.idle()
+            if let failure = await driver.failure {
+                await driver.close()
+                throw failure
+            }
         }
-        precondition(driver.replica.role == .leader, "a group of one elects itself")
+        let role = await driver.replica.role
+        precondition(role == .leader, "a group of one elects itself")
         return driver
     }
 
-    init(replica: Replica, store: ReplicaStore<S>, options: Options, environment: (any ReplicaEnvironment)?) {
+    init(
+        replica: Replica, store: ReplicaStore<S>, options: Options, environment: (any ReplicaEnvironment)?,
+        executor: any SerialExecutor & TaskExecutor
+    ) {
         self.replica = replica
+        treeApplied = replica.applied
+        self.executor = executor
         self.store = store
         self.options = options
         self.environment = environment
+        Task(executorPreference: executor) { [self] in await pump() }
+        Task(executorPreference: executor) { [self] in await applier() }
     }
 
     var id: NodeID { replica.configuration.id }
 
+    /// Whether this replica may answer a strongly consistent read from its tree now: the
+    /// core says it may (see `Replica.canServeStrongRead`), and the tree holds every slot
+    /// the core handed out.
+    public var canServeStrongRead: Bool { replica.canServeStrongRead && treeApplied >= replica.applied }
+
     // MARK: Inputs
 
-    public func tick() async {
+    /// Each input changes the core at once; the pump (below) does what follows.
+    public func tick() {
         replica.tick()
-        await process()
+        wake()
     }
 
-    public func receive(_ envelope: Envelope) async {
+    public func receive(_ envelope: Envelope) {
         replica.step(envelope)
-        await process()
+        wake()
     }
 
     /// Proposes writes for the next slot; returns it if this replica leads (see
     /// `Replica.propose`).
-    public func propose(_ writes: [StoreWrite]) async -> Slot? {
-        let slot = replica.propose(.value(LogCommand.writes(writes).encoded))
-        await process()
-        return slot
+    public func propose(_ writes: [StoreWrite]) -> Slot? {
+        defer { wake() }
+        return replica.propose(.value(LogCommand.writes(writes).encoded))
+    }
+
+    public func proposeMembership(_ membership: Membership) -> Slot? {
+        defer { wake() }
+        return replica.proposeMembership(membership)
+    }
+
+    public func transferLeadership(to target: NodeID) -> Bool {
+        defer { wake() }
+        return replica.transferLeadership(to: target)
     }
 
     /// Writes `writes` together, in one slot: applied to this replica's tree, all of them,
@@ -162,19 +211,17 @@ public final class ReplicationDriver<S: Storage & Sendable>: @unchecked Sendable
         }
         let command = Command.value(payload)
         guard let slot = replica.propose(command) else { throw .notLeader(replica.leader) }
-        proposals[slot] = (command, nil)
-        await process()
-        var won = outcomes.removeValue(forKey: slot)
-        if won == nil {
-            won = await withUnsafeContinuation { waiter in
-                if let outcome = outcomes.removeValue(forKey: slot) {
-                    waiter.resume(returning: outcome)
-                } else if failure != nil {
-                    proposals[slot] = nil
-                    waiter.resume(returning: nil)
-                } else {
-                    proposals[slot]!.waiter = waiter
-                }
+        proposals[slot] = (command, writes, nil)
+        wake()
+        // The slot may be settled before the body runs: other jobs of this executor may run
+        // first.
+        let won = await withUnsafeContinuation { (waiter: UnsafeContinuation<Bool?, Never>) in
+            if let outcome = outcomes.removeValue(forKey: slot) {
+                waiter.resume(returning: outcome)
+            } else if proposals[slot] == nil {
+                waiter.resume(returning: nil)  // the replica stopped
+            } else {
+                proposals[slot]!.waiter = waiter
             }
         }
         switch won {
@@ -184,13 +231,6 @@ public final class ReplicationDriver<S: Storage & Sendable>: @unchecked Sendable
         }
     }
 
-    /// The slot's outcome for the write proposed in it here, if any.
-    func settle(_ entry: Entry) {
-        guard let proposal = proposals.removeValue(forKey: entry.slot) else { return }
-        let won = proposal.command == entry.command
-        if let waiter = proposal.waiter { waiter.resume(returning: won) } else { outcomes[entry.slot] = won }
-    }
-
     /// The store failed: every waiting writer learns that its outcome is unknown.
     func stop(_ error: StorageError) {
         failure = error
@@ -198,39 +238,139 @@ public final class ReplicationDriver<S: Storage & Sendable>: @unchecked Sendable
         proposals = [:]
     }
 
-    public func proposeMembership(_ membership: Membership) async -> Slot? {
-        let slot = replica.proposeMembership(membership)
-        await process()
-        return slot
+    /// Stops the pump (the store is the caller's to close). Waiting writers learn that
+    /// their outcome is unknown.
+    public func close() {
+        closed = true
+        stop(failure ?? .fenced("the replica was closed"))
+        wake()
+        applierWaiter.take()?.resume()
     }
 
-    public func transferLeadership(to target: NodeID) async -> Bool {
-        let started = replica.transferLeadership(to: target)
-        await process()
-        return started
+    /// Returns once the pump has nothing left to do (for tests and start-up).
+    public func idle() async {
+        if pumpWaiter == nil {
+            await withUnsafeContinuation { waiter in
+                if pumpWaiter == nil { idleWaiters.append(waiter) } else { waiter.resume() }
+            }
+        }
+        await appliedAll()
     }
 
     // MARK: The Ready loop
 
-    func process() async {
-        guard !processing else { return }
-        processing = true
-        defer { processing = false }
-        while failure == nil && replica.hasReady {
-            let ready = replica.ready()
-            do throws(StorageError) {
-                if options.sendsBeforePersisting { environment?.send(try await withImages(ready.messages), from: id) }
-                try await persist(ready)
-                if !options.sendsBeforePersisting { environment?.send(try await withImages(ready.messages), from: id) }
-                for entry in ready.committed {
-                    try await store.apply(try storeCommand(entry, applying: true), slot: entry.slot)
-                    settle(entry)
-                    environment?.applied(entry, at: id)
+    /// The pump: a task of its own on the replica's executor that runs the core's `Ready`s
+    /// while there are any, then waits for an input. Writers only propose and wait for
+    /// their slot, so none is held doing the others' work.
+    /// It does nothing before the first input, so that whoever opened the replica sees it
+    /// as recovered, before it applies what its log holds chosen.
+    func pump() async {
+        await park(untilWoken: true)
+        while !closed {
+            while failure == nil && !closed && replica.hasReady { await processReady() }
+            for waiter in idleWaiters { waiter.resume() }
+            idleWaiters = []
+            await park(untilWoken: false)
+        }
+        for waiter in idleWaiters { waiter.resume() }
+        idleWaiters = []
+    }
+
+    /// Waits for an input (returning at once if one came since, or if there is work).
+    func park(untilWoken: Bool) async {
+        await withUnsafeContinuation { waiter in
+            if closed || woken || (!untilWoken && failure == nil && replica.hasReady) {
+                woken = false
+                waiter.resume()
+            } else {
+                pumpWaiter = waiter
+            }
+        }
+    }
+
+    func wake() {
+        if let waiter = pumpWaiter.take() { waiter.resume() } else { woken = true }
+    }
+
+    /// One `Ready`: persisted, then sent; its chosen entries go to the applier, which
+    /// applies them while the pump persists the next `Ready` (the core counts a slot applied
+    /// once handed out). A snapshot to install waits until the applier is done, since it
+    /// replaces the tree; so does a pump that finds `toApplyMax` entries still waiting.
+    static var toApplyMax: Int { 4096 }
+
+    func processReady() async {
+        // One loop turn first, so that the inputs already on their way (other writers'
+        // proposals, this turn's messages) go into this `Ready`: the log's group commit.
+        await Task.yield()
+        let ready = replica.ready()
+        do throws(StorageError) {
+            if ready.snapshot != nil { await appliedAll() }
+            if let failure { throw failure }
+            if options.sendsBeforePersisting { environment?.send(try await withImages(ready.messages), from: id) }
+            try await persist(ready)
+            if !options.sendsBeforePersisting { environment?.send(try await withImages(ready.messages), from: id) }
+            if !ready.committed.isEmpty {
+                if toApply.count >= Self.toApplyMax { await appliedAll() }
+                toApply += ready.committed
+                applierWaiter.take()?.resume()
+            }
+            replica.advance(ready)
+            try await compactIfDue()
+        } catch {
+            stop(error)
+        }
+    }
+
+    /// Applies the chosen entries it is handed, in slot order, each once. An entry this
+    /// replica proposed is applied from the writes it was given; it settles its writer.
+    func applier() async {
+        while !closed {
+            while !toApply.isEmpty && failure == nil {
+                applying = true
+                let entries = toApply
+                toApply = []
+                do throws(StorageError) {
+                    for entry in entries {
+                        let proposal = proposals.removeValue(forKey: entry.slot)
+                        let won = proposal.map { $0.command == entry.command }
+                        let command = won == true ? .writes(proposal!.writes) : try storeCommand(entry, applying: true)
+                        try await store.apply(command, slot: entry.slot)
+                        treeApplied = entry.slot
+                        if let proposal {
+                            if let waiter = proposal.waiter {
+                                waiter.resume(returning: won)
+                            } else {
+                                outcomes[entry.slot] = won
+                            }
+                        }
+                        environment?.applied(entry, at: id)
+                    }
+                    // A checkpoint of its own (started by an apply) may have failed: stop at once.
+                    if let fenced = await store.fenced { throw fenced }
+                } catch {
+                    stop(error)
                 }
-                replica.advance(ready)
-                try await compactIfDue()
-            } catch {
-                stop(error)
+                applying = false
+            }
+            for waiter in appliedWaiters { waiter.resume() }
+            appliedWaiters = []
+            await withUnsafeContinuation { waiter in
+                if closed || (!toApply.isEmpty && failure == nil) { waiter.resume() } else { applierWaiter = waiter }
+            }
+        }
+        for waiter in appliedWaiters { waiter.resume() }
+        appliedWaiters = []
+    }
+
+    /// Returns once the applier has applied everything it was handed (or stopped).
+    func appliedAll() async {
+        guard applying || !toApply.isEmpty, failure == nil, !closed else { return }
+        // Checked again inside: other jobs of this executor may run before the body.
+        await withUnsafeContinuation { waiter in
+            if (applying || !toApply.isEmpty) && failure == nil && !closed {
+                appliedWaiters.append(waiter)
+            } else {
+                waiter.resume()
             }
         }
     }
@@ -241,6 +381,7 @@ public final class ReplicationDriver<S: Storage & Sendable>: @unchecked Sendable
         if let snapshot = ready.snapshot {
             if ready.restoreSnapshot, let data = snapshot.data {
                 try await store.installImage(data, slot: snapshot.slot)
+                treeApplied = snapshot.slot
                 await environment?.restored(through: snapshot.slot, at: id)
             } else if snapshot.data == nil {
                 try await store.startLog(after: snapshot.slot, membership: snapshot.membership.encoded)
@@ -248,15 +389,29 @@ public final class ReplicationDriver<S: Storage & Sendable>: @unchecked Sendable
             // A full replica's own compaction needs nothing on disk: the store keeps its log
             // until its tree is checkpointed past it, and the tree is the snapshot.
         }
-        var entries: [ReplicaStore<S>.AcceptedEntry] = []
+        var entries: [(slot: UInt64, ballot: LogBallot, payload: [UInt8])] = []
+        entries.reserveCapacity(ready.entries.count)
         for entry in ready.entries {
-            entries.append(.init(slot: entry.slot, ballot: LogBallot(entry.ballot), command: try storeCommand(entry)))
+            entries.append((entry.slot, LogBallot(entry.ballot), try logged(entry)))
         }
         try await store.persist(promised: ready.promised.map(LogBallot.init), entries: entries, chosen: ready.chosen)
     }
 
-    /// An entry's command as the store keeps it. Applied, a membership change is kept as
-    /// the membership it leaves in force (a change that is not one change is void).
+    /// An entry's command as the log holds it (a value is already one: writes).
+    func logged(_ entry: Entry) throws(StorageError) -> [UInt8] {
+        switch entry.command {
+        case .noop: return LogCommand.noop.encoded
+        case .membership(let membership): return LogCommand.membership(membership.encoded).encoded
+        case .value(let bytes):
+            guard bytes.first == LogCommand.writes([]).encoded.first else {
+                throw .corruption(file: "wal", offset: 0, detail: "slot \(entry.slot) holds a value that is not writes")
+            }
+            return bytes
+        }
+    }
+
+    /// An entry's command as the store applies it. A membership change is kept as the
+    /// membership it leaves in force (a change that is not one change is void).
     func storeCommand(_ entry: Entry, applying: Bool = false) throws(StorageError) -> LogCommand {
         switch entry.command {
         case .noop: return .noop
@@ -270,13 +425,14 @@ public final class ReplicationDriver<S: Storage & Sendable>: @unchecked Sendable
         }
     }
 
-    /// Drops the core's log, in memory, behind the applied slot. The snapshot it keeps
-    /// has no image (empty data): the image is the tree's, read when a message carries it.
+    /// Drops the core's log, in memory, behind the slot the tree has applied. The snapshot
+    /// it keeps has no image (empty data): the image is the tree's, read when a message
+    /// carries it.
     func compactIfDue() async throws(StorageError) {
         guard !replica.configuration.isLogOnly,
-            replica.applied >= (replica.durable.snapshot?.slot ?? 0) + options.compactionSlots
+            treeApplied >= (replica.durable.snapshot?.slot ?? 0) + options.compactionSlots
         else { return }
-        replica.compact(through: replica.applied, snapshot: [])
+        replica.compact(through: treeApplied, snapshot: [])
     }
 
     /// The messages with the tree's image in each snapshot they carry: the tree as applied
@@ -291,6 +447,7 @@ public final class ReplicationDriver<S: Storage & Sendable>: @unchecked Sendable
                 }
             })
         else { return messages }
+        await appliedAll()
         let slot = await store.appliedSlot
         let image = Snapshot(
             slot: slot, membership: replica.membership(at: slot + 1), data: try await store.snapshotImage())

@@ -34,7 +34,8 @@ extension Simulation {
     /// Whether a replica would answer a strong read now (as the caller decides it).
     func servesStrongReads(_ id: NodeID) -> Bool {
         guard let replica = nodes[Int(id)].replica else { return false }
-        return bug == .readsWithoutLease ? replica.role == .leader : replica.canServeStrongRead
+        if bug == .readsWithoutLease { return replica.role == .leader }
+        return code == .shipped ? nodes[Int(id)].servesStrongReads : replica.canServeStrongRead
     }
 
     /// A strongly consistent read at `id`: answered from its applied state if it may serve one.
@@ -154,6 +155,7 @@ extension Simulation {
             let known = change.membership.voters.allSatisfy { (nodes[Int($0)].replica?.chosen ?? 0) >= change.slot }
             guard known else { return false }
             for id in change.removed {
+                stopDriver(id)
                 nodes[Int(id)].replica = nil
                 nodes[Int(id)].retired = true
                 pending[id] = nil
@@ -164,7 +166,7 @@ extension Simulation {
     }
 
     func finish() -> SimulationReport {
-        for id in nodeIDs { countCheckpoints(id) }
+        for id in nodeIDs { stopDriver(id) }
         // No acknowledged proposal lost: each is chosen in its slot.
         for (command, slot) in acknowledged.sorted(by: { $0.value < $1.value }) where chosenValues[slot] != command {
             report.violations.append(

@@ -66,8 +66,7 @@ extension Simulation: ReplicaEnvironment {
             options.sendsBeforePersisting = bug == .sendBeforePersist
             options.forgetsPromiseAtOpen = bug == .forgetPromiseOnRestart
             let storage = nodes[Int(id)].storage!, configuration = configuration(id), storeOptions = storeOptions()
-            // The simulation lives on its one thread, as the task does.
-            nonisolated(unsafe) let environment: any ReplicaEnvironment = self
+            let environment: any ReplicaEnvironment = self
             let opened = executor.run { [executor] () -> Result<ReplicationDriver<FaultyStorage>, StorageError> in
                 do throws(StorageError) {
                     return .success(
@@ -81,11 +80,14 @@ extension Simulation: ReplicaEnvironment {
             switch opened {
             case .success(let driver):
                 nodes[Int(id)].driver = driver
-                nodes[Int(id)].replica = driver.replica
-                if !driver.replica.configuration.isLogOnly {
+                nodes[Int(id)].failuresAtStart = storage.failuresInjected
+                let failure = mirror(id, driver)
+                precondition(failure == nil, "a replica that opened has not failed")
+                if !configuration.isLogOnly {
                     let store = driver.store
                     adoptTree(
-                        executor.run { await Simulation.treeValues(store) }, at: id, through: driver.replica.applied)
+                        executor.run { await Simulation.treeValues(store) }, at: id,
+                        through: nodes[Int(id)].replica!.applied)
                 }
             case .failure(let error):
                 report.violations.append("node \(id) could not reopen its disk: \(error)")
@@ -94,14 +96,17 @@ extension Simulation: ReplicaEnvironment {
     }
 
     func crashShipped(_ id: NodeID) {
-        countCheckpoints(id)
-        nodes[Int(id)].driver = nil
+        stopDriver(id)
         nodes[Int(id)].storage?.powerCut()
     }
 
-    func countCheckpoints(_ id: NodeID) {
-        guard let store = nodes[Int(id)].driver?.store else { return }
+    /// Stops a node's shipped replica (its pump ends), counting its checkpoints.
+    func stopDriver(_ id: NodeID) {
+        guard let driver = nodes[Int(id)].driver else { return }
+        let store = driver.store
         report.checkpoints += executor.run { await store.checkpointCount }
+        executor.run { await driver.close() }
+        nodes[Int(id)].driver = nil
     }
 
     /// The simulator's keys as a replica's tree holds them (nil if the tree fails a read).
@@ -139,28 +144,36 @@ extension Simulation: ReplicaEnvironment {
     func onDriver(_ id: NodeID, _ body: sending @escaping (ReplicationDriver<FaultyStorage>) async -> Void) {
         guard let driver = nodes[Int(id)].driver else { return }
         let storage = nodes[Int(id)].storage!
-        var injected = false
         if stepIsFaulty && random.chance(faults.crashWhilePersisting) {
             storage.cutPower(afterOperations: random.below(4))
-            injected = true
         } else if stepIsFaulty && random.chance(faults.diskError) {
             storage.failNext(random.chance(0.5) ? .write : .sync)
             report.diskErrors += 1
-            injected = true
         }
         executor.run { await body(driver) }
         storage.cancelPlannedFaults()
-        nodes[Int(id)].replica = driver.replica
-        if let failure = driver.failure, !injected {
+        let failure = mirror(id, driver)
+        if let failure, storage.failuresInjected == nodes[Int(id)].failuresAtStart {
             report.violations.append("node \(id)'s store failed with no disk fault injected: \(failure)")
         }
-        if driver.failure != nil || crashAfterSend.contains(id) {
+        if failure != nil || crashAfterSend.contains(id) {
             crashAfterSend.remove(id)
             crash(id)
             return
         }
         checkLeadership(id)
         if checkLeasesOnEveryStep { checkLeases() }
+    }
+
+    /// The node's copy of its driver's core (and whether it may serve strong reads), taken
+    /// once the driver has nothing left to do; returns the driver's failure, if any.
+    func mirror(_ id: NodeID, _ driver: ReplicationDriver<FaultyStorage>) -> StorageError? {
+        let (replica, servesReads, failure) = executor.run {
+            await (driver.replica, driver.canServeStrongRead, driver.failure)
+        }
+        nodes[Int(id)].replica = replica
+        nodes[Int(id)].servesStrongReads = servesReads
+        return failure
     }
 
     public func send(_ messages: [Envelope], from id: NodeID) {

@@ -93,7 +93,9 @@ public struct SimulationReport: Sendable, CustomStringConvertible {
 /// the group make progress again within `livenessTicks` (the liveness phase). Clients
 /// write, conditionally write and read a few keys (Simulation+Clients.swift); the checks
 /// run on every step and the history is checked for linearizability at the end.
-public final class Simulation {
+public final class Simulation: @unchecked Sendable {
+    // @unchecked: a simulation runs on one thread, its shipped replicas' tasks included
+    // (`SimulatorExecutor` checks it).
     struct Node {
         var replica: Replica?
         /// Never started (a spare the operator may add), or removed from the group for good.
@@ -110,6 +112,10 @@ public final class Simulation {
         /// its core after each input.
         var storage: FaultyStorage?
         var driver: ReplicationDriver<FaultyStorage>?
+        var servesStrongReads = false
+        /// The disk's count of injected failures when the replica started: a failure of
+        /// its store with none injected since is a bug.
+        var failuresAtStart = 0
         /// The node's clock: it ticks when its share of real time reaches a whole tick.
         var clockRate = 1.0
         var clockShare = 0.0

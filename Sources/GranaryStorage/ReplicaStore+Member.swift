@@ -38,7 +38,7 @@ extension ReplicaStore {
     /// caller's Paxos core decides what is chosen, and hands the chosen entries after the
     /// snapshot back to `apply`.
     public static func openMember(
-        storage: S, options: Options = Options(), executor: any SerialExecutor
+        storage: S, options: Options = Options(), executor: any SerialExecutor & TaskExecutor
     ) async throws(StorageError) -> (store: ReplicaStore, state: MemberState) {
         let tree = try await BTree.open(storage: storage, options: options.tree)
         var state = MemberState()
@@ -52,7 +52,7 @@ extension ReplicaStore {
             // A version-1 log (a node of one, before slots): converted by opening it as one
             // (see `open`), which checkpoints its records away.
             await log.close()
-            await try open(storage: storage, options: options, executor: executor).close()
+            try await open(storage: storage, options: options, executor: executor).close()
             return try await openMember(storage: storage, options: options, executor: executor)
         }
         var entries: [UInt64: AcceptedEntry] = [:]
@@ -94,9 +94,11 @@ extension ReplicaStore {
     }
 
     /// Makes durable, in one group where it fits and in this order: a new promise, accepted
-    /// entries, a new chosen prefix. Returns once all of it is on disk.
+    /// entries (each its slot, ballot and `LogCommand` encoding), a new chosen prefix.
+    /// Returns once all of it is on disk.
     public func persist(
-        promised newPromise: LogBallot?, entries: [AcceptedEntry], chosen: UInt64?
+        promised newPromise: LogBallot?, entries: [(slot: UInt64, ballot: LogBallot, payload: [UInt8])],
+        chosen: UInt64?
     ) async throws(StorageError) {
         if let fenced { throw .fenced(fenced.description) }
         let ballot = newPromise ?? promised
@@ -106,15 +108,13 @@ extension ReplicaStore {
         }
         for entry in entries {
             records.append(
-                LogAppend(
-                    entry.command.encoded, kind: .entry, ballot: entry.ballot, slot: entry.slot,
-                    chosen: persistedChosen))
+                LogAppend(entry.payload, kind: .entry, ballot: entry.ballot, slot: entry.slot, chosen: persistedChosen))
         }
         if let chosen { records.append(LogAppend([], kind: .state, ballot: ballot, slot: nil, chosen: chosen)) }
         guard !records.isEmpty else { return }
         let last: UInt64
         do throws(StorageError) {
-            last = try await log.append(records).lsn
+            last = try await log.append(records, gather: false).lsn
         } catch {
             fence(error)
             throw error
@@ -156,8 +156,7 @@ extension ReplicaStore {
         treeLock.release(.tree)
         appliedSlot = slot
         unappliedEntryLSNs[slot] = nil
-        await checkpointIfDue()
-        if let fenced { throw .fenced(fenced.description) }  // the checkpoint failed
+        checkpointSoonIfDue()
     }
 
     /// A log-only member's compaction: its log starts after `slot` (every replica with a

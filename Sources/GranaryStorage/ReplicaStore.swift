@@ -55,7 +55,7 @@ public actor ReplicaStore<S: Storage & Sendable> {
         }
     }
 
-    private nonisolated let executor: any SerialExecutor
+    private nonisolated let executor: any SerialExecutor & TaskExecutor
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
     let tree: BTree<S>
@@ -79,8 +79,11 @@ public actor ReplicaStore<S: Storage & Sendable> {
     let treeLock = FIFOLocks<TreeLock>()
     enum TreeLock { case tree }
     private var checkpointRunning = false
+    /// A checkpoint is on its way, started by `checkpointSoonIfDue`.
+    private var checkpointStarting = false
     private var writesSinceLogCheck = 256  // so that open checks the log at once
-    var fenced: StorageError?
+    /// The failure that fenced the store, if one did.
+    public internal(set) var fenced: StorageError?
     /// Checkpoints completed since open (for tests and metrics).
     public private(set) var checkpointCount = 0
 
@@ -100,7 +103,7 @@ public actor ReplicaStore<S: Storage & Sendable> {
     /// next recovery is short; so is a log written by an older build (version 1), which is
     /// thereby converted.
     public static func open(
-        storage: S, options: Options = Options(), executor: any SerialExecutor
+        storage: S, options: Options = Options(), executor: any SerialExecutor & TaskExecutor
     ) async throws(StorageError) -> ReplicaStore {
         let tree = try await BTree.open(storage: storage, options: options.tree)
         let snapshotSlot = try await appliedSlot(in: tree)
@@ -188,7 +191,8 @@ public actor ReplicaStore<S: Storage & Sendable> {
     }
 
     init(
-        tree: BTree<S>, log: WriteAheadLog<S>, options: Options, executor: any SerialExecutor, appliedLSN: UInt64,
+        tree: BTree<S>, log: WriteAheadLog<S>, options: Options, executor: any SerialExecutor & TaskExecutor,
+        appliedLSN: UInt64,
         appliedSlot: UInt64, promised: LogBallot
     ) {
         self.tree = tree
@@ -315,6 +319,24 @@ public actor ReplicaStore<S: Storage & Sendable> {
         } catch {
             fence(error)
         }
+    }
+
+    /// Starts a checkpoint, if one is due, as a task of its own on this store's executor:
+    /// whoever applied the write that made it due goes on meanwhile. A failed checkpoint
+    /// fences the store, so the next operation reports it.
+    func checkpointSoonIfDue() {
+        guard !checkpointRunning, !checkpointStarting, fenced == nil else { return }
+        guard tree.dirtyBytes >= options.checkpointDirtyPages * BTreePage.size || writesSinceLogCheck >= 255 else {
+            writesSinceLogCheck += 1
+            return
+        }
+        checkpointStarting = true
+        Task(executorPreference: executor) { await self.checkpointStarted() }
+    }
+
+    private func checkpointStarted() async {
+        await checkpointIfDue()
+        checkpointStarting = false
     }
 
     /// Makes the tree durable up to the last applied write, with the slot it holds, and

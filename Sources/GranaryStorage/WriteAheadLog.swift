@@ -110,11 +110,15 @@ public actor WriteAheadLog<S: Storage> {
     }
 
     /// Appends records together, in order (they go down in one group where they fit), and
-    /// returns the last one's LSN once every one of them is durable.
-    public func append(_ records: [LogAppend]) async throws(StorageError) -> (lsn: UInt64, slot: UInt64) {
+    /// returns the last one's LSN once every one of them is durable. `gather: false` is for
+    /// a caller that gathered them itself: the group goes down without waiting a loop turn
+    /// for other appends to join.
+    public func append(
+        _ records: [LogAppend], gather: Bool = true
+    ) async throws(StorageError) -> (lsn: UInt64, slot: UInt64) {
         precondition(
             !records.isEmpty && !records.contains { $0.kind == .legacy }, "this build writes version-2 records")
-        return try await appendRecords(records)
+        return try await appendRecords(records, gather: gather)
     }
 
     /// Appends an entry in the slot after the last one, taken in LSN order (so a leader's
@@ -127,7 +131,9 @@ public actor WriteAheadLog<S: Storage> {
 
     /// Queues `records` (a nil slot is the next one, taken with the LSN) and returns the last
     /// one's LSN and slot once all are durable.
-    private func appendRecords(_ records: [LogAppend]) async throws(StorageError) -> (lsn: UInt64, slot: UInt64) {
+    private func appendRecords(
+        _ records: [LogAppend], gather: Bool = true
+    ) async throws(StorageError) -> (lsn: UInt64, slot: UInt64) {
         if let fenced { throw .fenced(fenced.description) }
         for record in records where record.payload.count > options.recordPayloadBytesMax {
             throw .limitExceeded(
@@ -159,7 +165,7 @@ public actor WriteAheadLog<S: Storage> {
         // appends join (one yield: it runs again next turn), writes them as one group, and
         // every group that gathers while that write is on the disk, then returns. The
         // leader needs no hand-off to a flush task and back.
-        await Task.yield()
+        if gather { await Task.yield() }
         await flushGroups()
         if durableLSN > lsn { return (lsn, slot) }
         throw fenced ?? .fenced("the log stopped before LSN \(lsn) was durable")

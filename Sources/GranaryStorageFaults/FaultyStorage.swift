@@ -38,6 +38,8 @@ public final class FaultyStorage: Storage, @unchecked Sendable {
     public private(set) var generation = 0
     public private(set) var syncCount = 0
     public private(set) var writeCount = 0
+    /// Calls failed on purpose so far: planned faults, and calls from before a power cut.
+    public private(set) var failuresInjected = 0
 
     public init(seed: UInt64) {
         random = SplitMix64(seed: seed)
@@ -138,11 +140,13 @@ public final class FaultyStorage: Storage, @unchecked Sendable {
             }
         }
         guard file.generation == generation else {
+            failuresInjected += 1
             throw .system(operation: "\(operation)", file: file.name, errno: EIO)  // the process is dead
         }
         if let index = plannedFaults.firstIndex(where: { $0.operation == operation }) {
             if plannedFaults[index].countdown == 0 {
                 let fault = plannedFaults.remove(at: index)
+                failuresInjected += 1
                 throw .system(operation: "\(operation)", file: file.name, errno: fault.errno)
             }
             plannedFaults[index].countdown -= 1

@@ -14,6 +14,12 @@ import Testing
             command: .writes([.put(key: Array("key-\(slot)".utf8), value: [value])]))
     }
 
+    static func logged(
+        _ entry: ReplicaStore<FaultyStorage>.AcceptedEntry
+    ) -> (slot: UInt64, ballot: LogBallot, payload: [UInt8]) {
+        (entry.slot, entry.ballot, entry.command.encoded)
+    }
+
     @Test func whatAMemberPersistsComesBackAfterAPowerCut() async throws {
         let (state, reopenedKeys) = try await onReactor { reactor in
             let storage = FaultyStorage(seed: 5)
@@ -21,11 +27,12 @@ import Testing
                 storage: storage, options: PaxosLogTests.options(), executor: reactor)
             #expect(fresh == ReplicaStore<FaultyStorage>.MemberState())
             try await store.persist(
-                promised: LogBallot(round: 3, node: 2), entries: (1...4).map { Self.entry($0, round: 3, 1) },
+                promised: LogBallot(round: 3, node: 2),
+                entries: (1...4).map { Self.logged(Self.entry($0, round: 3, 1)) },
                 chosen: nil)
             // Slot 4 accepted again in a later ballot, with another value; slots 1 and 2 chosen.
             try await store.persist(
-                promised: LogBallot(round: 5, node: 2), entries: [Self.entry(4, round: 5, 9)], chosen: 2)
+                promised: LogBallot(round: 5, node: 2), entries: [Self.logged(Self.entry(4, round: 5, 9))], chosen: 2)
             for slot in UInt64(1)...2 { try await store.apply(Self.entry(slot, round: 3, 1).command, slot: slot) }
             storage.powerCut()
             let (reopened, state) = try await ReplicaStore.openMember(
@@ -52,16 +59,16 @@ import Testing
             let (store, _) = try await ReplicaStore.openMember(
                 storage: storage, options: PaxosLogTests.options(), executor: reactor)
             try await store.persist(
-                promised: LogBallot(round: 1, node: 2), entries: [Self.entry(1, round: 1, 1)], chosen: 1)
+                promised: LogBallot(round: 1, node: 2), entries: [Self.logged(Self.entry(1, round: 1, 1))], chosen: 1)
             try await store.apply(Self.entry(1, round: 1, 1).command, slot: 1)
-            try await store.persist(promised: nil, entries: [Self.entry(2, round: 1, 2)], chosen: nil)
+            try await store.persist(promised: nil, entries: [Self.logged(Self.entry(2, round: 1, 2))], chosen: nil)
             // A lagging slot 2, while slots 3... are accepted, chosen and applied (as a
             // leader's later slots may be, once a peer fills the gap) and checkpointed.
             for round in 0..<40 {
                 let big: ReplicaStore<FaultyStorage>.AcceptedEntry = .init(
                     slot: 3 + UInt64(round), ballot: LogBallot(round: 1, node: 2),
                     command: .writes([.put(key: Array("filler".utf8), value: [UInt8](repeating: 7, count: 6000))]))
-                try await store.persist(promised: nil, entries: [big], chosen: nil)
+                try await store.persist(promised: nil, entries: [Self.logged(big)], chosen: nil)
                 if round % 8 == 0 { try await store.checkpoint() }
             }
             #expect(await store.checkpointCount >= 5)
