@@ -109,7 +109,7 @@ public actor ReplicationDriver<S: Storage & Sendable> {
                 membership = decoded
             }
             durable.snapshot = Snapshot(
-                slot: state.snapshotSlot, membership: membership, data: configuration.isLogOnly ? nil : [])
+                slot: state.snapshotSlot, membership: membership, data: configuration.isLogOnly ? nil : treeImage)
         }
         for entry in state.entries {
             guard let command = Command(entry.command) else {
@@ -383,7 +383,9 @@ public actor ReplicationDriver<S: Storage & Sendable> {
                 try await store.installImage(data, slot: snapshot.slot)
                 treeApplied = snapshot.slot
                 await environment?.restored(through: snapshot.slot, at: id)
-            } else if snapshot.data == nil {
+            } else if snapshot.data == nil || replica.configuration.isLogOnly {
+                // A log-only replica's compaction, or a leader's snapshot it keeps only as
+                // the start of its log (it has no tree to install it in).
                 try await store.startLog(after: snapshot.slot, membership: snapshot.membership.encoded)
             }
             // A full replica's own compaction needs nothing on disk: the store keeps its log
@@ -432,17 +434,22 @@ public actor ReplicationDriver<S: Storage & Sendable> {
         guard !replica.configuration.isLogOnly,
             treeApplied >= (replica.durable.snapshot?.slot ?? 0) + options.compactionSlots
         else { return }
-        replica.compact(through: treeApplied, snapshot: [])
+        replica.compact(through: treeApplied, snapshot: Self.treeImage)
     }
 
-    /// The messages with the tree's image in each snapshot they carry: the tree as applied
+    /// A full replica's own snapshot in the core: the tree, whose image `withImages` reads
+    /// when a message carries it (no image is empty). A snapshot received from a leader
+    /// carries its image, and is passed on as it is.
+    static var treeImage: [UInt8] { [] }
+
+    /// The messages with the tree's image in each snapshot of its own they carry: the tree as applied
     /// now, which holds every slot through the core's snapshot and maybe more, so the
     /// snapshot is labelled with the tree's slot and the membership in force after it.
     func withImages(_ messages: [Envelope]) async throws(StorageError) -> [Envelope] {
         guard
             messages.contains(where: {
                 switch $0.message {
-                case .snapshot(_, let snapshot, _), .promise(_, _, let snapshot?): snapshot.data != nil
+                case .snapshot(_, let snapshot, _), .promise(_, _, let snapshot?): snapshot.data == Self.treeImage
                 default: false
                 }
             })
@@ -454,9 +461,9 @@ public actor ReplicationDriver<S: Storage & Sendable> {
         return messages.map { envelope in
             var envelope = envelope
             switch envelope.message {
-            case .snapshot(let ballot, let snapshot, let sentAt) where snapshot.data != nil:
+            case .snapshot(let ballot, let snapshot, let sentAt) where snapshot.data == Self.treeImage:
                 envelope.message = .snapshot(ballot: ballot, snapshot: image, sentAt: sentAt)
-            case .promise(let ballot, let accepted, let snapshot?) where snapshot.data != nil:
+            case .promise(let ballot, let accepted, let snapshot?) where snapshot.data == Self.treeImage:
                 envelope.message = .promise(ballot: ballot, accepted: accepted, snapshot: image)
             default: break
             }
