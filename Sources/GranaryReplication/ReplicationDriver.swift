@@ -405,7 +405,7 @@ public actor ReplicationDriver<S: Storage & Sendable> {
         case .noop: return LogCommand.noop.encoded
         case .membership(let membership): return LogCommand.membership(membership.encoded).encoded
         case .value(let bytes):
-            guard bytes.first == LogCommand.writes([]).encoded.first else {
+            guard bytes.first == LogCommand.writesTag else {
                 throw .corruption(file: "wal", offset: 0, detail: "slot \(entry.slot) holds a value that is not writes")
             }
             return bytes

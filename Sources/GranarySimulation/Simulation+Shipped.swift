@@ -194,11 +194,18 @@ extension Simulation: ReplicaEnvironment {
         adoptTree(await Simulation.treeValues(store), at: id, through: slot)
     }
 
-    /// A strong read's value at a replica that may serve one: from its tree when shipped.
-    func readValue(_ key: UInt64, at id: NodeID) -> UInt64? {
+    /// A strong read's value at a replica that may serve one (from its tree, when shipped):
+    /// the key's value or nil if it has none; nil outside if the tree failed the read.
+    func readValue(_ key: UInt64, at id: NodeID) -> UInt64?? {
         guard code == .shipped, let store = nodes[Int(id)].driver?.store else {
-            return nodes[Int(id)].store.values[key]
+            return .some(nodes[Int(id)].store.values[key])
         }
-        return executor.run { await Simulation.treeValues(store)?[key] }
+        return executor.run { () -> UInt64?? in
+            do {
+                return .some(try await store.get(Simulation.treeKey(key)).flatMap(Simulation.number))
+            } catch {
+                return nil
+            }
+        }
     }
 }

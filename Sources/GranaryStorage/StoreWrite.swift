@@ -8,7 +8,7 @@ public enum StoreWrite: Sendable, Equatable {
     /// count (4 bytes) and each write: its kind (1 put, 2 delete), the key's length (4
     /// bytes) and the key, and for a put the value's length (4 bytes) and the value.
     static func encodeEntry(_ writes: [StoreWrite]) -> [UInt8] {
-        var bytes: [UInt8] = [1]
+        var bytes: [UInt8] = [LogCommand.writesTag]
         bytes.reserveCapacity(
             5
                 + writes.reduce(0) {
@@ -95,6 +95,9 @@ public enum LogCommand: Sendable, Equatable {
     case noop
     case writes([StoreWrite])
     case membership([UInt8])
+
+    /// The first byte of a `writes` payload.
+    public static let writesTag: UInt8 = 1
 
     /// The entry payload (`StoreWrite.encodeEntry`'s format, with command byte 2 for a
     /// membership, followed by its bytes).
