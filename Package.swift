@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "GranaryStorage", targets: ["GranaryStorage"]),
         .library(name: "GranaryModel", targets: ["GranaryModel"]),
         .library(name: "GranaryNode", targets: ["GranaryNode"]),
+        .library(name: "GranaryTransport", targets: ["GranaryTransport"]),
         .executable(name: "granary", targets: ["granary"]),
         .executable(name: "granary-load", targets: ["granary-load"]),
         .executable(name: "granary-sim", targets: ["granary-sim"]),
@@ -79,6 +80,14 @@ let package = Package(
         // A replica of a replication group: the Paxos core driving a ReplicaStore, on one
         // executor (a core's reactor, or the simulator's scheduler).
         .target(name: "GranaryReplication", dependencies: ["GranaryPaxos", "GranaryStorage"], swiftSettings: strict),
+        // The node-to-node network: framed, checksummed, authenticated TCP on the reactor.
+        .target(
+            name: "GranaryTransport",
+            dependencies: [
+                "GranaryIO", "CShims", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
         // The partition's interface: the requests and replies a router sends to a
         // partition and the transport that carries them, with no implementation behind it.
         .target(name: "GranaryCommands", dependencies: ["GranaryModel"], swiftSettings: strict),
@@ -86,7 +95,7 @@ let package = Package(
         .target(
             name: "GranaryPartition",
             dependencies: [
-                "GranaryCommands", "GranaryModel", "GranaryStorage", "GranaryIO",
+                "GranaryCommands", "GranaryModel", "GranaryStorage", "GranaryIO", "GranaryPaxos", "GranaryReplication",
                 .product(name: "Atomics", package: "swift-atomics"),
             ],
             swiftSettings: strict
@@ -109,6 +118,7 @@ let package = Package(
             name: "GranaryNode",
             dependencies: [
                 "GranaryIO", "GranaryStorage", "GranaryModel", "GranaryCommands", "GranaryPartition", "GranaryRouter",
+                "GranaryPaxos", "GranaryReplication", "GranaryTransport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict

@@ -206,3 +206,32 @@ extension PartitionTransport {
         DynamoError("InternalServerError", "Internal server error: partition \(partition) answered out of protocol")
     }
 }
+
+extension PartitionRequest {
+    /// Whether only the partition's leader may answer it: writes, a transaction's steps,
+    /// strongly consistent reads and the node's own records. Statistics may come from any
+    /// replica (DynamoDB's counts are approximate too).
+    public var needsLeader: Bool {
+        switch self {
+        case .statistics: false
+        default: true
+        }
+    }
+}
+
+extension DynamoError {
+    /// The `type` of a replica's refusal because it does not lead its group: a transport
+    /// tries the leader instead, and it never reaches a client.
+    public static let notLeaderType = "granary.NotLeader"
+
+    /// A replica's refusal because it does not lead; `leader` is the leader it knows of.
+    public static func notLeader(_ leader: UInt32?) -> DynamoError {
+        DynamoError(notLeaderType, leader.map { "leader \($0)" } ?? "no leader known", namespace: "granary")
+    }
+
+    /// For a `notLeader` refusal, the leader it named, if any; nil for every other error.
+    public var notLeader: UInt32?? {
+        guard type == Self.notLeaderType else { return nil }
+        return .some(message.hasPrefix("leader ") ? UInt32(message.dropFirst(7)) : nil)
+    }
+}

@@ -4,6 +4,7 @@ import GranaryIO
 import GranaryCommands
 import GranaryModel
 import GranaryPartition
+import GranaryPaxos
 import GranaryRouter
 import GranaryStorage
 import Logging
@@ -24,6 +25,8 @@ public final class Node: Sendable {
     public let services: [DynamoService]
     /// The reactors, by index: a service is called on its own reactor's thread.
     public var reactors: [Reactor] { group.reactors }
+    /// In a cluster, this node's part in it.
+    private let cluster: Cluster?
 
     /// Why the node could not start, as a message for the operator.
     public struct StartupFailure: Error, CustomStringConvertible, Sendable {
@@ -46,19 +49,31 @@ public final class Node: Sendable {
             throw StartupFailure(description: error.description)
         }
         self.configuration = configuration
+        if let cluster = configuration.cluster {
+            try Self.checkIdentity(of: configuration.dataDirectory, in: cluster)
+        }
         let (partitionCount, placed) = try Self.partitionLayout(
-            in: configuration.dataDirectory, default: configuration.cpus.count)
+            in: configuration.dataDirectory, default: configuration.cluster?.partitions ?? configuration.cpus.count)
         do {
             group = try ReactorGroup(cpus: configuration.cpus.map { $0 })
         } catch {
             throw StartupFailure(description: "granary: cannot start the reactors: \(error)")
         }
+        var cluster: Cluster?
+        if let clustered = configuration.cluster {
+            cluster = Cluster(
+                home: group.reactors[0], configuration: clustered,
+                clusterID: try Self.storedClusterID(in: configuration.dataDirectory)!,
+                partitionCount: partitionCount, logger: logger)
+        }
+        self.cluster = cluster
         do {
             services = try Self.openServices(
                 configuration: configuration, reactors: group.reactors,
-                partitionCount: partitionCount, placedOver: placed)
+                partitionCount: partitionCount, placedOver: placed, cluster: cluster, logger: logger)
             if serving { try serve(logger: logger) }
         } catch {
+            cluster?.stop()
             group.stop()
             throw error
         }
@@ -68,7 +83,7 @@ public final class Node: Sendable {
     /// DynamoDB service.
     private static func openServices(
         configuration: NodeConfiguration, reactors: [Reactor], partitionCount: Int,
-        placedOver placed: Int
+        placedOver placed: Int, cluster: Cluster?, logger: Logger
     ) throws -> [DynamoService] {
         var storeOptions = ReplicaStore<ReactorStorage>.Options(
             memoryBudgetBytes: max(16 << 20, configuration.memoryBytes / partitionCount))
@@ -81,29 +96,140 @@ public final class Node: Sendable {
                 throw StartupFailure(description: "granary: cannot create \(directory): \(Errno(errno))")
             }
             let reactor = reactors[index % reactors.count]
+            let replication: Partition.Replication? = cluster.map { Self.replication(of: index, in: $0) }
             let partition = try wait(on: reactor) { () async throws -> Partition in
-                try await Partition.open(index: index, directory: directory, reactor: reactor, options: options)
+                try await Partition.open(
+                    index: index, directory: directory, reactor: reactor, options: options, replication: replication)
             } failure: {
                 "granary: cannot open partition \(index) in \(directory): \($0)"
             }
             partitions.append(partition)
         }
         let cores = reactors.map { CoreTables(reactor: $0) }
-        let transport = LocalPartitions(partitions, map: PartitionMap(count: placed))
+        let opened = partitions
+        let local = LocalPartitions(opened, map: PartitionMap(count: placed))
         let home = reactors[0]
+        var transport: any PartitionTransport = local
+        if let cluster {
+            let listener: Int32
+            do {
+                listener = try cluster.configuration.peerListen.listen()
+            } catch {
+                throw StartupFailure(
+                    description: "granary: cannot listen for peers on \(cluster.configuration.peerListen): \(error)")
+            }
+            try wait(on: home) {
+                await cluster.start(partitions: opened, local: local, listener: listener)
+            } failure: {
+                "granary: cannot start the peer network: \($0)"
+            }
+            transport = ClusterPartitions(local: local, partitions: opened, cluster: cluster)
+        }
+        let partitionTransport = transport
+        // In a cluster these need partition 0's leader: a quorum of the nodes must be up.
         try wait(on: home) { () async throws in
-            try await TransactionLedger.recover(over: transport, now: Date().timeIntervalSince1970)
+            try await untilAnswered(clustered: cluster != nil, logger: logger) { () async throws(DynamoError) in
+                try await TransactionLedger.recover(over: partitionTransport, now: Date().timeIntervalSince1970)
+            }
         } failure: {
             "granary: cannot finish the transactions committed before the node stopped: \($0)"
         }
         let catalog = try wait(on: home) { () async throws -> Catalog in
-            try await Catalog.open(over: transport, cores: cores, on: home)
+            try await untilAnswered(clustered: cluster != nil, logger: logger) { () async throws(DynamoError) in
+                try await Catalog.open(over: partitionTransport, cores: cores, on: home)
+            }
         } failure: {
             "granary: cannot read the table catalog: \($0)"
         }
-        return cores.map { tables in
-            DynamoService(tables: tables, catalog: catalog, transport: transport, verifier: configuration.credentials)
+        var status: (@Sendable () async -> JSON)?
+        if let cluster {
+            // Other nodes change the catalog too: every node reads it again regularly.
+            Task(executorPreference: home) {
+                while (try? await home.sleep(for: .milliseconds(500))) != nil { try? await catalog.refresh() }
+            }
+            status = { await cluster.status(partitions: opened, api: configuration.listen) }
         }
+        return cores.map { tables in
+            DynamoService(
+                tables: tables, catalog: catalog, transport: transport, verifier: configuration.credentials,
+                clusterStatus: status)
+        }
+    }
+
+    /// Runs `body` until it succeeds; alone, once. In a cluster, an error that says no
+    /// leader is within reach means the other nodes are not up yet: wait for them.
+    private static func untilAnswered<T>(
+        clustered: Bool, logger: Logger, _ body: () async throws(DynamoError) -> T
+    ) async throws(DynamoError) -> T {
+        var waited = 0
+        while true {
+            do throws(DynamoError) {
+                return try await body()
+            } catch {
+                guard clustered, error.type == "InternalServerError", waited < 3600 else { throw error }
+                if waited % 10 == 0 { logger.info("waiting for a quorum of the cluster: \(error.message)") }
+                waited += 1
+                try? await Reactor.current!.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    /// How partition `index` takes part in its group: every member holds a replica, and
+    /// the election draws are seeded per node and partition.
+    private static func replication(of index: Int, in cluster: Cluster) -> Partition.Replication {
+        let settings = cluster.configuration
+        var configuration = Replica.Configuration(
+            id: settings.node, members: settings.voters, logOnly: settings.logOnly,
+            seed: UInt64(settings.node) << 32 | UInt64(index))
+        configuration.maxEntriesPerMessage = 256
+        var replication = Partition.Replication(
+            configuration: configuration, environment: cluster.links[index], tick: settings.tick)
+        replication.clockRate = settings.clockRate
+        return replication
+    }
+
+    /// A cluster member's data directory holds the cluster's id and the node's: given
+    /// the first time, they must match at every later start (a directory of another
+    /// cluster, or of another node, would vote with someone else's promises).
+    private static func checkIdentity(of directory: String, in cluster: ClusterConfiguration) throws {
+        let nodePath = "\(directory)/node-id"
+        let storedID = try storedClusterID(in: directory)
+        if let storedID {
+            if let given = cluster.clusterID, given != storedID {
+                throw StartupFailure(
+                    description:
+                        "granary: --cluster-id \(given) does not match \(storedID),"
+                        + " the cluster this data directory belongs to"
+                )
+            }
+            let storedNode = (try? String(contentsOfFile: nodePath, encoding: .utf8))?
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            guard storedNode == String(cluster.node) else {
+                throw StartupFailure(
+                    description:
+                        "granary: this data directory belongs to node \(storedNode ?? "?"), not node \(cluster.node)")
+            }
+            return
+        }
+        guard let given = cluster.clusterID else {
+            throw StartupFailure(description: "granary: a new cluster member needs --cluster-id")
+        }
+        guard !given.isEmpty, given.utf8.count <= 64,
+            given.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) })
+        else {
+            throw StartupFailure(description: "granary: --cluster-id must be 1 to 64 letters, digits, '-', '_' or '.'")
+        }
+        do {
+            try "\(cluster.node)\n".write(toFile: nodePath, atomically: true, encoding: .utf8)
+            try "\(given)\n".write(toFile: "\(directory)/cluster-id", atomically: true, encoding: .utf8)
+        } catch {
+            throw StartupFailure(description: "granary: cannot write the cluster identity in \(directory): \(error)")
+        }
+    }
+
+    private static func storedClusterID(in directory: String) throws -> String? {
+        (try? String(contentsOfFile: "\(directory)/cluster-id", encoding: .utf8))?
+            .trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// Listens on the configured address on every core, each core's server answering with
@@ -192,6 +318,7 @@ public final class Node: Sendable {
 
     /// Stops every reactor; returns when their threads have finished.
     public func stop() {
+        cluster?.stop()
         group.stop()
     }
 }

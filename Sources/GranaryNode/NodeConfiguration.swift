@@ -14,6 +14,8 @@ public struct NodeConfiguration: Sendable {
     public var logSegmentBytes = 64 << 20
     /// When set, every request must carry a SigV4 signature by one of these keys.
     public var credentials: SigV4Verifier?
+    /// In a cluster, this node's place in it; nil for a node on its own.
+    public var cluster: ClusterConfiguration?
 
     public init(
         listen: SocketAddress = SocketAddress("127.0.0.1:8000")!,

@@ -1,6 +1,8 @@
 import GranaryCommands
 import GranaryIO
 import GranaryModel
+import GranaryPaxos
+import GranaryReplication
 import GranaryStorage
 
 /// One partition of the node: a replica (write-ahead log and B-tree) owned by one core,
@@ -20,6 +22,11 @@ public actor Partition {
     public nonisolated var unownedExecutor: UnownedSerialExecutor { reactor.asUnownedSerialExecutor() }
 
     private let store: ReplicaStore<ReactorStorage>
+    /// In a cluster, the partition's replica of its replication group: writes go through
+    /// it, and only its leader writes or answers strongly consistent reads. Alone, the
+    /// store is a group of one of its own.
+    private let driver: ReplicationDriver<ReactorStorage>?
+    private let clock: ReplicaClock?
     /// Keys with a write or transaction in flight, and the writers queued behind each.
     private let keyLocks = FIFOLocks<[UInt8]>()
     /// The locked keys each transaction holds: another transaction reaching one conflicts
@@ -29,22 +36,60 @@ public actor Partition {
     /// Items and bytes per table in this partition (for DescribeTable), rebuilt at open.
     private var statistics: [UInt32: TableStatistics] = [:]
 
-    /// Opens (recovering) the partition stored in `directory`. Call on `reactor`.
+    /// How a partition takes part in its replication group.
+    public struct Replication: Sendable {
+        public var configuration: Replica.Configuration
+        /// Where its messages go.
+        public var environment: any ReplicaEnvironment
+        /// The length of one of the core's ticks (`Replica.Configuration` counts in ticks).
+        public var tick: Duration
+        /// How fast this replica's clock runs against the machine's (1: as fast). Other
+        /// values only in tests of the lease's drift bound.
+        public var clockRate: Double = 1
+
+        public init(configuration: Replica.Configuration, environment: any ReplicaEnvironment, tick: Duration) {
+            self.configuration = configuration
+            self.environment = environment
+            self.tick = tick
+        }
+    }
+
+    /// Opens (recovering) the partition stored in `directory`, alone or (`replication`) as
+    /// a member of its group. Call on `reactor`.
     public static func open(
-        index: Int, directory: String, reactor: Reactor, options: ReplicaStore<ReactorStorage>.Options
+        index: Int, directory: String, reactor: Reactor, options: ReplicaStore<ReactorStorage>.Options,
+        replication: Replication? = nil
     ) async throws(StorageError) -> Partition {
         let storage = ReactorStorage(path: directory, reactor: reactor)
-        let store = try await ReplicaStore.open(storage: storage, options: options, executor: reactor)
-        let partition = Partition(index: index, reactor: reactor, store: store)
+        let partition: Partition
+        if let replication {
+            let driver = try await ReplicationDriver.open(
+                storage: storage, configuration: replication.configuration, storeOptions: options, executor: reactor,
+                environment: replication.environment)
+            let clock = ReplicaClock(tick: replication.tick, rate: replication.clockRate)
+            partition = Partition(index: index, reactor: reactor, store: driver.store, driver: driver, clock: clock)
+            Task(executorPreference: reactor) { await partition.runClock() }
+        } else {
+            let store = try await ReplicaStore.open(storage: storage, options: options, executor: reactor)
+            partition = Partition(index: index, reactor: reactor, store: store, driver: nil, clock: nil)
+        }
         try await partition.countItems()
         return partition
     }
 
-    private init(index: Int, reactor: Reactor, store: ReplicaStore<ReactorStorage>) {
+    private init(
+        index: Int, reactor: Reactor, store: ReplicaStore<ReactorStorage>, driver: ReplicationDriver<ReactorStorage>?,
+        clock: ReplicaClock?
+    ) {
         self.index = index
         self.reactor = reactor
         self.store = store
+        self.driver = driver
+        self.clock = clock
     }
+
+    /// The replication driver, in a cluster (for its messages and its state).
+    public nonisolated var replica: ReplicationDriver<ReactorStorage>? { driver }
 
     private func countItems() async throws(StorageError) {
         var start: [UInt8]? = KeyEncoding.tablePrefix(1)  // table 0 is the catalog
@@ -64,6 +109,7 @@ public actor Partition {
     /// Carries out one request. Everything in it is checked here, as it will be when it
     /// comes from another node: a bad request is an error, never a trap.
     public func handle(_ request: PartitionRequest) async throws(DynamoError) -> PartitionReply {
+        if request.needsLeader { try await requireLeadership() }
         switch request {
         case .get(let key):
             try Self.checkItemKey(key)
@@ -98,11 +144,11 @@ public actor Partition {
             return .item(try await storeCall { () throws(StorageError) in try await store.get(key) })
         case .systemPut(let key, let value):
             try Self.checkSystemKey(key)
-            try await storeCall { () throws(StorageError) in try await store.put(key, value) }
+            try await commit([.put(key: key, value: value)])
             return .done
         case .systemDelete(let key):
             try Self.checkSystemKey(key)
-            try await storeCall { () throws(StorageError) in try await store.delete(key) }
+            try await commit([.delete(key: key)])
             return .done
         case .systemScan(let prefix, let after, let limit):
             try Self.checkSystemKey(prefix)
@@ -115,6 +161,26 @@ public actor Partition {
 
     /// System records per `systemScan` reply, at most.
     static let systemScanMax = 1024
+
+    /// In a group, only a leader that may serve strong reads (its lease is valid, and its
+    /// tree holds every slot chosen before it was elected) evaluates writes and answers
+    /// reads: anyone else refuses with `notLeader`, for the caller to try the leader.
+    private func requireLeadership() async throws(DynamoError) {
+        guard let driver, let clock else { return }
+        await clock.catchUp(driver)  // a paused process must see its lease expired
+        guard await driver.canServeStrongRead else { throw .notLeader(await driver.replica.leader) }
+    }
+
+    /// Ticks the replica while it is open, at the clock's rate; `catchUp` also ticks
+    /// before each strong read or write, so a lease never outlives the time it stood for.
+    private func runClock() async {
+        guard let driver, let clock else { return }
+        while await driver.failure == nil {
+            do { try await reactor.sleep(for: clock.tick) } catch { return }
+            if clock.closed { return }
+            await clock.catchUp(driver)
+        }
+    }
 
     /// An item key belongs to a user table (id 1 and up), and to `table` when given.
     private static func checkItemKey(_ key: [UInt8], table: UInt32? = nil) throws(DynamoError) {
@@ -216,7 +282,7 @@ public actor Partition {
         let writes = batch.map { entry -> StoreWrite in
             entry.new.map { .put(key: entry.write.key, value: $0) } ?? .delete(key: entry.write.key)
         }
-        try await storeCall { () throws(StorageError) in try await store.write(writes) }
+        try await commit(writes)
         for entry in batch { count(table: entry.write.table, old: entry.old, new: entry.new?.count) }
     }
 
@@ -226,18 +292,32 @@ public actor Partition {
         table: UInt32, key: [UInt8], replacing old: (item: Item?, storedBytes: Int)?, with new: Item?
     ) async throws(DynamoError) {
         var newBytes: Int?
-        do throws(StorageError) {
-            if let new {
-                let encoded = ItemCodec.encode(new)
-                try await store.put(key, encoded)
-                newBytes = encoded.count
-            } else if old != nil {
-                try await store.delete(key)
-            }
-        } catch {
-            throw Self.internalError(error)
+        if let new {
+            let encoded = ItemCodec.encode(new)
+            try await commit([.put(key: key, value: encoded)])
+            newBytes = encoded.count
+        } else if old != nil {
+            try await commit([.delete(key: key)])
         }
         count(table: table, old: old?.storedBytes, new: newBytes)
+    }
+
+    /// Writes durably, together: through the group (once a quorum has them on disk), or
+    /// alone through the store.
+    private func commit(_ writes: [StoreWrite]) async throws(DynamoError) {
+        guard let driver else {
+            try await storeCall { () throws(StorageError) in try await store.write(writes) }
+            return
+        }
+        do throws(ReplicationDriver<ReactorStorage>.WriteFailure) {
+            try await driver.write(writes)
+        } catch {
+            switch error {
+            case .notLeader(let leader): throw .notLeader(leader)
+            case .lost: throw .notLeader(nil)  // another leader took the slot: nothing was written
+            case .storage(let failure): throw Self.internalError(failure)
+            }
+        }
     }
 
     /// Keeps a table's item and byte counts as an item of `old` stored bytes becomes one of
@@ -311,7 +391,7 @@ public actor Partition {
             let keys = batch.map(\.key).filter { $0.starts(with: prefix) }
             if keys.isEmpty { break }
             for key in keys {
-                do throws(StorageError) { try await store.delete(key) } catch { return }
+                do throws(DynamoError) { try await commit([.delete(key: key)]) } catch { return }
             }
         }
         statistics[table] = nil
@@ -337,6 +417,10 @@ public actor Partition {
     }
 
     public func close() async {
+        if let driver {
+            clock?.closed = true
+            await driver.close()
+        }
         await store.close()
     }
 
@@ -388,5 +472,31 @@ public actor Partition {
 
     static func internalError(_ error: StorageError) -> DynamoError {
         DynamoError("InternalServerError", "Internal server error: \(error)")
+    }
+}
+
+/// A replica's clock: it ticks the core once per `tick` of the machine's monotonic clock
+/// (scaled by `rate`), catching up the ticks a pause or a busy core missed, so that a
+/// replica's idea of time, and so its lease, never falls behind real time.
+final class ReplicaClock: @unchecked Sendable {  // touched on the partition's core only
+    let tick: Duration
+    let rate: Double
+    private let start = ContinuousClock.now
+    private var ticked: UInt64 = 0
+    var closed = false
+
+    init(tick: Duration, rate: Double) {
+        self.tick = tick
+        self.rate = rate
+    }
+
+    /// Ticks `driver` for every tick due since the last call.
+    func catchUp<S>(_ driver: ReplicationDriver<S>) async {
+        let elapsed = (ContinuousClock.now - start) * rate
+        let due = UInt64(max(0, elapsed / tick))
+        guard due > ticked else { return }
+        let count = due - ticked
+        ticked = due
+        await driver.tick(count)
     }
 }

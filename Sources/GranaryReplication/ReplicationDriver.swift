@@ -170,11 +170,31 @@ public actor ReplicationDriver<S: Storage & Sendable> {
     /// the core handed out.
     public var canServeStrongRead: Bool { replica.canServeStrongRead && treeApplied >= replica.applied }
 
+    /// The leader this replica last heard from (itself, when it leads), if any.
+    public var leader: NodeID? { replica.leader }
+
+    /// What an operator sees of the replica: its role, the leader it knows, the ballot it
+    /// promised, and the chosen and applied prefixes of its log.
+    public struct Status: Sendable {
+        public var role: Replica.Role
+        public var leader: NodeID?
+        public var promised: Ballot
+        public var chosen: Slot
+        public var applied: Slot
+        public var failure: String?
+    }
+
+    public var status: Status {
+        Status(
+            role: replica.role, leader: replica.leader, promised: replica.promised, chosen: replica.chosen,
+            applied: treeApplied, failure: failure?.description)
+    }
+
     // MARK: Inputs
 
     /// Each input changes the core at once; the pump (below) does what follows.
-    public func tick() {
-        replica.tick()
+    public func tick(_ count: UInt64 = 1) {
+        for _ in 0..<count { replica.tick() }
         wake()
     }
 
@@ -490,43 +510,5 @@ extension Command {
             guard let membership = Membership(encoded: bytes) else { return nil }
             self = .membership(membership)
         }
-    }
-}
-
-extension Membership {
-    /// The voters' count (4 bytes), each voter (4), then the same for the log-only ones,
-    /// little-endian.
-    public var encoded: [UInt8] {
-        var bytes: [UInt8] = []
-        for list in [voters, logOnly.sorted()] {
-            withUnsafeBytes(of: UInt32(list.count).littleEndian) { bytes += $0 }
-            for id in list { withUnsafeBytes(of: id.littleEndian) { bytes += $0 } }
-        }
-        return bytes
-    }
-
-    /// A membership from its encoding, or nil if it does not parse or is not a valid one.
-    public init?(encoded bytes: [UInt8]) {
-        var position = 0
-        func word() -> UInt32? {
-            guard bytes.count - position >= 4 else { return nil }
-            defer { position += 4 }
-            return (0..<4).reduce(0) { $0 | UInt32(bytes[position + $1]) << (8 * $1) }
-        }
-        var lists: [[NodeID]] = []
-        for _ in 0..<2 {
-            guard let count = word(), count <= 1024 else { return nil }
-            var list: [NodeID] = []
-            for _ in 0..<count {
-                guard let id = word() else { return nil }
-                list.append(id)
-            }
-            lists.append(list)
-        }
-        let voters = lists[0], logOnly = Set(lists[1])
-        guard position == bytes.count, !voters.isEmpty, Set(voters).count == voters.count,
-            logOnly.count == lists[1].count, logOnly.isSubset(of: voters), logOnly.count < voters.count
-        else { return nil }
-        self.init(voters: voters, logOnly: logOnly)
     }
 }

@@ -27,6 +27,9 @@ public actor Catalog {
     private let cores: [CoreTables]
     private var tables: [String: TableInfo]
     private var nextID: UInt32
+    /// Held by a change (and a refresh) from its first read to its broadcast, so that
+    /// changes run one at a time and a refresh never drops one in progress.
+    private let changing = FIFOLocks<Int>()
 
     /// Bounds of DynamoDB's default account quota.
     public static let tablesMax = 2500
@@ -41,6 +44,16 @@ public actor Catalog {
     public static func open(
         over transport: any PartitionTransport, cores: [CoreTables], on reactor: Reactor
     ) async throws(DynamoError) -> Catalog {
+        let (tables, nextID) = try await read(over: transport)
+        let catalog = Catalog(reactor: reactor, transport: transport, cores: cores, tables: tables, nextID: nextID)
+        await catalog.broadcast()
+        return catalog
+    }
+
+    /// The tables and the next table id, as stored.
+    private static func read(
+        over transport: any PartitionTransport
+    ) async throws(DynamoError) -> (tables: [String: TableInfo], nextID: UInt32) {
         var tables: [String: TableInfo] = [:]
         for entry in try await transport.systemScan(prefix: tablePrefix, at: home) {
             guard let json = try? JSON.parse(entry.value), let info = TableInfo(catalogJSON: json) else {
@@ -54,9 +67,24 @@ public actor Catalog {
         if let stored = try await transport.systemGet(nextIDKey, at: home), stored.count == 4 {
             nextID = stored.withUnsafeBytes { UInt32(bigEndian: $0.loadUnaligned(as: UInt32.self)) }
         }
-        let catalog = Catalog(reactor: reactor, transport: transport, cores: cores, tables: tables, nextID: nextID)
-        await catalog.broadcast()
-        return catalog
+        return (tables, nextID)
+    }
+
+    /// Reads the catalog again, for the changes other nodes of a cluster made (every node
+    /// keeps its copy; the records live in partition 0's replicated group), and copies it
+    /// to every core if it changed.
+    public func refresh() async throws(DynamoError) {
+        await changing.acquire(0)
+        defer { changing.release(0) }
+        try await reload()
+    }
+
+    private func reload() async throws(DynamoError) {
+        let (stored, storedNextID) = try await Self.read(over: transport)
+        nextID = max(nextID, storedNextID)
+        guard stored.mapValues(\.catalogJSON) != tables.mapValues(\.catalogJSON) else { return }
+        tables = stored
+        await broadcast()
     }
 
     private init(
@@ -76,6 +104,9 @@ public actor Catalog {
 
     /// Creates `info` under a new id; ResourceInUseException if the name is taken.
     public func create(_ proposed: TableInfo) async throws(DynamoError) -> TableInfo {
+        await changing.acquire(0)
+        defer { changing.release(0) }
+        try await reload()
         guard tables[proposed.name] == nil else {
             throw DynamoError("ResourceInUseException", "Table already exists: \(proposed.name)")
         }
@@ -105,6 +136,9 @@ public actor Catalog {
     public func update(
         _ name: String, _ change: @Sendable (inout TableInfo) throws(DynamoError) -> Void
     ) async throws(DynamoError) -> TableInfo {
+        await changing.acquire(0)
+        defer { changing.release(0) }
+        try await reload()
         guard var info = tables[name] else {
             throw .resourceNotFound("Requested resource not found: Table: \(name) not found")
         }
@@ -118,6 +152,9 @@ public actor Catalog {
     /// Deletes a table: gone from every core when this returns; its items are purged in
     /// the background (their id is never reused, so nothing can see them meanwhile).
     public func delete(_ name: String) async throws(DynamoError) -> TableInfo {
+        await changing.acquire(0)
+        defer { changing.release(0) }
+        try await reload()
         guard let info = tables[name] else {
             throw .resourceNotFound("Requested resource not found: Table: \(name) not found")
         }

@@ -19,11 +19,17 @@ public final class DynamoService: Sendable {
     /// getrandom(2) call per number, and 52 of them per request were a fifth of GetItem's
     /// CPU. The ids need to be unique and look like DynamoDB's, not to be secret.
     private let requestIDs: Locked<SplitMix64>
+    /// In a cluster, the node's view of it, for `GET /cluster`.
+    let clusterStatus: (@Sendable () async -> JSON)?
 
     static let targetPrefix = "DynamoDB_20120810."
     static let jsonContentType = "application/x-amz-json-1.0"
 
-    public init(tables: CoreTables, catalog: Catalog, transport: any PartitionTransport, verifier: SigV4Verifier?) {
+    public init(
+        tables: CoreTables, catalog: Catalog, transport: any PartitionTransport, verifier: SigV4Verifier?,
+        clusterStatus: (@Sendable () async -> JSON)? = nil
+    ) {
+        self.clusterStatus = clusterStatus
         self.tables = tables
         self.catalog = catalog
         self.transport = transport
@@ -37,6 +43,11 @@ public final class DynamoService: Sendable {
         case ("GET", "/"):
             return HTTPResponse(
                 status: .ok, headers: [("Content-Type", "text/plain")], body: Array("healthy: granary\n".utf8))
+        case ("GET", "/cluster"):
+            guard let clusterStatus else { break }
+            return HTTPResponse(
+                status: .ok, headers: [("Content-Type", "application/json")],
+                body: await clusterStatus().serialized())
         case ("OPTIONS", _):
             return Self.preflightResponse(request)
         case ("POST", _):
@@ -49,10 +60,11 @@ public final class DynamoService: Sendable {
                 return Self.errorResponse(error, requestID: requestID, encoding: encoding)
             }
         default:
-            return HTTPResponse(
-                status: .notFound, headers: [("Content-Type", "text/plain")],
-                body: Array("not found: \(request.method) \(request.target)\n".utf8))
+            break
         }
+        return HTTPResponse(
+            status: .notFound, headers: [("Content-Type", "text/plain")],
+            body: Array("not found: \(request.method) \(request.target)\n".utf8))
     }
 
     private func respond(to request: HTTPRequest) async throws(DynamoError) -> [UInt8] {

@@ -44,6 +44,41 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("log-segment-bytes"), help: .hidden)
     var logSegmentBytes: String = "64M"
 
+    @Option(name: .customLong("node-id"), help: "In a cluster: this node's id, one of those in --peers.")
+    var nodeID: UInt32?
+
+    @Option(name: .customLong("peer-listen"), help: "In a cluster: the address to accept other nodes on, HOST:PORT.")
+    var peerListen: String?
+
+    @Option(
+        help:
+            ArgumentHelp(
+                "In a cluster: every member, this node included, as ID=HOST:PORT (its peer address), comma-separated;"
+                    + " /log-only after an address makes that member a log-only replica.")
+    )
+    var peers: String?
+
+    @Option(
+        name: .customLong("cluster-id"),
+        help: "In a cluster: its id, given at a node's first start and kept in its data directory.")
+    var clusterID: String?
+
+    @Option(
+        name: .customLong("cluster-secret-file"),
+        help: "In a cluster: a file holding the secret every member proves it knows (required off loopback).")
+    var clusterSecretFile: String?
+
+    @Option(name: .customLong("partitions"), help: .hidden)
+    var partitions: Int?
+
+    @Option(name: .customLong("tick-ms"), help: .hidden)
+    var tickMilliseconds: Int = 50
+
+    /// Tests of the lease's drift bound only: this node's replica clocks run this much
+    /// faster (or slower) than the machine's.
+    @Option(name: .customLong("clock-rate"), help: .hidden)
+    var clockRate: Double = 1
+
     func run() throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         let logger = Logger(label: "granary")
@@ -80,6 +115,8 @@ struct Serve: ParsableCommand {
             }
         }
 
+        configuration.cluster = try clusterConfiguration()
+
         // SIGINT and SIGTERM are blocked in every thread (reactors inherit the mask) and
         // taken here by sigwait, so a stop request is an ordinary return, not a handler.
         var signals = sigset_t()
@@ -101,6 +138,9 @@ struct Serve: ParsableCommand {
                 "no credentials are configured: any request signature is accepted (like DynamoDB Local); --credentials FILE requires SigV4"
             )
         }
+        if let cluster = configuration.cluster {
+            logger.info("node \(cluster.node) of the cluster, peers on \(cluster.peerListen)")
+        }
         logger.info(
             "granary listening on http://\(address) with \(configuration.cpus.count) cores, data in \(dataDirectory)")
         var received: Int32 = 0
@@ -112,6 +152,60 @@ struct Serve: ParsableCommand {
 }
 
 extension Serve {
+    /// The cluster this node is a member of, from the cluster options; nil when none is
+    /// given (a node on its own).
+    func clusterConfiguration() throws -> ClusterConfiguration? {
+        guard nodeID != nil || peerListen != nil || peers != nil else {
+            guard clusterID == nil, clusterSecretFile == nil else {
+                throw ValidationError(
+                    "--cluster-id and --cluster-secret-file need --node-id, --peer-listen and --peers")
+            }
+            return nil
+        }
+        guard let nodeID, let peerListen, let peers else {
+            throw ValidationError("a cluster member needs all of --node-id, --peer-listen and --peers")
+        }
+        guard let address = SocketAddress(peerListen) else {
+            throw ValidationError(
+                "--peer-listen must be HOST:PORT with a numeric host or localhost, not '\(peerListen)'")
+        }
+        let members: [UInt32: ClusterConfiguration.Member]
+        switch ClusterConfiguration.parseMembers(peers) {
+        case .success(let parsed): members = parsed
+        case .failure(let problem): throw ValidationError("--peers: \(problem)")
+        }
+        guard members[nodeID] != nil else { throw ValidationError("--peers does not name this node (\(nodeID))") }
+        var cluster = ClusterConfiguration(node: nodeID, peerListen: address, members: members)
+        cluster.clusterID = clusterID
+        if let clusterSecretFile {
+            guard let text = try? String(contentsOfFile: clusterSecretFile, encoding: .utf8) else {
+                throw ValidationError("--cluster-secret-file: cannot read \(clusterSecretFile)")
+            }
+            let secret = Array(text.trimmingCharacters(in: .whitespacesAndNewlines).utf8)
+            guard secret.count >= 16 else {
+                throw ValidationError("--cluster-secret-file: the secret must be at least 16 characters")
+            }
+            cluster.secret = secret
+        } else {
+            let addresses = [address] + members.values.map(\.peerAddress)
+            guard addresses.allSatisfy(ClusterConfiguration.isLoopback) else {
+                throw ValidationError(
+                    "a cluster reachable off loopback needs --cluster-secret-file:"
+                        + " anyone who can reach the peer port could join it"
+                )
+            }
+        }
+        if let partitions {
+            guard (1...1024).contains(partitions) else { throw ValidationError("--partitions must be 1 to 1024") }
+            cluster.partitions = partitions
+        }
+        guard (5...1000).contains(tickMilliseconds) else { throw ValidationError("--tick-ms must be 5 to 1000") }
+        cluster.tick = .milliseconds(tickMilliseconds)
+        guard clockRate >= 0.5 && clockRate <= 2 else { throw ValidationError("--clock-rate must be 0.5 to 2") }
+        cluster.clockRate = clockRate
+        return cluster
+    }
+
     /// "512M", "2G", "65536" → bytes.
     static func parseBytes(_ text: String) -> Int? {
         let units: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30]

@@ -1,0 +1,319 @@
+import Foundation
+import GranaryCommands
+import GranaryIO
+import GranaryModel
+import GranaryPartition
+import GranaryPaxos
+import GranaryReplication
+import GranaryTransport
+import Logging
+
+/// This node in its cluster: the peer network, what travels on it, and the partitions'
+/// replicas at either end. It runs on the node's home core.
+///
+/// Three kinds of frame travel between nodes:
+/// - `replication`: one partition's Paxos messages from one replica to another
+///   (`Envelope`'s binary form), handed to the partition's driver on its core;
+/// - `request`: a `PartitionRequest` forwarded to the node whose replica leads the
+///   partition, which runs it like its own router would (`LocalPartitions`);
+/// - `reply`: the answer, matched to its request by a call id.
+public actor Cluster {
+    enum FrameKind {
+        static let replication: UInt8 = 1
+        static let request: UInt8 = 2
+        static let reply: UInt8 = 3
+    }
+
+    /// Why a forwarded request has no reply.
+    enum CallFailure: Error {
+        /// The partition answered with this error (a refusal, or the request's own error).
+        case refused(DynamoError)
+        /// It never left: the peer is unreachable or its queue is full. Nothing happened.
+        case unsent
+        /// It left, and no answer came back in time: it may or may not have happened.
+        case unanswered
+    }
+
+    nonisolated let home: Reactor
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { home.asUnownedSerialExecutor() }
+    public nonisolated let configuration: ClusterConfiguration
+    nonisolated let network: PeerNetwork
+    /// One replica environment per partition, kept here (drivers hold theirs weakly).
+    nonisolated let links: [ReplicaLink]
+    private let logger: Logger
+    private var partitions: [Partition] = []
+    private var local: LocalPartitions?
+    private var nextCall: UInt64 = 1
+    private var calls: [UInt64: Call] = [:]
+    private let encoder = JSONEncoder()
+    private let decoder = JSONDecoder()
+
+    struct Call {
+        var peer: UInt32
+        var deadline: ContinuousClock.Instant
+        var waiter: UnsafeContinuation<Result<PartitionReply, CallFailure>, Never>?
+        var outcome: Result<PartitionReply, CallFailure>?
+    }
+
+    /// How long a forwarded request waits for its answer, and how many may wait at once.
+    static let callTimeout = Duration.seconds(10)
+    static let callsMax = 65536
+
+    init(home: Reactor, configuration: ClusterConfiguration, clusterID: String, partitionCount: Int, logger: Logger) {
+        self.home = home
+        self.configuration = configuration
+        self.logger = logger
+        var peers: [UInt32: SocketAddress] = [:]
+        for (id, member) in configuration.members where id != configuration.node { peers[id] = member.peerAddress }
+        // The partition count is part of the cluster's identity: nodes that split the
+        // data differently must not replicate it to each other.
+        let network = PeerNetwork(
+            reactor: home,
+            identity: PeerIdentity(
+                cluster: "\(clusterID)/partitions=\(partitionCount)", node: configuration.node,
+                secret: configuration.secret),
+            peers: peers, logger: logger)
+        self.network = network
+        links = (0..<partitionCount).map { ReplicaLink(partition: $0, home: home, network: network) }
+    }
+
+    /// Starts the peer network once the partitions are open. Call on the home core.
+    func start(partitions: [Partition], local: LocalPartitions, listener: Int32) {
+        self.partitions = partitions
+        self.local = local
+        network.start(listener: listener) { [self] peer, kind, payload in
+            assumeIsolated { $0.received(kind: kind, payload: payload, from: peer) }
+        }
+        Task { await sweepCalls() }
+    }
+
+    nonisolated func stop() { network.stop() }
+
+    // MARK: Frames in
+
+    private func received(kind: UInt8, payload: [UInt8], from peer: UInt32) {
+        switch kind {
+        case FrameKind.replication: deliver(payload, from: peer)
+        case FrameKind.request: serve(payload, from: peer)
+        case FrameKind.reply: settle(payload, from: peer)
+        default: logger.warning("peer \(peer) sent a frame of unknown kind \(kind)")
+        }
+    }
+
+    /// Hands a partition's messages to its driver, on its core. A message must come from
+    /// the peer that sent the frame (the handshake proved who that is) and be for us.
+    private func deliver(_ payload: [UInt8], from peer: UInt32) {
+        var reader = WireReader(payload)
+        guard let partition = reader.u32().map(Int.init), partitions.indices.contains(partition),
+            let driver = partitions[partition].replica
+        else { return }
+        var envelopes: [Envelope] = []
+        while !reader.isAtEnd {
+            guard let envelope = Envelope(reading: &reader), envelope.from == peer,
+                envelope.to == configuration.node
+            else {
+                logger.warning("peer \(peer) sent a malformed replication message for partition \(partition)")
+                return
+            }
+            envelopes.append(envelope)
+        }
+        Task(executorPreference: partitions[partition].reactor) {
+            for envelope in envelopes { await driver.receive(envelope) }
+        }
+    }
+
+    /// Runs a forwarded request here, as this node's router would, and sends the reply.
+    private func serve(_ payload: [UInt8], from peer: UInt32) {
+        var reader = WireReader(payload)
+        guard let id = reader.u64(), let partition = reader.u32().map(Int.init), let local,
+            let request = try? decoder.decode(PartitionRequest.self, from: Data(payload[12...]))
+        else {
+            logger.warning("peer \(peer) sent a malformed request")
+            return
+        }
+        Task {
+            let result: Result<PartitionReply, DynamoError>
+            do throws(DynamoError) {
+                result = .success(try await local.send(request, to: partition))
+            } catch {
+                result = .failure(error)
+            }
+            reply(id, result, to: peer)
+        }
+    }
+
+    private func reply(_ id: UInt64, _ result: Result<PartitionReply, DynamoError>, to peer: UInt32) {
+        var writer = WireWriter()
+        writer.u64(id)
+        let body: Data?
+        switch result {
+        case .success(let reply):
+            writer.u8(0)
+            body = try? encoder.encode(reply)
+        case .failure(let error):
+            writer.u8(1)
+            body = try? encoder.encode(error)
+        }
+        guard let body, body.count < Frame.payloadBytesMax - 9 else {
+            logger.error("a reply to peer \(peer) does not encode")
+            return
+        }
+        network.send(kind: FrameKind.reply, payload: writer.bytes + body, to: peer)
+    }
+
+    private func settle(_ payload: [UInt8], from peer: UInt32) {
+        var reader = WireReader(payload)
+        guard let id = reader.u64(), let status = reader.u8(), calls[id]?.peer == peer else { return }
+        let body = Data(payload[9...])
+        let outcome: Result<PartitionReply, CallFailure>
+        if status == 0, let reply = try? decoder.decode(PartitionReply.self, from: body) {
+            outcome = .success(reply)
+        } else if status == 1, let error = try? decoder.decode(DynamoError.self, from: body) {
+            outcome = .failure(.refused(error))
+        } else {
+            logger.warning("peer \(peer) sent a malformed reply")
+            outcome = .failure(.unanswered)
+        }
+        finish(id, outcome)
+    }
+
+    private func finish(_ id: UInt64, _ outcome: Result<PartitionReply, CallFailure>) {
+        guard var call = calls[id] else { return }
+        if let waiter = call.waiter {
+            calls[id] = nil
+            waiter.resume(returning: outcome)
+        } else {
+            call.outcome = outcome
+            calls[id] = call
+        }
+    }
+
+    // MARK: Requests out
+
+    /// Sends `request` for `partition` to `peer` and waits for its answer.
+    func call(_ request: PartitionRequest, partition: Int, on peer: UInt32) async -> Result<PartitionReply, CallFailure>
+    {
+        guard calls.count < Self.callsMax, let body = try? encoder.encode(request),
+            body.count < Frame.payloadBytesMax - 12
+        else { return .failure(.unsent) }
+        let id = nextCall
+        nextCall += 1
+        var writer = WireWriter()
+        writer.u64(id)
+        writer.u32(UInt32(partition))
+        guard network.send(kind: FrameKind.request, payload: writer.bytes + body, to: peer) else {
+            return .failure(.unsent)
+        }
+        calls[id] = Call(peer: peer, deadline: .now + Self.callTimeout)
+        // The answer may come before the body runs: other jobs of this core may run first.
+        return await withUnsafeContinuation { waiter in
+            if let outcome = calls[id]?.outcome {
+                calls[id] = nil
+                waiter.resume(returning: outcome)
+            } else if calls[id] == nil {
+                waiter.resume(returning: .failure(.unanswered))
+            } else {
+                calls[id]!.waiter = waiter
+            }
+        }
+    }
+
+    /// Twice a second, fails the calls whose time is up or whose peer went away.
+    private func sweepCalls() async {
+        while true {
+            do { try await home.sleep(for: .milliseconds(500)) } catch { return }
+            let now = ContinuousClock.now
+            for (id, call) in calls where call.outcome == nil {
+                if now >= call.deadline || !network.isConnected(call.peer) { finish(id, .failure(.unanswered)) }
+            }
+        }
+    }
+
+    /// The node's view of the cluster, for `GET /cluster`: the members (with this node's
+    /// API address, and whether each peer is reachable from here) and each partition's
+    /// leader as this node's replica knows it, with that replica's role, promised ballot,
+    /// and chosen and applied slots.
+    func status(partitions: [Partition], api: SocketAddress) async -> JSON {
+        var nodes: [JSON] = []
+        for id in configuration.voters {
+            let member = configuration.members[id]!
+            var entry: [String: JSON] = [
+                "id": .number(String(id)), "peer": .string(member.peerAddress.description),
+                "logOnly": .bool(member.logOnly),
+                "reachable": .bool(id == configuration.node || network.isConnected(id)),
+            ]
+            if id == configuration.node {
+                entry["api"] = .string(api.description)
+                entry["self"] = .bool(true)
+            }
+            nodes.append(.object(entry))
+        }
+        var groups: [JSON] = []
+        for partition in partitions {
+            guard let driver = partition.replica else { continue }
+            let status = await driver.status
+            let role: String
+            switch status.role {
+            case .leader: role = "leader"
+            case .candidate: role = "candidate"
+            case .follower: role = configuration.logOnly.contains(configuration.node) ? "log-only" : "follower"
+            }
+            var replica: [String: JSON] = [
+                "node": .number(String(configuration.node)), "role": .string(role),
+                "chosen": .number(String(status.chosen)), "applied": .number(String(status.applied)),
+            ]
+            if let failure = status.failure { replica["failure"] = .string(failure) }
+            groups.append(
+                .object([
+                    "index": .number(String(partition.index)),
+                    "leader": status.leader.map { .number(String($0)) } ?? .null,
+                    "ballot": .string(status.promised.description),
+                    "replicas": .array([.object(replica)]),
+                ]))
+        }
+        return .object([
+            "node": .number(String(configuration.node)), "nodes": .array(nodes), "partitions": .array(groups),
+        ])
+    }
+
+    /// Whether this node's connection to `peer` is up.
+    nonisolated func isReachable(_ peer: UInt32) -> Bool {
+        // Read off the home core for `GET /cluster`; a stale answer is harmless there.
+        network.isConnected(peer)
+    }
+}
+
+/// A partition replica's way out: its messages, in their binary form, to the peer
+/// network on the home core, one frame per recipient.
+final class ReplicaLink: ReplicaEnvironment, @unchecked Sendable {  // immutable after init
+    let partition: Int
+    let home: Reactor
+    let network: PeerNetwork
+
+    init(partition: Int, home: Reactor, network: PeerNetwork) {
+        self.partition = partition
+        self.home = home
+        self.network = network
+    }
+
+    func send(_ messages: [Envelope], from: NodeID) {
+        var frames: [UInt32: WireWriter] = [:]
+        for envelope in messages {
+            if frames[envelope.to] == nil {
+                var writer = WireWriter()
+                writer.u32(UInt32(partition))
+                frames[envelope.to] = writer
+            }
+            envelope.encode(to: &frames[envelope.to]!)
+        }
+        let network = network
+        let payloads = frames.map { ($0.key, $0.value.bytes) }
+        let post: @Sendable () -> Void = {
+            for (peer, payload) in payloads {
+                network.send(kind: Cluster.FrameKind.replication, payload: payload, to: peer)
+            }
+        }
+        // A message that cannot go is lost, which Paxos tolerates: it resends.
+        if home.isOwnerThread { post() } else { home.tryPost(post) }
+    }
+}
