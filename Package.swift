@@ -85,7 +85,7 @@ let package = Package(
             name: "GranaryTransport",
             dependencies: [
                 "GranaryIO", "CShims", .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Logging", package: "swift-log"), .product(name: "Atomics", package: "swift-atomics"),
             ],
             swiftSettings: strict),
         // The partition's interface: the requests and replies a router sends to a
@@ -182,6 +182,10 @@ let package = Package(
         .testTarget(
             name: "GranaryPartitionTests",
             dependencies: ["GranaryPartition", "GranaryCommands", "GranaryModel", "GranaryIO", "GranaryStorage"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "GranaryTransportTests",
+            dependencies: ["GranaryTransport", "GranaryIO", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .testTarget(name: "GranaryRouterTests", dependencies: ["GranaryRouter"], swiftSettings: strict),
     ]

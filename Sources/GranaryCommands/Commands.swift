@@ -122,8 +122,13 @@ public struct RangeRead: Sendable, Codable {
     public var reverse: Bool
     public var limit: Int
     public var byteLimit: Int
+    /// Strongly consistent (answered by the leader), or eventually (by any replica).
+    public var consistent: Bool
 
-    public init(_ range: KeyRange, after: [UInt8]?, reverse: Bool = false, limit: Int, byteLimit: Int) {
+    public init(
+        _ range: KeyRange, after: [UInt8]?, reverse: Bool = false, limit: Int, byteLimit: Int, consistent: Bool = true
+    ) {
+        self.consistent = consistent
         self.range = range
         self.after = after
         self.reverse = reverse

@@ -37,7 +37,8 @@ public struct SystemEntry: Sendable, Codable, Equatable {
 /// What a partition is asked to do.
 public enum PartitionRequest: Sendable, Codable {
     /// The item stored under a key, in its stored form (`StoredItem`). Reply: `.item`.
-    case get(key: [UInt8])
+    /// An eventually consistent read (`consistent` false) may be answered by any replica.
+    case get(key: [UInt8], consistent: Bool = true)
     /// A single-item write, evaluated against the stored item. Reply: `.written`.
     case write(WriteCommand)
     /// One page of a Query or Scan. Reply: `.page`.
@@ -105,8 +106,8 @@ public protocol PartitionTransport: Sendable {
 /// expects (its kind, and indexes and counts that match the request): a reply is data
 /// from another node, and a wrong one must be an error, never a trap in the router.
 extension PartitionTransport {
-    public func get(_ key: [UInt8], at partition: Int) async throws(DynamoError) -> [UInt8]? {
-        guard case .item(let stored) = try await send(.get(key: key), to: partition) else {
+    public func get(_ key: [UInt8], at partition: Int, consistent: Bool = true) async throws(DynamoError) -> [UInt8]? {
+        guard case .item(let stored) = try await send(.get(key: key, consistent: consistent), to: partition) else {
             throw unexpected(partition)
         }
         return stored
@@ -214,6 +215,8 @@ extension PartitionRequest {
     public var needsLeader: Bool {
         switch self {
         case .statistics: false
+        case .get(_, let consistent): consistent
+        case .readRange(let read): read.consistent
         default: true
         }
     }

@@ -276,10 +276,10 @@ public actor Cluster {
         ])
     }
 
-    /// Whether this node's connection to `peer` is up.
+    /// Whether this node's connection to `peer` is up (this node reaches itself). Safe from
+    /// any core.
     nonisolated func isReachable(_ peer: UInt32) -> Bool {
-        // Read off the home core for `GET /cluster`; a stale answer is harmless there.
-        network.isConnected(peer)
+        peer == configuration.node || network.isConnected(peer)
     }
 }
 

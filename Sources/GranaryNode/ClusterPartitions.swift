@@ -18,6 +18,7 @@ final class ClusterPartitions: PartitionTransport {
     let local: LocalPartitions
     let cluster: Cluster
     let partitions: [Partition]
+    let holdsNoTree: Bool
     /// How long a request looks for its partition's leader before it gives up (an
     /// election takes 0.5 to 1 s, then the new leader waits out the old lease).
     static let leaderSearch = Duration.seconds(8)
@@ -28,6 +29,7 @@ final class ClusterPartitions: PartitionTransport {
         self.partitions = partitions
         self.cluster = cluster
         node = cluster.configuration.node
+        holdsNoTree = cluster.configuration.logOnly.contains(node)
     }
 
     func localCore(of partition: Int) -> Int? { local.localCore(of: partition) }
@@ -36,7 +38,8 @@ final class ClusterPartitions: PartitionTransport {
         guard partitions.indices.contains(partition), let driver = partitions[partition].replica else {
             throw DynamoError("InternalServerError", "Internal server error: no partition \(partition) in the cluster")
         }
-        guard request.needsLeader else { return try await local.send(request, to: partition) }
+        // A log-only replica has no tree to read: it forwards reads too.
+        if !request.needsLeader && !holdsNoTree { return try await local.send(request, to: partition) }
         let deadline = ContinuousClock.now + Self.leaderSearch
         var backoff = Duration.milliseconds(5)
         var named: UInt32?  // the leader a refusal named
@@ -44,7 +47,9 @@ final class ClusterPartitions: PartitionTransport {
             let leader: UInt32?
             if let named { leader = named } else { leader = await driver.leader }
             named = nil
-            if leader == nil || leader == node {
+            if holdsNoTree && (leader == nil || leader == node) {
+                // No leader known yet: wait for one.
+            } else if leader == nil || leader == node {
                 do throws(DynamoError) {
                     return try await local.send(request, to: partition)
                 } catch {

@@ -185,6 +185,9 @@ public final class Node: Sendable {
         var replication = Partition.Replication(
             configuration: configuration, environment: cluster.links[index], tick: settings.tick)
         replication.clockRate = settings.clockRate
+        let full = settings.fullReplicas
+        let preferred = full[index % full.count]
+        replication.preferredLeader = { cluster.isReachable(preferred) ? preferred : nil }
         return replication
     }
 

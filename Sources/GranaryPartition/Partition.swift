@@ -46,6 +46,9 @@ public actor Partition {
         /// How fast this replica's clock runs against the machine's (1: as fast). Other
         /// values only in tests of the lease's drift bound.
         public var clockRate: Double = 1
+        /// The member that should lead the group when it can (leaders spread over the
+        /// nodes), or nil while it cannot (unreachable, or there is none).
+        public var preferredLeader: @Sendable () -> UInt32? = { nil }
 
         public init(configuration: Replica.Configuration, environment: any ReplicaEnvironment, tick: Duration) {
             self.configuration = configuration
@@ -66,7 +69,8 @@ public actor Partition {
             let driver = try await ReplicationDriver.open(
                 storage: storage, configuration: replication.configuration, storeOptions: options, executor: reactor,
                 environment: replication.environment)
-            let clock = ReplicaClock(tick: replication.tick, rate: replication.clockRate)
+            let clock = ReplicaClock(
+                tick: replication.tick, rate: replication.clockRate, preferredLeader: replication.preferredLeader)
             partition = Partition(index: index, reactor: reactor, store: driver.store, driver: driver, clock: clock)
             Task(executorPreference: reactor) { await partition.runClock() }
         } else {
@@ -111,7 +115,7 @@ public actor Partition {
     public func handle(_ request: PartitionRequest) async throws(DynamoError) -> PartitionReply {
         if request.needsLeader { try await requireLeadership() }
         switch request {
-        case .get(let key):
+        case .get(let key, _):
             try Self.checkItemKey(key)
             return .item(try await storeCall { () throws(StorageError) in try await store.get(key) })
         case .write(let command):
@@ -175,10 +179,25 @@ public actor Partition {
     /// before each strong read or write, so a lease never outlives the time it stood for.
     private func runClock() async {
         guard let driver, let clock else { return }
+        var untilTransfer = ReplicaClock.transferTicks
+        var transferTicks = ReplicaClock.transferTicks
         while await driver.failure == nil {
             do { try await reactor.sleep(for: clock.tick) } catch { return }
             if clock.closed { return }
             await clock.catchUp(driver)
+            // A leader that is not the preferred one hands over to it when it is
+            // reachable, less often each time it fails to take over (it may be paused).
+            untilTransfer -= 1
+            guard untilTransfer <= 0 else { continue }
+            let status = await driver.status
+            let preferred = clock.preferredLeader()
+            if status.role == .leader, let preferred, preferred != status.leader {
+                _ = await driver.transferLeadership(to: preferred)
+                transferTicks = min(transferTicks * 2, ReplicaClock.transferTicksMax)
+            } else if status.role != .leader || preferred == status.leader {
+                transferTicks = ReplicaClock.transferTicks
+            }
+            untilTransfer = transferTicks
         }
     }
 
@@ -481,13 +500,18 @@ public actor Partition {
 final class ReplicaClock: @unchecked Sendable {  // touched on the partition's core only
     let tick: Duration
     let rate: Double
+    let preferredLeader: @Sendable () -> UInt32?
+    /// Ticks between a leader's checks that it is the preferred one, at first and at most.
+    static let transferTicks = 40
+    static let transferTicksMax = 1200
     private let start = ContinuousClock.now
     private var ticked: UInt64 = 0
     var closed = false
 
-    init(tick: Duration, rate: Double) {
+    init(tick: Duration, rate: Double, preferredLeader: @escaping @Sendable () -> UInt32?) {
         self.tick = tick
         self.rate = rate
+        self.preferredLeader = preferredLeader
     }
 
     /// Ticks `driver` for every tick due since the last call.

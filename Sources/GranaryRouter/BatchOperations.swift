@@ -21,7 +21,7 @@ extension DynamoService {
     func batchGetItem(_ fields: RequestFields) async throws(DynamoError) -> JSON {
         let requestItems = try batchRequestItems(fields)
         var tables: [TableKeys] = []
-        var lookups: [(partition: Int, key: [UInt8])] = []  // every key, in request order
+        var lookups: [(partition: Int, key: [UInt8], consistent: Bool)] = []  // every key, in request order
         var keyCount = 0
         for (name, value) in requestItems.sorted(by: { $0.key < $1.key }) {
             let info = try table(named: name)
@@ -36,6 +36,7 @@ extension DynamoService {
             guard keyCount <= Self.batchGetKeysMax else {
                 throw .validation("Too many items requested for the BatchGetItem call")
             }
+            let consistent = try request.bool("ConsistentRead") ?? false
             var keys: [Item] = []
             var seen: Set<[UInt8]> = []
             for keyJSON in keysJSON {
@@ -46,7 +47,7 @@ extension DynamoService {
                     throw .validation("Provided list of item keys contains duplicates")
                 }
                 keys.append(key)
-                lookups.append((partition(for: partitionKey), storageKey))
+                lookups.append((partition(for: partitionKey), storageKey, consistent))
             }
             let context = try request.expressionContext(usesExpressions: request.has("ProjectionExpression"))
             let projection = try Self.projection(request, context: context)
@@ -54,13 +55,13 @@ extension DynamoService {
             tables.append(
                 TableKeys(
                     info: info, request: request.members, keys: keys, projection: projection,
-                    consistent: try request.bool("ConsistentRead") ?? false))
+                    consistent: consistent))
         }
 
         // Every key is read at once; the answer then takes items in request order up to
         // 16 MB and hands the rest back as UnprocessedKeys.
-        let found = try await concurrently(lookups) { [transport] (partition, key) throws(DynamoError) in
-            try await transport.get(key, at: partition)
+        let found = try await concurrently(lookups) { [transport] (partition, key, consistent) throws(DynamoError) in
+            try await transport.get(key, at: partition, consistent: consistent)
         }
 
         var responses: [String: JSON] = [:]

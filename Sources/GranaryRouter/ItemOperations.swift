@@ -21,7 +21,8 @@ extension DynamoService {
         let projection = try Self.projection(fields, context: context)
         try context.checkAllUsed()
         let stored = try await transport.get(
-            info.storageKey(partition: partitionKey, sort: sortKey), at: partition(for: partitionKey))
+            info.storageKey(partition: partitionKey, sort: sortKey), at: partition(for: partitionKey),
+            consistent: consistent)
         var result: [String: JSON] = [:]
         var itemBytes = 0
         if let stored {

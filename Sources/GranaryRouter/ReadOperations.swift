@@ -169,7 +169,7 @@ extension DynamoService {
         let page = try await transport.readRange(
             RangeRead(
                 KeyRange(lower: lower, upper: upper), after: after, reverse: !forward, limit: options.limit,
-                byteLimit: Self.pageBytesMax),
+                byteLimit: Self.pageBytesMax, consistent: options.consistent),
             at: partition(for: keyCondition.partitionKey))
         var result = ReadResult()
         try result.add(page, options: options)
@@ -222,7 +222,8 @@ extension DynamoService {
             let page = try await transport.readRange(
                 RangeRead(
                     KeyRange(lower: lower, upper: upper), after: index == first ? after : nil,
-                    limit: options.limit - result.scanned, byteLimit: Self.pageBytesMax - result.bytes),
+                    limit: options.limit - result.scanned, byteLimit: Self.pageBytesMax - result.bytes,
+                    consistent: options.consistent),
                 at: index)
             try result.add(page, options: options)
             if page.more || result.scanned == options.limit || result.bytes >= Self.pageBytesMax {

@@ -1,3 +1,4 @@
+import Atomics
 import Glibc
 import GranaryIO
 import Logging
@@ -41,9 +42,12 @@ public final class PeerNetwork: @unchecked Sendable {
         let peer: UInt32
         let address: SocketAddress
         var queue: [UInt8] = []
-        var connected = false
+        /// Read from any core (`isConnected`), written on the reactor.
+        let connected = ManagedAtomic(false)
         var writer: UnsafeContinuation<Void, Never>?
         var dropped = 0
+        /// Whether the peer's last handshake failed its proof (logged once, not per retry).
+        var refusedUs = false
         init(peer: UInt32, address: SocketAddress) { (self.peer, self.address) = (peer, address) }
     }
 
@@ -82,7 +86,7 @@ public final class PeerNetwork: @unchecked Sendable {
     public func send(kind: UInt8, payload: [UInt8], to peer: UInt32) -> Bool {
         precondition(reactor.isOwnerThread, "the peer network runs on its reactor")
         precondition(kind < Frame.userKindsEnd, "frame kinds from \(Frame.userKindsEnd) are the handshake's")
-        guard let link = links[peer], link.connected,
+        guard let link = links[peer], link.connected.load(ordering: .relaxed),
             link.queue.count + Frame.headerBytes + payload.count <= sendQueueBytesMax
         else {
             links[peer]?.dropped += 1
@@ -93,8 +97,9 @@ public final class PeerNetwork: @unchecked Sendable {
         return true
     }
 
-    /// Whether this node's connection to `peer` is up (it has passed the handshake).
-    public func isConnected(_ peer: UInt32) -> Bool { links[peer]?.connected ?? false }
+    /// Whether this node's connection to `peer` is up (it has passed the handshake). Safe
+    /// from any thread.
+    public func isConnected(_ peer: UInt32) -> Bool { links[peer]?.connected.load(ordering: .relaxed) ?? false }
 
     // MARK: Dialing
 
@@ -105,10 +110,10 @@ public final class PeerNetwork: @unchecked Sendable {
         while !stopped {
             if let socket = try? await reactor.connect(to: link.address) {
                 if await introduce(socket, to: link.peer) {
-                    link.connected = true
+                    link.connected.store(true, ordering: .relaxed)
                     backoff = .milliseconds(20)
                     await drain(link, into: socket)
-                    link.connected = false
+                    link.connected.store(false, ordering: .relaxed)
                     link.queue = []
                 }
                 close(socket)
@@ -133,10 +138,15 @@ public final class PeerNetwork: @unchecked Sendable {
             let acceptorNonce = Array(payload[..<PeerHandshake.nonceBytes])
             let expected = PeerHandshake.mac(
                 "accept", secret: identity.secret, hello: hello, acceptorNonce: acceptorNonce)
+            let link = links[peer]!
             guard PeerHandshake.matches(Array(payload[PeerHandshake.nonceBytes...]), expected) else {
-                logger.warning("peer \(peer) at \(links[peer]!.address) failed the handshake: not our cluster secret")
+                if !link.refusedUs {
+                    logger.warning("peer \(peer) at \(link.address) failed the handshake: not our cluster secret")
+                }
+                link.refusedUs = true
                 return false
             }
+            link.refusedUs = false
             let proof = PeerHandshake.mac("dial", secret: identity.secret, hello: hello, acceptorNonce: acceptorNonce)
             try await write([(Frame.proof, proof)], to: socket)
             return true
