@@ -146,7 +146,7 @@ let package = Package(
         .target(
             name: "GranaryLoad",
             dependencies: [
-                "GranaryIO", "GranaryModel", "GranarySigV4",
+                "GranaryIO", "GranaryModel", "GranarySigV4", "GranaryLinearizability",
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],

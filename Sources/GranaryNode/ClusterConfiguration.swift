@@ -31,6 +31,9 @@ public struct ClusterConfiguration: Sendable {
     public var clockRate = 1.0
     /// Partitions of a new cluster's data (every node must agree: the handshake checks).
     public var partitions = 6
+    /// A deliberate bug, for showing that the fault tests catch one: strongly consistent
+    /// reads answered by the receiving node's replica, leader or not.
+    public var unsafeFollowerReads = false
 
     public init(node: UInt32, peerListen: SocketAddress, members: [UInt32: Member]) {
         self.node = node

@@ -19,6 +19,7 @@ final class ClusterPartitions: PartitionTransport {
     let cluster: Cluster
     let partitions: [Partition]
     let holdsNoTree: Bool
+    let unsafeFollowerReads: Bool
     /// How long a request looks for its partition's leader before it gives up (an
     /// election takes 0.5 to 1 s, then the new leader waits out the old lease).
     static let leaderSearch = Duration.seconds(8)
@@ -30,6 +31,7 @@ final class ClusterPartitions: PartitionTransport {
         self.cluster = cluster
         node = cluster.configuration.node
         holdsNoTree = cluster.configuration.logOnly.contains(node)
+        unsafeFollowerReads = cluster.configuration.unsafeFollowerReads
     }
 
     func localCore(of partition: Int) -> Int? { local.localCore(of: partition) }
@@ -40,6 +42,9 @@ final class ClusterPartitions: PartitionTransport {
         }
         // A log-only replica has no tree to read: it forwards reads too.
         if !request.needsLeader && !holdsNoTree { return try await local.send(request, to: partition) }
+        if unsafeFollowerReads, !holdsNoTree, case .get(let key, _) = request {
+            return try await local.send(.get(key: key, consistent: false), to: partition)
+        }
         let deadline = ContinuousClock.now + Self.leaderSearch
         var backoff = Duration.milliseconds(5)
         var named: UInt32?  // the leader a refusal named

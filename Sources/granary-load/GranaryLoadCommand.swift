@@ -11,8 +11,10 @@ struct GranaryLoadCommand: ParsableCommand {
         discussion: """
             load creates the table and inserts the records; run runs a workload for a duration;
             check reads back every write a --verify log recorded as acknowledged.
+            registers records a history of reads, writes and conditional writes over several
+            endpoints; check-history says whether it is linearizable.
             """,
-        subcommands: [Load.self, Run.self, Check.self])
+        subcommands: [Load.self, Run.self, Check.self, Registers.self, CheckHistory.self])
 }
 
 /// The options every subcommand shares.
@@ -249,5 +251,75 @@ struct Check: ParsableCommand {
         ).execute()
         print(report)
         if !report.passed { throw ExitCode(1) }
+    }
+}
+
+struct Registers: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract:
+            "Read (strongly consistent), write and compare-and-set a few keys through every endpoint, recording a history."
+    )
+
+    @Option(help: "An endpoint, http://HOST:PORT; give it once per node. Clients are spread over them.")
+    var endpoint: [String] = ["http://127.0.0.1:8000"]
+
+    @Option(help: "The table (created with a number key k if missing).")
+    var table: String = "registers"
+
+    @Option(help: "The history file to write, one JSON object per operation.")
+    var history: String
+
+    @Option(help: "How many keys.")
+    var keys: Int = 5
+
+    @Option(help: "Concurrent clients, one connection each.")
+    var concurrency: Int = 12
+
+    @Option(help: "How long to run, such as 30s.")
+    var duration: String = "30s"
+
+    @Option(help: "Seconds a request may wait for its answer before its outcome counts as unknown.")
+    var timeout: Double = 5
+
+    @Option(help: "The seed of the clients' random streams.")
+    var seed: UInt64 = 1
+
+    func run() throws {
+        let endpoints = try endpoint.map { (text) throws -> Endpoint in
+            do { return try Endpoint(text) } catch { throw ValidationError("--endpoint: \(error)") }
+        }
+        guard let length = parseDuration(duration), length > .zero, length <= .seconds(86_400) else {
+            throw ValidationError("--duration must be a duration such as 30s, up to a day")
+        }
+        guard (1...1000).contains(keys), (1...1000).contains(concurrency), timeout > 0, timeout <= 600 else {
+            throw ValidationError("--keys and --concurrency must be 1...1000, --timeout 0...600 seconds")
+        }
+        var run = RegisterRun(endpoints: endpoints, table: table, historyPath: history)
+        run.keys = keys
+        run.concurrency = concurrency
+        run.duration = length
+        run.timeout = .milliseconds(Int(timeout * 1000))
+        run.seed = seed
+        print(try run.execute())
+    }
+}
+
+struct CheckHistory: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check-history",
+        abstract: "Check a history that registers wrote for linearizability; exit 1 if it is not.")
+
+    @Argument(help: "The history file.")
+    var history: String
+
+    func run() throws {
+        let verdict = try RegisterRun.readHistory(history).check()
+        print(verdict)
+        for (key, operations) in verdict.violations.prefix(3) {
+            print("key \(key):")
+            for operation in operations.sorted(by: { $0.call < $1.call }).prefix(200) { print("  \(operation)") }
+        }
+        if !verdict.isLinearizable { throw ExitCode(1) }
+        if !verdict.inconclusiveKeys.isEmpty { throw ExitCode(2) }
     }
 }

@@ -79,6 +79,11 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("clock-rate"), help: .hidden)
     var clockRate: Double = 1
 
+    /// A deliberate bug, for showing that the fault tests catch it: strongly consistent
+    /// reads answered by any replica.
+    @Flag(name: .customLong("unsafe-follower-reads"), help: .hidden)
+    var unsafeFollowerReads = false
+
     func run() throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         let logger = Logger(label: "granary")
@@ -203,6 +208,7 @@ extension Serve {
         cluster.tick = .milliseconds(tickMilliseconds)
         guard clockRate >= 0.5 && clockRate <= 2 else { throw ValidationError("--clock-rate must be 0.5 to 2") }
         cluster.clockRate = clockRate
+        cluster.unsafeFollowerReads = unsafeFollowerReads
         return cluster
     }
 
