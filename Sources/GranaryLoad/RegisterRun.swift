@@ -37,9 +37,8 @@ public struct RegisterRun: Sendable {
         public var operations = 0
         public var succeeded = 0
         public var unknown = 0
-        public var refused = 0
         public var description: String {
-            "\(operations) operations: \(succeeded) answered, \(unknown) of unknown outcome, \(refused) refused before they ran"
+            "\(operations) operations: \(succeeded) answered, \(unknown) of unknown outcome"
         }
     }
 

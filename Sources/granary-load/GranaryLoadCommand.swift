@@ -257,8 +257,7 @@ struct Check: ParsableCommand {
 struct Registers: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract:
-            "Read (strongly consistent), write and compare-and-set a few keys through every endpoint, recording a history."
-    )
+            "Read (strongly consistent), write and compare-and-set keys through every endpoint, recording a history.")
 
     @Option(help: "An endpoint, http://HOST:PORT; give it once per node. Clients are spread over them.")
     var endpoint: [String] = ["http://127.0.0.1:8000"]
