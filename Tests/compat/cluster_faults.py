@@ -1,0 +1,115 @@
+"""Jepsen's method on real processes: clients record a history of reads, writes and
+conditional writes through every node while a nemesis kills (-9) and restarts nodes and
+pauses them (SIGSTOP/SIGCONT, longer than a lease); then the faults heal, the history is
+checked for linearizability, and every acknowledged write is read back through every
+node. Used by test_cluster_faults.py (short) and tools/cluster-faults (long)."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from cluster_process import Cluster  # noqa: E402
+from granary_process import LOAD_BINARY, fresh_data_dir  # noqa: E402
+
+
+def nemesis(cluster, until, rng, log):
+    """Faults one node at a time, so a quorum always remains: kill -9 and restart, or a
+    pause longer than the lease."""
+    while time.monotonic() < until - 4:
+        victim = rng.choice(cluster.ids)
+        fault = rng.choice(["kill", "pause"])
+        if fault == "kill":
+            cluster.kill(victim)
+            log.append(("kill", victim, time.monotonic()))
+            time.sleep(rng.uniform(0.5, 3))
+            cluster.start(victim).wait_ready(60)
+            log.append(("restart", victim, time.monotonic()))
+        else:
+            process = cluster.nodes[victim].process
+            process.send_signal(signal.SIGSTOP)
+            log.append(("pause", victim, time.monotonic()))
+            time.sleep(rng.uniform(1, 3))
+            process.send_signal(signal.SIGCONT)
+            log.append(("resume", victim, time.monotonic()))
+        time.sleep(rng.uniform(0.5, 2))
+
+
+def run(seconds, seed=1, extra_args=(), keys=50, concurrency=6):
+    """Runs the clients and the nemesis for `seconds`; returns (check exit code, its output,
+    the faults, the run's summary)."""
+    rng = random.Random(seed)
+    cluster = Cluster(3, extra_args=extra_args).wait_ready()
+    history = os.path.join(fresh_data_dir(), "history.jsonl")
+    faults = []
+    try:
+        endpoints = []
+        for n in cluster.ids:
+            endpoints += ["--endpoint", cluster.nodes[n].endpoint]
+        clients = subprocess.Popen(
+            [LOAD_BINARY, "registers", *endpoints, "--history", history, "--duration", f"{seconds}s",
+             "--keys", str(keys), "--concurrency", str(concurrency), "--seed", str(seed)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(2)  # the table exists on every node
+        nemesis(cluster, time.monotonic() + seconds - 2, rng, faults)
+        summary, errors = clients.communicate(timeout=seconds + 120)
+        assert clients.returncode == 0, errors
+        # Healed: every node is up (resume anything paused, restart anything killed).
+        for n in cluster.ids:
+            cluster.nodes[n].process.send_signal(signal.SIGCONT)
+            if cluster.nodes[n].process.poll() is not None:
+                cluster.start(n).wait_ready(60)
+        check = subprocess.run([LOAD_BINARY, "check-history", history], capture_output=True, text=True, timeout=600)
+        read_back(cluster, history)
+        return check.returncode, check.stdout, faults, summary
+    finally:
+        cluster.stop_all()
+
+
+def read_back(cluster, history):
+    """Each key's last acknowledged blind write or successful conditional write, if no
+    later write to it has an unknown outcome or overlaps it, must be what every node reads."""
+    import boto3  # noqa: F401
+    last = {}
+    uncertain = set()
+    with open(history) as lines:
+        entries = [json.loads(line) for line in lines]
+    for entry in sorted(entries, key=lambda e: e["call"]):
+        if entry["op"] == "read":
+            continue
+        if entry["outcome"] is None:
+            uncertain.add(entry["key"])
+        elif entry["outcome"] == "ok":
+            last[entry["key"]] = entry
+    # Writes whose intervals overlap the last one may have landed after it.
+    for key, final in list(last.items()):
+        if any(e["key"] == key and e["op"] != "read" and e is not final and e["outcome"] == "ok"
+               and e["return"] is not None and e["return"] > final["call"] for e in entries):
+            uncertain.add(key)
+    deadline = time.monotonic() + 30
+    for n in cluster.ids:
+        client = cluster.client(n)
+        for key, final in last.items():
+            if key in uncertain:
+                continue
+            while True:
+                try:
+                    item = client.get_item(TableName="registers", Key={"k": {"N": str(key)}},
+                                           ConsistentRead=True).get("Item")
+                    break
+                except Exception:
+                    assert time.monotonic() < deadline, f"node {n} cannot read key {key} after the faults healed"
+                    time.sleep(0.2)
+            assert item is not None and int(item["v"]["N"]) == final["value"], (n, key, item, final)
+
+
+if __name__ == "__main__":
+    seconds = int(sys.argv[1]) if len(sys.argv) > 1 else 3600
+    code, output, faults, summary = run(seconds, seed=int(time.time()))
+    print(summary.strip())
+    print(f"{len(faults)} fault events:", ", ".join(f"{kind} {node}" for kind, node, _ in faults))
+    print(output.strip()[:4000])
+    sys.exit(code)

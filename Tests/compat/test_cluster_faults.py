@@ -1,0 +1,18 @@
+"""The fault test's short run (cluster_faults.py has the method), and the proof that it
+catches a deliberately broken build."""
+import pytest
+
+from cluster_faults import run
+
+
+def test_history_stays_linearizable_under_kills_and_pauses():
+    code, output, faults, summary = run(40, seed=7)
+    kinds = [kind for kind, _, _ in faults]
+    assert kinds.count("kill") + kinds.count("pause") >= 4, faults
+    assert code == 0, output[-4000:]
+    assert "linearizable" in output and "NOT" not in output
+
+
+def test_a_build_serving_strong_reads_at_followers_is_caught():
+    code, output, _, _ = run(20, seed=3, extra_args=["--unsafe-follower-reads"])
+    assert code == 1 and "NOT linearizable" in output, output[-4000:]
