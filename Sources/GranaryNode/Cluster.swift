@@ -5,6 +5,7 @@ import GranaryModel
 import GranaryPartition
 import GranaryPaxos
 import GranaryReplication
+import GranaryRouter
 import GranaryTransport
 import Logging
 
@@ -16,12 +17,22 @@ import Logging
 ///   (`Envelope`'s binary form), handed to the partition's driver on its core;
 /// - `request`: a `PartitionRequest` forwarded to the node whose replica leads the
 ///   partition, which runs it like its own router would (`LocalPartitions`);
-/// - `reply`: the answer, matched to its request by a call id.
+/// - `reply`: the answer, matched to its request by a call id;
+/// - `httpRequest` and `httpResponse`: a client's request sent whole to the node whose
+///   replica leads its item's partition (`RequestForwarder`), and the response it gave.
 public actor Cluster {
     enum FrameKind {
         static let replication: UInt8 = 1
         static let request: UInt8 = 2
         static let reply: UInt8 = 3
+        static let httpRequest: UInt8 = 4
+        static let httpResponse: UInt8 = 5
+    }
+
+    /// What answers a call: a partition's reply, or a forwarded request's response.
+    enum Answer {
+        case reply(PartitionReply)
+        case response(HTTPResponse)
     }
 
     /// Why a forwarded request has no reply.
@@ -43,6 +54,9 @@ public actor Cluster {
     private let logger: Logger
     private var partitions: [Partition] = []
     private var local: LocalPartitions?
+    /// Each core's DynamoDB service, by reactor index: forwarded requests are answered
+    /// by the service of the core that holds their partition.
+    private var services: [(service: DynamoService, reactor: Reactor)] = []
     private var nextCall: UInt64 = 1
     private var calls: [UInt64: Call] = [:]
     private let encoder = JSONEncoder()
@@ -51,8 +65,8 @@ public actor Cluster {
     struct Call {
         var peer: UInt32
         var deadline: ContinuousClock.Instant
-        var waiter: UnsafeContinuation<Result<PartitionReply, CallFailure>, Never>?
-        var outcome: Result<PartitionReply, CallFailure>?
+        var waiter: UnsafeContinuation<Result<Answer, CallFailure>, Never>?
+        var outcome: Result<Answer, CallFailure>?
     }
 
     /// How long a forwarded request waits for its answer, and how many may wait at once.
@@ -87,6 +101,11 @@ public actor Cluster {
         Task { await sweepCalls() }
     }
 
+    /// Names the services that answer forwarded requests, once they exist.
+    func serve(with services: [DynamoService], on reactors: [Reactor]) {
+        self.services = Array(zip(services, reactors))
+    }
+
     nonisolated func stop() { network.stop() }
 
     // MARK: Frames in
@@ -96,6 +115,8 @@ public actor Cluster {
         case FrameKind.replication: deliver(payload, from: peer)
         case FrameKind.request: serve(payload, from: peer)
         case FrameKind.reply: settle(payload, from: peer)
+        case FrameKind.httpRequest: answer(payload, from: peer)
+        case FrameKind.httpResponse: settleHTTP(payload, from: peer)
         default: logger.warning("peer \(peer) sent a frame of unknown kind \(kind)")
         }
     }
@@ -165,9 +186,9 @@ public actor Cluster {
         var reader = WireReader(payload)
         guard let id = reader.u64(), let status = reader.u8(), calls[id]?.peer == peer else { return }
         let body = Data(payload[9...])
-        let outcome: Result<PartitionReply, CallFailure>
+        let outcome: Result<Answer, CallFailure>
         if status == 0, let reply = try? decoder.decode(PartitionReply.self, from: body) {
-            outcome = .success(reply)
+            outcome = .success(.reply(reply))
         } else if status == 1, let error = try? decoder.decode(DynamoError.self, from: body) {
             outcome = .failure(.refused(error))
         } else {
@@ -177,7 +198,7 @@ public actor Cluster {
         finish(id, outcome)
     }
 
-    private func finish(_ id: UInt64, _ outcome: Result<PartitionReply, CallFailure>) {
+    private func finish(_ id: UInt64, _ outcome: Result<Answer, CallFailure>) {
         guard var call = calls[id] else { return }
         if let waiter = call.waiter {
             calls[id] = nil
@@ -188,20 +209,121 @@ public actor Cluster {
         }
     }
 
+    /// Answers a client's request another node sent whole, with the service of the core
+    /// that holds its partition, as if it had come here (its signature was checked there;
+    /// the peer proved itself at its handshake).
+    private func answer(_ payload: [UInt8], from peer: UInt32) {
+        var reader = WireReader(payload)
+        guard let id = reader.u64(), let partition = reader.u32().map(Int.init), let local,
+            let method = reader.data().flatMap({ String(validating: $0, as: UTF8.self) }),
+            let target = reader.data().flatMap({ String(validating: $0, as: UTF8.self) }),
+            let count = reader.u32(), Int(count) <= reader.remaining / 8
+        else {
+            logger.warning("peer \(peer) sent a malformed forwarded request")
+            return
+        }
+        var headers: [(name: String, value: String)] = []
+        for _ in 0..<count {
+            guard let name = reader.data().flatMap({ String(validating: $0, as: UTF8.self) }),
+                let value = reader.data().flatMap({ String(validating: $0, as: UTF8.self) })
+            else { return }
+            headers.append((name, value))
+        }
+        guard let body = reader.data(), reader.isAtEnd, !services.isEmpty else { return }
+        var request = HTTPRequest(method: method, target: target, version: .http11, headers: headers, body: body)
+        request.verified = true
+        request.forwarded = true
+        let (service, reactor) = services[local.localCore(of: partition) ?? 0]
+        Task(executorPreference: reactor) {
+            let response = await service.handle(request)
+            await self.respond(id, response, to: peer)
+        }
+    }
+
+    private func respond(_ id: UInt64, _ response: HTTPResponse, to peer: UInt32) {
+        var writer = WireWriter()
+        writer.u64(id)
+        writer.u32(UInt32(response.status.code))
+        writer.data(Array(response.status.reason.utf8))
+        writer.u32(UInt32(response.headers.count))
+        for (name, value) in response.headers {
+            writer.data(Array(name.utf8))
+            writer.data(Array(value.utf8))
+        }
+        writer.data(response.body)
+        guard writer.bytes.count < Frame.payloadBytesMax else {
+            logger.error("a response to peer \(peer) exceeds the frame limit")
+            return
+        }
+        network.send(kind: FrameKind.httpResponse, payload: writer.bytes, to: peer)
+    }
+
+    private func settleHTTP(_ payload: [UInt8], from peer: UInt32) {
+        var reader = WireReader(payload)
+        guard let id = reader.u64(), calls[id]?.peer == peer else { return }
+        guard let code = reader.u32(), (100...599).contains(code),
+            let reason = reader.data().flatMap({ String(validating: $0, as: UTF8.self) }),
+            let count = reader.u32(), Int(count) <= reader.remaining / 8
+        else { return finish(id, .failure(.unanswered)) }
+        var headers: [(name: String, value: String)] = []
+        for _ in 0..<count {
+            guard let name = reader.data().flatMap({ String(validating: $0, as: UTF8.self) }),
+                let value = reader.data().flatMap({ String(validating: $0, as: UTF8.self) })
+            else { return finish(id, .failure(.unanswered)) }
+            headers.append((name, value))
+        }
+        guard let body = reader.data(), reader.isAtEnd else { return finish(id, .failure(.unanswered)) }
+        finish(
+            id,
+            .success(
+                .response(
+                    HTTPResponse(status: HTTPStatus(code: Int(code), reason: reason), headers: headers, body: body)))
+        )
+    }
+
     // MARK: Requests out
 
     /// Sends `request` for `partition` to `peer` and waits for its answer.
     func call(_ request: PartitionRequest, partition: Int, on peer: UInt32) async -> Result<PartitionReply, CallFailure>
     {
-        guard calls.count < Self.callsMax, let body = try? encoder.encode(request),
-            body.count < Frame.payloadBytesMax - 12
-        else { return .failure(.unsent) }
+        guard let body = try? encoder.encode(request) else { return .failure(.unsent) }
+        var writer = WireWriter()
+        writer.u32(UInt32(partition))
+        switch await call(kind: FrameKind.request, payload: writer.bytes + body, on: peer) {
+        case .success(.reply(let reply)): return .success(reply)
+        case .success(.response): return .failure(.unanswered)
+        case .failure(let failure): return .failure(failure)
+        }
+    }
+
+    /// Sends a client's request whole to `peer`, whose replica leads `partition`, and
+    /// waits for the response it gives.
+    func forward(_ request: HTTPRequest, partition: Int, to peer: UInt32) async -> Result<HTTPResponse, CallFailure> {
+        var writer = WireWriter()
+        writer.u32(UInt32(partition))
+        writer.data(Array(request.method.utf8))
+        writer.data(Array(request.target.utf8))
+        writer.u32(UInt32(request.headers.count))
+        for (name, value) in request.headers {
+            writer.data(Array(name.utf8))
+            writer.data(Array(value.utf8))
+        }
+        writer.data(request.body)
+        switch await call(kind: FrameKind.httpRequest, payload: writer.bytes, on: peer) {
+        case .success(.response(let response)): return .success(response)
+        case .success(.reply): return .failure(.unanswered)
+        case .failure(let failure): return .failure(failure)
+        }
+    }
+
+    /// Sends a call's frame (its id first) and waits for the answer.
+    private func call(kind: UInt8, payload: [UInt8], on peer: UInt32) async -> Result<Answer, CallFailure> {
+        guard calls.count < Self.callsMax, payload.count < Frame.payloadBytesMax - 8 else { return .failure(.unsent) }
         let id = nextCall
         nextCall += 1
         var writer = WireWriter()
         writer.u64(id)
-        writer.u32(UInt32(partition))
-        guard network.send(kind: FrameKind.request, payload: writer.bytes + body, to: peer) else {
+        guard network.send(kind: kind, payload: writer.bytes + payload, to: peer) else {
             return .failure(.unsent)
         }
         calls[id] = Call(peer: peer, deadline: .now + Self.callTimeout)

@@ -142,18 +142,28 @@ public final class Node: Sendable {
             "granary: cannot read the table catalog: \($0)"
         }
         var status: (@Sendable () async -> JSON)?
+        var forwarder: (any RequestForwarder)?
         if let cluster {
+            forwarder = ClusterForwarder(cluster: cluster, partitions: opened)
             // Other nodes change the catalog too: every node reads it again regularly.
             Task(executorPreference: home) {
                 while (try? await home.sleep(for: .milliseconds(500))) != nil { try? await catalog.refresh() }
             }
             status = { await cluster.status(partitions: opened, api: configuration.listen) }
         }
-        return cores.map { tables in
+        let services = cores.map { tables in
             DynamoService(
                 tables: tables, catalog: catalog, transport: transport, verifier: configuration.credentials,
-                clusterStatus: status)
+                clusterStatus: status, forwarder: forwarder)
         }
+        if let cluster {
+            try wait(on: home) {
+                await cluster.serve(with: services, on: reactors)
+            } failure: {
+                "granary: cannot start the peer network: \($0)"
+            }
+        }
+        return services
     }
 
     /// Runs `body` until it succeeds; alone, once. In a cluster, an error that says no

@@ -21,15 +21,18 @@ public final class DynamoService: Sendable {
     private let requestIDs: Locked<SplitMix64>
     /// In a cluster, the node's view of it, for `GET /cluster`.
     let clusterStatus: (@Sendable () async -> JSON)?
+    /// In a cluster, where a request for another node's leader goes.
+    let forwarder: (any RequestForwarder)?
 
     static let targetPrefix = "DynamoDB_20120810."
     static let jsonContentType = "application/x-amz-json-1.0"
 
     public init(
         tables: CoreTables, catalog: Catalog, transport: any PartitionTransport, verifier: SigV4Verifier?,
-        clusterStatus: (@Sendable () async -> JSON)? = nil
+        clusterStatus: (@Sendable () async -> JSON)? = nil, forwarder: (any RequestForwarder)? = nil
     ) {
         self.clusterStatus = clusterStatus
+        self.forwarder = forwarder
         self.tables = tables
         self.catalog = catalog
         self.transport = transport
@@ -51,6 +54,24 @@ public final class DynamoService: Sendable {
         case ("OPTIONS", _):
             return Self.preflightResponse(request)
         case ("POST", _):
+            // In a cluster, a request for one partition's leader goes to its node whole.
+            if let forwarder, !request.forwarded {
+                var keyed = request
+                if let (partition, needsLeader) = keyedPartition(of: &keyed), needsLeader {
+                    switch await forwarder.forward(keyed, partition: partition) {
+                    case .answered(let response): return response
+                    case .notForwarded: break
+                    case .unanswered:
+                        return Self.errorResponse(
+                            DynamoError(
+                                "InternalServerError",
+                                "Internal server error: the partition's leader did not answer;"
+                                    + " the request may or may not have taken effect"),
+                            requestID: newRequestID(),
+                            encoding: BodyCoding.acceptedEncoding(request.header("Accept-Encoding")))
+                    }
+                }
+            }
             let requestID = newRequestID()
             let encoding = BodyCoding.acceptedEncoding(request.header("Accept-Encoding"))
             do throws(DynamoError) {
@@ -152,6 +173,12 @@ public final class DynamoService: Sendable {
     /// signature is checked first and the request marked verified, so that an unsigned
     /// request costs no parsing and a moved one is not checked twice.
     public func owningCore(of request: inout HTTPRequest) -> Int? {
+        keyedPartition(of: &request).map { transport.localCore(of: $0.partition) } ?? nil
+    }
+
+    /// The partition a single-item request or a Query names (see `owningCore`), and
+    /// whether only its leader may answer it (a write, or a strongly consistent read).
+    func keyedPartition(of request: inout HTTPRequest) -> (partition: Int, needsLeader: Bool)? {
         guard request.method == "POST", request.header("Content-Encoding") == nil,
             let target = request.header("X-Amz-Target"), target.hasPrefix(Self.targetPrefix)
         else { return nil }
@@ -174,7 +201,7 @@ public final class DynamoService: Sendable {
             guard let fields = try? RequestFields(json), let (_, keyCondition, _, _) = try? queryKey(fields) else {
                 return nil
             }
-            return transport.localCore(of: partition(for: keyCondition.partitionKey))
+            return (partition(for: keyCondition.partitionKey), Self.isConsistent(json))
         }
         guard case .object(let members) = json,
             case .string(let name)? = members["TableName"], let info = tables.tables[name],
@@ -182,7 +209,14 @@ public final class DynamoService: Sendable {
             let partitionKey = try? AttributeValue(json: keyJSON),
             (try? info.checkKeyValue(partitionKey, of: info.partitionKey)) != nil
         else { return nil }
-        return transport.localCore(of: partition(for: partitionKey))
+        return (partition(for: partitionKey), operation != "GetItem" || Self.isConsistent(json))
+    }
+
+    private static func isConsistent(_ json: JSON) -> Bool {
+        guard case .object(let members) = json, case .bool(let consistent)? = members["ConsistentRead"] else {
+            return false
+        }
+        return consistent
     }
 
     /// The partition that owns a partition key (`PartitionMap`).

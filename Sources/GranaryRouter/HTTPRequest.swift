@@ -12,6 +12,9 @@ public struct HTTPRequest: Sendable {
     /// Set by a router that has checked the request's signature (see `HTTPRouter`), so that
     /// a request moved to another core is not checked twice. Never read from the wire.
     public var verified = false
+    /// Set on a request another node of the cluster sent whole (`RequestForwarder`): it is
+    /// answered here, never sent on again. Never read from the wire.
+    public var forwarded = false
 
     public init(
         method: String, target: String, version: HTTPVersion, headers: [(name: String, value: String)], body: [UInt8]

@@ -3,6 +3,11 @@ public struct HTTPStatus: Sendable, Equatable {
     public let code: Int
     public let reason: String
 
+    public init(code: Int, reason: String) {
+        self.code = code
+        self.reason = reason
+    }
+
     public static let ok = HTTPStatus(code: 200, reason: "OK")
     public static let badRequest = HTTPStatus(code: 400, reason: "Bad Request")
     public static let notFound = HTTPStatus(code: 404, reason: "Not Found")
