@@ -85,28 +85,9 @@ public final class Node: Sendable {
         configuration: NodeConfiguration, reactors: [Reactor], partitionCount: Int,
         placedOver placed: Int, cluster: Cluster?, logger: Logger
     ) throws -> [DynamoService] {
-        var storeOptions = ReplicaStore<ReactorStorage>.Options(
-            memoryBudgetBytes: max(16 << 20, configuration.memoryBytes / partitionCount))
-        storeOptions.log.segmentBytes = configuration.logSegmentBytes
-        let options = storeOptions
-        var partitions: [Partition] = []
-        for index in 0..<partitionCount {
-            let directory = "\(configuration.dataDirectory)/partition-\(index)"
-            if mkdir(directory, 0o755) != 0 && errno != EEXIST {
-                throw StartupFailure(description: "granary: cannot create \(directory): \(Errno(errno))")
-            }
-            let reactor = reactors[index % reactors.count]
-            let replication: Partition.Replication? = cluster.map { Self.replication(of: index, in: $0) }
-            let partition = try wait(on: reactor) { () async throws -> Partition in
-                try await Partition.open(
-                    index: index, directory: directory, reactor: reactor, options: options, replication: replication)
-            } failure: {
-                "granary: cannot open partition \(index) in \(directory): \($0)"
-            }
-            partitions.append(partition)
-        }
+        let opened = try openPartitions(
+            configuration: configuration, reactors: reactors, count: partitionCount, cluster: cluster)
         let cores = reactors.map { CoreTables(reactor: $0) }
-        let opened = partitions
         let local = LocalPartitions(opened, map: PartitionMap(count: placed))
         let home = reactors[0]
         var transport: any PartitionTransport = local
@@ -164,6 +145,33 @@ public final class Node: Sendable {
             }
         }
         return services
+    }
+
+    /// Opens (recovering) each partition on its core: alone, or as a member of its group.
+    private static func openPartitions(
+        configuration: NodeConfiguration, reactors: [Reactor], count: Int, cluster: Cluster?
+    ) throws -> [Partition] {
+        var storeOptions = ReplicaStore<ReactorStorage>.Options(
+            memoryBudgetBytes: max(16 << 20, configuration.memoryBytes / count))
+        storeOptions.log.segmentBytes = configuration.logSegmentBytes
+        let options = storeOptions
+        var partitions: [Partition] = []
+        for index in 0..<count {
+            let directory = "\(configuration.dataDirectory)/partition-\(index)"
+            if mkdir(directory, 0o755) != 0 && errno != EEXIST {
+                throw StartupFailure(description: "granary: cannot create \(directory): \(Errno(errno))")
+            }
+            let reactor = reactors[index % reactors.count]
+            let replication: Partition.Replication? = cluster.map { Self.replication(of: index, in: $0) }
+            let partition = try wait(on: reactor) { () async throws -> Partition in
+                try await Partition.open(
+                    index: index, directory: directory, reactor: reactor, options: options, replication: replication)
+            } failure: {
+                "granary: cannot open partition \(index) in \(directory): \($0)"
+            }
+            partitions.append(partition)
+        }
+        return partitions
     }
 
     /// Runs `body` until it succeeds; alone, once. In a cluster, an error that says no
