@@ -86,6 +86,10 @@ public final class PeerNetwork: @unchecked Sendable {
     public func send(kind: UInt8, payload: [UInt8], to peer: UInt32) -> Bool {
         precondition(reactor.isOwnerThread, "the peer network runs on its reactor")
         precondition(kind < Frame.userKindsEnd, "frame kinds from \(Frame.userKindsEnd) are the handshake's")
+        guard payload.count <= Frame.payloadBytesMax else {
+            logger.error("a frame of \(payload.count) bytes for peer \(peer) exceeds the limit: not sent")
+            return false
+        }
         guard let link = links[peer], link.connected.load(ordering: .relaxed),
             link.queue.count + Frame.headerBytes + payload.count <= sendQueueBytesMax
         else {
