@@ -210,11 +210,10 @@ extension PartitionTransport {
 
 extension PartitionRequest {
     /// Whether only the partition's leader may answer it: writes, a transaction's steps,
-    /// strongly consistent reads and the node's own records. Statistics may come from any
-    /// replica (DynamoDB's counts are approximate too).
+    /// strongly consistent reads, the node's own records, and the item counts (which
+    /// the leader keeps as it writes).
     public var needsLeader: Bool {
         switch self {
-        case .statistics: false
         case .get(_, let consistent): consistent
         case .readRange(let read): read.consistent
         default: true

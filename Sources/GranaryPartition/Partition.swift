@@ -181,10 +181,19 @@ public actor Partition {
         guard let driver, let clock else { return }
         var untilTransfer = ReplicaClock.transferTicks
         var transferTicks = ReplicaClock.transferTicks
+        var leads = false
         while await driver.failure == nil {
             do { try await reactor.sleep(for: clock.tick) } catch { return }
             if clock.closed { return }
             await clock.catchUp(driver)
+            // A new leader counts the items again: the counts are kept by the leader's
+            // writes, and other leaders wrote since this replica last counted.
+            let leadsNow = await driver.replica.role == .leader
+            if leadsNow && !leads {
+                statistics = [:]
+                try? await countItems()
+            }
+            leads = leadsNow
             // A leader that is not the preferred one hands over to it when it is
             // reachable, less often each time it fails to take over (it may be paused).
             untilTransfer -= 1

@@ -30,6 +30,7 @@ public actor Catalog {
     /// Held by a change (and a refresh) from its first read to its broadcast, so that
     /// changes run one at a time and a refresh never drops one in progress.
     private let changing = FIFOLocks<Int>()
+    private var lastRead = ContinuousClock.now
 
     /// Bounds of DynamoDB's default account quota.
     public static let tablesMax = 2500
@@ -73,14 +74,18 @@ public actor Catalog {
     /// Reads the catalog again, for the changes other nodes of a cluster made (every node
     /// keeps its copy; the records live in partition 0's replicated group), and copies it
     /// to every core if it changed.
-    public func refresh() async throws(DynamoError) {
+    /// Reads it again unless it was read within `age` (so that requests naming unknown
+    /// tables cost at most one read per `age`, however many arrive).
+    public func refresh(ifOlderThan age: Duration = .zero) async throws(DynamoError) {
         await changing.acquire(0)
         defer { changing.release(0) }
+        guard ContinuousClock.now - lastRead >= age else { return }
         try await reload()
     }
 
     private func reload() async throws(DynamoError) {
         let (stored, storedNextID) = try await Self.read(over: transport)
+        lastRead = .now
         nextID = max(nextID, storedNextID)
         guard stored.mapValues(\.catalogJSON) != tables.mapValues(\.catalogJSON) else { return }
         tables = stored

@@ -96,6 +96,7 @@ public final class DynamoService: Sendable {
         let operation = String(target.dropFirst(Self.targetPrefix.count))
         let json: JSON
         if let parsed = request.parsedBody as? JSON { json = parsed } else { json = try parseBody(request) }
+        if clusterStatus != nil { await learnTables(named: json) }
         let fields = try RequestFields(json)
         try fields.refuseMixedParameters()
         let result: JSON
@@ -133,6 +134,18 @@ public final class DynamoService: Sendable {
     }
 
     // MARK: Shared helpers
+
+    /// In a cluster, other nodes create tables too: a request that names a table this
+    /// core does not know reads the catalog again (at most every 50 ms) before it is
+    /// answered, so that a table created through one node is never "not found" at another.
+    private func learnTables(named json: JSON) async {
+        guard case .object(let members) = json else { return }
+        var names: [String] = []
+        if case .string(let name)? = members["TableName"] { names.append(name) }
+        if case .object(let items)? = members["RequestItems"] { names += items.keys.prefix(100) }
+        guard names.contains(where: { tables.tables[$0] == nil }) else { return }
+        try? await catalog.refresh(ifOlderThan: .milliseconds(50))
+    }
 
     /// The table named in the request, from this core's copy of the catalog.
     func table(_ fields: RequestFields) throws(DynamoError) -> TableInfo {
