@@ -30,7 +30,9 @@ public actor Catalog {
     /// Held by a change (and a refresh) from its first read to its broadcast, so that
     /// changes run one at a time and a refresh never drops one in progress.
     private let changing = FIFOLocks<Int>()
-    private var lastRead = ContinuousClock.now
+    /// When the last read of the stored catalog began (a read sees every change made
+    /// before it began).
+    private var lastReadBegan = ContinuousClock.now
 
     /// Bounds of DynamoDB's default account quota.
     public static let tablesMax = 2500
@@ -74,18 +76,20 @@ public actor Catalog {
     /// Reads the catalog again, for the changes other nodes of a cluster made (every node
     /// keeps its copy; the records live in partition 0's replicated group), and copies it
     /// to every core if it changed.
-    /// Reads it again unless it was read within `age` (so that requests naming unknown
-    /// tables cost at most one read per `age`, however many arrive).
-    public func refresh(ifOlderThan age: Duration = .zero) async throws(DynamoError) {
+    /// Reads it again unless a read began at or after `since` (so that the requests naming
+    /// unknown tables that arrive during one read share the next: at most one read runs at
+    /// a time, however many arrive, and each sees every table created before it arrived).
+    public func refresh(since: ContinuousClock.Instant = .now) async throws(DynamoError) {
         await changing.acquire(0)
         defer { changing.release(0) }
-        guard ContinuousClock.now - lastRead >= age else { return }
+        guard lastReadBegan < since else { return }
         try await reload()
     }
 
     private func reload() async throws(DynamoError) {
+        let began = ContinuousClock.now
         let (stored, storedNextID) = try await Self.read(over: transport)
-        lastRead = .now
+        lastReadBegan = began
         nextID = max(nextID, storedNextID)
         guard stored.mapValues(\.catalogJSON) != tables.mapValues(\.catalogJSON) else { return }
         tables = stored

@@ -136,15 +136,23 @@ public final class DynamoService: Sendable {
     // MARK: Shared helpers
 
     /// In a cluster, other nodes create tables too: a request that names a table this
-    /// core does not know reads the catalog again (at most every 50 ms) before it is
-    /// answered, so that a table created through one node is never "not found" at another.
+    /// core does not know reads the catalog again (a read begun after the request
+    /// arrived, shared by the requests waiting for it) before it is answered, so that a
+    /// table created through one node is never "not found" at another.
     private func learnTables(named json: JSON) async {
         guard case .object(let members) = json else { return }
         var names: [String] = []
         if case .string(let name)? = members["TableName"] { names.append(name) }
         if case .object(let items)? = members["RequestItems"] { names += items.keys.prefix(100) }
+        if case .array(let actions)? = members["TransactItems"] {
+            for case .object(let action) in actions.prefix(100) {
+                for case .object(let operation) in action.values {
+                    if case .string(let name)? = operation["TableName"] { names.append(name) }
+                }
+            }
+        }
         guard names.contains(where: { tables.tables[$0] == nil }) else { return }
-        try? await catalog.refresh(ifOlderThan: .milliseconds(50))
+        try? await catalog.refresh(since: .now)
     }
 
     /// The table named in the request, from this core's copy of the catalog.
