@@ -45,17 +45,34 @@ extension Reactor {
         }
     }
 
-    /// Connects a new TCP socket to `address`; returns its descriptor.
-    public func connect(to address: SocketAddress) async throws(Errno) -> Int32 {
+    /// Connects a new TCP socket to `address`; returns its descriptor. With a `timeout`, a
+    /// connection not made within it fails with ECANCELED (an unanswered SYN otherwise
+    /// waits out the kernel's retries, minutes). With `unacknowledgedTimeout`, the
+    /// connection fails once sent data goes unacknowledged that long (TCP_USER_TIMEOUT),
+    /// rather than after the kernel's retransmissions, a quarter of an hour.
+    public func connect(
+        to address: SocketAddress, timeout: Duration? = nil, unacknowledgedTimeout: Duration? = nil
+    ) async throws(Errno) -> Int32 {
         let socket = try systemCall("socket") {
             Glibc.socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         }
         var noDelay: Int32 = 1
         _ = setsockopt(socket, Int32(IPPROTO_TCP), TCP_NODELAY, &noDelay, socklen_t(MemoryLayout<Int32>.size))
-        let completion = await perform { sqe, scratch in
+        if let unacknowledgedTimeout {
+            var milliseconds = UInt32(unacknowledgedTimeout / .milliseconds(1))
+            _ = setsockopt(
+                socket, Int32(IPPROTO_TCP), TCP_USER_TIMEOUT, &milliseconds, socklen_t(MemoryLayout<UInt32>.size))
+        }
+        let prepare = { (sqe: UnsafeMutablePointer<io_uring_sqe>, scratch: UnsafeMutableRawPointer) in
             // The kernel copies the address when it takes the submission, after we return.
             let length = address.copy(to: scratch, capacity: OperationTable.scratchBytes - 16)
             io_uring_prep_connect(sqe, socket, scratch.assumingMemoryBound(to: sockaddr.self), length)
+        }
+        let completion: Completion
+        if let timeout {
+            completion = await perform(timeout: timeout, prepare)
+        } else {
+            completion = await perform(prepare)
         }
         if completion.result < 0 {
             Glibc.close(socket)

@@ -15,6 +15,9 @@ public enum Frame {
     static let hello: UInt8 = 0xF0
     static let welcome: UInt8 = 0xF1
     static let proof: UInt8 = 0xF2
+    /// Sent on an idle connection, so that the other side can tell a quiet peer from a
+    /// lost one.
+    static let keepalive: UInt8 = 0xF3
 
     /// Appends one frame to `buffer`.
     public static func append(kind: UInt8, payload: [UInt8], to buffer: inout [UInt8]) {

@@ -17,6 +17,11 @@ import Logging
 /// so, and while a peer is unreachable nothing is queued for it. Replication tolerates the
 /// loss (it resends); a forwarded request fails at once instead of waiting.
 ///
+/// A lost peer is noticed in seconds, not the kernel's minutes: a dial gives up after
+/// `connectTimeout`, a connection whose sent data goes unacknowledged for
+/// `unacknowledgedTimeout` fails, and a connection that brings nothing for `idleTimeout`
+/// is closed (an idle dialer sends a keepalive frame every `keepaliveInterval`).
+///
 /// Everything here runs on `reactor`'s thread (hence @unchecked Sendable): call `send`
 /// there, and the handler is called there.
 public final class PeerNetwork: @unchecked Sendable {
@@ -36,6 +41,10 @@ public final class PeerNetwork: @unchecked Sendable {
     private var handshaking = 0
     static let handshakingMax = 64
     static let handshakeTimeout = Duration.seconds(5)
+    static let connectTimeout = Duration.seconds(1)
+    static let unacknowledgedTimeout = Duration.seconds(3)
+    static let keepaliveInterval = Duration.milliseconds(500)
+    static let idleTimeout = Duration.seconds(3)
 
     /// The connection this node dialed to one peer, and what waits to go out on it.
     final class Link: @unchecked Sendable {  // touched on the reactor only
@@ -45,6 +54,8 @@ public final class PeerNetwork: @unchecked Sendable {
         /// Read from any core (`isConnected`), written on the reactor.
         let connected = ManagedAtomic(false)
         var writer: UnsafeContinuation<Void, Never>?
+        /// Whether nothing was sent since the keepalive ticker last looked.
+        var idle = false
         var dropped = 0
         /// Whether the peer's last handshake failed its proof (logged once, not per retry).
         var refusedUs = false
@@ -72,6 +83,21 @@ public final class PeerNetwork: @unchecked Sendable {
         self.listener = listener
         accept()
         for link in links.values { Task(executorPreference: reactor) { [self] in await dial(link) } }
+        Task(executorPreference: reactor) { [self] in await keepLinksAlive() }
+    }
+
+    /// Every `keepaliveInterval`, a keepalive frame on each connected link that sent
+    /// nothing since the last look.
+    private func keepLinksAlive() async {
+        while !stopped, (try? await reactor.sleep(for: Self.keepaliveInterval)) != nil {
+            for link in links.values where link.connected.load(ordering: .relaxed) {
+                if link.idle && link.queue.isEmpty {
+                    Frame.append(kind: Frame.keepalive, payload: [], to: &link.queue)
+                    link.writer.take()?.resume()
+                }
+                link.idle = true
+            }
+        }
     }
 
     /// Stops dialing and accepting; connections end as the reactor stops.
@@ -112,7 +138,9 @@ public final class PeerNetwork: @unchecked Sendable {
     private func dial(_ link: Link) async {
         var backoff = Duration.milliseconds(20)
         while !stopped {
-            if let socket = try? await reactor.connect(to: link.address) {
+            if let socket = try? await reactor.connect(
+                to: link.address, timeout: Self.connectTimeout, unacknowledgedTimeout: Self.unacknowledgedTimeout)
+            {
                 if await introduce(socket, to: link.peer) {
                     link.connected.store(true, ordering: .relaxed)
                     backoff = .milliseconds(20)
@@ -170,6 +198,7 @@ public final class PeerNetwork: @unchecked Sendable {
             }
             let batch = link.queue
             link.queue = []
+            link.idle = false
             do { try await write(batch, to: socket) } catch { return }
         }
     }
@@ -219,9 +248,9 @@ public final class PeerNetwork: @unchecked Sendable {
         reader.payloadBytesMax = Frame.payloadBytesMax
         while !stopped {
             do {
-                guard let (kind, payload) = try await reader.next(timeout: nil), kind < Frame.userKindsEnd else {
-                    return
-                }
+                guard let (kind, payload) = try await reader.next(timeout: Self.idleTimeout) else { return }
+                if kind == Frame.keepalive { continue }
+                guard kind < Frame.userKindsEnd else { return }
                 handler(peer, kind, payload)
             } catch {
                 if case .frame(let problem) = error {

@@ -1,8 +1,10 @@
 """Jepsen's method on real processes: clients record a history of reads, writes and
-conditional writes through every node while a nemesis kills (-9) and restarts nodes and
-pauses them (SIGSTOP/SIGCONT, longer than a lease); then the faults heal, the history is
-checked for linearizability, and every acknowledged write is read back through every
-node. Used by test_cluster_faults.py (short) and tools/cluster-faults (long)."""
+conditional writes through every node while a nemesis kills (-9) and restarts nodes,
+pauses them (SIGSTOP/SIGCONT, longer than a lease) and, with the nodes in network
+namespaces, cuts links (a node isolated, a one-way cut, a "bridge" where two nodes lose
+each other but both still reach the third); then the faults heal, the history is checked
+for linearizability, and every acknowledged write is read back through every node. Used
+by test_cluster_faults.py (short) and tools/cluster-faults (long)."""
 import json
 import os
 import random
@@ -14,15 +16,36 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 from cluster_process import Cluster  # noqa: E402
 from granary_process import LOAD_BINARY, fresh_data_dir  # noqa: E402
+from netns import Network  # noqa: E402
+
+PROCESS_FAULTS = ("kill", "pause")
+NETWORK_FAULTS = ("isolate", "one-way", "bridge")
 
 
-def nemesis(cluster, until, rng, log):
-    """Faults one node at a time, so a quorum always remains: kill -9 and restart, or a
-    pause longer than the lease."""
+def nemesis(cluster, until, rng, log, kinds):
+    """Faults one node at a time, so a quorum always remains (a bridge leaves a node that
+    reaches both others): kill -9 and restart, a pause longer than the lease, or a cut."""
     while time.monotonic() < until - 4:
         victim = rng.choice(cluster.ids)
-        fault = rng.choice(["kill", "pause"])
-        if fault == "kill":
+        fault = rng.choice(kinds)
+        if fault in NETWORK_FAULTS:
+            others = [n for n in cluster.ids if n != victim]
+            if fault == "isolate":
+                cluster.network.isolate(victim)
+            elif fault == "one-way":
+                for other in others:
+                    if rng.random() < 0.5:
+                        cluster.network.cut(victim, other)
+                    else:
+                        cluster.network.cut(other, victim)
+            else:
+                cluster.network.cut(victim, others[0])
+                cluster.network.cut(others[0], victim)
+            log.append((fault, victim, time.monotonic()))
+            time.sleep(rng.uniform(1, 4))
+            cluster.network.heal()
+            log.append(("heal", victim, time.monotonic()))
+        elif fault == "kill":
             cluster.kill(victim)
             log.append(("kill", victim, time.monotonic()))
             time.sleep(rng.uniform(0.5, 3))
@@ -38,11 +61,20 @@ def nemesis(cluster, until, rng, log):
         time.sleep(rng.uniform(0.5, 2))
 
 
-def run(seconds, seed=1, extra_args=(), keys=50, concurrency=6):
-    """Runs the clients and the nemesis for `seconds`; returns (check exit code, its output,
-    the faults, the run's summary)."""
+def run(seconds, seed=1, extra_args=(), keys=50, concurrency=6, kinds=PROCESS_FAULTS):
+    """Runs the clients and the nemesis (faults of `kinds`) for `seconds`; returns (check
+    exit code, its output, the faults, the run's summary)."""
     rng = random.Random(seed)
-    cluster = Cluster(3, extra_args=extra_args).wait_ready()
+    network = Network(3) if set(kinds) & set(NETWORK_FAULTS) else None
+    try:
+        return run_cluster(Cluster(3, extra_args=extra_args, network=network).wait_ready(60),
+                           seconds, rng, keys, concurrency, kinds)
+    finally:
+        if network:
+            network.close()
+
+
+def run_cluster(cluster, seconds, rng, keys, concurrency, kinds):
     history = os.path.join(fresh_data_dir(), "history.jsonl")
     faults = []
     try:
@@ -51,17 +83,20 @@ def run(seconds, seed=1, extra_args=(), keys=50, concurrency=6):
             endpoints += ["--endpoint", cluster.nodes[n].endpoint]
         clients = subprocess.Popen(
             [LOAD_BINARY, "registers", *endpoints, "--history", history, "--duration", f"{seconds}s",
-             "--keys", str(keys), "--concurrency", str(concurrency), "--seed", str(seed)],
+             "--keys", str(keys), "--concurrency", str(concurrency), "--seed", str(rng.randrange(1 << 30))],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(2)  # the table exists on every node
-        nemesis(cluster, time.monotonic() + seconds - 2, rng, faults)
+        nemesis(cluster, time.monotonic() + seconds - 2, rng, faults, kinds)
         summary, errors = clients.communicate(timeout=seconds + 120)
         assert clients.returncode == 0, errors
         # Healed: every node is up (resume anything paused, restart anything killed).
+        if cluster.network:
+            cluster.network.heal()
         for n in cluster.ids:
             cluster.nodes[n].process.send_signal(signal.SIGCONT)
             if cluster.nodes[n].process.poll() is not None:
                 cluster.start(n).wait_ready(60)
+        print(f"clients done; checking {history}", file=sys.stderr, flush=True)
         check = subprocess.run([LOAD_BINARY, "check-history", history], capture_output=True, text=True, timeout=600)
         read_back(cluster, history)
         return check.returncode, check.stdout, faults, summary
@@ -108,7 +143,8 @@ def read_back(cluster, history):
 
 if __name__ == "__main__":
     seconds = int(sys.argv[1]) if len(sys.argv) > 1 else 3600
-    code, output, faults, summary = run(seconds, seed=int(time.time()))
+    kinds = PROCESS_FAULTS + (NETWORK_FAULTS if os.geteuid() == 0 else ())
+    code, output, faults, summary = run(seconds, seed=int(time.time()), kinds=kinds)
     print(summary.strip())
     print(f"{len(faults)} fault events:", ", ".join(f"{kind} {node}" for kind, node, _ in faults))
     print(output.strip()[:4000])

@@ -1,4 +1,5 @@
-"""Starts real `granary serve` processes as the members of one cluster, on loopback."""
+"""Starts real `granary serve` processes as the members of one cluster, on loopback or each
+in a network namespace of its own (netns.Network), where the test can cut links."""
 import os
 import time
 import uuid
@@ -10,16 +11,23 @@ from granary_process import Granary, free_port, fresh_data_dir
 
 class Cluster:
     """N nodes of one cluster, each a `Granary` with its own data directory, pinned
-    round-robin to the CPUs this process may use."""
+    round-robin to the CPUs this process may use. With `network`, node n runs in its
+    namespace at its address (with a cluster secret: its peer port is not on loopback)."""
 
-    def __init__(self, count=3, log_only=(), secret_file=None, extra_args=()):
+    def __init__(self, count=3, log_only=(), secret_file=None, extra_args=(), network=None):
         self.ids = list(range(1, count + 1))
-        self.peer_ports = {n: free_port() for n in self.ids}
-        self.api_ports = {n: free_port() for n in self.ids}
+        self.network = network
+        self.hosts = {n: network.host(n) if network else "127.0.0.1" for n in self.ids}
+        self.peer_ports = {n: 7000 if network else free_port() for n in self.ids}
+        self.api_ports = {n: 8000 if network else free_port() for n in self.ids}
         self.data_dirs = {n: fresh_data_dir() for n in self.ids}
         self.cluster_id = "test-" + uuid.uuid4().hex[:8]
         self.peers = ",".join(
-            f"{n}=127.0.0.1:{self.peer_ports[n]}" + ("/log-only" if n in log_only else "") for n in self.ids)
+            f"{n}={self.hosts[n]}:{self.peer_ports[n]}" + ("/log-only" if n in log_only else "") for n in self.ids)
+        if network and not secret_file:
+            secret_file = os.path.join(self.data_dirs[1], "..", f"{self.cluster_id}.secret")
+            with open(secret_file, "w") as output:
+                output.write(uuid.uuid4().hex + uuid.uuid4().hex)
         self.secret_file = secret_file
         self.extra_args = list(extra_args)
         cpus = sorted(os.sched_getaffinity(0))
@@ -29,14 +37,15 @@ class Cluster:
             self.start(n)
 
     def args(self, n):
-        args = ["--node-id", str(n), "--peer-listen", f"127.0.0.1:{self.peer_ports[n]}", "--peers", self.peers,
+        args = ["--node-id", str(n), "--peer-listen", f"{self.hosts[n]}:{self.peer_ports[n]}", "--peers", self.peers,
                 "--cluster-id", self.cluster_id, "--cores", str(self.cpus[n]), "--memory", "64M", *self.extra_args]
         if self.secret_file:
             args += ["--cluster-secret-file", self.secret_file]
         return args
 
     def start(self, n):
-        self.nodes[n] = Granary(data_dir=self.data_dirs[n], port=self.api_ports[n], extra_args=self.args(n))
+        self.nodes[n] = Granary(data_dir=self.data_dirs[n], port=self.api_ports[n], extra_args=self.args(n),
+                                host=self.hosts[n], prefix=self.network.prefix(n) if self.network else ())
         return self.nodes[n]
 
     def wait_ready(self, timeout=60.0):

@@ -28,15 +28,16 @@ def fresh_data_dir():
 
 
 class Granary:
-    """One `granary serve` process on a free loopback port."""
+    """One `granary serve` process on a free loopback port (or on `host`, with the command
+    run under `prefix`, such as a network namespace's `ip netns exec`)."""
 
-    def __init__(self, data_dir=None, extra_args=(), preexec_fn=None, port=None):
+    def __init__(self, data_dir=None, extra_args=(), preexec_fn=None, port=None, host="127.0.0.1", prefix=()):
         self.port = port or free_port()
         self.data_dir = data_dir or fresh_data_dir()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.endpoint = f"http://{host}:{self.port}"
         # Small log segments: every start preallocates one per partition, and the suite
         # starts many nodes.
-        self.args = [BINARY, "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir,
+        self.args = [*prefix, BINARY, "serve", "--listen", f"{host}:{self.port}", "--data-dir", self.data_dir,
                      "--log-segment-bytes", "4M", *extra_args]
         self.process = subprocess.Popen(
             self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn

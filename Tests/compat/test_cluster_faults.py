@@ -2,13 +2,21 @@
 catches a deliberately broken build."""
 import pytest
 
-from cluster_faults import run
+from cluster_faults import NETWORK_FAULTS, PROCESS_FAULTS, run
 
 
 def test_history_stays_linearizable_under_kills_and_pauses():
     code, output, faults, summary = run(40, seed=7)
     kinds = [kind for kind, _, _ in faults]
     assert kinds.count("kill") + kinds.count("pause") >= 4, faults
+    assert code == 0, output[-4000:]
+    assert "linearizable" in output and "NOT" not in output
+
+
+def test_history_stays_linearizable_under_network_partitions():
+    code, output, faults, summary = run(40, seed=11, kinds=NETWORK_FAULTS + PROCESS_FAULTS)
+    kinds = [kind for kind, _, _ in faults]
+    assert sum(kinds.count(kind) for kind in NETWORK_FAULTS) >= 3, faults
     assert code == 0, output[-4000:]
     assert "linearizable" in output and "NOT" not in output
 
