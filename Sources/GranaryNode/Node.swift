@@ -55,7 +55,8 @@ public final class Node: Sendable {
         let (partitionCount, placed) = try Self.partitionLayout(
             in: configuration.dataDirectory, default: configuration.cluster?.partitions ?? configuration.cpus.count)
         do {
-            group = try ReactorGroup(cpus: configuration.cpus.map { $0 })
+            group = try ReactorGroup(
+                cpus: configuration.cpus.map { $0 }, pollsWhenIdle: configuration.pollsWhenIdle)
         } catch {
             throw StartupFailure(description: "granary: cannot start the reactors: \(error)")
         }

@@ -41,6 +41,13 @@ struct Serve: ParsableCommand {
     )
     var credentials: String?
 
+    @Flag(
+        name: .customLong("no-idle-poll"),
+        help:
+            "Sleep as soon as there is nothing to do, instead of polling for a moment first: for nodes that share CPUs with other busy processes, such as several nodes on one machine."
+    )
+    var noIdlePoll = false
+
     @Option(name: .customLong("log-segment-bytes"), help: .hidden)
     var logSegmentBytes: String = "64M"
 
@@ -121,6 +128,7 @@ struct Serve: ParsableCommand {
         }
 
         configuration.cluster = try clusterConfiguration()
+        configuration.pollsWhenIdle = !noIdlePoll
 
         // SIGINT and SIGTERM are blocked in every thread (reactors inherit the mask) and
         // taken here by sigwait, so a stop request is an ordinary return, not a handler.
