@@ -44,7 +44,8 @@ struct Serve: ParsableCommand {
     @Flag(
         name: .customLong("no-idle-poll"),
         help:
-            "Sleep as soon as there is nothing to do, instead of polling for a moment first: for nodes that share CPUs with other busy processes, such as several nodes on one machine."
+            "Sleep as soon as there is nothing to do, instead of polling for a moment first:"
+            + " for nodes that share CPUs with other busy processes, such as several nodes on one machine."
     )
     var noIdlePoll = false
 
