@@ -43,9 +43,9 @@ struct Serve: ParsableCommand {
 
     @Flag(
         name: .customLong("no-idle-poll"),
-        help:
+        help: ArgumentHelp(
             "Sleep as soon as there is nothing to do, instead of polling for a moment first:"
-            + " for nodes that share CPUs with other busy processes, such as several nodes on one machine."
+                + " for nodes that share CPUs with other busy processes, such as several nodes on one machine.")
     )
     var noIdlePoll = false
 
