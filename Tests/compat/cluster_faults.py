@@ -22,9 +22,10 @@ PROCESS_FAULTS = ("kill", "pause")
 NETWORK_FAULTS = ("isolate", "one-way", "bridge")
 
 
-def nemesis(cluster, until, rng, log, kinds):
+def nemesis(cluster, until, rng, log, kinds, cut_seconds):
     """Faults one node at a time, so a quorum always remains (a bridge leaves a node that
-    reaches both others): kill -9 and restart, a pause longer than the lease, or a cut."""
+    reaches both others): kill -9 and restart, a pause longer than the lease, or a cut
+    lasting a time drawn from `cut_seconds`."""
     while time.monotonic() < until - 4:
         victim = rng.choice(cluster.ids)
         fault = rng.choice(kinds)
@@ -42,7 +43,7 @@ def nemesis(cluster, until, rng, log, kinds):
                 cluster.network.cut(victim, others[0])
                 cluster.network.cut(others[0], victim)
             log.append((fault, victim, time.monotonic()))
-            time.sleep(rng.uniform(1, 4))
+            time.sleep(rng.uniform(*cut_seconds))
             cluster.network.heal()
             log.append(("heal", victim, time.monotonic()))
         elif fault == "kill":
@@ -61,20 +62,20 @@ def nemesis(cluster, until, rng, log, kinds):
         time.sleep(rng.uniform(0.5, 2))
 
 
-def run(seconds, seed=1, extra_args=(), keys=50, concurrency=6, kinds=PROCESS_FAULTS):
+def run(seconds, seed=1, extra_args=(), keys=50, concurrency=6, kinds=PROCESS_FAULTS, cut_seconds=(1, 4)):
     """Runs the clients and the nemesis (faults of `kinds`) for `seconds`; returns (check
     exit code, its output, the faults, the run's summary)."""
     rng = random.Random(seed)
     network = Network(3) if set(kinds) & set(NETWORK_FAULTS) else None
     try:
         return run_cluster(Cluster(3, extra_args=extra_args, network=network).wait_ready(60),
-                           seconds, rng, keys, concurrency, kinds)
+                           seconds, rng, keys, concurrency, kinds, cut_seconds)
     finally:
         if network:
             network.close()
 
 
-def run_cluster(cluster, seconds, rng, keys, concurrency, kinds):
+def run_cluster(cluster, seconds, rng, keys, concurrency, kinds, cut_seconds):
     history = os.path.join(fresh_data_dir(), "history.jsonl")
     faults = []
     try:
@@ -86,7 +87,7 @@ def run_cluster(cluster, seconds, rng, keys, concurrency, kinds):
              "--keys", str(keys), "--concurrency", str(concurrency), "--seed", str(rng.randrange(1 << 30))],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(2)  # the table exists on every node
-        nemesis(cluster, time.monotonic() + seconds - 2, rng, faults, kinds)
+        nemesis(cluster, time.monotonic() + seconds - 2, rng, faults, kinds, cut_seconds)
         summary, errors = clients.communicate(timeout=seconds + 120)
         assert clients.returncode == 0, errors
         # Healed: every node is up (resume anything paused, restart anything killed).

@@ -22,5 +22,11 @@ def test_history_stays_linearizable_under_network_partitions():
 
 
 def test_a_build_serving_strong_reads_at_followers_is_caught():
-    code, output, _, _ = run(20, seed=3, extra_args=["--unsafe-follower-reads"])
+    # Long isolations make the bug certain to show: an isolated node answers strong reads
+    # from its own replica while the other two accept writes, and its clients read again
+    # once their writes time out (5 s). Under kills, pauses and short cuts a follower lags
+    # a heartbeat at most, and a short run may miss it. More clients on fewer keys make
+    # stale reads certain within the run (six seeds out of six caught).
+    code, output, _, _ = run(20, seed=3, extra_args=["--unsafe-follower-reads"], kinds=("isolate",),
+                             cut_seconds=(7, 9), keys=10, concurrency=15)
     assert code == 1 and "NOT linearizable" in output, output[-4000:]
