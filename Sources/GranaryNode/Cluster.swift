@@ -73,7 +73,10 @@ public actor Cluster {
     static let callTimeout = Duration.seconds(10)
     static let callsMax = 65536
 
-    init(home: Reactor, configuration: ClusterConfiguration, clusterID: String, partitionCount: Int, logger: Logger) {
+    init(
+        home: Reactor, configuration: ClusterConfiguration, clusterID: String, partitionCount: Int,
+        dataDirectory: String, logger: Logger
+    ) {
         self.home = home
         self.configuration = configuration
         self.logger = logger
@@ -88,7 +91,9 @@ public actor Cluster {
                 secret: configuration.secret),
             peers: peers, logger: logger)
         self.network = network
-        links = (0..<partitionCount).map { ReplicaLink(partition: $0, home: home, network: network) }
+        links = (0..<partitionCount).map {
+            ReplicaLink(partition: $0, home: home, network: network, directory: "\(dataDirectory)/partition-\($0)")
+        }
     }
 
     /// Starts the peer network once the partitions are open. Call on the home core.
@@ -378,6 +383,7 @@ public actor Cluster {
             switch status.role {
             case .leader: role = "leader"
             case .candidate: role = "candidate"
+            case .follower where status.recovering: role = "recovering"
             case .follower: role = configuration.logOnly.contains(configuration.node) ? "log-only" : "follower"
             }
             var replica: [String: JSON] = [
@@ -412,11 +418,17 @@ final class ReplicaLink: ReplicaEnvironment, @unchecked Sendable {  // immutable
     let home: Reactor
     let network: PeerNetwork
 
-    init(partition: Int, home: Reactor, network: PeerNetwork) {
+    /// The partition's directory, where its recovery mark is.
+    let directory: String
+
+    init(partition: Int, home: Reactor, network: PeerNetwork, directory: String) {
         self.partition = partition
         self.home = home
         self.network = network
+        self.directory = directory
     }
+
+    func recovered(at: NodeID) { RecoveryMark.remove(in: directory) }
 
     func send(_ messages: [Envelope], from: NodeID) {
         var frames: [UInt32: WireWriter] = [:]

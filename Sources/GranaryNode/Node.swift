@@ -65,7 +65,7 @@ public final class Node: Sendable {
             cluster = Cluster(
                 home: group.reactors[0], configuration: clustered,
                 clusterID: try Self.storedClusterID(in: configuration.dataDirectory)!,
-                partitionCount: partitionCount, logger: logger)
+                partitionCount: partitionCount, dataDirectory: configuration.dataDirectory, logger: logger)
         }
         self.cluster = cluster
         do {
@@ -163,7 +163,9 @@ public final class Node: Sendable {
                 throw StartupFailure(description: "granary: cannot create \(directory): \(Errno(errno))")
             }
             let reactor = reactors[index % reactors.count]
-            let replication: Partition.Replication? = cluster.map { Self.replication(of: index, in: $0) }
+            var replicating: Partition.Replication? = cluster.map { Self.replication(of: index, in: $0) }
+            if replicating != nil { replicating!.configuration.recovering = try RecoveryMark.isRecovering(directory) }
+            let replication = replicating
             let partition = try wait(on: reactor) { () async throws -> Partition in
                 try await Partition.open(
                     index: index, directory: directory, reactor: reactor, options: options, replication: replication)

@@ -129,6 +129,12 @@ public struct WireWriter: Sendable {
         case .timeoutNow(let ballot):
             u8(8)
             self.ballot(ballot)
+        case .recoveryQuery:
+            u8(9)
+        case .recoveryStatus(let promised, let last):
+            u8(10)
+            ballot(promised)
+            u64(last)
         }
     }
 }
@@ -272,6 +278,11 @@ public struct WireReader: Sendable {
             }
         case 8:
             return ballot().map { .timeoutNow(ballot: $0) }
+        case 9:
+            return .recoveryQuery
+        case 10:
+            guard let promised = ballot(), let last = u64() else { return nil }
+            return .recoveryStatus(promised: promised, last: last)
         default:
             return nil
         }

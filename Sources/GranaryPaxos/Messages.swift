@@ -148,6 +148,11 @@ public enum Message: Hashable, Sendable {
     case leaderStatus(alive: Bool)
     /// Leadership transfer: the leader of `ballot` asks the recipient to run for leader now.
     case timeoutNow(ballot: Ballot)
+    /// From a replica that started without its disk: "what have you promised, and how far
+    /// does your log go?" (see `Replica.Recovery`).
+    case recoveryQuery
+    /// The answer: the highest ballot promised, and the last slot held (accepted or chosen).
+    case recoveryStatus(promised: Ballot, last: Slot)
 }
 
 /// A message with its sender and recipient.
@@ -183,9 +188,13 @@ public struct Ready: Sendable {
     public var messages: [Envelope] = []
     /// Chosen entries to apply, in slot order, each exactly once.
     public var committed: [Entry] = []
+    /// A replica that started without its disk has caught up: once the rest of this `Ready`
+    /// is persisted, the caller removes its mark of recovery (before sending the messages).
+    public var recovered = false
 
     public var isEmpty: Bool {
         promised == nil && snapshot == nil && chosen == nil && entries.isEmpty && messages.isEmpty && committed.isEmpty
+            && !recovered
     }
 }
 
@@ -221,6 +230,8 @@ extension Message: CustomStringConvertible {
         case .leaderQuery: return "leader?"
         case .leaderStatus(let alive): return alive ? "leader alive" : "no leader"
         case .timeoutNow(let ballot): return "timeout-now \(ballot)"
+        case .recoveryQuery: return "recovering: promised? last slot?"
+        case .recoveryStatus(let promised, let last): return "recovery status promised \(promised) last \(last)"
         }
     }
 }

@@ -32,11 +32,11 @@ extension Replica {
         resetElectionTimer()
     }
 
-    /// Log-only replicas never lead; nor does a replica the log has not made a voter (in the
-    /// chosen membership or a pending one: a stale change may remove it, and still it must run
-    /// if the replicas that could otherwise are gone).
+    /// Log-only replicas never lead, nor do recovering ones; nor does a replica the log has
+    /// not made a voter (in the chosen membership or a pending one: a stale change may remove
+    /// it, and still it must run if the replicas that could otherwise are gone).
     var mayRunForLeader: Bool {
-        !configuration.isLogOnly && currentMemberships.contains { $0.canLead(id) }
+        !configuration.isLogOnly && recovery == nil && currentMemberships.contains { $0.canLead(id) }
     }
 
     /// The election timer fired: ask the peers whether they hear a leader; a quorum of

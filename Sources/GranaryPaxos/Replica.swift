@@ -58,6 +58,12 @@ public struct Replica: Sendable {
         /// A log-only replica drops its log up to the slot every full replica knows chosen,
         /// once that is this many slots past where its log starts.
         public var logOnlyCompactionSlots: Slot = 32
+        /// The replica starts without its disk, or after a crash during such a start: it
+        /// recovers before it votes (see `Recovery`).
+        public var recovering = false
+        /// Off only in tests that show the checks catch a recovering replica that trusts a
+        /// quorum's answers.
+        public var recoveryAsksEveryVoter = true
         /// Off only in tests that show the checks catch a leader serving reads at once.
         public var newLeaderWaitsOutOldLease = true
         /// Seeds the election-timeout draws (the caller owns randomness).
@@ -108,6 +114,8 @@ public struct Replica: Sendable {
     var ticksSinceLeader: UInt64 = 0
     /// While asking peers whether a leader is alive: who said "no leader" (self included).
     var noLeaderVotes: Set<NodeID>?
+    /// Set while a replica that started without its disk catches up (see `Recovery`).
+    var recovery: Recovery?
 
     // Candidate state.
     var promises: [NodeID: [Entry]] = [:]
@@ -141,6 +149,7 @@ public struct Replica: Sendable {
     var unpersistedSnapshot: Snapshot?
     var restoreSnapshot = false
     var chosenChanged = false
+    var recoveredUnpersisted = false
 
     /// A replica starting (or restarting) with what it had on disk. The caller restores its
     /// state machine from `durable.snapshot` (if any) before applying what `ready` hands out.
@@ -160,6 +169,10 @@ public struct Replica: Sendable {
         random = SeededRandom(seed: configuration.seed ^ (UInt64(configuration.id) &* 0x9E37_79B9_7F4A_7C15))
         mayLeadAt = UInt64(configuration.leaseTicks)
         resetElectionTimer()
+        if configuration.recovering {
+            recovery = .asking([:])
+            concludeAskingIfAnswered()  // a group of one has no one to ask
+        }
     }
 
     // MARK: Inputs
@@ -182,6 +195,7 @@ public struct Replica: Sendable {
                 for peer in peers { sendAppend(to: peer, resend: true) }
             }
         case .follower, .candidate:
+            if isAskingToRecover && (now - 1) % UInt64(configuration.heartbeatTicks) == 0 { askToRecover() }
             ticksSinceLeader += 1
             electionElapsed += 1
             if electionElapsed >= electionTimeout { askWhetherLeaderIsAlive() }
@@ -237,8 +251,18 @@ public struct Replica: Sendable {
     /// Handles a message from another replica.
     public mutating func step(_ envelope: Envelope) {
         guard envelope.to == id, envelope.from != id else { return }
+        defer { finishRecoveryIfCaughtUp() }
+        if isAskingToRecover {
+            // It may have forgotten a promise: it follows no one until it knows the ballots.
+            switch envelope.message {
+            case .recoveryQuery, .recoveryStatus, .leaderQuery: break
+            default: return
+            }
+        }
         switch envelope.message {
         case .prepare(let ballot, let fromSlot):
+            // A recovering replica makes no promise: its report of what it accepted is not whole.
+            if isRecovering { return noteRound(ballot.round) }
             handlePrepare(ballot, fromSlot: fromSlot, from: envelope.from)
         case .promise(let ballot, let accepted, let snapshot):
             handlePromise(ballot, accepted: accepted, snapshot: snapshot, from: envelope.from)
@@ -275,6 +299,10 @@ public struct Replica: Sendable {
                 return
             }
             startElection()
+        case .recoveryQuery:
+            answerRecoveryQuery(from: envelope.from)
+        case .recoveryStatus(let promised, let last):
+            handleRecoveryStatus(promised: promised, last: last, from: envelope.from)
         }
     }
 
@@ -282,7 +310,7 @@ public struct Replica: Sendable {
 
     public var hasReady: Bool {
         promisedChanged || chosenChanged || unpersistedSnapshot != nil || !unpersisted.isEmpty || !outbox.isEmpty
-            || chosen > applied
+            || chosen > applied || recoveredUnpersisted
             || (role == .leader && hasEntriesToSend)
     }
 
@@ -306,6 +334,7 @@ public struct Replica: Sendable {
         ready.restoreSnapshot = restoreSnapshot
         ready.entries = unpersisted.values.sorted { $0.slot < $1.slot }
         if chosenChanged { ready.chosen = chosen }
+        ready.recovered = recoveredUnpersisted
         ready.messages = outbox
         if chosen > applied && !configuration.isLogOnly {
             ready.committed = (applied + 1...chosen).map { durable.log[$0]! }
@@ -316,6 +345,7 @@ public struct Replica: Sendable {
     /// The caller persisted, sent and applied what `ready` returned.
     public mutating func advance(_ ready: Ready) {
         promisedChanged = false
+        if ready.recovered { recoveredUnpersisted = false }
         if ready.chosen == chosen { chosenChanged = false }
         // By slot: a snapshot's data may be large, and a newer one has a higher slot.
         if let snapshot = ready.snapshot, snapshot.slot == unpersistedSnapshot?.slot {

@@ -10,11 +10,15 @@ public protocol ReplicaEnvironment: AnyObject, Sendable {
     func applied(_ entry: Entry, at: NodeID)
     /// The replica's tree was replaced by a snapshot through `slot`, sent by the leader.
     func restored(through slot: Slot, at: NodeID) async
+    /// A replica that started without its disk has caught up, and that is on disk: remove
+    /// the mark that makes it start recovering (`Replica.Configuration.recovering`).
+    func recovered(at: NodeID)
 }
 
 extension ReplicaEnvironment {
     public func applied(_ entry: Entry, at: NodeID) {}
     public func restored(through slot: Slot, at: NodeID) async {}
+    public func recovered(at: NodeID) {}
 }
 
 /// One replica of a replication group: the Paxos core (`Replica`) driving a `ReplicaStore`.
@@ -182,12 +186,14 @@ public actor ReplicationDriver<S: Storage & Sendable> {
         public var chosen: Slot
         public var applied: Slot
         public var failure: String?
+        /// It started without its disk and has not caught up (`Replica.Recovery`).
+        public var recovering: Bool
     }
 
     public var status: Status {
         Status(
             role: replica.role, leader: replica.leader, promised: replica.promised, chosen: replica.chosen,
-            applied: treeApplied, failure: failure?.description)
+            applied: treeApplied, failure: failure?.description, recovering: replica.isRecovering)
     }
 
     // MARK: Inputs
@@ -328,6 +334,7 @@ public actor ReplicationDriver<S: Storage & Sendable> {
             if let failure { throw failure }
             if options.sendsBeforePersisting { environment?.send(try await withImages(ready.messages), from: id) }
             try await persist(ready)
+            if ready.recovered { environment?.recovered(at: id) }
             if !options.sendsBeforePersisting { environment?.send(try await withImages(ready.messages), from: id) }
             if !ready.committed.isEmpty {
                 if toApply.count >= Self.toApplyMax { await appliedAll() }

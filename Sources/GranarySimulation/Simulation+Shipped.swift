@@ -194,6 +194,8 @@ extension Simulation: ReplicaEnvironment {
         adoptTree(await Simulation.treeValues(store), at: id, through: slot)
     }
 
+    public func recovered(at id: NodeID) { nodes[Int(id)].recovering = false }
+
     /// A strong read's value at a replica that may serve one (from its tree, when shipped):
     /// the key's value or nil if it has none; nil outside if the tree failed the read.
     func readValue(_ key: UInt64, at id: NodeID) -> UInt64?? {

@@ -37,6 +37,10 @@ public struct FaultProfile: Sendable {
     public var transfer = 0.005
     /// Per tick: the operator adds a fresh replica or removes one (retiring it for good).
     public var reconfigure = 0.003
+    /// Per restart: the node comes back with an empty disk (a replaced drive) and recovers
+    /// before it votes (`Replica.Recovery`). Only with a fixed membership, as in a cluster
+    /// (a recovering replica asks the founding voters).
+    public var amnesia = 0.0
 
     public init() {}
     public static let none: FaultProfile = {
@@ -58,6 +62,8 @@ public struct SimulationReport: Sendable, CustomStringConvertible {
     public var chosenSlots = 0
     public var messages = 0
     public var crashes = 0
+    /// Restarts with an empty disk (`FaultProfile.amnesia`).
+    public var amnesias = 0
     public var snapshotsSent = 0
     public var membershipChanges = 0
     public var diskErrors = 0
@@ -77,7 +83,7 @@ public struct SimulationReport: Sendable, CustomStringConvertible {
     public var description: String {
         var text =
             "seed \(seed): \(ticks) ticks, \(proposed) proposed, \(acknowledged) acknowledged, \(chosenSlots) slots chosen, "
-            + "\(messages) messages, \(crashes) crashes, \(diskErrors) disk errors, \(snapshotsSent) snapshots sent, \(membershipChanges) membership changes, "
+            + "\(messages) messages, \(crashes) crashes\(amnesias > 0 ? " (\(amnesias) restarted with an empty disk)" : ""), \(diskErrors) disk errors, \(snapshotsSent) snapshots sent, \(membershipChanges) membership changes, "
             + "\(operations) client operations (\(strongReads) lease reads) linearizable"
         if inconclusiveKeys > 0 { text += " (\(inconclusiveKeys) keys inconclusive)" }
         if checkpoints > 0 {
@@ -101,8 +107,10 @@ public final class Simulation: @unchecked Sendable {
         /// Never started (a spare the operator may add), or removed from the group for good.
         var spare = false
         var retired = false
-        /// What survives a crash: what the replica persisted.
+        /// What survives a crash: what the replica persisted, and whether it has recovered
+        /// since it last lost its disk (the mark a node keeps until then).
         var disk = DurableState()
+        var recovering = false
         /// The state machine, and the slot it has applied through (rebuilt after a restart
         /// from the snapshot on disk, then the log).
         var store = KeyValueStore()
@@ -190,6 +198,9 @@ public final class Simulation: @unchecked Sendable {
         case readsWithoutLease
         /// A new leader serves strong reads without waiting out its predecessor's lease.
         case newLeaderSkipsLeaseWait
+        /// A replica that lost its disk votes again once a quorum (itself included) has told
+        /// it their ballots and logs' ends: the others may lack what it chose with the rest.
+        case recoveryTrustsAQuorum
     }
 
     /// `logOnly` of the founding replicas (the last ones) hold no state machine.
@@ -225,6 +236,8 @@ public final class Simulation: @unchecked Sendable {
         var configuration = Replica.Configuration(
             id: id, members: founding.voters, logOnly: founding.logOnly, seed: seed &+ UInt64(id) &* 7919)
         configuration.newLeaderWaitsOutOldLease = bug != .newLeaderSkipsLeaseWait
+        configuration.recoveryAsksEveryVoter = bug != .recoveryTrustsAQuorum
+        configuration.recovering = nodes[Int(id)].recovering
         return configuration
     }
 
@@ -408,9 +421,16 @@ public final class Simulation: @unchecked Sendable {
     }
 
     func restart(_ id: NodeID) {
-        if bug == .forgetDiskOnRestart {
+        // One replica without its disk at a time: two would be a majority of three lost.
+        // (No draw without amnesia: a seed replays as it did before the fault existed.)
+        let amnesia =
+            faults.amnesia > 0 && stepIsFaulty && !nodeIDs.contains(where: { nodes[Int($0)].recovering })
+            && random.chance(faults.amnesia)
+        if bug == .forgetDiskOnRestart || amnesia {
             nodes[Int(id)].disk = DurableState()
             nodes[Int(id)].storage = nil
+            nodes[Int(id)].recovering = amnesia
+            if amnesia { report.amnesias += 1 }
         }
         if bug == .forgetPromiseOnRestart { nodes[Int(id)].disk.promised = .zero }
         nodes[Int(id)].incarnation += 1
@@ -485,6 +505,7 @@ public final class Simulation: @unchecked Sendable {
                 return
             }
             persist(ready, at: id, records: .max)
+            if ready.recovered { nodes[Int(id)].recovering = false }
             if let snapshot = ready.snapshot, ready.restoreSnapshot, let data = snapshot.data {
                 restore(id, data: data, through: snapshot.slot)
             }
@@ -572,6 +593,8 @@ extension Message {
         case .leaderStatus: 7
         case .timeoutNow: 8
         case .snapshot: 9
+        case .recoveryQuery: 10
+        case .recoveryStatus: 11
         }
     }
 }

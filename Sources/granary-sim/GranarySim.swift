@@ -30,7 +30,7 @@ struct GranarySim: ParsableCommand {
 
     @Option(
         help:
-            "Run with a deliberate bug, to see the checks catch it: send-before-persist, forget-disk, forget-promise, always-leader-alive, reads-without-lease, skip-lease-wait."
+            "Run with a deliberate bug, to see the checks catch it: send-before-persist, forget-disk, forget-promise, always-leader-alive, reads-without-lease, skip-lease-wait, recover-from-quorum (with --amnesia)."
     )
     var bug: String?
 
@@ -43,11 +43,15 @@ struct GranarySim: ParsableCommand {
     @Option(help: "Per tick: the chance that the leader hands over to a peer (default 0.005).")
     var transfer: Double?
 
+    @Option(help: "Per restart: the chance of an empty disk to recover from (default 0; needs --reconfigure 0).")
+    var amnesia: Double?
+
     var faults: FaultProfile {
         var faults = FaultProfile()
         if let crash { faults.crash = crash; faults.restart = min(1, crash * 10) }
         if let reconfigure { faults.reconfigure = reconfigure }
         if let transfer { faults.transfer = transfer }
+        if let amnesia { faults.amnesia = amnesia }
         return faults
     }
 
@@ -75,6 +79,7 @@ struct GranarySim: ParsableCommand {
         if let crash { options.append("--crash \(crash)") }
         if let reconfigure { options.append("--reconfigure \(reconfigure)") }
         if let transfer { options.append("--transfer \(transfer)") }
+        if let amnesia { options.append("--amnesia \(amnesia)") }
         if shipped { options.append("--shipped") }
         if let bug { options.append("--bug \(bug)") }
         return options.joined(separator: " ")
@@ -89,6 +94,7 @@ struct GranarySim: ParsableCommand {
         case "always-leader-alive": .alwaysSayLeaderAlive
         case "reads-without-lease": .readsWithoutLease
         case "skip-lease-wait": .newLeaderSkipsLeaseWait
+        case "recover-from-quorum": .recoveryTrustsAQuorum
         default: throw ValidationError("unknown --bug \(bug!)")
         }
     }
@@ -98,6 +104,9 @@ struct GranarySim: ParsableCommand {
         guard (1...9).contains(replicas) else { throw ValidationError("--replicas must be 1...9") }
         guard logOnly >= 0 && logOnly < replicas else { throw ValidationError("--log-only must be 0..<replicas") }
         guard ticks >= 0 && ticks <= 10_000_000 else { throw ValidationError("--ticks must be 0...10000000") }
+        guard faults.amnesia == 0 || faults.reconfigure == 0 else {
+            throw ValidationError("--amnesia needs --reconfigure 0: a recovering replica asks the founding voters")
+        }
         if throughput {
             guard (1...10_000).contains(batch) else { throw ValidationError("--batch must be 1...10000") }
             let measurement = Simulation.measureThroughput(replicas: replicas, ticks: ticks, proposalsPerTick: batch)
@@ -117,7 +126,7 @@ struct GranarySim: ParsableCommand {
         }
         let count = seeds ?? 100
         guard count <= UInt64.max - from else { throw ValidationError("--from plus --seeds must stay below 2^64") }
-        var acknowledged = 0, operations = 0, strongReads = 0, inconclusive = 0
+        var acknowledged = 0, operations = 0, strongReads = 0, inconclusive = 0, amnesias = 0
         for seed in from..<from + count {
             let report = Simulation(
                 seed: seed, replicas: replicas, logOnly: logOnly, faults: faults, bug: bug,
@@ -128,6 +137,7 @@ struct GranarySim: ParsableCommand {
             operations += report.operations
             strongReads += report.strongReads
             inconclusive += report.inconclusiveKeys
+            amnesias += report.amnesias
             if !report.passed {
                 print(report)
                 print(
@@ -139,6 +149,7 @@ struct GranarySim: ParsableCommand {
         print(
             "\(count) seeds passed (\(from)..<\(from + count)), \(replicas) \(shipped ? "shipped " : "")replicas (\(logOnly) log-only), \(ticks) fault ticks each, \(acknowledged) acknowledged proposals checked, "
                 + "\(operations) client operations (\(strongReads) lease reads) linearizable, \(inconclusive) keys inconclusive"
+                + (amnesias > 0 ? ", \(amnesias) restarts with an empty disk" : "")
         )
     }
 }

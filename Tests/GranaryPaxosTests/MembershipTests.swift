@@ -180,6 +180,7 @@ import Testing
         .appended(ballot: Ballot(round: 1, node: 1), matched: 3, chosen: 2, sentAt: 77),
         .leaderQuery, .leaderStatus(alive: true), .leaderStatus(alive: false),
         .timeoutNow(ballot: Ballot(round: 8, node: 1)),
+        .recoveryQuery, .recoveryStatus(promised: Ballot(round: 3, node: 2), last: 12),
     ]
 
     @Test func everyMessageRoundTrips() {

@@ -1,10 +1,14 @@
 """Three real nodes replicating every partition: writes through any node, a leader killed
 with kill -9, writes resuming on the others, and the killed node catching up."""
+import glob
+import os
+import shutil
 import signal
 import socket
 import struct
 import time
 
+import botocore.config
 import botocore.exceptions
 import pytest
 import requests
@@ -116,6 +120,56 @@ def test_any_node_answers_and_a_killed_leader_loses_nothing(cluster):
             assert time.monotonic() < deadline, f"node {n} lacks {len(missing)} writes 30 s after the restart"
             time.sleep(0.2)
     assert cluster.client(victim).scan(TableName="Music", ConsistentRead=True)["Count"] == len(acknowledged)
+
+
+def recovery_marks(cluster, n):
+    return sorted(glob.glob(os.path.join(cluster.data_dirs[n], "partition-*", "recovering")))
+
+
+def test_a_node_that_lost_its_data_votes_only_once_caught_up(cluster):
+    make_table(cluster.client(1), "Music")
+    wait_for_table(cluster, "Music", [1, 2, 3])
+    acknowledged = {}
+    for i in range(60):
+        cluster.client(1 + i % 3).put_item(TableName="Music", Item={"pk": {"S": f"song-{i}"}, "n": {"N": str(i)}})
+        acknowledged[f"song-{i}"] = str(i)
+    assert recovery_marks(cluster, 3) == []
+    # Node 3 loses its disk; node 2 is down too. Node 1 alone holds the log: with node 3
+    # voting as if it had never promised or accepted anything, the two would make a quorum
+    # that could contradict what node 2 voted for. So node 3 must wait for node 2.
+    cluster.kill(3)
+    cluster.kill(2)
+    shutil.rmtree(cluster.data_dirs[3])
+    cluster.start(3)
+    time.sleep(4)  # elections run every 0.5 to 1 s
+    slow = cluster.client(1, config=botocore.config.Config(retries={"max_attempts": 1}, read_timeout=30))
+    with pytest.raises(botocore.exceptions.ClientError) as refused:
+        slow.put_item(TableName="Music", Item={"pk": {"S": "x"}, "n": {"N": "0"}})
+    assert refused.value.response["Error"]["Code"] == "InternalServerError"
+    assert len(recovery_marks(cluster, 3)) == len(cluster.status(1)["partitions"])
+    # Node 2 is back: node 3 learns the ballots and the log's end from both, catches up,
+    # drops its marks, and serves every acknowledged write from its own replica.
+    cluster.start(2)
+    cluster.wait_ready(60)
+    deadline = time.monotonic() + 30
+    while recovery_marks(cluster, 3):
+        assert time.monotonic() < deadline, f"node 3 still recovering: {recovery_marks(cluster, 3)}"
+        time.sleep(0.2)
+    while (found := read_all(cluster.client(3), acknowledged, consistent=False)) != acknowledged:
+        assert time.monotonic() < deadline, f"node 3 lacks {len(acknowledged) - len(found)} writes"
+        time.sleep(0.2)
+    # It votes again: with node 1 down, nodes 2 and 3 make the quorum.
+    cluster.kill(1)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            cluster.client(3).put_item(TableName="Music", Item={"pk": {"S": "after"}, "n": {"N": "1"}})
+            break
+        except botocore.exceptions.ClientError as error:
+            assert error.response["Error"]["Code"] == "InternalServerError", error.response
+            assert time.monotonic() < deadline, "nodes 2 and 3 did not take writes without node 1"
+            time.sleep(0.2)
+    assert read_all(cluster.client(2), acknowledged, consistent=True) == acknowledged
 
 
 def test_cluster_status_and_spread_leaders(cluster):
