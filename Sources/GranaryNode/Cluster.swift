@@ -92,7 +92,9 @@ public actor Cluster {
             peers: peers, logger: logger)
         self.network = network
         links = (0..<partitionCount).map {
-            ReplicaLink(partition: $0, home: home, network: network, directory: "\(dataDirectory)/partition-\($0)")
+            ReplicaLink(
+                partition: $0, home: home, network: network, directory: "\(dataDirectory)/partition-\($0)",
+                drop: configuration.messageDrop, delay: configuration.messageDelay)
         }
     }
 
@@ -420,12 +422,17 @@ final class ReplicaLink: ReplicaEnvironment, @unchecked Sendable {  // immutable
 
     /// The partition's directory, where its recovery mark is.
     let directory: String
+    /// Fault tests only (`ClusterConfiguration.messageDrop`, `messageDelay`).
+    let drop: Double
+    let delay: Duration
 
-    init(partition: Int, home: Reactor, network: PeerNetwork, directory: String) {
+    init(partition: Int, home: Reactor, network: PeerNetwork, directory: String, drop: Double, delay: Duration) {
         self.partition = partition
         self.home = home
         self.network = network
         self.directory = directory
+        self.drop = drop
+        self.delay = delay
     }
 
     func recovered(at: NodeID) { RecoveryMark.remove(in: directory) }
@@ -433,6 +440,7 @@ final class ReplicaLink: ReplicaEnvironment, @unchecked Sendable {  // immutable
     func send(_ messages: [Envelope], from: NodeID) {
         var frames: [UInt32: WireWriter] = [:]
         for envelope in messages {
+            if drop > 0 && Double.random(in: 0..<1) < drop { continue }
             if frames[envelope.to] == nil {
                 var writer = WireWriter()
                 writer.u32(UInt32(partition))
@@ -448,6 +456,16 @@ final class ReplicaLink: ReplicaEnvironment, @unchecked Sendable {  // immutable
             }
         }
         // A message that cannot go is lost, which Paxos tolerates: it resends.
-        if home.isOwnerThread { post() } else { home.tryPost(post) }
+        if delay > .zero {
+            let wait = Duration.microseconds(Int64.random(in: 0...Int64(delay / .microseconds(1))))
+            let home = home
+            _ = home.tryPost {
+                Task(executorPreference: home) { if (try? await home.sleep(for: wait)) != nil { post() } }
+            }
+        } else if home.isOwnerThread {
+            post()
+        } else {
+            _ = home.tryPost(post)
+        }
     }
 }

@@ -29,6 +29,11 @@ public struct ClusterConfiguration: Sendable {
     /// How fast this node's replica clocks run against the machine's (tests of the drift
     /// bound only).
     public var clockRate = 1.0
+    /// Fault tests only: the share of this node's replication messages it drops, and the
+    /// most it holds a batch back (each batch waits a random time up to it, so batches
+    /// overtake each other). The transport is TCP; these stand in for a lossy network.
+    public var messageDrop = 0.0
+    public var messageDelay = Duration.zero
     /// Partitions of a new cluster's data (every node must agree: the handshake checks).
     public var partitions = 6
     /// A deliberate bug, for showing that the fault tests catch one: strongly consistent

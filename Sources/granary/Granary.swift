@@ -87,6 +87,14 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("clock-rate"), help: .hidden)
     var clockRate: Double = 1
 
+    /// Fault tests only: drop this share of the replication messages this node sends, and
+    /// hold each batch back a random time up to --delay-messages-ms.
+    @Option(name: .customLong("drop-messages"), help: .hidden)
+    var dropMessages: Double = 0
+
+    @Option(name: .customLong("delay-messages-ms"), help: .hidden)
+    var delayMessagesMilliseconds: Int = 0
+
     /// A deliberate bug, for showing that the fault tests catch it: strongly consistent
     /// reads answered by any replica.
     @Flag(name: .customLong("unsafe-follower-reads"), help: .hidden)
@@ -218,6 +226,12 @@ extension Serve {
         guard clockRate >= 0.5 && clockRate <= 2 else { throw ValidationError("--clock-rate must be 0.5 to 2") }
         cluster.clockRate = clockRate
         cluster.unsafeFollowerReads = unsafeFollowerReads
+        guard dropMessages >= 0 && dropMessages < 1 else { throw ValidationError("--drop-messages must be 0 to 1") }
+        guard (0...10_000).contains(delayMessagesMilliseconds) else {
+            throw ValidationError("--delay-messages-ms must be 0 to 10000")
+        }
+        cluster.messageDrop = dropMessages
+        cluster.messageDelay = .milliseconds(delayMessagesMilliseconds)
         return cluster
     }
 

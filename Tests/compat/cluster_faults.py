@@ -1,10 +1,15 @@
 """Jepsen's method on real processes: clients record a history of reads, writes and
 conditional writes through every node while a nemesis kills (-9) and restarts nodes,
-pauses them (SIGSTOP/SIGCONT, longer than a lease) and, with the nodes in network
-namespaces, cuts links (a node isolated, a one-way cut, a "bridge" where two nodes lose
-each other but both still reach the third); then the faults heal, the history is checked
-for linearizability, and every acknowledged write is read back through every node. Used
-by test_cluster_faults.py (short) and tools/cluster-faults (long)."""
+restarts one with its data directory deleted (a lost disk), pauses them (SIGSTOP/SIGCONT,
+longer than a lease) and, with the nodes in network namespaces, cuts links (a node
+isolated, a one-way cut, a "bridge" where two nodes lose each other but both still reach
+the third). Throughout, the nodes' replica clocks run at rates up to 10% off the machine's
+(the lease allows 12.5%), and with `lossy` each node drops 3% of its replication messages
+and holds batches back up to 30 ms, so that they overtake each other. Then the faults
+heal, the history is checked for linearizability, and every acknowledged write is read
+back through every node. Used by test_cluster_faults.py (short) and tools/cluster-faults
+(long)."""
+import glob
 import json
 import os
 import random
@@ -18,7 +23,7 @@ from cluster_process import Cluster  # noqa: E402
 from granary_process import LOAD_BINARY, fresh_data_dir  # noqa: E402
 from netns import Network  # noqa: E402
 
-PROCESS_FAULTS = ("kill", "pause")
+PROCESS_FAULTS = ("kill", "wipe", "pause")
 NETWORK_FAULTS = ("isolate", "one-way", "bridge")
 
 
@@ -46,12 +51,22 @@ def nemesis(cluster, until, rng, log, kinds, cut_seconds):
             time.sleep(rng.uniform(*cut_seconds))
             cluster.network.heal()
             log.append(("heal", victim, time.monotonic()))
-        elif fault == "kill":
+        elif fault in ("kill", "wipe"):
             cluster.kill(victim)
-            log.append(("kill", victim, time.monotonic()))
+            if fault == "wipe":
+                cluster.wipe(victim)
+            log.append((fault, victim, time.monotonic()))
             time.sleep(rng.uniform(0.5, 3))
             cluster.start(victim).wait_ready(60)
             log.append(("restart", victim, time.monotonic()))
+            if fault == "wipe":
+                # One fault at a time: a node without its disk counts as failed until it
+                # has recovered (it votes again once it knows what it may have forgotten).
+                deadline = time.monotonic() + 60
+                while glob.glob(os.path.join(cluster.data_dirs[victim], "partition-*", "recovering")):
+                    assert time.monotonic() < deadline, f"node {victim} still recovering 60 s after its restart"
+                    time.sleep(0.1)
+                log.append(("recovered", victim, time.monotonic()))
         else:
             process = cluster.nodes[victim].process
             process.send_signal(signal.SIGSTOP)
@@ -62,14 +77,20 @@ def nemesis(cluster, until, rng, log, kinds, cut_seconds):
         time.sleep(rng.uniform(0.5, 2))
 
 
-def run(seconds, seed=1, extra_args=(), keys=50, concurrency=6, kinds=PROCESS_FAULTS, cut_seconds=(1, 4)):
+def run(seconds, seed=1, extra_args=(), keys=50, concurrency=6, kinds=PROCESS_FAULTS, cut_seconds=(1, 4),
+        lossy=False):
     """Runs the clients and the nemesis (faults of `kinds`) for `seconds`; returns (check
     exit code, its output, the faults, the run's summary)."""
     rng = random.Random(seed)
     network = Network(3) if set(kinds) & set(NETWORK_FAULTS) else None
+    node_args = {}
+    for n in (1, 2, 3):
+        node_args[n] = ["--clock-rate", f"{rng.uniform(0.9, 1.1):.3f}"]
+        if lossy:
+            node_args[n] += ["--drop-messages", "0.03", "--delay-messages-ms", "30"]
     try:
-        return run_cluster(Cluster(3, extra_args=extra_args, network=network).wait_ready(60),
-                           seconds, rng, keys, concurrency, kinds, cut_seconds)
+        cluster = Cluster(3, extra_args=extra_args, network=network, node_args=node_args).wait_ready(60)
+        return run_cluster(cluster, seconds, rng, keys, concurrency, kinds, cut_seconds)
     finally:
         if network:
             network.close()
@@ -145,7 +166,7 @@ def read_back(cluster, history):
 if __name__ == "__main__":
     seconds = int(sys.argv[1]) if len(sys.argv) > 1 else 3600
     kinds = PROCESS_FAULTS + (NETWORK_FAULTS if os.geteuid() == 0 else ())
-    code, output, faults, summary = run(seconds, seed=int(time.time()), kinds=kinds)
+    code, output, faults, summary = run(seconds, seed=int(time.time()), kinds=kinds, lossy=True)
     print(summary.strip())
     print(f"{len(faults)} fault events:", ", ".join(f"{kind} {node}" for kind, node, _ in faults))
     print(output.strip()[:4000])

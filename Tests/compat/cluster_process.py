@@ -1,6 +1,7 @@
 """Starts real `granary serve` processes as the members of one cluster, on loopback or each
 in a network namespace of its own (netns.Network), where the test can cut links."""
 import os
+import shutil
 import time
 import uuid
 
@@ -12,9 +13,10 @@ from granary_process import Granary, free_port, fresh_data_dir
 class Cluster:
     """N nodes of one cluster, each a `Granary` with its own data directory, pinned
     round-robin to the CPUs this process may use. With `network`, node n runs in its
-    namespace at its address (with a cluster secret: its peer port is not on loopback)."""
+    namespace at its address (with a cluster secret: its peer port is not on loopback).
+    `node_args` adds arguments for some nodes only (node id -> list)."""
 
-    def __init__(self, count=3, log_only=(), secret_file=None, extra_args=(), network=None):
+    def __init__(self, count=3, log_only=(), secret_file=None, extra_args=(), network=None, node_args=None):
         self.ids = list(range(1, count + 1))
         self.network = network
         self.hosts = {n: network.host(n) if network else "127.0.0.1" for n in self.ids}
@@ -30,6 +32,7 @@ class Cluster:
                 output.write(uuid.uuid4().hex + uuid.uuid4().hex)
         self.secret_file = secret_file
         self.extra_args = list(extra_args)
+        self.node_args = node_args or {}
         cpus = sorted(os.sched_getaffinity(0))
         self.cpus = {n: cpus[(n - 1) % len(cpus)] for n in self.ids}
         self.nodes = {}
@@ -38,7 +41,8 @@ class Cluster:
 
     def args(self, n):
         args = ["--node-id", str(n), "--peer-listen", f"{self.hosts[n]}:{self.peer_ports[n]}", "--peers", self.peers,
-                "--cluster-id", self.cluster_id, "--cores", str(self.cpus[n]), "--memory", "64M", *self.extra_args]
+                "--cluster-id", self.cluster_id, "--cores", str(self.cpus[n]), "--memory", "64M", *self.extra_args,
+                *self.node_args.get(n, ())]
         if self.secret_file:
             args += ["--cluster-secret-file", self.secret_file]
         return args
@@ -55,6 +59,10 @@ class Cluster:
 
     def kill(self, n):
         self.nodes[n].kill()
+
+    def wipe(self, n):
+        """Deletes node n's data directory (it must be stopped): a lost disk."""
+        shutil.rmtree(self.data_dirs[n])
 
     def stop_all(self):
         for node in self.nodes.values():

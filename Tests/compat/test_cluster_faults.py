@@ -5,16 +5,17 @@ import pytest
 from cluster_faults import NETWORK_FAULTS, PROCESS_FAULTS, run
 
 
-def test_history_stays_linearizable_under_kills_and_pauses():
-    code, output, faults, summary = run(40, seed=7)
+def test_history_stays_linearizable_under_kills_wipes_and_pauses():
+    code, output, faults, summary = run(40, seed=6)
     kinds = [kind for kind, _, _ in faults]
-    assert kinds.count("kill") + kinds.count("pause") >= 4, faults
+    assert set(PROCESS_FAULTS) <= set(kinds) and "recovered" in kinds, faults
+    assert kinds.count("kill") + kinds.count("wipe") + kinds.count("pause") >= 4, faults
     assert code == 0, output[-4000:]
     assert "linearizable" in output and "NOT" not in output
 
 
-def test_history_stays_linearizable_under_network_partitions():
-    code, output, faults, summary = run(40, seed=11, kinds=NETWORK_FAULTS + PROCESS_FAULTS)
+def test_history_stays_linearizable_under_partitions_and_lossy_links():
+    code, output, faults, summary = run(40, seed=11, kinds=NETWORK_FAULTS + PROCESS_FAULTS, lossy=True)
     kinds = [kind for kind, _, _ in faults]
     assert sum(kinds.count(kind) for kind in NETWORK_FAULTS) >= 3, faults
     assert code == 0, output[-4000:]
