@@ -63,6 +63,9 @@ public enum PartitionRequest: Sendable, Codable {
     case systemPut(key: [UInt8], value: [UInt8])
     case systemDelete(key: [UInt8])
     case systemScan(prefix: [UInt8], after: [UInt8]?, limit: Int)
+    /// This node's replica of the partition as it sees itself, leader or not (for an
+    /// operator's `GET /cluster`). Reply: `.replica` (nil on a node alone).
+    case replicaStatus
 
     /// Whether the request starts work, rather than finishing work the partition already
     /// admitted (a transaction's apply and release, which hold locks until they run): a
@@ -87,6 +90,26 @@ public enum PartitionReply: Sendable, Codable {
     case locked(conflict: Int?)
     case statistics(TableStatistics)
     case entries([SystemEntry])
+    case replica(ReplicaReport?)
+}
+
+/// One replica of a partition's group, as it sees itself: its role (`leader`,
+/// `candidate`, `follower`, `log-only`, or `recovering` after it lost its disk), how far
+/// its log is chosen and its tree applied, and why it stopped, if it did.
+public struct ReplicaReport: Sendable, Codable, Equatable {
+    public var node: UInt32
+    public var role: String
+    public var chosen: UInt64
+    public var applied: UInt64
+    public var failure: String?
+
+    public init(node: UInt32, role: String, chosen: UInt64, applied: UInt64, failure: String?) {
+        self.node = node
+        self.role = role
+        self.chosen = chosen
+        self.applied = applied
+        self.failure = failure
+    }
 }
 
 /// How requests reach partitions: by an actor call to the core that owns a partition on
@@ -216,6 +239,7 @@ extension PartitionRequest {
         switch self {
         case .get(_, let consistent): consistent
         case .readRange(let read): read.consistent
+        case .replicaStatus: false
         default: true
         }
     }

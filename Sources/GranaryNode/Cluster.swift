@@ -360,8 +360,8 @@ public actor Cluster {
 
     /// The node's view of the cluster, for `GET /cluster`: the members (with this node's
     /// API address, and whether each peer is reachable from here) and each partition's
-    /// leader as this node's replica knows it, with that replica's role, promised ballot,
-    /// and chosen and applied slots.
+    /// leader and ballot as this node's replica knows them, with every replica's role and
+    /// chosen and applied slots: this node's, and those the reachable peers report.
     func status(partitions: [Partition], api: SocketAddress) async -> JSON {
         var nodes: [JSON] = []
         for id in configuration.voters {
@@ -377,28 +377,18 @@ public actor Cluster {
             }
             nodes.append(.object(entry))
         }
+        let peers = await peerReports(partitions: partitions.count)
         var groups: [JSON] = []
         for partition in partitions {
-            guard let driver = partition.replica else { continue }
+            guard let driver = partition.replica, let own = await partition.replicaReport() else { continue }
             let status = await driver.status
-            let role: String
-            switch status.role {
-            case .leader: role = "leader"
-            case .candidate: role = "candidate"
-            case .follower where status.recovering: role = "recovering"
-            case .follower: role = configuration.logOnly.contains(configuration.node) ? "log-only" : "follower"
-            }
-            var replica: [String: JSON] = [
-                "node": .number(String(configuration.node)), "role": .string(role),
-                "chosen": .number(String(status.chosen)), "applied": .number(String(status.applied)),
-            ]
-            if let failure = status.failure { replica["failure"] = .string(failure) }
+            let reports = ([own] + (peers.reports[partition.index] ?? [])).sorted { $0.node < $1.node }
             groups.append(
                 .object([
                     "index": .number(String(partition.index)),
                     "leader": status.leader.map { .number(String($0)) } ?? .null,
                     "ballot": .string(status.promised.description),
-                    "replicas": .array([.object(replica)]),
+                    "replicas": .array(reports.map(Self.json)),
                 ]))
         }
         return .object([
@@ -406,11 +396,51 @@ public actor Cluster {
         ])
     }
 
+    static func json(_ report: ReplicaReport) -> JSON {
+        var replica: [String: JSON] = [
+            "node": .number(String(report.node)), "role": .string(report.role),
+            "chosen": .number(String(report.chosen)), "applied": .number(String(report.applied)),
+        ]
+        if let failure = report.failure { replica["failure"] = .string(failure) }
+        return .object(replica)
+    }
+
+    /// What the reachable peers say of their replicas, asked all at once. A peer that has
+    /// not answered within a second is left out: a paused node would otherwise hold the
+    /// page for the call timeout.
+    private func peerReports(partitions count: Int) async -> PeerReports {
+        let collected = PeerReports()
+        for peer in configuration.voters where peer != configuration.node && network.isConnected(peer) {
+            for index in 0..<count {
+                collected.pending += 1
+                Task(executorPreference: home) { [self] in
+                    if case .success(.replica(let report?)) = await call(.replicaStatus, partition: index, on: peer),
+                        report.node == peer
+                    {
+                        collected.reports[index, default: []].append(report)
+                    }
+                    collected.pending -= 1
+                }
+            }
+        }
+        let deadline = ContinuousClock.now + .seconds(1)
+        while collected.pending > 0 && ContinuousClock.now < deadline {
+            guard (try? await home.sleep(for: .milliseconds(5))) != nil else { break }
+        }
+        return collected
+    }
+
     /// Whether this node's connection to `peer` is up (this node reaches itself). Safe from
     /// any core.
     nonisolated func isReachable(_ peer: UInt32) -> Bool {
         peer == configuration.node || network.isConnected(peer)
     }
+}
+
+/// Replica reports gathered from peers for one `GET /cluster`; used on the home core only.
+final class PeerReports: @unchecked Sendable {
+    var reports: [Int: [ReplicaReport]] = [:]
+    var pending = 0
 }
 
 /// A partition replica's way out: its messages, in their binary form, to the peer

@@ -160,7 +160,25 @@ public actor Partition {
                 throw Self.refused("a system scan limit of \(limit)")
             }
             return .entries(try await systemScan(prefix: prefix, after: after, limit: limit))
+        case .replicaStatus:
+            return .replica(await replicaReport())
         }
+    }
+
+    /// This node's replica, as `GET /cluster` shows it; nil alone.
+    public func replicaReport() async -> ReplicaReport? {
+        guard let driver else { return nil }
+        let status = await driver.status
+        let role: String
+        switch status.role {
+        case .leader: role = "leader"
+        case .candidate: role = "candidate"
+        case .follower where status.recovering: role = "recovering"
+        case .follower: role = await driver.replica.configuration.isLogOnly ? "log-only" : "follower"
+        }
+        return ReplicaReport(
+            node: await driver.replica.configuration.id, role: role, chosen: status.chosen, applied: status.applied,
+            failure: status.failure)
     }
 
     /// System records per `systemScan` reply, at most.

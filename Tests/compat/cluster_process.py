@@ -27,7 +27,8 @@ class Cluster:
         self.peers = ",".join(
             f"{n}={self.hosts[n]}:{self.peer_ports[n]}" + ("/log-only" if n in log_only else "") for n in self.ids)
         if network and not secret_file:
-            secret_file = os.path.join(self.data_dirs[1], "..", f"{self.cluster_id}.secret")
+            # Beside the data directories, not through one: a test may delete node 1's.
+            secret_file = os.path.join(os.path.dirname(os.path.normpath(self.data_dirs[1])), f"{self.cluster_id}.secret")
             with open(secret_file, "w") as output:
                 output.write(uuid.uuid4().hex + uuid.uuid4().hex)
         self.secret_file = secret_file

@@ -147,6 +147,8 @@ def test_a_node_that_lost_its_data_votes_only_once_caught_up(cluster):
         slow.put_item(TableName="Music", Item={"pk": {"S": "x"}, "n": {"N": "0"}})
     assert refused.value.response["Error"]["Code"] == "InternalServerError"
     assert len(recovery_marks(cluster, 3)) == len(cluster.status(1)["partitions"])
+    roles = {r["role"] for p in cluster.status(1)["partitions"] for r in p["replicas"] if r["node"] == 3}
+    assert roles == {"recovering"}, roles
     # Node 2 is back: node 3 learns the ballots and the log's end from both, catches up,
     # drops its marks, and serves every acknowledged write from its own replica.
     cluster.start(2)
@@ -184,7 +186,13 @@ def test_cluster_status_and_spread_leaders(cluster):
     assert status["node"] == 2
     assert [node["id"] for node in status["nodes"]] == [1, 2, 3]
     assert all(node["reachable"] for node in status["nodes"])
-    assert all(p["replicas"][0]["role"] in ("leader", "follower") for p in status["partitions"])
+    # Every replica of every group, as each node reports its own: one leader per group,
+    # the one the group names, and the others following.
+    for partition in status["partitions"]:
+        replicas = partition["replicas"]
+        assert [r["node"] for r in replicas] == [1, 2, 3], partition
+        assert [r["node"] for r in replicas if r["role"] == "leader"] == [partition["leader"]], partition
+        assert all(r["role"] in ("leader", "follower") and r["applied"] <= r["chosen"] for r in replicas), partition
 
 
 def test_tables_and_batches_through_any_node(cluster):
