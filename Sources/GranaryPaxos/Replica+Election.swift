@@ -115,9 +115,13 @@ extension Replica {
         if let snapshot, snapshot.slot > chosen {
             if snapshot.data != nil {
                 install(snapshot)
-            } else if (chosen + 1...snapshot.slot).allSatisfy({ durable.log[$0] != nil }) {
-                // A log-only replica dropped these slots: every full replica, this one
-                // included, knew them chosen and has them on disk.
+            } else if snapshot.membership.canLead(id),
+                (chosen + 1...snapshot.slot).allSatisfy({ durable.log[$0] != nil })
+            {
+                // A log-only replica dropped these slots: every full replica of the
+                // membership they leave in force, this one included, knew them chosen and
+                // has them on disk. (A replica whose addition was never chosen may hold
+                // other values there: it steps down below.)
                 for slot in chosen + 1...snapshot.slot { learned.insert(slot) }
                 advanceChosenThroughLearned()
             } else {

@@ -344,7 +344,9 @@ public struct Replica: Sendable {
 
     /// The caller persisted, sent and applied what `ready` returned.
     public mutating func advance(_ ready: Ready) {
-        promisedChanged = false
+        // Inputs may come between `ready` and `advance` (a driver takes them while its log
+        // syncs): a promise made meanwhile is not yet persisted, and must go in the next.
+        if ready.promised == durable.promised { promisedChanged = false }
         if ready.recovered { recoveredUnpersisted = false }
         if ready.chosen == chosen { chosenChanged = false }
         // By slot: a snapshot's data may be large, and a newer one has a higher slot.

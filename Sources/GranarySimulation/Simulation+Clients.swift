@@ -157,6 +157,7 @@ extension Simulation {
             for id in change.removed {
                 stopDriver(id)
                 nodes[Int(id)].replica = nil
+                nodes[Int(id)].syncing = nil
                 nodes[Int(id)].retired = true
                 pending[id] = nil
                 trace(11, UInt64(id), 0, 0)

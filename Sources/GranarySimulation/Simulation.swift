@@ -37,6 +37,10 @@ public struct FaultProfile: Sendable {
     public var transfer = 0.005
     /// Per tick: the operator adds a fresh replica or removes one (retiring it for good).
     public var reconfigure = 0.003
+    /// Per Ready of the model replica: its persist takes one to three ticks, during which
+    /// the replica takes messages and ticks but no other Ready (as the shipped driver, whose
+    /// log syncs while its core goes on); a crash meanwhile loses what it was writing.
+    public var syncDelay = 0.0
     /// Per restart: the node comes back with an empty disk (a replaced drive) and recovers
     /// before it votes (`Replica.Recovery`). Only with a fixed membership, as in a cluster
     /// (a recovering replica asks the founding voters).
@@ -111,6 +115,8 @@ public final class Simulation: @unchecked Sendable {
         /// since it last lost its disk (the mark a node keeps until then).
         var disk = DurableState()
         var recovering = false
+        /// The Ready being persisted (`FaultProfile.syncDelay`), and the step it is done.
+        var syncing: (ready: Ready, doneAt: Int)?
         /// The state machine, and the slot it has applied through (rebuilt after a restart
         /// from the snapshot on disk, then the log).
         var store = KeyValueStore()
@@ -333,6 +339,7 @@ public final class Simulation: @unchecked Sendable {
             trace(1, UInt64(message.envelope.from), UInt64(message.envelope.to), UInt64(message.envelope.message.kind))
             deliver(message.envelope)
         }
+        if faults.syncDelay > 0 { finishSyncs() }
         for id in running {
             // Clocks drift: a node ticks zero, one or two times in a step of real time.
             nodes[Int(id)].clockShare += nodes[Int(id)].clockRate
@@ -413,6 +420,7 @@ public final class Simulation: @unchecked Sendable {
     func crash(_ id: NodeID) {
         if code == .shipped { crashShipped(id) }
         nodes[Int(id)].replica = nil
+        nodes[Int(id)].syncing = nil
         nodes[Int(id)].store = KeyValueStore()
         nodes[Int(id)].appliedThrough = 0
         pending[id] = nil
@@ -489,39 +497,59 @@ public final class Simulation: @unchecked Sendable {
     }
 
     /// Does what a replica's Ready asks: persist, then send, then apply (checking as it goes).
+    /// With `syncDelay`, a persist may end at a later step (`finishSyncs`).
     func process(_ id: NodeID, faulty: Bool) {
-        while nodes[Int(id)].replica?.hasReady == true {
+        while nodes[Int(id)].syncing == nil && nodes[Int(id)].replica?.hasReady == true {
             let ready = nodes[Int(id)].replica!.ready()
-            if bug == .sendBeforePersist {
-                send(ready.messages, faulty: faulty)
-                if faulty && random.chance(faults.crashBeforeSend * 10) {
-                    crash(id)
-                    return
-                }
-            }
-            if faulty && random.chance(faults.crashWhilePersisting) {
-                persist(ready, at: id, records: random.below(ready.entries.count + 3))
-                crash(id)
+            if faults.syncDelay > 0 && faulty && random.chance(faults.syncDelay) {
+                nodes[Int(id)].syncing = (ready, now + 1 + random.below(3))
                 return
             }
-            persist(ready, at: id, records: .max)
-            if ready.recovered { nodes[Int(id)].recovering = false }
-            if let snapshot = ready.snapshot, ready.restoreSnapshot, let data = snapshot.data {
-                restore(id, data: data, through: snapshot.slot)
-            }
-            if bug != .sendBeforePersist {
-                if faulty && random.chance(faults.crashBeforeSend) {
-                    crash(id)
-                    return
-                }
-                send(ready.messages, faulty: faulty)
-            }
-            for entry in ready.committed { apply(entry, at: id) }
-            nodes[Int(id)].replica!.advance(ready)
-            checkLeadership(id)
-            if checkLeasesOnEveryStep { checkLeases() }
-            compactIfDue(id)
+            guard finish(ready, at: id, faulty: faulty) else { return }
         }
+    }
+
+    /// Ends the persists that are due, each followed by what its Ready asked next.
+    func finishSyncs() {
+        for id in nodeIDs {
+            guard let syncing = nodes[Int(id)].syncing, syncing.doneAt <= now else { continue }
+            nodes[Int(id)].syncing = nil
+            if finish(syncing.ready, at: id, faulty: stepIsFaulty) { process(id, faulty: stepIsFaulty) }
+        }
+    }
+
+    /// Persists, sends and applies one Ready; false if the node crashed on the way.
+    func finish(_ ready: Ready, at id: NodeID, faulty: Bool) -> Bool {
+        if bug == .sendBeforePersist {
+            send(ready.messages, faulty: faulty)
+            if faulty && random.chance(faults.crashBeforeSend * 10) {
+                crash(id)
+                return false
+            }
+        }
+        if faulty && random.chance(faults.crashWhilePersisting) {
+            persist(ready, at: id, records: random.below(ready.entries.count + 3))
+            crash(id)
+            return false
+        }
+        persist(ready, at: id, records: .max)
+        if ready.recovered { nodes[Int(id)].recovering = false }
+        if let snapshot = ready.snapshot, ready.restoreSnapshot, let data = snapshot.data {
+            restore(id, data: data, through: snapshot.slot)
+        }
+        if bug != .sendBeforePersist {
+            if faulty && random.chance(faults.crashBeforeSend) {
+                crash(id)
+                return false
+            }
+            send(ready.messages, faulty: faulty)
+        }
+        for entry in ready.committed { apply(entry, at: id) }
+        nodes[Int(id)].replica!.advance(ready)
+        checkLeadership(id)
+        if checkLeasesOnEveryStep { checkLeases() }
+        compactIfDue(id)
+        return true
     }
 
     /// Writes the first `records` of what a Ready asks to persist, in the order a log would

@@ -46,12 +46,16 @@ struct GranarySim: ParsableCommand {
     @Option(help: "Per restart: the chance of an empty disk to recover from (default 0; needs --reconfigure 0).")
     var amnesia: Double?
 
+    @Option(help: "Per Ready of the model replica: the chance that its persist takes 1-3 ticks (default 0).")
+    var syncDelay: Double?
+
     var faults: FaultProfile {
         var faults = FaultProfile()
         if let crash { faults.crash = crash; faults.restart = min(1, crash * 10) }
         if let reconfigure { faults.reconfigure = reconfigure }
         if let transfer { faults.transfer = transfer }
         if let amnesia { faults.amnesia = amnesia }
+        if let syncDelay { faults.syncDelay = syncDelay }
         return faults
     }
 
@@ -80,6 +84,7 @@ struct GranarySim: ParsableCommand {
         if let reconfigure { options.append("--reconfigure \(reconfigure)") }
         if let transfer { options.append("--transfer \(transfer)") }
         if let amnesia { options.append("--amnesia \(amnesia)") }
+        if let syncDelay { options.append("--sync-delay \(syncDelay)") }
         if shipped { options.append("--shipped") }
         if let bug { options.append("--bug \(bug)") }
         return options.joined(separator: " ")

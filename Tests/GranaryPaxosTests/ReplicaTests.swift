@@ -110,6 +110,21 @@ import Testing
                 && cluster.replicas[3]!.promised == ballot)
     }
 
+    /// A driver takes inputs while its log syncs a Ready: a promise made then is not in
+    /// that Ready, so advancing past it must leave the promise for the next one (the
+    /// simulator's sync delays found a replica that sent such a promise unpersisted).
+    @Test mutating func aPromiseMadeWhileAReadyIsPersistedGoesInTheNext() {
+        var replica = cluster.replicas[2]!
+        let syncing = replica.ready()
+        #expect(syncing.promised == nil)
+        let ballot = Ballot(round: 5, node: 1)
+        replica.step(Envelope(from: 1, to: 2, message: .prepare(ballot: ballot, fromSlot: 1)))
+        replica.advance(syncing)
+        let next = replica.ready()
+        #expect(next.promised == ballot)
+        #expect(next.messages.contains { if case .promise = $0.message { true } else { false } })
+    }
+
     @Test mutating func aRestartedReplicaWaitsAFullLeaseBeforeItRuns() {
         cluster.replicas[2] = Replica(configuration: Replica.Configuration(id: 2, members: [1, 2, 3], seed: 99))
         var asked = 0
