@@ -186,6 +186,9 @@ public struct Ready: Sendable {
     /// Accepted entries to persist (each replaces what the slot held).
     public var entries: [Entry] = []
     public var messages: [Envelope] = []
+    /// A leader's appends, which may leave before the rest is persisted (it counts its own
+    /// acceptances only once they are on disk), so that its sync and its followers' overlap.
+    public var earlyMessages: [Envelope] = []
     /// Chosen entries to apply, in slot order, each exactly once.
     public var committed: [Entry] = []
     /// A replica that started without its disk has caught up: once the rest of this `Ready`
@@ -194,7 +197,7 @@ public struct Ready: Sendable {
 
     public var isEmpty: Bool {
         promised == nil && snapshot == nil && chosen == nil && entries.isEmpty && messages.isEmpty && committed.isEmpty
-            && !recovered
+            && !recovered && earlyMessages.isEmpty
     }
 }
 

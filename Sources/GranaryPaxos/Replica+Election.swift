@@ -161,7 +161,7 @@ extension Replica {
             }
         }
         readBarrier = lastSlot
-        matched = [id: lastSlot]
+        matched = [id: chosen]  // its acceptances of the re-proposed slots count once persisted
         for peer in peers {
             matched[peer] = 0
             nextSend[peer] = from

@@ -102,6 +102,16 @@ extension Replica {
         while learned.contains(chosen + 1) && durable.log[chosen + 1] != nil { choose(chosen + 1) }
     }
 
+    /// A leader's own acceptances count towards the commit once they are on disk: each
+    /// slot of its ballot below the first it has not persisted yet.
+    mutating func countOwnAcceptances() {
+        guard role == .leader else { return }
+        let persisted = min(lastSlot, (unpersisted.keys.min() ?? lastSlot + 1) - 1)
+        guard persisted > (matched[id] ?? 0) else { return }
+        matched[id] = persisted
+        advanceCommit()
+    }
+
     /// The leader's commit: each next slot is chosen once a quorum of the membership that
     /// governs it has accepted it in this ballot (or knows it chosen).
     mutating func advanceCommit() {

@@ -222,8 +222,6 @@ public struct Replica: Sendable {
         guard role == .leader, transfer == nil, !hasPendingChange else { return nil }
         lastSlot += 1
         accept(Entry(slot: lastSlot, ballot: durable.promised, command: command))
-        matched[id] = lastSlot
-        advanceCommit()
         return lastSlot
     }
 
@@ -335,7 +333,22 @@ public struct Replica: Sendable {
         ready.entries = unpersisted.values.sorted { $0.slot < $1.slot }
         if chosenChanged { ready.chosen = chosen }
         ready.recovered = recoveredUnpersisted
-        ready.messages = outbox
+        if role == .leader && !promisedChanged && unpersistedSnapshot == nil {
+            // A leader's appends may leave while its own log syncs (etcd-raft's order): a
+            // follower's acceptance is its own vote, durable before it answers, and the
+            // leader counts its own only once persisted (`countOwnAcceptances`), so nothing
+            // is chosen on the strength of what it has not written. Other messages report
+            // this replica's votes, and wait for them to be on disk.
+            for envelope in outbox {
+                if case .append = envelope.message {
+                    ready.earlyMessages.append(envelope)
+                } else {
+                    ready.messages.append(envelope)
+                }
+            }
+        } else {
+            ready.messages = outbox
+        }
         if chosen > applied && !configuration.isLogOnly {
             ready.committed = (applied + 1...chosen).map { durable.log[$0]! }
         }
@@ -355,7 +368,8 @@ public struct Replica: Sendable {
             restoreSnapshot = false
         }
         for entry in ready.entries where unpersisted[entry.slot] == entry { unpersisted[entry.slot] = nil }
-        outbox.removeFirst(min(ready.messages.count, outbox.count))
+        outbox.removeFirst(min(ready.earlyMessages.count + ready.messages.count, outbox.count))
+        countOwnAcceptances()
         if let last = ready.committed.last { applied = max(applied, last.slot) }
         if configuration.isLogOnly { applied = chosen }
     }

@@ -332,6 +332,7 @@ public actor ReplicationDriver<S: Storage & Sendable> {
         do throws(StorageError) {
             if ready.snapshot != nil { await appliedAll() }
             if let failure { throw failure }
+            if !ready.earlyMessages.isEmpty { environment?.send(ready.earlyMessages, from: id) }
             if options.sendsBeforePersisting { environment?.send(try await withImages(ready.messages), from: id) }
             try await persist(ready)
             if ready.recovered { environment?.recovered(at: id) }

@@ -501,6 +501,7 @@ public final class Simulation: @unchecked Sendable {
     func process(_ id: NodeID, faulty: Bool) {
         while nodes[Int(id)].syncing == nil && nodes[Int(id)].replica?.hasReady == true {
             let ready = nodes[Int(id)].replica!.ready()
+            send(ready.earlyMessages, faulty: faulty)  // a leader's appends leave as its log syncs
             if faults.syncDelay > 0 && faulty && random.chance(faults.syncDelay) {
                 nodes[Int(id)].syncing = (ready, now + 1 + random.below(3))
                 return

@@ -35,7 +35,7 @@ struct Cluster {
         while replicas[id]!.hasReady {
             let ready = replicas[id]!.ready()
             if let snapshot = ready.snapshot, ready.restoreSnapshot { states[id] = snapshot.data }
-            sent += ready.messages
+            sent += ready.earlyMessages + ready.messages
             applied[id, default: []] += ready.committed.map(\.command)
             for entry in ready.committed {
                 if case .value(let bytes) = entry.command, bytes.count == 1 { states[id, default: []].append(bytes[0]) }
@@ -77,7 +77,7 @@ struct Cluster {
         for query in sent where voters.contains(query.to) {
             replicas[query.to]!.step(query)
             let ready = replicas[query.to]!.ready()
-            answers += ready.messages
+            answers += ready.earlyMessages + ready.messages
             replicas[query.to]!.advance(ready)
         }
         sent = []
