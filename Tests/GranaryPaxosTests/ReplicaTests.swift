@@ -110,6 +110,26 @@ import Testing
                 && cluster.replicas[3]!.promised == ballot)
     }
 
+    /// A leader's appends leave before its own log has the entries (they overlap with its
+    /// sync); its own acceptance counts only once that Ready is persisted.
+    @Test mutating func aLeadersAppendsLeaveWhileItsLogSyncs() {
+        cluster.elect(1)
+        _ = cluster.replicas[1]!.propose(.value([4]))
+        var leader = cluster.replicas[1]!
+        let syncing = leader.ready()
+        #expect(syncing.entries.map(\.slot) == [1])
+        #expect(syncing.earlyMessages.map(\.to).sorted() == [2, 3])
+        #expect(syncing.messages.isEmpty)
+        cluster.sent = []
+        let toNode2 = syncing.earlyMessages.first { $0.to == 2 }!
+        cluster.replicas[2]!.step(toNode2)
+        cluster.flush(2)
+        for answer in cluster.sent { leader.step(answer) }
+        #expect(leader.chosen == 0)  // node 2 and a leader whose write is not yet on disk
+        leader.advance(syncing)
+        #expect(leader.chosen == 1)
+    }
+
     /// A driver takes inputs while its log syncs a Ready: a promise made then is not in
     /// that Ready, so advancing past it must leave the promise for the next one (the
     /// simulator's sync delays found a replica that sent such a promise unpersisted).
