@@ -166,7 +166,10 @@ def read_back(cluster, history):
 if __name__ == "__main__":
     seconds = int(sys.argv[1]) if len(sys.argv) > 1 else 3600
     kinds = PROCESS_FAULTS + (NETWORK_FAULTS if os.geteuid() == 0 else ())
-    code, output, faults, summary = run(seconds, seed=int(time.time()), kinds=kinds, lossy=True)
+    # About a thousand operations a key: the checker's search grows with each key's
+    # operations of unknown outcome.
+    keys = max(50, seconds // 8)
+    code, output, faults, summary = run(seconds, seed=int(time.time()), kinds=kinds, lossy=True, keys=keys)
     print(summary.strip())
     print(f"{len(faults)} fault events:", ", ".join(f"{kind} {node}" for kind, node, _ in faults))
     print(output.strip()[:4000])
