@@ -163,9 +163,9 @@ public final class Node: Sendable {
                 throw StartupFailure(description: "granary: cannot create \(directory): \(Errno(errno))")
             }
             let reactor = reactors[index % reactors.count]
-            var replicating: Partition.Replication? = cluster.map { Self.replication(of: index, in: $0) }
-            if replicating != nil { replicating!.configuration.recovering = try RecoveryMark.isRecovering(directory) }
-            let replication = replicating
+            let replication: Partition.Replication? = try cluster.map {
+                Self.replication(of: index, in: $0, recovering: try RecoveryMark.isRecovering(directory))
+            }
             let partition = try wait(on: reactor) { () async throws -> Partition in
                 try await Partition.open(
                     index: index, directory: directory, reactor: reactor, options: options, replication: replication)
@@ -196,12 +196,13 @@ public final class Node: Sendable {
     }
 
     /// How partition `index` takes part in its group: every member holds a replica, and
-    /// the election draws are seeded per node and partition.
-    private static func replication(of index: Int, in cluster: Cluster) -> Partition.Replication {
+    /// the election draws are seeded per node and partition; `recovering` after a lost disk.
+    private static func replication(of index: Int, in cluster: Cluster, recovering: Bool) -> Partition.Replication {
         let settings = cluster.configuration
         var configuration = Replica.Configuration(
             id: settings.node, members: settings.voters, logOnly: settings.logOnly,
             seed: UInt64(settings.node) << 32 | UInt64(index))
+        configuration.recovering = recovering
         configuration.maxEntriesPerMessage = 256
         var replication = Partition.Replication(
             configuration: configuration, environment: cluster.links[index], tick: settings.tick)

@@ -226,7 +226,9 @@ extension Serve {
         guard clockRate >= 0.5 && clockRate <= 2 else { throw ValidationError("--clock-rate must be 0.5 to 2") }
         cluster.clockRate = clockRate
         cluster.unsafeFollowerReads = unsafeFollowerReads
-        guard dropMessages >= 0 && dropMessages < 1 else { throw ValidationError("--drop-messages must be 0 to 1") }
+        guard dropMessages >= 0 && dropMessages < 1 else {
+            throw ValidationError("--drop-messages must be at least 0 and below 1")
+        }
         guard (0...10_000).contains(delayMessagesMilliseconds) else {
             throw ValidationError("--delay-messages-ms must be 0 to 10000")
         }
