@@ -44,14 +44,21 @@ public enum PartitionRequest: Sendable, Codable {
     /// One page of a Query or Scan. Reply: `.page`.
     case readRange(RangeRead)
     /// A transaction's first phase: lock the commands' keys for the transaction and
-    /// evaluate each command, storing nothing. Reply: `.prepared`.
-    case prepare(TransactionID, [WriteCommand])
-    /// Lock keys for a transaction that only reads them. Reply: `.locked`.
+    /// evaluate each command. When every command may go ahead, the locks become durable
+    /// (a `TransactionLock` record naming the partition `coordinator`, whose ledger
+    /// decides), so that they outlive a change of leader. Reply: `.prepared`.
+    case prepare(TransactionID, [WriteCommand], coordinator: Int)
+    /// Lock keys for a transaction that only reads them, in the leader's memory only.
+    /// Reply: `.locked`.
     case lock(TransactionID, keys: [[UInt8]])
-    /// A committed transaction's writes: final images, so applying twice changes
-    /// nothing. Reply: `.done`.
-    case apply([TransactionWrite])
-    /// Release every key the transaction holds here. Reply: `.done`.
+    /// A committed transaction's writes here (final images, possibly none), stored
+    /// together with the removal of its lock record, and its locks released. Only while
+    /// the transaction holds its locks: once they are gone (applied already, or aborted)
+    /// it changes nothing. Reply: `.done`.
+    case apply(TransactionID, [TransactionWrite])
+    /// Aborts: drops the transaction's lock record, if any, and releases its keys here.
+    /// Reply: `.released`, saying whether it held any (a read-only transaction's locks are
+    /// lost with a change of leader, and then its reads were not isolated).
     case release(TransactionID)
     /// Reply: `.statistics`.
     case statistics(table: UInt32)
@@ -63,6 +70,10 @@ public enum PartitionRequest: Sendable, Codable {
     case systemPut(key: [UInt8], value: [UInt8])
     case systemDelete(key: [UInt8])
     case systemScan(prefix: [UInt8], after: [UInt8]?, limit: Int)
+    /// Stores every one of `entries` in one log entry, unless a record is already under
+    /// any of their keys; refused when this replica's wall clock is past `deadline` (seconds
+    /// since 1970), if given. Reply: `.entries` with the records found (none: stored).
+    case systemCreate(entries: [SystemEntry], deadline: Double?)
     /// This node's replica of the partition as it sees itself, leader or not (for an
     /// operator's `GET /cluster`). Reply: `.replica` (nil on a node alone).
     case replicaStatus
@@ -88,6 +99,7 @@ public enum PartitionReply: Sendable, Codable {
     /// nil: every key is locked. Otherwise the index (in the request's order) of a key
     /// another transaction holds, and nothing stays locked.
     case locked(conflict: Int?)
+    case released(held: Bool)
     case statistics(TableStatistics)
     case entries([SystemEntry])
     case replica(ReplicaReport?)
@@ -151,9 +163,9 @@ extension PartitionTransport {
     }
 
     public func prepare(
-        _ transaction: TransactionID, _ commands: [WriteCommand], at partition: Int
+        _ transaction: TransactionID, _ commands: [WriteCommand], coordinator: Int, at partition: Int
     ) async throws(DynamoError) -> PrepareOutcome {
-        let reply = try await send(.prepare(transaction, commands), to: partition)
+        let reply = try await send(.prepare(transaction, commands, coordinator: coordinator), to: partition)
         switch reply {
         case .prepared(.prepared(let writes)) where writes.count == commands.count: return .prepared(writes)
         case .prepared(.conflict(let index)) where commands.indices.contains(index): return .conflict(index)
@@ -172,12 +184,21 @@ extension PartitionTransport {
         return conflict
     }
 
-    public func apply(_ writes: [TransactionWrite], at partition: Int) async throws(DynamoError) {
-        guard case .done = try await send(.apply(writes), to: partition) else { throw unexpected(partition) }
+    public func apply(
+        _ transaction: TransactionID, _ writes: [TransactionWrite], at partition: Int
+    ) async throws(DynamoError) {
+        guard case .done = try await send(.apply(transaction, writes), to: partition) else {
+            throw unexpected(partition)
+        }
     }
 
-    public func release(_ transaction: TransactionID, at partition: Int) async throws(DynamoError) {
-        guard case .done = try await send(.release(transaction), to: partition) else { throw unexpected(partition) }
+    /// Aborts `transaction` here; returns whether it held any key.
+    @discardableResult
+    public func release(_ transaction: TransactionID, at partition: Int) async throws(DynamoError) -> Bool {
+        guard case .released(let held) = try await send(.release(transaction), to: partition) else {
+            throw unexpected(partition)
+        }
+        return held
     }
 
     public func statistics(table: UInt32, at partition: Int) async throws(DynamoError) -> TableStatistics {
@@ -208,6 +229,18 @@ extension PartitionTransport {
         guard case .done = try await send(.systemDelete(key: key), to: partition) else {
             throw unexpected(partition)
         }
+    }
+
+    /// Stores `entries` together unless a record is under any of their keys (see
+    /// `PartitionRequest.systemCreate`); returns the records found, none when it stored.
+    public func systemCreate(
+        _ entries: [SystemEntry], deadline: Double? = nil, at partition: Int
+    ) async throws(DynamoError) -> [SystemEntry] {
+        let keys = Set(entries.map(\.key))
+        guard case .entries(let found) = try await send(.systemCreate(entries: entries, deadline: deadline), to: partition),
+            found.allSatisfy({ keys.contains($0.key) })
+        else { throw unexpected(partition) }
+        return found
     }
 
     /// Every system record whose key starts with `prefix`, read a page at a time.

@@ -108,14 +108,32 @@ public final class Node: Sendable {
             transport = ClusterPartitions(local: local, partitions: opened, cluster: cluster)
         }
         let partitionTransport = transport
-        // In a cluster these need partition 0's leader: a quorum of the nodes must be up.
-        try wait(on: home) { () async throws in
-            try await untilAnswered(clustered: cluster != nil, logger: logger) { () async throws(DynamoError) in
-                try await TransactionLedger.recover(over: partitionTransport, now: Date().timeIntervalSince1970)
+        if cluster == nil {
+            // Alone, every coordinator stopped with the node: its transactions are
+            // finished or aborted before it serves.
+            try wait(on: home) { () async throws in
+                for partition in 0..<placed {
+                    try await TransactionLedger.sweep(
+                        partition, over: partitionTransport, now: Date().timeIntervalSince1970, delays: .none)
+                }
+            } failure: {
+                "granary: cannot finish the transactions left when the node stopped: \($0)"
             }
-        } failure: {
-            "granary: cannot finish the transactions committed before the node stopped: \($0)"
         }
+        // A transaction whose coordinator stopped is finished by its partitions' leaders.
+        Task(executorPreference: home) {
+            while (try? await home.sleep(for: .seconds(1))) != nil {
+                for partition in 0..<placed where await opened[partition].leads {
+                    do throws(DynamoError) {
+                        try await TransactionLedger.sweep(
+                            partition, over: partitionTransport, now: Date().timeIntervalSince1970)
+                    } catch {
+                        logger.debug("transactions of partition \(partition) not swept: \(error)")
+                    }
+                }
+            }
+        }
+        // In a cluster this needs partition 0's leader: a quorum of the nodes must be up.
         let catalog = try wait(on: home) { () async throws -> Catalog in
             try await untilAnswered(clustered: cluster != nil, logger: logger) { () async throws(DynamoError) in
                 try await Catalog.open(over: partitionTransport, cores: cores, on: home)

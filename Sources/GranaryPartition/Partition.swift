@@ -1,3 +1,4 @@
+import Foundation
 import GranaryCommands
 import GranaryIO
 import GranaryModel
@@ -33,6 +34,13 @@ public actor Partition {
     /// instead of waiting, so transactions never wait for each other in a cycle.
     private var transactionLocks: [TransactionID: [[UInt8]]] = [:]
     private var transactionKeys: Set<[UInt8]> = []
+    /// The transactions whose locks here are durable (a `TransactionLock` record).
+    private var recordedLocks: Set<TransactionID> = []
+    /// The term (the leader's ballot; nil alone) whose lock table this is: a leader locks
+    /// every recorded transaction's keys again when it takes over, before it serves.
+    private var locksTerm: Ballot?
+    private var locksLoaded = false
+    private var loadingLocks: Task<DynamoError?, Never>?
     /// Items and bytes per table in this partition (for DescribeTable), rebuilt at open.
     private var statistics: [UInt32: TableStatistics] = [:]
 
@@ -124,19 +132,19 @@ public actor Partition {
         case .readRange(let read):
             try Self.checkItemKey(read.range.lower)
             return .page(try await readRange(read))
-        case .prepare(let transaction, let commands):
+        case .prepare(let transaction, let commands, let coordinator):
             for command in commands { try Self.checkItemKey(command.key, table: command.table) }
-            return .prepared(try await prepare(transaction, commands))
+            guard coordinator >= 0 else { throw Self.refused("a transaction coordinated by partition \(coordinator)") }
+            return .prepared(try await prepare(transaction, commands, coordinator: coordinator))
         case .lock(let transaction, let keys):
             for key in keys { try Self.checkItemKey(key) }
             return .locked(conflict: try await lock(transaction, keys))
-        case .apply(let writes):
+        case .apply(let transaction, let writes):
             for write in writes { try Self.checkItemKey(write.key, table: write.table) }
-            try await applyTransaction(writes)
+            try await applyTransaction(transaction, writes)
             return .done
         case .release(let transaction):
-            release(transaction)
-            return .done
+            return .released(held: try await abort(transaction))
         case .statistics(let table):
             return .statistics(statistics[table] ?? TableStatistics())
         case .purge(let table):
@@ -160,6 +168,10 @@ public actor Partition {
                 throw Self.refused("a system scan limit of \(limit)")
             }
             return .entries(try await systemScan(prefix: prefix, after: after, limit: limit))
+        case .systemCreate(let entries, let deadline):
+            for entry in entries { try Self.checkSystemKey(entry.key) }
+            guard Set(entries.map(\.key)).count == entries.count else { throw Self.refused("a record named twice") }
+            return .entries(try await create(entries, deadline: deadline))
         case .replicaStatus:
             return .replica(await replicaReport())
         }
@@ -188,9 +200,22 @@ public actor Partition {
     /// tree holds every slot chosen before it was elected) evaluates writes and answers
     /// reads: anyone else refuses with `notLeader`, for the caller to try the leader.
     private func requireLeadership() async throws(DynamoError) {
-        guard let driver, let clock else { return }
-        await clock.catchUp(driver)  // a paused process must see its lease expired
-        guard await driver.canServeStrongRead else { throw .notLeader(await driver.replica.leader) }
+        var term: Ballot?
+        if let driver, let clock {
+            await clock.catchUp(driver)  // a paused process must see its lease expired
+            guard let ballot = await driver.servingBallot else { throw .notLeader(await driver.replica.leader) }
+            term = ballot
+        }
+        if !locksLoaded || locksTerm != term { try await loadLocks() }
+    }
+
+    /// Whether this replica serves its partition's writes: it leads its group, or it is
+    /// alone.
+    public var leads: Bool {
+        get async {
+            guard let driver else { return true }
+            return await driver.replica.role == .leader
+        }
     }
 
     /// Ticks the replica while it is open, at the clock's rate; `catchUp` also ticks
@@ -273,38 +298,57 @@ public actor Partition {
     }
 
     /// A transaction's first phase in this partition: locks the commands' keys for
-    /// `transaction` and evaluates each command against its stored item, storing nothing.
-    /// On success the keys stay locked until `release` (after the commit's
-    /// `applyTransaction`, or to abort). A key another transaction holds is a conflict:
-    /// nothing stays locked.
+    /// `transaction` and evaluates each command against its stored item. When every
+    /// command may go ahead, the locks are made durable (a `TransactionLock` naming
+    /// `coordinator`) and the keys stay locked until `applyTransaction` or `abort`;
+    /// otherwise the transaction is cancelled and nothing stays locked. A key another
+    /// transaction holds is a conflict: nothing stays locked.
     private func prepare(
-        _ transaction: TransactionID, _ commands: [WriteCommand]
+        _ transaction: TransactionID, _ commands: [WriteCommand], coordinator: Int
     ) async throws(DynamoError) -> PrepareOutcome {
-        if let conflict = try await lock(transaction, commands.map(\.key)) { return .conflict(conflict) }
+        let keys = commands.map(\.key)
+        if let conflict = try await lock(transaction, keys) { return .conflict(conflict) }
         var prepared: [PreparedWrite] = []
-        for command in commands {
-            let old: (item: Item?, storedBytes: Int)?
-            do throws(DynamoError) {
-                old = try await read(command.key)
-            } catch {
-                release(transaction)
-                throw error
+        do throws(DynamoError) {
+            for command in commands {
+                let old = try await read(command.key)
+                do throws(DynamoError) {
+                    let new = try command.newItem(replacing: old?.item)
+                    prepared.append(.ready(WriteOutcome(old: old?.item, new: new)))
+                } catch {
+                    prepared.append(.refused(error))
+                }
             }
-            do throws(DynamoError) {
-                let new = try command.newItem(replacing: old?.item)
-                prepared.append(.ready(WriteOutcome(old: old?.item, new: new)))
-            } catch {
-                prepared.append(.refused(error))
+            guard prepared.allSatisfy({ if case .ready = $0 { true } else { false } }) else {
+                releaseLocks(transaction)  // the transaction is cancelled
+                return .prepared(prepared)
             }
+            let record = TransactionLock(
+                transaction: transaction, coordinator: coordinator, time: Date().timeIntervalSince1970, keys: keys)
+            // A new leader may have taken over (and reloaded the recorded locks) meanwhile.
+            guard transactionLocks[transaction] != nil else { throw DynamoError.notLeader(nil) }
+            try await commit([.put(key: TransactionLock.key(transaction), value: record.encoded)])
+            guard transactionLocks[transaction] != nil else { throw DynamoError.notLeader(nil) }
+            recordedLocks.insert(transaction)
+        } catch {
+            if !recordedLocks.contains(transaction) { releaseLocks(transaction) }
+            throw error
         }
         return .prepared(prepared)
     }
 
-    /// A committed transaction's writes to keys it holds locked (or, at recovery, before
-    /// anything else runs). Idempotent: each write is the item's final image. They go into
-    /// the log as few entries as the record size allows (one, for all but the largest), so
-    /// they are applied together.
-    private func applyTransaction(_ writes: [TransactionWrite]) async throws(DynamoError) {
+    /// A committed transaction's writes to keys it holds locked, stored with the removal
+    /// of its lock record; then its keys are released. Without its locks here (it was
+    /// applied already, or aborted) it does nothing: a late or repeated apply must not
+    /// overwrite a later write. Each write is the item's final image. They go into the log
+    /// as few entries as the record size allows (one, for all but the largest), the
+    /// record's removal in the last, so they are applied together.
+    private func applyTransaction(_ transaction: TransactionID, _ writes: [TransactionWrite]) async throws(DynamoError) {
+        guard let held = transactionLocks[transaction] else { return }
+        let heldKeys = Set(held)
+        guard writes.allSatisfy({ heldKeys.contains($0.key) }) else {
+            throw Self.refused("a transaction's write to a key it does not hold")
+        }
         var batch: [(write: TransactionWrite, old: Int?, new: [UInt8]?)] = []
         var batchBytes = 5
         for write in writes {
@@ -312,24 +356,64 @@ public actor Partition {
             let new = write.item.map(ItemCodec.encode)
             guard new != nil || old != nil else { continue }  // deleting what is not there
             let bytes = 9 + write.key.count + (new?.count ?? 0)
-            if !batch.isEmpty && batchBytes + bytes > store.writeBytesMax {
+            if !batch.isEmpty && batchBytes + bytes > store.writeBytesMax - 64 - transaction.value.utf8.count {
                 try await storeTogether(batch)
                 (batch, batchBytes) = ([], 5)
             }
             batch.append((write, old, new))
             batchBytes += bytes
         }
-        if !batch.isEmpty { try await storeTogether(batch) }
+        let recorded = recordedLocks.contains(transaction)
+        if !batch.isEmpty || recorded {
+            try await storeTogether(batch, dropping: recorded ? transaction : nil)
+        }
+        recordedLocks.remove(transaction)
+        releaseLocks(transaction)
     }
 
-    /// Writes items (nil: deletes) in one log entry and keeps the tables' statistics.
-    private func storeTogether(_ batch: [(write: TransactionWrite, old: Int?, new: [UInt8]?)]) async throws(DynamoError)
-    {
-        let writes = batch.map { entry -> StoreWrite in
+    /// Aborts `transaction` here: drops its lock record, if any, and releases its keys.
+    /// Returns whether it held any.
+    private func abort(_ transaction: TransactionID) async throws(DynamoError) -> Bool {
+        guard transactionLocks[transaction] != nil else { return false }
+        if recordedLocks.contains(transaction) {
+            try await commit([.delete(key: TransactionLock.key(transaction))])
+            recordedLocks.remove(transaction)
+        }
+        releaseLocks(transaction)
+        return true
+    }
+
+    /// Writes items (nil: deletes) in one log entry, with the removal of `dropping`'s lock
+    /// record if given, and keeps the tables' statistics.
+    private func storeTogether(
+        _ batch: [(write: TransactionWrite, old: Int?, new: [UInt8]?)], dropping: TransactionID? = nil
+    ) async throws(DynamoError) {
+        var writes = batch.map { entry -> StoreWrite in
             entry.new.map { .put(key: entry.write.key, value: $0) } ?? .delete(key: entry.write.key)
         }
+        if let dropping { writes.append(.delete(key: TransactionLock.key(dropping))) }
         try await commit(writes)
         for entry in batch { count(table: entry.write.table, old: entry.old, new: entry.new?.count) }
+    }
+
+    /// Stores `entries` together unless a record is under one of their keys (returned
+    /// then); with the keys locked, so that two creations of one record never both store.
+    private func create(_ entries: [SystemEntry], deadline: Double?) async throws(DynamoError) -> [SystemEntry] {
+        let keys = entries.map(\.key).sorted { $0.lexicographicallyPrecedes($1) }
+        for key in keys { await lock(key) }
+        defer { for key in keys { unlock(key) } }
+        var found: [SystemEntry] = []
+        for entry in entries {
+            if let value = try await storeCall({ () throws(StorageError) in try await store.get(entry.key) }) {
+                found.append(SystemEntry(key: entry.key, value: value))
+            }
+        }
+        guard found.isEmpty else { return found }
+        if let deadline, Date().timeIntervalSince1970 > deadline {
+            throw DynamoError("InternalServerError", "Internal server error: a record's deadline has passed")
+        }
+        try await commit(entries.map { .put(key: $0.key, value: $0.value) })
+        return []
     }
 
     /// Stores `new` (or deletes, for nil) under `key`, which holds `old`, and keeps the
@@ -493,7 +577,7 @@ public actor Partition {
         transactionLocks[transaction] = []
         for key in keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
             if transactionKeys.contains(key) {
-                release(transaction)
+                releaseLocks(transaction)
                 return keys.firstIndex(of: key)!
             }
             await lock(key)
@@ -507,13 +591,67 @@ public actor Partition {
         return nil
     }
 
-    /// Releases every key `transaction` holds here; nothing, if it holds none (a release
-    /// may be repeated).
-    private func release(_ transaction: TransactionID) {
+    /// Releases every key `transaction` holds here in memory; nothing, if it holds none.
+    private func releaseLocks(_ transaction: TransactionID) {
         for key in transactionLocks.removeValue(forKey: transaction) ?? [] {
             precondition(transactionKeys.remove(key) != nil, "a transaction's key was not marked held")
             unlock(key)
         }
+    }
+
+    /// Makes the lock table this term's: once per term (per leader's ballot; alone, once),
+    /// the keys of every recorded transaction are locked again and every other
+    /// transaction's locks, left from an earlier term, are dropped. Requests wait meanwhile.
+    private func loadLocks() async throws(DynamoError) {
+        while true {
+            let term = await driver?.status.promised
+            if locksLoaded && locksTerm == term { return }
+            if let loading = loadingLocks {
+                _ = await loading.value
+                continue
+            }
+            let loading = Task(executorPreference: reactor) { await self.reloadLocks(for: term) }
+            loadingLocks = loading
+            let failure = await loading.value
+            loadingLocks = nil
+            if let failure { throw failure }
+        }
+    }
+
+    private func reloadLocks(for term: Ballot?) async -> DynamoError? {
+        var records: [TransactionLock] = []
+        var after: [UInt8]? = nil
+        repeat {
+            let page: [SystemEntry]
+            do throws(DynamoError) {
+                page = try await systemScan(prefix: TransactionLock.prefix, after: after, limit: Self.systemScanMax)
+            } catch {
+                return error
+            }
+            for entry in page {
+                guard let record = TransactionLock(key: entry.key, value: entry.value) else {
+                    return DynamoError("InternalServerError", "Internal server error: a lock record does not decode")
+                }
+                records.append(record)
+            }
+            after = page.count == Self.systemScanMax ? page.last?.key : nil
+        } while after != nil
+        let recorded = Set(records.map(\.transaction))
+        for transaction in Array(transactionLocks.keys) where !recorded.contains(transaction) {
+            releaseLocks(transaction)
+        }
+        recordedLocks = recorded
+        for record in records where transactionLocks[record.transaction] == nil {
+            transactionLocks[record.transaction] = []
+            for key in record.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) where !transactionKeys.contains(key) {
+                await lock(key)
+                transactionKeys.insert(key)
+                transactionLocks[record.transaction]!.append(key)
+            }
+        }
+        locksTerm = term
+        locksLoaded = true
+        return nil
     }
 
     static func internalError(_ error: StorageError) -> DynamoError {

@@ -174,6 +174,10 @@ public actor ReplicationDriver<S: Storage & Sendable> {
     /// the core handed out.
     public var canServeStrongRead: Bool { replica.canServeStrongRead && treeApplied >= replica.applied }
 
+    /// The ballot this replica leads in, if it may serve strong reads now (as
+    /// `canServeStrongRead`); nil otherwise.
+    public var servingBallot: Ballot? { canServeStrongRead ? replica.promised : nil }
+
     /// The leader this replica last heard from (itself, when it leads), if any.
     public var leader: NodeID? { replica.leader }
 

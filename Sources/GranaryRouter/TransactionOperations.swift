@@ -7,16 +7,13 @@ import GranaryCommands
 /// TransactWriteItems and TransactGetItems: up to 100 actions on items anywhere on the
 /// node, all or nothing, isolated from other writes.
 ///
-/// A transaction locks every item it touches (partition by partition in index order, keys
-/// in order), reads them, checks every condition, and only then writes; the ledger makes
-/// the writes atomic across partitions and durable together (TransactionLedger). A key
+/// A transaction prepares in every partition it touches (partition by partition in index
+/// order, keys in order): the partition's leader locks the items, checks every
+/// condition, and makes the locks durable. Then the ledger (TransactionLedger) commits
+/// it in one partition, the coordinator, and each participant applies its writes. A key
 /// already held by another transaction cancels this one with TransactionConflict at
 /// once, so transactions never wait for each other; single-item writes queue behind a
 /// transaction's lock and transactions behind theirs, both bounded.
-///
-/// Two-phase commit across nodes (when partitions have leaders elsewhere) is the same
-/// shape: the lock-and-check step becomes "prepare" at each partition leader, and the
-/// ledger header becomes the coordinator's commit record.
 extension DynamoService {
     static let transactionActionsMax = 100
     static let transactionBytesMax = 4 << 20
@@ -44,8 +41,10 @@ extension DynamoService {
         let coordinator = token.map { partitionIndex(hash: KeyEncoding.hash(.s($0))) } ?? writes[0].partition
         let now = Date().timeIntervalSince1970
         if let token, let header = try await TransactionLedger.header(token, in: coordinator, over: transport),
-            header.time + TransactionLedger.tokenLifetimeSeconds > now
+            header.state == .done && header.time + TransactionLedger.tokenLifetimeSeconds <= now
         {
+            try await TransactionLedger.forget(token, in: coordinator, over: transport)
+        } else if let token, let header = try await TransactionLedger.header(token, in: coordinator, over: transport) {
             guard header.requestHash == requestHash else {
                 throw DynamoError(
                     "IdempotentParameterMismatchException",
@@ -61,7 +60,7 @@ extension DynamoService {
         }
 
         let transaction = TransactionID(UUID().uuidString)
-        let (locked, results) = try await prepare(writes, as: transaction)
+        let (locked, results) = try await prepare(writes, as: transaction, coordinator: coordinator)
         // Phase two: commit when every command may go ahead, else cancel with the reasons.
         var reasons: [JSON] = []
         var images: [Int: [TransactionWrite]] = [:]
@@ -86,15 +85,9 @@ extension DynamoService {
             await release(transaction, in: locked)
             throw Self.transactionCanceled(reasons)
         }
-        do throws(DynamoError) {
-            try await TransactionLedger.commit(
-                id: token ?? UUID().uuidString, keepToken: token != nil, requestHash: requestHash, now: now,
-                writes: images, coordinator: coordinator, over: transport)
-        } catch {
-            await release(transaction, in: locked)
-            throw error
-        }
-        await release(transaction, in: locked)
+        try await TransactionLedger.commit(
+            transaction, token: token, requestHash: requestHash, began: now, writes: images, participants: locked,
+            coordinator: coordinator, over: transport)
         return try transactionResponse(fields, units: units)
     }
 
@@ -103,7 +96,7 @@ extension DynamoService {
     /// locks and each write's result, in request order; on a conflict or a failure nothing
     /// stays locked.
     private func prepare(
-        _ writes: [PlannedWrite], as transaction: TransactionID
+        _ writes: [PlannedWrite], as transaction: TransactionID, coordinator: Int
     ) async throws(DynamoError) -> (locked: [Int], results: [PreparedWrite]) {
         var byPartition: [Int: [Int]] = [:]  // partition to the indexes of its writes
         for (index, write) in writes.enumerated() { byPartition[write.partition, default: []].append(index) }
@@ -112,9 +105,11 @@ extension DynamoService {
         for (partition, indexes) in byPartition.sorted(by: { $0.key < $1.key }) {
             let outcome: PrepareOutcome
             do throws(DynamoError) {
-                outcome = try await transport.prepare(transaction, indexes.map { writes[$0].command }, at: partition)
+                outcome = try await transport.prepare(
+                    transaction, indexes.map { writes[$0].command }, coordinator: coordinator, at: partition)
             } catch {
-                await release(transaction, in: locked)
+                // Its outcome is unknown: the partition may hold the locks.
+                await release(transaction, in: locked + [partition])
                 throw error
             }
             switch outcome {
@@ -124,19 +119,25 @@ extension DynamoService {
                 throw Self.transactionCanceled(
                     writes.indices.map { $0 == conflicting ? Self.conflictReason : ["Code": "None"] })
             case .prepared(let prepared):
-                locked.append(partition)
                 for (index, result) in zip(indexes, prepared) { results[index] = result }
+                // A partition that refused a command keeps no locks (the transaction is
+                // cancelled); the others are still asked, for their reasons.
+                if prepared.allSatisfy({ if case .ready = $0 { true } else { false } }) { locked.append(partition) }
             }
         }
         return (locked, results.map { $0! })
     }
 
-    /// Releases the keys `transaction` holds in the partitions `locked`.
-    private func release(_ transaction: TransactionID, in locked: [Int]) async {
+    /// Releases the keys `transaction` holds in the partitions `locked`; returns whether
+    /// every one of them still held them (a leader's memory loses a read lock when another
+    /// replica takes over). One it cannot reach resolves its locks itself.
+    @discardableResult
+    private func release(_ transaction: TransactionID, in locked: [Int]) async -> Bool {
+        var held = true
         for partition in locked {
-            // A release is never refused: it finishes work its partition admitted.
-            try? await transport.release(transaction, at: partition)
+            held = ((try? await transport.release(transaction, at: partition)) ?? false) && held
         }
+        return held
     }
 
     /// Every action validated, each item named once, the puts within 4 MB together.
@@ -312,7 +313,8 @@ extension DynamoService {
         }
         let outcome: Result<T, DynamoError>
         do throws(DynamoError) { outcome = .success(try await body()) } catch { outcome = .failure(error) }
-        await release(transaction, in: taken)
+        // Reads under locks a new leader does not know of may not have been isolated.
+        guard await release(transaction, in: taken) else { throw conflict(0) }
         return try outcome.get()
     }
 

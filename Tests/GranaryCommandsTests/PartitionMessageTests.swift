@@ -16,12 +16,14 @@ import Testing
         .write(command),
         .readRange(
             RangeRead(KeyRange(lower: key, upper: key + [0xFF]), after: key, reverse: true, limit: 5, byteLimit: 9)),
-        .prepare(transaction, [command, WriteCommand(table: 3, key: key + [1], action: .check)]),
+        .prepare(transaction, [command, WriteCommand(table: 3, key: key + [1], action: .check)], coordinator: 2),
         .lock(transaction, keys: [key, key + [1]]),
-        .apply([
+        .apply(
+            transaction,
+            [
             TransactionWrite(table: 3, key: key, item: ["a": .n(Number(1))]),
             TransactionWrite(table: 3, key: key, item: nil),
-        ]),
+            ]),
         .release(transaction),
         .statistics(table: 3),
         .purge(table: 3),
@@ -29,6 +31,8 @@ import Testing
         .systemPut(key: [0, 0, 0, 0, 7], value: [1, 2, 3]),
         .systemDelete(key: [0, 0, 0, 0, 7]),
         .systemScan(prefix: [0, 0, 0, 0], after: [0, 0, 0, 0, 1], limit: 256),
+        .systemCreate(entries: [SystemEntry(key: [0, 0, 0, 0, 7], value: [1])], deadline: 1_800_000_000.5),
+        .systemCreate(entries: [], deadline: nil),
     ]
 
     static let replies: [PartitionReply] = {
@@ -51,6 +55,7 @@ import Testing
             .prepared(.conflict(1)),
             .locked(conflict: nil),
             .locked(conflict: 0),
+            .released(held: true),
             .statistics(TableStatistics(items: 4, bytes: 400)),
             .entries([SystemEntry(key: [0, 0, 0, 0, 1], value: [9])]),
         ]
@@ -107,12 +112,17 @@ struct ScriptedTransport: PartitionTransport {
     @Test func aReplyThatDoesNotFitItsRequestIsAnError() async {
         let id = PartitionMessageTests.transaction
         let wrong: [(PartitionReply, @Sendable (ScriptedTransport) async throws -> Void)] = [
-            (.prepared(.conflict(2)), { _ = try await $0.prepare(id, Self.commands, at: 0) }),
-            (.prepared(.conflict(-1)), { _ = try await $0.prepare(id, Self.commands, at: 0) }),
-            (.prepared(.prepared([])), { _ = try await $0.prepare(id, Self.commands, at: 0) }),
+            (.prepared(.conflict(2)), { _ = try await $0.prepare(id, Self.commands, coordinator: 0, at: 0) }),
+            (.prepared(.conflict(-1)), { _ = try await $0.prepare(id, Self.commands, coordinator: 0, at: 0) }),
+            (.prepared(.prepared([])), { _ = try await $0.prepare(id, Self.commands, coordinator: 0, at: 0) }),
             (.locked(conflict: 1), { _ = try await $0.lock(id, keys: [[1]], at: 0) }),
             (.done, { _ = try await $0.get([1], at: 0) }),
             (.item(nil), { _ = try await $0.execute(PartitionMessageTests.command, at: 0) }),
+            (.done, { _ = try await $0.release(id, at: 0) }),
+            (
+                .entries([SystemEntry(key: [0, 0, 0, 0, 8], value: [])]),
+                { _ = try await $0.systemCreate([SystemEntry(key: [0, 0, 0, 0, 7], value: [])], at: 0) }
+            ),
         ]
         for (reply, call) in wrong {
             var failure: DynamoError?
@@ -122,7 +132,7 @@ struct ScriptedTransport: PartitionTransport {
             #expect(failure?.type == "InternalServerError", "\(reply)")
         }
         // And the fitting ones pass.
-        let conflict = try? await ScriptedTransport(reply: .prepared(.conflict(1))).prepare(id, Self.commands, at: 0)
+        let conflict = try? await ScriptedTransport(reply: .prepared(.conflict(1))).prepare(id, Self.commands, coordinator: 0, at: 0)
         #expect(conflict.map { if case .conflict(1) = $0 { true } else { false } } == true)
     }
 }

@@ -56,7 +56,8 @@ import Testing
             try await transport.release(first, at: 0)  // a repeated release changes nothing
             let again = try await transport.lock(second, keys: [Self.key("c"), Self.key("a")], at: 0)
             try await transport.release(second, at: 0)
-            let outcome = try await transport.prepare(first, [Self.put("a", "1"), Self.put("c", "2")], at: 0)
+            let outcome = try await transport.prepare(
+                first, [Self.put("a", "1"), Self.put("c", "2")], coordinator: 0, at: 0)
             try await transport.release(first, at: 0)
             guard case .prepared(let writes) = outcome else { return (conflict, again, false, secondLock) }
             return (conflict, again, writes.count == 2, secondLock)
@@ -65,6 +66,59 @@ import Testing
         #expect(again == nil)
         #expect(afterRelease)
         #expect(secondLock?.type == "InternalServerError")
+    }
+
+    /// Opens the partition in `path` on a fresh reactor, runs `body`, and closes it.
+    func reopening<T: Sendable>(
+        _ path: String, _ body: @escaping @Sendable (LocalPartitions) async throws -> T
+    ) async throws -> T {
+        let group = try ReactorGroup(cpus: [nil])
+        defer { group.stop() }
+        let reactor = group.reactors[0]
+        return try await Task(executorPreference: reactor) {
+            let partition = try await Partition.open(
+                index: 0, directory: path, reactor: reactor,
+                options: ReplicaStore<ReactorStorage>.Options(memoryBudgetBytes: 16 << 20))
+            let result = try await body(LocalPartitions([partition], map: PartitionMap(count: 1)))
+            await partition.close()
+            return result
+        }.value
+    }
+
+    @Test func preparedLocksOutliveTheProcessAndAnApplyRunsOnce() async throws {
+        let path = FileManager.default.currentDirectoryPath + "/.build/test-data/\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let transaction = TransactionID("prepared")
+        let image = TransactionWrite(table: Self.table, key: Self.key("a"), item: ["pk": .s("a"), "v": .s("txn")])
+        try await reopening(path) { transport in
+            guard case .prepared = try await transport.prepare(transaction, [Self.put("a", "txn")], coordinator: 0, at: 0)
+            else { throw DynamoError("Test", "not prepared") }
+        }
+        let (conflict, applied, afterWrite, again) = try await reopening(path) { transport in
+            // The lock is back after the restart: another transaction conflicts on "a".
+            let conflict = try await transport.lock(TransactionID("other"), keys: [Self.key("a")], at: 0)
+            try await transport.apply(transaction, [image], at: 0)
+            let applied = try await transport.get(Self.key("a"), at: 0)
+            _ = try await transport.execute(Self.put("a", "later"), at: 0)
+            // A repeated apply finds no locks and overwrites nothing; a release finds none.
+            try await transport.apply(transaction, [image], at: 0)
+            let again = try await transport.release(transaction, at: 0)
+            return (conflict, applied, try await transport.get(Self.key("a"), at: 0), again)
+        }
+        #expect(conflict == 0)
+        #expect(try applied.map(StoredItem.decode)?["v"] == .s("txn"))
+        #expect(try afterWrite.map(StoredItem.decode)?["v"] == .s("later"))
+        #expect(again == false)
+        let (locksLeft, created, found) = try await reopening(path) { transport in
+            let record = SystemEntry(key: KeyEncoding.tablePrefix(0) + Array("x".utf8), value: [1])
+            let created = try await transport.systemCreate([record], at: 0)
+            let found = try await transport.systemCreate([SystemEntry(key: record.key, value: [2])], at: 0)
+            return (try await transport.systemScan(prefix: TransactionLock.prefix, at: 0).count, created, found)
+        }
+        #expect(locksLeft == 0)
+        #expect(created.isEmpty)
+        #expect(found.map(\.value) == [[1]])
     }
 
     @Test func requestsThatWouldBeWrongFromAPeerAreRefused() async throws {
