@@ -1,4 +1,5 @@
 import GranaryIO
+import GranaryRouter
 
 /// A node's place in a cluster of static membership: its id, where it listens for peers,
 /// every member (itself included) with its peer address and whether it is log-only, the
@@ -39,6 +40,9 @@ public struct ClusterConfiguration: Sendable {
     /// A deliberate bug, for showing that the fault tests catch one: strongly consistent
     /// reads answered by the receiving node's replica, leader or not.
     public var unsafeFollowerReads = false
+    /// Fault tests only: a transaction coordinator that stops half-way, and a deliberate
+    /// bug in the resolution of what it leaves.
+    public var transactionFaults = TransactionLedger.Faults()
 
     public init(node: UInt32, peerListen: SocketAddress, members: [UInt32: Member]) {
         self.node = node

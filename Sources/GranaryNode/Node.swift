@@ -126,7 +126,8 @@ public final class Node: Sendable {
                 for partition in 0..<placed where await opened[partition].leads {
                     do throws(DynamoError) {
                         try await TransactionLedger.sweep(
-                            partition, over: partitionTransport, now: Date().timeIntervalSince1970)
+                            partition, over: partitionTransport, now: Date().timeIntervalSince1970,
+                            faults: cluster?.configuration.transactionFaults ?? TransactionLedger.Faults())
                     } catch {
                         logger.debug("transactions of partition \(partition) not swept: \(error)")
                     }
@@ -154,7 +155,8 @@ public final class Node: Sendable {
         let services = cores.map { tables in
             DynamoService(
                 tables: tables, catalog: catalog, transport: transport, verifier: configuration.credentials,
-                clusterStatus: status, forwarder: forwarder)
+                clusterStatus: status, forwarder: forwarder,
+                transactionFaults: cluster?.configuration.transactionFaults ?? TransactionLedger.Faults())
         }
         if let cluster {
             try wait(on: home) {

@@ -40,6 +40,9 @@ public actor Partition {
     /// every recorded transaction's keys again when it takes over, before it serves.
     private var locksTerm: Ballot?
     private var locksLoaded = false
+    /// Changes whenever the lock table is dropped or loaded again: a request that waited
+    /// for a key across such a change was admitted in another term, and is refused.
+    private var locksEpoch = 0
     private var loadingLocks: Task<DynamoError?, Never>?
     /// Items and bytes per table in this partition (for DescribeTable), rebuilt at open.
     private var statistics: [UInt32: TableStatistics] = [:]
@@ -122,23 +125,24 @@ public actor Partition {
     /// comes from another node: a bad request is an error, never a trap.
     public func handle(_ request: PartitionRequest) async throws(DynamoError) -> PartitionReply {
         if request.needsLeader { try await requireLeadership() }
+        let epoch = locksEpoch
         switch request {
         case .get(let key, _):
             try Self.checkItemKey(key)
             return .item(try await storeCall { () throws(StorageError) in try await store.get(key) })
         case .write(let command):
             try Self.checkItemKey(command.key, table: command.table)
-            return .written(try await execute(command))
+            return .written(try await execute(command, epoch: epoch))
         case .readRange(let read):
             try Self.checkItemKey(read.range.lower)
             return .page(try await readRange(read))
         case .prepare(let transaction, let commands, let coordinator):
             for command in commands { try Self.checkItemKey(command.key, table: command.table) }
             guard coordinator >= 0 else { throw Self.refused("a transaction coordinated by partition \(coordinator)") }
-            return .prepared(try await prepare(transaction, commands, coordinator: coordinator))
+            return .prepared(try await prepare(transaction, commands, coordinator: coordinator, epoch: epoch))
         case .lock(let transaction, let keys):
             for key in keys { try Self.checkItemKey(key) }
-            return .locked(conflict: try await lock(transaction, keys))
+            return .locked(conflict: try await lock(transaction, keys, epoch: epoch))
         case .apply(let transaction, let writes):
             for write in writes { try Self.checkItemKey(write.key, table: write.table) }
             try await applyTransaction(transaction, writes)
@@ -171,7 +175,7 @@ public actor Partition {
         case .systemCreate(let entries, let deadline):
             for entry in entries { try Self.checkSystemKey(entry.key) }
             guard Set(entries.map(\.key)).count == entries.count else { throw Self.refused("a record named twice") }
-            return .entries(try await create(entries, deadline: deadline))
+            return .entries(try await create(entries, deadline: deadline, epoch: epoch))
         case .replicaStatus:
             return .replica(await replicaReport())
         }
@@ -236,6 +240,7 @@ public actor Partition {
                 statistics = [:]
                 try? await countItems()
             }
+            if leads && !leadsNow { dropLocks() }
             leads = leadsNow
             // A leader that is not the preferred one hands over to it when it is
             // reachable, less often each time it fails to take over (it may be paused).
@@ -288,8 +293,8 @@ public actor Partition {
 
     /// Runs a single-item write with the key locked: reads the stored item (decoded only
     /// when the command needs it), lets the command decide, and logs the result durably.
-    private func execute(_ command: WriteCommand) async throws(DynamoError) -> WriteOutcome {
-        await lock(command.key)
+    private func execute(_ command: WriteCommand, epoch: Int) async throws(DynamoError) -> WriteOutcome {
+        try await lock(command.key, epoch: epoch)
         defer { unlock(command.key) }
         let old = try await read(command.key, decoding: command.readsOld)
         let new = try command.newItem(replacing: old?.item)
@@ -304,10 +309,10 @@ public actor Partition {
     /// otherwise the transaction is cancelled and nothing stays locked. A key another
     /// transaction holds is a conflict: nothing stays locked.
     private func prepare(
-        _ transaction: TransactionID, _ commands: [WriteCommand], coordinator: Int
+        _ transaction: TransactionID, _ commands: [WriteCommand], coordinator: Int, epoch: Int
     ) async throws(DynamoError) -> PrepareOutcome {
         let keys = commands.map(\.key)
-        if let conflict = try await lock(transaction, keys) { return .conflict(conflict) }
+        if let conflict = try await lock(transaction, keys, epoch: epoch) { return .conflict(conflict) }
         var prepared: [PreparedWrite] = []
         do throws(DynamoError) {
             for command in commands {
@@ -398,10 +403,16 @@ public actor Partition {
 
     /// Stores `entries` together unless a record is under one of their keys (returned
     /// then); with the keys locked, so that two creations of one record never both store.
-    private func create(_ entries: [SystemEntry], deadline: Double?) async throws(DynamoError) -> [SystemEntry] {
+    private func create(
+        _ entries: [SystemEntry], deadline: Double?, epoch: Int
+    ) async throws(DynamoError) -> [SystemEntry] {
         let keys = entries.map(\.key).sorted { $0.lexicographicallyPrecedes($1) }
-        for key in keys { await lock(key) }
-        defer { for key in keys { unlock(key) } }
+        var locked: [[UInt8]] = []
+        defer { for key in locked { unlock(key) } }
+        for key in keys {
+            try await lock(key, epoch: epoch)
+            locked.append(key)
+        }
         var found: [SystemEntry] = []
         for entry in entries {
             if let value = try await storeCall({ () throws(StorageError) in try await store.get(entry.key) }) {
@@ -561,6 +572,16 @@ public actor Partition {
         await keyLocks.acquire(key)
     }
 
+    /// Locks `key` for a request admitted in lock epoch `epoch`; refused (as by a replica
+    /// that does not lead) when the epoch changed while it waited.
+    private func lock(_ key: [UInt8], epoch: Int) async throws(DynamoError) {
+        await lock(key)
+        guard epoch == locksEpoch else {
+            unlock(key)
+            throw .notLeader(nil)
+        }
+    }
+
     private func unlock(_ key: [UInt8]) {
         keyLocks.release(key)  // the lock passes straight to the next writer of this key
     }
@@ -569,7 +590,9 @@ public actor Partition {
     /// order). A key held by another transaction is a conflict: the keys taken so far are
     /// released and the index of the conflicting key in `keys` returned. A key held by a
     /// single-item write is waited for (that write is short and waits for nothing else).
-    private func lock(_ transaction: TransactionID, _ keys: [[UInt8]]) async throws(DynamoError) -> Int? {
+    private func lock(
+        _ transaction: TransactionID, _ keys: [[UInt8]], epoch: Int
+    ) async throws(DynamoError) -> Int? {
         guard transactionLocks[transaction] == nil else {
             throw Self.refused("a second lock request for transaction \(transaction)")
         }
@@ -580,7 +603,10 @@ public actor Partition {
                 releaseLocks(transaction)
                 return keys.firstIndex(of: key)!
             }
-            await lock(key)
+            do throws(DynamoError) { try await lock(key, epoch: epoch) } catch {
+                releaseLocks(transaction)
+                throw error
+            }
             guard transactionLocks[transaction] != nil else {  // released while it waited
                 unlock(key)
                 throw Self.refused("a lock request for transaction \(transaction), released meanwhile")
@@ -618,7 +644,17 @@ public actor Partition {
         }
     }
 
+    /// A replica that stops leading forgets its lock table (the next leader has the
+    /// records); requests waiting for its keys are refused.
+    private func dropLocks() {
+        for transaction in Array(transactionLocks.keys) { releaseLocks(transaction) }
+        recordedLocks = []
+        locksLoaded = false
+        locksEpoch += 1
+    }
+
     private func reloadLocks(for term: Ballot?) async -> DynamoError? {
+        locksEpoch += 1
         var records: [TransactionLock] = []
         var after: [UInt8]? = nil
         repeat {

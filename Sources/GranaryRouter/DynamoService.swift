@@ -23,14 +23,18 @@ public final class DynamoService: Sendable {
     let clusterStatus: (@Sendable () async -> JSON)?
     /// In a cluster, where a request for another node's leader goes.
     let forwarder: (any RequestForwarder)?
+    /// Fault tests only (see `TransactionLedger.Faults`).
+    let transactionFaults: TransactionLedger.Faults
 
     static let targetPrefix = "DynamoDB_20120810."
     static let jsonContentType = "application/x-amz-json-1.0"
 
     public init(
         tables: CoreTables, catalog: Catalog, transport: any PartitionTransport, verifier: SigV4Verifier?,
-        clusterStatus: (@Sendable () async -> JSON)? = nil, forwarder: (any RequestForwarder)? = nil
+        clusterStatus: (@Sendable () async -> JSON)? = nil, forwarder: (any RequestForwarder)? = nil,
+        transactionFaults: TransactionLedger.Faults = TransactionLedger.Faults()
     ) {
+        self.transactionFaults = transactionFaults
         self.clusterStatus = clusterStatus
         self.forwarder = forwarder
         self.tables = tables

@@ -7,10 +7,26 @@ import GranaryModel
 extension TransactionLedger {
     /// How long a partition's leader leaves a transaction's records to its coordinator.
     public struct Delays: Sendable {
-        /// Before a lock record is resolved, and before a committed decision is finished.
-        public var unfinished: Double
-        public static let running = Delays(unfinished: resolveAfterSeconds)
-        public static let none = Delays(unfinished: 0)
+        /// Before a lock record is resolved.
+        public var locks: Double
+        /// Before a committed decision is finished from the coordinator's partition
+        /// (its participants' leaders finish it sooner, as they resolve their locks:
+        /// this one only drops what a coordinator left after every participant applied).
+        public var decisions: Double
+        public static let running = Delays(locks: resolveAfterSeconds, decisions: 30)
+        public static let none = Delays(locks: 0, decisions: 0)
+    }
+
+    /// Fault tests only: a coordinator that stops half-way, and a deliberate bug in the
+    /// resolution of what it leaves (for showing that the tests catch one).
+    public struct Faults: Sendable {
+        /// The coordinator's process exits at once (as kill -9 would stop it) when this
+        /// many participants have applied a committed transaction.
+        public var exitAfterApplies: Int?
+        /// A deliberate bug: a lock left by a coordinator is aborted without reading its
+        /// decision.
+        public var abortsUnread = false
+        public init() {}
     }
 
     /// Resolves the lock records of `partition` whose transactions stayed unfinished
@@ -18,13 +34,19 @@ extension TransactionLedger {
     /// expired records: aborted decisions, token records, and chunks of transactions that
     /// never committed.
     public static func sweep(
-        _ partition: Int, over transport: some PartitionTransport, now: Double, delays: Delays = .running
+        _ partition: Int, over transport: some PartitionTransport, now: Double, delays: Delays = .running,
+        faults: Faults = Faults()
     ) async throws(DynamoError) {
         for entry in try await transport.systemScan(prefix: TransactionLock.prefix, at: partition) {
             guard let lock = TransactionLock(key: entry.key, value: entry.value) else {
                 throw corruption("a lock record in partition \(partition) does not decode")
             }
-            if now - lock.time >= delays.unfinished { try await resolve(lock, at: partition, over: transport, now: now) }
+            guard now - lock.time >= delays.locks else { continue }
+            if faults.abortsUnread {
+                try await transport.release(lock.transaction, at: partition)
+            } else {
+                try await resolve(lock, at: partition, over: transport, now: now)
+            }
         }
         var committed: Set<String> = []
         for entry in try await transport.systemScan(prefix: decisionPrefix, at: partition) {
@@ -33,7 +55,7 @@ extension TransactionLedger {
                 throw corruption("decision \(transaction) in partition \(partition) does not decode")
             }
             switch decision.state {
-            case .committed where now - decision.time >= delays.unfinished:
+            case .committed where now - decision.time >= delays.decisions:
                 try await finishCommitted(transaction, decision, coordinator: partition, over: transport)
             case .committed:
                 committed.insert(transaction.value)
@@ -60,7 +82,7 @@ extension TransactionLedger {
             guard let slash = rest.lastIndex(of: UInt8(ascii: "/")) else { continue }
             let id = String(decoding: rest[..<slash], as: UTF8.self)
             let written = decodeChunk(entry.value)?.time ?? 0
-            if !committed.contains(id) && now - written >= decisionWindowSeconds + delays.unfinished,
+            if !committed.contains(id) && now - written >= decisionWindowSeconds + delays.decisions,
                 try await transport.systemGet(decisionKey(TransactionID(id)), at: partition) == nil
             {
                 try await transport.systemDelete(entry.key, at: partition)

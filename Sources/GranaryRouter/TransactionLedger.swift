@@ -1,3 +1,4 @@
+import Foundation
 import GranaryCommands
 import GranaryModel
 
@@ -86,7 +87,8 @@ public enum TransactionLedger {
     /// for the participants' leaders to resolve.
     public static func commit(
         _ transaction: TransactionID, token: String?, requestHash: String, began: Double,
-        writes: [Int: [TransactionWrite]], participants: [Int], coordinator: Int, over transport: some PartitionTransport
+        writes: [Int: [TransactionWrite]], participants: [Int], coordinator: Int, over transport: some PartitionTransport,
+        faults: Faults = Faults()
     ) async throws(DynamoError) {
         let chunks = chunked(writes, time: began)
         do throws(DynamoError) {
@@ -123,7 +125,9 @@ public enum TransactionLedger {
             throw DynamoError(
                 "TransactionInProgressException", "The transaction with the given request token is already in progress.")
         }
-        try await finish(transaction, decision, writes: writes, coordinator: coordinator, over: transport)
+        try await finish(
+            transaction, decision, writes: writes, coordinator: coordinator, over: transport,
+            exitAfterApplies: faults.exitAfterApplies)
     }
 
     /// Resolves a transaction whose lock record `lock` partition `partition` holds and
@@ -176,9 +180,16 @@ public enum TransactionLedger {
     /// chunks (a token's record becomes "done").
     private static func finish(
         _ transaction: TransactionID, _ decision: Decision, writes: [Int: [TransactionWrite]], coordinator: Int,
-        over transport: some PartitionTransport
+        over transport: some PartitionTransport, exitAfterApplies: Int? = nil
     ) async throws(DynamoError) {
         let participants = Set(decision.participants).union(writes.keys).sorted()
+        if let exitAfterApplies {  // a fault test's coordinator: one participant at a time
+            for (applied, partition) in participants.enumerated() {
+                if applied == exitAfterApplies { exit(137) }
+                try await transport.apply(transaction, writes[partition] ?? [], at: partition)
+            }
+            if participants.count == exitAfterApplies { exit(137) }
+        }
         _ = try await concurrently(participants) { (partition) throws(DynamoError) in
             try await transport.apply(transaction, writes[partition] ?? [], at: partition)
         }

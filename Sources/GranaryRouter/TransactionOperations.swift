@@ -87,7 +87,7 @@ extension DynamoService {
         }
         try await TransactionLedger.commit(
             transaction, token: token, requestHash: requestHash, began: now, writes: images, participants: locked,
-            coordinator: coordinator, over: transport)
+            coordinator: coordinator, over: transport, faults: transactionFaults)
         return try transactionResponse(fields, units: units)
     }
 

@@ -100,6 +100,16 @@ struct Serve: ParsableCommand {
     @Flag(name: .customLong("unsafe-follower-reads"), help: .hidden)
     var unsafeFollowerReads = false
 
+    /// Fault tests only: the process exits once this many participants have applied a
+    /// transaction it coordinates.
+    @Option(name: .customLong("exit-after-transaction-applies"), help: .hidden)
+    var exitAfterTransactionApplies: Int?
+
+    /// A deliberate bug: a transaction's lock left by its coordinator is aborted without
+    /// reading the decision.
+    @Flag(name: .customLong("unsafe-abort-unfinished-transactions"), help: .hidden)
+    var unsafeAbortUnfinishedTransactions = false
+
     func run() throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         let logger = Logger(label: "granary")
@@ -226,6 +236,11 @@ extension Serve {
         guard clockRate >= 0.5 && clockRate <= 2 else { throw ValidationError("--clock-rate must be 0.5 to 2") }
         cluster.clockRate = clockRate
         cluster.unsafeFollowerReads = unsafeFollowerReads
+        if let exitAfterTransactionApplies, !(0...100).contains(exitAfterTransactionApplies) {
+            throw ValidationError("--exit-after-transaction-applies must be 0 to 100")
+        }
+        cluster.transactionFaults.exitAfterApplies = exitAfterTransactionApplies
+        cluster.transactionFaults.abortsUnread = unsafeAbortUnfinishedTransactions
         guard dropMessages >= 0 && dropMessages < 1 else {
             throw ValidationError("--drop-messages must be at least 0 and below 1")
         }
