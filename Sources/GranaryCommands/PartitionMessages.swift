@@ -237,7 +237,9 @@ extension PartitionTransport {
         _ entries: [SystemEntry], deadline: Double? = nil, at partition: Int
     ) async throws(DynamoError) -> [SystemEntry] {
         let keys = Set(entries.map(\.key))
-        guard case .entries(let found) = try await send(.systemCreate(entries: entries, deadline: deadline), to: partition),
+        guard
+            case .entries(let found) = try await send(
+                .systemCreate(entries: entries, deadline: deadline), to: partition),
             found.allSatisfy({ keys.contains($0.key) })
         else { throw unexpected(partition) }
         return found

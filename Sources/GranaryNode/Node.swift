@@ -108,32 +108,9 @@ public final class Node: Sendable {
             transport = ClusterPartitions(local: local, partitions: opened, cluster: cluster)
         }
         let partitionTransport = transport
-        if cluster == nil {
-            // Alone, every coordinator stopped with the node: its transactions are
-            // finished or aborted before it serves.
-            try wait(on: home) { () async throws in
-                for partition in 0..<placed {
-                    try await TransactionLedger.sweep(
-                        partition, over: partitionTransport, now: Date().timeIntervalSince1970, delays: .none)
-                }
-            } failure: {
-                "granary: cannot finish the transactions left when the node stopped: \($0)"
-            }
-        }
-        // A transaction whose coordinator stopped is finished by its partitions' leaders.
-        Task(executorPreference: home) {
-            while (try? await home.sleep(for: .seconds(1))) != nil {
-                for partition in 0..<placed where await opened[partition].leads {
-                    do throws(DynamoError) {
-                        try await TransactionLedger.sweep(
-                            partition, over: partitionTransport, now: Date().timeIntervalSince1970,
-                            faults: cluster?.configuration.transactionFaults ?? TransactionLedger.Faults())
-                    } catch {
-                        logger.debug("transactions of partition \(partition) not swept: \(error)")
-                    }
-                }
-            }
-        }
+        try sweepTransactions(
+            of: opened, placed: placed, over: partitionTransport, alone: cluster == nil,
+            faults: cluster?.configuration.transactionFaults ?? TransactionLedger.Faults(), on: home, logger: logger)
         // In a cluster this needs partition 0's leader: a quorum of the nodes must be up.
         let catalog = try wait(on: home) { () async throws -> Catalog in
             try await untilAnswered(clustered: cluster != nil, logger: logger) { () async throws(DynamoError) in
@@ -166,6 +143,37 @@ public final class Node: Sendable {
             }
         }
         return services
+    }
+
+    /// Finishes or aborts the transactions that their coordinators left: alone, every one
+    /// before the node serves (each coordinator stopped with the node); then, each second,
+    /// those of the partitions whose replica here leads (`TransactionLedger.sweep`).
+    private static func sweepTransactions(
+        of partitions: [Partition], placed: Int, over transport: any PartitionTransport, alone: Bool,
+        faults: TransactionLedger.Faults, on home: Reactor, logger: Logger
+    ) throws {
+        if alone {
+            try wait(on: home) { () async throws in
+                for partition in 0..<placed {
+                    try await TransactionLedger.sweep(
+                        partition, over: transport, now: Date().timeIntervalSince1970, delays: .none)
+                }
+            } failure: {
+                "granary: cannot finish the transactions left when the node stopped: \($0)"
+            }
+        }
+        Task(executorPreference: home) {
+            while (try? await home.sleep(for: .seconds(1))) != nil {
+                for partition in 0..<placed where await partitions[partition].leads {
+                    do throws(DynamoError) {
+                        try await TransactionLedger.sweep(
+                            partition, over: transport, now: Date().timeIntervalSince1970, faults: faults)
+                    } catch {
+                        logger.debug("transactions of partition \(partition) not swept: \(error)")
+                    }
+                }
+            }
+        }
     }
 
     /// Opens (recovering) each partition on its core: alone, or as a member of its group.

@@ -348,7 +348,8 @@ public actor Partition {
     /// overwrite a later write. Each write is the item's final image. They go into the log
     /// as few entries as the record size allows (one, for all but the largest), the
     /// record's removal in the last, so they are applied together.
-    private func applyTransaction(_ transaction: TransactionID, _ writes: [TransactionWrite]) async throws(DynamoError) {
+    private func applyTransaction(_ transaction: TransactionID, _ writes: [TransactionWrite]) async throws(DynamoError)
+    {
         guard let held = transactionLocks[transaction] else { return }
         let heldKeys = Set(held)
         guard writes.allSatisfy({ heldKeys.contains($0.key) }) else {
@@ -679,7 +680,8 @@ public actor Partition {
         recordedLocks = recorded
         for record in records where transactionLocks[record.transaction] == nil {
             transactionLocks[record.transaction] = []
-            for key in record.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) where !transactionKeys.contains(key) {
+            for key in record.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) where !transactionKeys.contains(key)
+            {
                 await lock(key)
                 transactionKeys.insert(key)
                 transactionLocks[record.transaction]!.append(key)

@@ -74,7 +74,9 @@ public enum TransactionLedger {
     }
 
     /// Forgets an expired token record.
-    public static func forget(_ token: String, in coordinator: Int, over transport: some PartitionTransport)
+    public static func forget(
+        _ token: String, in coordinator: Int, over transport: some PartitionTransport
+    )
         async throws(DynamoError)
     {
         try await transport.systemDelete(tokenKey(token), at: coordinator)
@@ -87,7 +89,8 @@ public enum TransactionLedger {
     /// for the participants' leaders to resolve.
     public static func commit(
         _ transaction: TransactionID, token: String?, requestHash: String, began: Double,
-        writes: [Int: [TransactionWrite]], participants: [Int], coordinator: Int, over transport: some PartitionTransport,
+        writes: [Int: [TransactionWrite]], participants: [Int], coordinator: Int,
+        over transport: some PartitionTransport,
         faults: Faults = Faults()
     ) async throws(DynamoError) {
         let chunks = chunked(writes, time: began)
@@ -120,10 +123,13 @@ public enum TransactionLedger {
             if found.contains(where: { $0.key == records[0].key }) {
                 throw DynamoError(
                     "TransactionCanceledException",
-                    "Transaction cancelled, please refer cancellation reasons for specific reasons [TransactionConflict]")
+                    "Transaction cancelled, please refer cancellation reasons for specific reasons"
+                        + " [TransactionConflict]"
+                )
             }
             throw DynamoError(
-                "TransactionInProgressException", "The transaction with the given request token is already in progress.")
+                "TransactionInProgressException", "The transaction with the given request token is already in progress."
+            )
         }
         try await finish(
             transaction, decision, writes: writes, coordinator: coordinator, over: transport,
@@ -210,7 +216,9 @@ public enum TransactionLedger {
 
     /// Aborts `transaction` in every participant (a participant that cannot be reached
     /// keeps its locks until its leader resolves them).
-    static func abort(_ transaction: TransactionID, in participants: [Int], over transport: some PartitionTransport)
+    static func abort(
+        _ transaction: TransactionID, in participants: [Int], over transport: some PartitionTransport
+    )
         async
     {
         _ = try? await concurrently(participants) { (partition) throws(DynamoError) in

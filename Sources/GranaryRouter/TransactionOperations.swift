@@ -85,9 +85,14 @@ extension DynamoService {
             await release(transaction, in: locked)
             throw Self.transactionCanceled(reasons)
         }
-        try await TransactionLedger.commit(
-            transaction, token: token, requestHash: requestHash, began: now, writes: images, participants: locked,
-            coordinator: coordinator, over: transport, faults: transactionFaults)
+        do throws(DynamoError) {
+            try await TransactionLedger.commit(
+                transaction, token: token, requestHash: requestHash, began: now, writes: images, participants: locked,
+                coordinator: coordinator, over: transport, faults: transactionFaults)
+        } catch where error.type == "TransactionCanceledException" {
+            // A participant's leader aborted it first (it took longer than they wait).
+            throw Self.transactionCanceled(writes.map { _ in Self.conflictReason })
+        }
         return try transactionResponse(fields, units: units)
     }
 

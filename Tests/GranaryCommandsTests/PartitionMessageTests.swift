@@ -21,8 +21,8 @@ import Testing
         .apply(
             transaction,
             [
-            TransactionWrite(table: 3, key: key, item: ["a": .n(Number(1))]),
-            TransactionWrite(table: 3, key: key, item: nil),
+                TransactionWrite(table: 3, key: key, item: ["a": .n(Number(1))]),
+                TransactionWrite(table: 3, key: key, item: nil),
             ]),
         .release(transaction),
         .statistics(table: 3),
@@ -132,7 +132,8 @@ struct ScriptedTransport: PartitionTransport {
             #expect(failure?.type == "InternalServerError", "\(reply)")
         }
         // And the fitting ones pass.
-        let conflict = try? await ScriptedTransport(reply: .prepared(.conflict(1))).prepare(id, Self.commands, coordinator: 0, at: 0)
+        let conflict = try? await ScriptedTransport(reply: .prepared(.conflict(1))).prepare(
+            id, Self.commands, coordinator: 0, at: 0)
         #expect(conflict.map { if case .conflict(1) = $0 { true } else { false } } == true)
     }
 }

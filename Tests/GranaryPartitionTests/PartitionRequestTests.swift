@@ -92,7 +92,8 @@ import Testing
         let transaction = TransactionID("prepared")
         let image = TransactionWrite(table: Self.table, key: Self.key("a"), item: ["pk": .s("a"), "v": .s("txn")])
         try await reopening(path) { transport in
-            guard case .prepared = try await transport.prepare(transaction, [Self.put("a", "txn")], coordinator: 0, at: 0)
+            guard
+                case .prepared = try await transport.prepare(transaction, [Self.put("a", "txn")], coordinator: 0, at: 0)
             else { throw DynamoError("Test", "not prepared") }
         }
         let (conflict, applied, afterWrite, again) = try await reopening(path) { transport in
