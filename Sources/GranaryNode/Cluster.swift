@@ -27,7 +27,15 @@ public actor Cluster {
         static let reply: UInt8 = 3
         static let httpRequest: UInt8 = 4
         static let httpResponse: UInt8 = 5
+        /// A fragment of a replication frame too large to go whole (`Fragments`), after
+        /// the partition's index.
+        static let replicationFragment: UInt8 = 6
     }
+
+    /// The most a fragmented replication message (a replica's snapshot) may hold, and all
+    /// of those being put together at once.
+    static let fragmentedBytesMax = 1 << 30
+    static let reassemblyBytesMax = 2 << 30
 
     /// What answers a call: a partition's reply, or a forwarded request's response.
     enum Answer {
@@ -58,6 +66,8 @@ public actor Cluster {
     /// by the service of the core that holds their partition.
     private var services: [(service: DynamoService, reactor: Reactor)] = []
     private var nextCall: UInt64 = 1
+    /// Fragmented replication messages being put together, by peer and partition.
+    private var reassemblies: [String: Reassembly] = [:]
     private var calls: [UInt64: Call] = [:]
     private let encoder = JSONEncoder()
     private let decoder = JSONDecoder()
@@ -120,6 +130,7 @@ public actor Cluster {
     private func received(kind: UInt8, payload: [UInt8], from peer: UInt32) {
         switch kind {
         case FrameKind.replication: deliver(payload, from: peer)
+        case FrameKind.replicationFragment: reassemble(payload, from: peer)
         case FrameKind.request: serve(payload, from: peer)
         case FrameKind.reply: settle(payload, from: peer)
         case FrameKind.httpRequest: answer(payload, from: peer)
@@ -148,6 +159,19 @@ public actor Cluster {
         Task(executorPreference: partitions[partition].reactor) {
             for envelope in envelopes { await driver.receive(envelope) }
         }
+    }
+
+    /// Gathers the fragments of a replication frame too large to go whole, and delivers it
+    /// once complete, within `reassemblyBytesMax` for all partitions and peers together.
+    private func reassemble(_ payload: [UInt8], from peer: UInt32) {
+        var reader = WireReader(payload)
+        guard let partition = reader.u32().map(Int.init), partitions.indices.contains(partition) else { return }
+        let stream = "\(peer)/\(partition)"
+        var reassembly = reassemblies[stream] ?? Reassembly(bytesMax: Self.fragmentedBytesMax)
+        let others = reassemblies.values.reduce(0) { $0 + $1.reserved } - reassembly.reserved
+        let message = reassembly.take(payload[4...]) { others + $0 <= Self.reassemblyBytesMax }
+        reassemblies[stream] = reassembly
+        if let message { deliver(message, from: peer) }
     }
 
     /// Runs a forwarded request here, as this node's router would, and sends the reply.
@@ -467,6 +491,14 @@ final class ReplicaLink: ReplicaEnvironment, @unchecked Sendable {  // immutable
 
     func recovered(at: NodeID) { RecoveryMark.remove(in: directory) }
 
+    func canReach(_ peer: NodeID) -> Bool { network.isConnected(peer) }
+
+    /// A frame above this many bytes goes in fragments, a few at a time (`LargeSends`).
+    static let fragmentAbove = 4 << 20
+
+    /// Large frames on their way, a fragment at a time.
+    let largeSends = LargeSends()
+
     func send(_ messages: [Envelope], from: NodeID) {
         var frames: [UInt32: WireWriter] = [:]
         for envelope in messages {
@@ -478,11 +510,15 @@ final class ReplicaLink: ReplicaEnvironment, @unchecked Sendable {  // immutable
             }
             envelope.encode(to: &frames[envelope.to]!)
         }
-        let network = network
+        let (network, home, largeSends, partition) = (network, home, largeSends, partition)
         let payloads = frames.map { ($0.key, $0.value.bytes) }
         let post: @Sendable () -> Void = {
             for (peer, payload) in payloads {
-                network.send(kind: Cluster.FrameKind.replication, payload: payload, to: peer)
+                if payload.count > Self.fragmentAbove {
+                    largeSends.start(payload, partition: partition, to: peer, over: network, on: home)
+                } else {
+                    network.send(kind: Cluster.FrameKind.replication, payload: payload, to: peer)
+                }
             }
         }
         // A message that cannot go is lost, which Paxos tolerates: it resends.
@@ -497,5 +533,71 @@ final class ReplicaLink: ReplicaEnvironment, @unchecked Sendable {  // immutable
         } else {
             _ = home.tryPost(post)
         }
+    }
+}
+
+/// One partition's replication frames too large to go whole (a snapshot, appends of
+/// large entries), each sent a fragment at a time while its peer's queue has room, so
+/// that they never crowd out the small frames (heartbeats, votes) that share the
+/// connection: those overtake them, a reordering Paxos tolerates. A peer's large frames
+/// go one after another, within `waitingBytesMax`; one that cannot (too many waiting, or
+/// no progress for `stalledAfter`: the peer went away) is dropped, as a lost message is,
+/// and Paxos resends. Used on the home core only.
+final class LargeSends: @unchecked Sendable {
+    struct Transfer {
+        var id: UInt64
+        var payload: [UInt8]
+        var offset = 0
+        var progressed = ContinuousClock.now
+    }
+
+    /// A peer's queue is fed while it holds less than this.
+    static let queuedBytesMax = 2 << 20
+    static let waitingBytesMax = 1 << 30
+    static let stalledAfter = Duration.seconds(10)
+
+    private var transfers: [UInt32: [Transfer]] = [:]
+    private var pumping = false
+    private var nextID = UInt64.random(in: 1...(1 << 62))
+
+    func start(_ payload: [UInt8], partition: Int, to peer: UInt32, over network: PeerNetwork, on home: Reactor) {
+        let waiting = transfers[peer, default: []].reduce(0) { $0 + $1.payload.count }
+        guard waiting + payload.count <= Self.waitingBytesMax else { return }
+        transfers[peer, default: []].append(Transfer(id: nextID, payload: payload))
+        nextID += 1
+        guard !pumping else { return }
+        pumping = true
+        var prefix = WireWriter()
+        prefix.u32(UInt32(partition))
+        Task(executorPreference: home) { await self.pump(prefix: prefix.bytes, over: network, on: home) }
+    }
+
+    private func pump(prefix: [UInt8], over network: PeerNetwork, on home: Reactor) async {
+        while !transfers.isEmpty {
+            for peer in Array(transfers.keys) {
+                guard var transfer = transfers[peer]?.first else { continue }
+                while transfer.offset < transfer.payload.count,
+                    (network.queuedBytes(to: peer) ?? .max) < Self.queuedBytesMax,
+                    network.send(
+                        kind: Cluster.FrameKind.replicationFragment,
+                        payload: prefix
+                            + Fragments.fragment(of: transfer.payload, id: transfer.id, at: transfer.offset),
+                        to: peer)
+                {
+                    transfer.offset += Fragments.bytesMax
+                    transfer.progressed = .now
+                }
+                if transfer.offset >= transfer.payload.count
+                    || ContinuousClock.now - transfer.progressed > Self.stalledAfter
+                {
+                    transfers[peer]!.removeFirst()
+                    if transfers[peer]!.isEmpty { transfers[peer] = nil }
+                } else {
+                    transfers[peer]![0] = transfer
+                }
+            }
+            if !transfers.isEmpty, (try? await home.sleep(for: .milliseconds(1))) == nil { break }
+        }
+        pumping = false
     }
 }

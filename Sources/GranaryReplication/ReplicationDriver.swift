@@ -13,9 +13,13 @@ public protocol ReplicaEnvironment: AnyObject, Sendable {
     /// A replica that started without its disk has caught up, and that is on disk: remove
     /// the mark that makes it start recovering (`Replica.Configuration.recovering`).
     func recovered(at: NodeID)
+    /// Whether messages to `peer` can go now (no tree image is read for a peer that is
+    /// away).
+    func canReach(_ peer: NodeID) -> Bool
 }
 
 extension ReplicaEnvironment {
+    public func canReach(_ peer: NodeID) -> Bool { true }
     public func applied(_ entry: Entry, at: NodeID) {}
     public func restored(through slot: Slot, at: NodeID) async {}
     public func recovered(at: NodeID) {}
@@ -88,6 +92,8 @@ public actor ReplicationDriver<S: Storage & Sendable> {
     var appliedWaiters: [UnsafeContinuation<Void, Never>] = []
     /// The pump, while it waits for an input; callers of `idle`.
     var pumpWaiter: UnsafeContinuation<Void, Never>?
+    /// When each peer was last sent a large image of this replica's tree, and its size.
+    var largeImagesSent: [NodeID: (at: ContinuousClock.Instant, bytes: Int)] = [:]
     /// An input came while the pump was not waiting.
     var woken = false
     var idleWaiters: [UnsafeContinuation<Void, Never>] = []
@@ -474,10 +480,28 @@ public actor ReplicationDriver<S: Storage & Sendable> {
     /// carries its image, and is passed on as it is.
     static var treeImage: [UInt8] { [] }
 
+    /// An image above this size is sent to a peer at most once per `largeImageBytesPerSecond`
+    /// of it: a follower that lags past compaction is sent the snapshot with every
+    /// heartbeat until it has installed one, and each image is read from the whole tree.
+    static var largeImageBytes: Int { 4 << 20 }
+    static var largeImageBytesPerSecond: Int { 32 << 20 }
+
+    /// Whether `envelope` is a snapshot to a peer that is away, or that was sent a large
+    /// image too recently.
+    private func isTooSoonForAnImage(_ envelope: Envelope) -> Bool {
+        guard case .snapshot(_, let snapshot, _) = envelope.message, snapshot.data == Self.treeImage else {
+            return false
+        }
+        if environment?.canReach(envelope.to) == false { return true }
+        guard let sent = largeImagesSent[envelope.to] else { return false }
+        return ContinuousClock.now - sent.at < .seconds(Double(sent.bytes) / Double(Self.largeImageBytesPerSecond))
+    }
+
     /// The messages with the tree's image in each snapshot of its own they carry: the tree as applied
     /// now, which holds every slot through the core's snapshot and maybe more, so the
     /// snapshot is labelled with the tree's slot and the membership in force after it.
     func withImages(_ messages: [Envelope]) async throws(StorageError) -> [Envelope] {
+        let messages = messages.filter { !isTooSoonForAnImage($0) }
         guard
             messages.contains(where: {
                 switch $0.message {
@@ -495,6 +519,9 @@ public actor ReplicationDriver<S: Storage & Sendable> {
             switch envelope.message {
             case .snapshot(let ballot, let snapshot, let sentAt) where snapshot.data == Self.treeImage:
                 envelope.message = .snapshot(ballot: ballot, snapshot: image, sentAt: sentAt)
+                if let bytes = image.data?.count, bytes > Self.largeImageBytes {
+                    largeImagesSent[envelope.to] = (.now, bytes)
+                }
             case .promise(let ballot, let accepted, let snapshot?) where snapshot.data == Self.treeImage:
                 envelope.message = .promise(ballot: ballot, accepted: accepted, snapshot: image)
             default: break

@@ -89,7 +89,7 @@ extension DynamoService {
             try await TransactionLedger.commit(
                 transaction, token: token, requestHash: requestHash, began: now, writes: images, participants: locked,
                 coordinator: coordinator, over: transport, faults: transactionFaults)
-        } catch where error.type == "TransactionCanceledException" {
+        } catch  where error.type == "TransactionCanceledException" {
             // A participant's leader aborted it first (it took longer than they wait).
             throw Self.transactionCanceled(writes.map { _ in Self.conflictReason })
         }

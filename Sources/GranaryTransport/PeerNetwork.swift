@@ -127,6 +127,13 @@ public final class PeerNetwork: @unchecked Sendable {
         return true
     }
 
+    /// The bytes queued for `peer` and not yet written to its connection (nil for an
+    /// unknown peer).
+    public func queuedBytes(to peer: UInt32) -> Int? {
+        precondition(reactor.isOwnerThread, "the peer network runs on its reactor")
+        return links[peer]?.queue.count
+    }
+
     /// Whether this node's connection to `peer` is up (it has passed the handshake). Safe
     /// from any thread.
     public func isConnected(_ peer: UInt32) -> Bool { links[peer]?.connected.load(ordering: .relaxed) ?? false }

@@ -49,6 +49,44 @@ final class Inbox: @unchecked Sendable {
     var all: [(UInt32, UInt8, [UInt8])] { lock.withLock { frames } }
 }
 
+@Suite struct FragmentTests {
+    static func fragments(of message: [UInt8], id: UInt64) -> [[UInt8]] {
+        stride(from: 0, to: message.count, by: Fragments.bytesMax).map {
+            Fragments.fragment(of: message, id: id, at: $0)
+        }
+    }
+
+    @Test func aMessageComesTogetherInOrderAndNothingElseDoes() {
+        let message = (0..<(2 * Fragments.bytesMax + 123)).map { UInt8(truncatingIfNeeded: $0 * 7) }
+        let pieces = Self.fragments(of: message, id: 9)
+        #expect(pieces.count == 3)
+        var reassembly = Reassembly(bytesMax: 8 << 20)
+        #expect(reassembly.take(pieces[0][...]) == nil)
+        #expect(reassembly.reserved == message.count)
+        #expect(reassembly.take(pieces[1][...]) == nil)
+        #expect(reassembly.take(pieces[2][...]) == message)
+        #expect(reassembly.reserved == 0)
+        // Out of order, repeated, or another message's middle: what was gathered is dropped.
+        #expect(reassembly.take(pieces[0][...]) == nil)
+        #expect(reassembly.take(pieces[2][...]) == nil)
+        #expect(reassembly.take(pieces[1][...]) == nil)
+        #expect(reassembly.reserved == 0)
+        // A new message's first fragment abandons an unfinished one.
+        let other = Self.fragments(of: Array(message.reversed()), id: 10)
+        #expect(reassembly.take(pieces[0][...]) == nil)
+        #expect(other.reduce(nil) { _, piece in reassembly.take(piece[...]) } == Array(message.reversed()))
+        // Too long for the bound, refused by `admit`, or damaged: never gathered.
+        var small = Reassembly(bytesMax: Fragments.bytesMax)
+        #expect(small.take(pieces[0][...]) == nil && small.reserved == 0)
+        #expect(reassembly.take(pieces[0][...], admit: { _ in false }) == nil && reassembly.reserved == 0)
+        #expect(reassembly.take(pieces[0].prefix(10)) == nil && reassembly.reserved == 0)
+        #expect(reassembly.take(pieces[0][...]) == nil)
+        var lying = pieces[1]  // a total its bytes run past
+        withUnsafeBytes(of: UInt64(Fragments.bytesMax + 10).littleEndian) { lying.replaceSubrange(8..<16, with: $0) }
+        #expect(reassembly.take(lying[...]) == nil && reassembly.reserved == 0)
+    }
+}
+
 @Suite(.serialized) struct PeerNetworkTests {
     /// Two nodes on two reactors; `secrets` are each one's cluster secret.
     func exchange(secrets: ([UInt8], [UInt8]), frames: Int) async throws -> (Inbox, Inbox, Bool) {

@@ -290,3 +290,46 @@ def test_start_up_refuses_an_open_peer_port_without_a_secret():
                                "1=10.0.0.1:9000,2=10.0.0.2:9000,3=10.0.0.3:9000", "--cluster-id", "x"])
     code, stderr = node.wait_exit()
     assert code != 0 and "--cluster-secret-file" in stderr
+
+
+def test_a_node_catches_up_from_a_snapshot_larger_than_a_send_queue():
+    """One partition holding 37 MB (a snapshot larger than a peer's 32 MiB send queue)
+    written while node 3 is down: back up, it catches up from the snapshot, sent in
+    fragments, and serves every item from its own replica."""
+    cluster = Cluster(3, extra_args=["--partitions", "1"]).wait_ready()
+    try:
+        make_table(cluster.client(1), "Music")
+        wait_for_table(cluster, "Music", [1, 2, 3])
+        cluster.kill(3)
+        cluster.wait_for_leaders([1, 2])
+        blob = os.urandom(290_000).hex()[:390_000]  # 390 KB, under the 400 KB item limit
+        for i in range(96):
+            item = {"pk": {"S": f"big-{i}"}, "n": {"N": str(i)}, "blob": {"S": blob}}
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    cluster.client(1 + i % 2).put_item(TableName="Music", Item=item)
+                    break
+                except botocore.exceptions.ClientError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.1)
+        cluster.start(3).wait_ready(60)
+        deadline = time.monotonic() + 90
+        client = cluster.client(3)
+        while True:
+            found, request = {}, {"TableName": "Music", "ProjectionExpression": "pk, n"}
+            while True:
+                page = client.scan(**request)  # eventually consistent: node 3's own replica
+                found.update((item["pk"]["S"], item["n"]["N"]) for item in page["Items"])
+                if "LastEvaluatedKey" not in page:
+                    break
+                request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            if len(found) == 96:
+                break
+            assert time.monotonic() < deadline, f"node 3 holds {len(found)} of 96 items 90 s after its restart"
+            time.sleep(0.5)
+        assert found == {f"big-{i}": str(i) for i in range(96)}
+        status = cluster.status(3)["partitions"][0]
+        assert {replica["node"] for replica in status["replicas"]} == {1, 2, 3}
+    finally:
+        cluster.stop_all()
