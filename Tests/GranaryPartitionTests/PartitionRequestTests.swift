@@ -26,6 +26,14 @@ import Testing
         let path = FileManager.default.currentDirectoryPath + "/.build/test-data/\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: path) }
+        return try await opening(path, requestsInFlightMax: requestsInFlightMax, body)
+    }
+
+    /// Opens the partition in `path` on a fresh reactor, runs `body`, and closes it.
+    func opening<T: Sendable>(
+        _ path: String, requestsInFlightMax: Int = LocalPartitions.requestsInFlightDefault,
+        _ body: @escaping @Sendable (LocalPartitions, Reactor) async throws -> T
+    ) async throws -> T {
         let group = try ReactorGroup(cpus: [nil])
         defer { group.stop() }
         let reactor = group.reactors[0]
@@ -68,35 +76,18 @@ import Testing
         #expect(secondLock?.type == "InternalServerError")
     }
 
-    /// Opens the partition in `path` on a fresh reactor, runs `body`, and closes it.
-    func reopening<T: Sendable>(
-        _ path: String, _ body: @escaping @Sendable (LocalPartitions) async throws -> T
-    ) async throws -> T {
-        let group = try ReactorGroup(cpus: [nil])
-        defer { group.stop() }
-        let reactor = group.reactors[0]
-        return try await Task(executorPreference: reactor) {
-            let partition = try await Partition.open(
-                index: 0, directory: path, reactor: reactor,
-                options: ReplicaStore<ReactorStorage>.Options(memoryBudgetBytes: 16 << 20))
-            let result = try await body(LocalPartitions([partition], map: PartitionMap(count: 1)))
-            await partition.close()
-            return result
-        }.value
-    }
-
     @Test func preparedLocksOutliveTheProcessAndAnApplyRunsOnce() async throws {
         let path = FileManager.default.currentDirectoryPath + "/.build/test-data/\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: path) }
         let transaction = TransactionID("prepared")
         let image = TransactionWrite(table: Self.table, key: Self.key("a"), item: ["pk": .s("a"), "v": .s("txn")])
-        try await reopening(path) { transport in
+        try await opening(path) { transport, _ in
             guard
                 case .prepared = try await transport.prepare(transaction, [Self.put("a", "txn")], coordinator: 0, at: 0)
             else { throw DynamoError("Test", "not prepared") }
         }
-        let (conflict, applied, afterWrite, again) = try await reopening(path) { transport in
+        let (conflict, applied, afterWrite, again) = try await opening(path) { transport, _ in
             // The lock is back after the restart: another transaction conflicts on "a".
             let conflict = try await transport.lock(TransactionID("other"), keys: [Self.key("a")], at: 0)
             try await transport.apply(transaction, [image], at: 0)
@@ -111,7 +102,7 @@ import Testing
         #expect(try applied.map(StoredItem.decode)?["v"] == .s("txn"))
         #expect(try afterWrite.map(StoredItem.decode)?["v"] == .s("later"))
         #expect(again == false)
-        let (locksLeft, created, found) = try await reopening(path) { transport in
+        let (locksLeft, created, found) = try await opening(path) { transport, _ in
             let record = SystemEntry(key: KeyEncoding.tablePrefix(0) + Array("x".utf8), value: [1])
             let created = try await transport.systemCreate([record], at: 0)
             let found = try await transport.systemCreate([SystemEntry(key: record.key, value: [2])], at: 0)
