@@ -195,9 +195,10 @@ public enum TransactionLedger {
                 try await transport.apply(transaction, writes[partition] ?? [], at: partition)
             }
             if participants.count == exitAfterApplies { exit(137) }
-        }
-        _ = try await concurrently(participants) { (partition) throws(DynamoError) in
-            try await transport.apply(transaction, writes[partition] ?? [], at: partition)
+        } else {
+            _ = try await concurrently(participants) { (partition) throws(DynamoError) in
+                try await transport.apply(transaction, writes[partition] ?? [], at: partition)
+            }
         }
         if !decision.token.isEmpty {
             try await transport.systemPut(
