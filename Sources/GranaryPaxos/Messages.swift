@@ -91,6 +91,11 @@ public enum Command: Hashable, Sendable, CustomStringConvertible {
     case value([UInt8])
     case membership(Membership)
 
+    /// About what the command takes in a message (a value's bytes; the rest are small).
+    var byteCount: Int {
+        if case .value(let bytes) = self { bytes.count } else { 16 }
+    }
+
     public var description: String {
         switch self {
         case .noop: "noop"

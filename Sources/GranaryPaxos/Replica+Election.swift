@@ -25,6 +25,8 @@ extension Replica {
         recovered = [:]
         matched = [:]
         nextSend = [:]
+        inflight = [:]
+        matchedAtHeartbeat = [:]
         followerChosen = [:]
         answeredSentAt = [:]
         transfer = nil

@@ -16,25 +16,54 @@ extension Replica {
     }
 
     /// Sends a follower the entries it lacks: from what it has not been sent yet, or, on a
-    /// heartbeat, from the first slot it does not know chosen (resending what may be lost);
+    /// resend, from the first slot it does not know chosen (resending what may be lost);
     /// the snapshot if it lacks slots compacted here.
     mutating func sendAppend(to peer: NodeID, resend: Bool, evenIfEmpty: Bool = false) {
         let first = resend ? (followerChosen[peer] ?? 0) + 1 : (nextSend[peer] ?? 1)
+        if resend { inflight[peer] = [] }
         if first <= baseSlot, let snapshot = durable.snapshot {
             nextSend[peer] = baseSlot + 1
             send(.snapshot(ballot: durable.promised, snapshot: snapshot, sentAt: now), to: peer)
             return
         }
         var entries: [Entry] = []
-        if first <= lastSlot {
-            let last = min(lastSlot, first + Slot(configuration.maxEntriesPerMessage) - 1)
-            entries = (first...last).map { durable.log[$0]! }
+        var bytes = 0
+        for slot in first...max(first, min(lastSlot, first + Slot(configuration.maxEntriesPerMessage) - 1))
+        where slot <= lastSlot {
+            let entry = durable.log[slot]!
+            bytes += entry.command.byteCount
+            if !entries.isEmpty && bytes > configuration.maxBytesPerMessage { break }
+            entries.append(entry)
+        }
+        if let last = entries.last?.slot {
             nextSend[peer] = last + 1
+            inflight[peer, default: []].append(last)
         }
         if entries.isEmpty && !resend && !evenIfEmpty { return }
         send(
             .append(ballot: durable.promised, entries: entries, commit: chosen, sentAt: now, retain: retainSlot),
             to: peer)
+    }
+
+    /// Whether a follower has entries it was not sent, and room for another append.
+    func maySendMore(to peer: NodeID) -> Bool {
+        (nextSend[peer] ?? 1) <= lastSlot && (inflight[peer]?.count ?? 0) < configuration.maxInflightAppends
+    }
+
+    /// A leader's heartbeat to `peer`: the commit and the lease's evidence, and the entries
+    /// it lacks again if it made no progress since the last heartbeat (what was sent may be
+    /// lost); a follower that is catching up is left to the appends on their way.
+    mutating func heartbeat(_ peer: NodeID) {
+        let progress = matched[peer] ?? 0
+        defer { matchedAtHeartbeat[peer] = progress }
+        let outstanding = (nextSend[peer] ?? 1) > progress + 1
+        if outstanding && progress > (matchedAtHeartbeat[peer] ?? 0) {
+            send(
+                .append(ballot: durable.promised, entries: [], commit: chosen, sentAt: now, retain: retainSlot),
+                to: peer)
+        } else {
+            sendAppend(to: peer, resend: true)
+        }
     }
 
     /// Every replica with a state machine knows every slot up to here chosen.

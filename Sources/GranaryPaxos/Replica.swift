@@ -47,6 +47,11 @@ public struct Replica: Sendable {
         /// A leader's heartbeat (and resend) interval, in ticks.
         public var heartbeatTicks = 2
         public var maxEntriesPerMessage = 64
+        /// An append carries entries of at most this many bytes of commands (at least one
+        /// entry), and a leader has at most `maxInflightAppends` of them unanswered per
+        /// follower: a follower that lags is fed as fast as it answers, never flooded.
+        public var maxBytesPerMessage = 1 << 20
+        public var maxInflightAppends = 16
         /// How long a leader's lease lasts (from the send time of what a quorum answered)
         /// and how long a new leader waits before serving strong reads, in ticks.
         public var leaseTicks = 10
@@ -132,7 +137,14 @@ public struct Replica: Sendable {
     /// Per follower: its chosen prefix, as its latest answer said. A restarted follower
     /// forgets what it knew chosen; resends start here so that it learns it again.
     var followerChosen: [NodeID: Slot] = [:]
+    /// A follower's chosen prefix, as its latest answer to this leader said.
+    public func chosen(by follower: NodeID) -> Slot? { followerChosen[follower] }
     var nextSend: [NodeID: Slot] = [:]
+    /// Per follower: the last slot of each append sent past what it has answered.
+    var inflight: [NodeID: [Slot]] = [:]
+    /// Per follower: its `matched` at the last heartbeat (a heartbeat resends only to a
+    /// follower that made no progress since the one before).
+    var matchedAtHeartbeat: [NodeID: Slot] = [:]
     /// Per follower: the latest `sentAt` it echoed in this ballot (the lease's evidence).
     var answeredSentAt: [NodeID: UInt64] = [:]
     var electedAt: UInt64 = 0
@@ -192,7 +204,7 @@ public struct Replica: Sendable {
             heartbeatElapsed += 1
             if heartbeatElapsed >= configuration.heartbeatTicks {
                 heartbeatElapsed = 0
-                for peer in peers { sendAppend(to: peer, resend: true) }
+                for peer in peers { heartbeat(peer) }
             }
         case .follower, .candidate:
             if isAskingToRecover && (now - 1) % UInt64(configuration.heartbeatTicks) == 0 { askToRecover() }
@@ -277,6 +289,7 @@ public struct Replica: Sendable {
         case .appended(let ballot, let matchedSlot, let chosenSlot, let sentAt):
             guard role == .leader, ballot == durable.promised else { return }
             matched[envelope.from] = max(matched[envelope.from] ?? 0, matchedSlot, chosenSlot)
+            inflight[envelope.from]?.removeAll { $0 <= matched[envelope.from]! }
             followerChosen[envelope.from] = chosenSlot
             answeredSentAt[envelope.from] = max(answeredSentAt[envelope.from] ?? 0, sentAt)
             advanceCommit()
@@ -315,7 +328,7 @@ public struct Replica: Sendable {
     /// A leader has entries a peer has not been sent (without building `peers`: this is
     /// asked on every turn of a caller's loop).
     var hasEntriesToSend: Bool {
-        let unsent = { (peer: NodeID) in peer != self.id && (self.nextSend[peer] ?? 1) <= self.lastSlot }
+        let unsent = { (peer: NodeID) in peer != self.id && self.maySendMore(to: peer) }
         if changes.isEmpty { return base.voters.contains(where: unsent) }
         return currentMemberships.contains { $0.voters.contains(where: unsent) }
     }
@@ -324,7 +337,7 @@ public struct Replica: Sendable {
     /// made since the last call go out together here: one message per follower (batching).
     public mutating func ready() -> Ready {
         if role == .leader {
-            for peer in peers where (nextSend[peer] ?? 1) <= lastSlot { sendAppend(to: peer, resend: false) }
+            for peer in peers where maySendMore(to: peer) { sendAppend(to: peer, resend: false) }
         }
         var ready = Ready()
         if promisedChanged { ready.promised = durable.promised }

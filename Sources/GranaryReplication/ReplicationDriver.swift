@@ -40,7 +40,7 @@ extension ReplicaEnvironment {
 ///
 /// A full replica compacts the core's log every `compactionSlots` applied slots; the tree
 /// is the snapshot. A replica that lags behind the compaction is sent the tree's image
-/// whole (`withImages`), and installs it.
+/// whole, read beside the pump (`sendImage`), and installs it.
 public actor ReplicationDriver<S: Storage & Sendable> {
     private nonisolated let executor: any SerialExecutor & TaskExecutor
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
@@ -92,8 +92,13 @@ public actor ReplicationDriver<S: Storage & Sendable> {
     var appliedWaiters: [UnsafeContinuation<Void, Never>] = []
     /// The pump, while it waits for an input; callers of `idle`.
     var pumpWaiter: UnsafeContinuation<Void, Never>?
-    /// When each peer was last sent a large image of this replica's tree, and its size.
-    var largeImagesSent: [NodeID: (at: ContinuousClock.Instant, bytes: Int)] = [:]
+    /// The peers an image of this replica's tree is being read for, and when each peer
+    /// was last sent one, and its size.
+    var imagesReading: Set<NodeID> = []
+    var imagesSent: [NodeID: (at: ContinuousClock.Instant, bytes: Int)] = [:]
+    /// Per peer sent an image (or about to be): the slot after which the log must stay
+    /// until the peer has the image (`compactIfDue`).
+    var imagePins: [NodeID: Slot] = [:]
     /// An input came while the pump was not waiting.
     var woken = false
     var idleWaiters: [UnsafeContinuation<Void, Never>] = []
@@ -465,69 +470,99 @@ public actor ReplicationDriver<S: Storage & Sendable> {
         }
     }
 
-    /// Drops the core's log, in memory, behind the slot the tree has applied. The snapshot
-    /// it keeps has no image (empty data): the image is the tree's, read when a message
-    /// carries it.
+    /// Drops the core's log, in memory, behind the slot the tree has applied, but not past
+    /// an image sent to a peer that has not installed it yet: the peer needs the slots after
+    /// the image's from the log. A pin goes once the peer has them, once this replica stops
+    /// leading, or once `pinnedSlotsMax` slots are held behind it (the peer is sent a newer
+    /// image). The snapshot the core keeps has no image (empty data): the image is the
+    /// tree's, read when a message carries it.
     func compactIfDue() async throws(StorageError) {
-        guard !replica.configuration.isLogOnly,
-            treeApplied >= (replica.durable.snapshot?.slot ?? 0) + options.compactionSlots
-        else { return }
-        replica.compact(through: treeApplied, snapshot: Self.treeImage)
+        guard !replica.configuration.isLogOnly else { return }
+        if replica.role != .leader { imagePins = [:] }
+        imagePins = imagePins.filter { peer, slot in
+            (replica.chosen(by: peer) ?? 0) < slot && treeApplied <= slot + Self.pinnedSlotsMax
+        }
+        let through = imagePins.values.reduce(treeApplied, min)
+        guard through >= (replica.durable.snapshot?.slot ?? 0) + options.compactionSlots else { return }
+        replica.compact(through: through, snapshot: Self.treeImage)
     }
 
-    /// A full replica's own snapshot in the core: the tree, whose image `withImages` reads
-    /// when a message carries it (no image is empty). A snapshot received from a leader
-    /// carries its image, and is passed on as it is.
+    static var pinnedSlotsMax: Slot { 8192 }
+
+    /// A full replica's own snapshot in the core: the tree, whose image is read when a
+    /// message carries it (no image is empty). A snapshot received from a leader carries
+    /// its image, and is passed on as it is.
     static var treeImage: [UInt8] { [] }
 
-    /// An image above this size is sent to a peer at most once per `largeImageBytesPerSecond`
-    /// of it: a follower that lags past compaction is sent the snapshot with every
-    /// heartbeat until it has installed one, and each image is read from the whole tree.
-    static var largeImageBytes: Int { 4 << 20 }
-    static var largeImageBytesPerSecond: Int { 32 << 20 }
+    /// After an image, the next one to the same peer waits until the peer has had time to
+    /// receive and install it (it is asked for with every heartbeat until the peer answers
+    /// that it has, and each is read from the whole tree): `imageBytesPerSecond` of it.
+    static var imageBytesPerSecond: Int { 4 << 20 }
 
-    /// Whether `envelope` is a snapshot to a peer that is away, or that was sent a large
-    /// image too recently.
+    /// Whether `envelope` is a snapshot to a peer that is away, that an image is being read
+    /// for, or that was sent one too recently.
     private func isTooSoonForAnImage(_ envelope: Envelope) -> Bool {
         guard case .snapshot(_, let snapshot, _) = envelope.message, snapshot.data == Self.treeImage else {
             return false
         }
-        if environment?.canReach(envelope.to) == false { return true }
-        guard let sent = largeImagesSent[envelope.to] else { return false }
-        return ContinuousClock.now - sent.at < .seconds(Double(sent.bytes) / Double(Self.largeImageBytesPerSecond))
+        if environment?.canReach(envelope.to) == false || imagesReading.contains(envelope.to) { return true }
+        guard let sent = imagesSent[envelope.to] else { return false }
+        return ContinuousClock.now - sent.at < .seconds(Double(sent.bytes) / Double(Self.imageBytesPerSecond))
     }
 
-    /// The messages with the tree's image in each snapshot of its own they carry: the tree as applied
-    /// now, which holds every slot through the core's snapshot and maybe more, so the
-    /// snapshot is labelled with the tree's slot and the membership in force after it.
+    /// The messages to send now. A snapshot of the replica's own goes later, from a task that
+    /// reads the tree's image beside the pump (`sendImage`), so that heartbeats and writes
+    /// go on meanwhile. A promise that carries one gets the image here (elections are rare).
     func withImages(_ messages: [Envelope]) async throws(StorageError) -> [Envelope] {
-        let messages = messages.filter { !isTooSoonForAnImage($0) }
-        guard
-            messages.contains(where: {
-                switch $0.message {
-                case .snapshot(_, let snapshot, _), .promise(_, _, let snapshot?): snapshot.data == Self.treeImage
-                default: false
-                }
-            })
-        else { return messages }
-        await appliedAll()
-        let slot = await store.appliedSlot
-        let image = Snapshot(
-            slot: slot, membership: replica.membership(at: slot + 1), data: try await store.snapshotImage())
-        return messages.map { envelope in
-            var envelope = envelope
+        var now: [Envelope] = []
+        for envelope in messages where !isTooSoonForAnImage(envelope) {
             switch envelope.message {
             case .snapshot(let ballot, let snapshot, let sentAt) where snapshot.data == Self.treeImage:
-                envelope.message = .snapshot(ballot: ballot, snapshot: image, sentAt: sentAt)
-                if let bytes = image.data?.count, bytes > Self.largeImageBytes {
-                    largeImagesSent[envelope.to] = (.now, bytes)
+                imagesReading.insert(envelope.to)
+                imagePins[envelope.to] = min(imagePins[envelope.to] ?? .max, treeApplied)
+                Task(executorPreference: executor) { [self] in
+                    await sendImage(to: envelope.to, ballot: ballot, sentAt: sentAt)
                 }
             case .promise(let ballot, let accepted, let snapshot?) where snapshot.data == Self.treeImage:
-                envelope.message = .promise(ballot: ballot, accepted: accepted, snapshot: image)
-            default: break
+                guard let image = try await treeImage() else { continue }
+                now.append(
+                    Envelope(
+                        from: envelope.from, to: envelope.to,
+                        message: .promise(ballot: ballot, accepted: accepted, snapshot: image)))
+            default:
+                now.append(envelope)
             }
-            return envelope
         }
+        return now
+    }
+
+    /// The tree's image as of the slot it is labelled with, and the membership in force
+    /// after it; nil if it could not be read whole (it is sent again later).
+    func treeImage() async throws(StorageError) -> Snapshot? {
+        guard let (slot, image) = try await store.snapshotImage() else { return nil }
+        return Snapshot(slot: slot, membership: replica.membership(at: slot + 1), data: image)
+    }
+
+    /// Sends `peer` a snapshot with the tree's image, if this replica still leads in
+    /// `ballot` once it is read. The log after the image's slot stays until the peer has it.
+    func sendImage(to peer: NodeID, ballot: Ballot, sentAt: UInt64) async {
+        defer { imagesReading.remove(peer) }
+        let image: Snapshot?
+        do throws(StorageError) {
+            image = try await treeImage()
+        } catch {
+            if !closed { stop(error) }
+            return
+        }
+        guard let image, !closed, failure == nil, replica.role == .leader, replica.promised == ballot else {
+            imagePins[peer] = nil
+            return
+        }
+        imagePins[peer] = image.slot
+        imagesSent[peer] = (.now, image.data?.count ?? 0)
+        environment?.send(
+            [Envelope(from: id, to: peer, message: .snapshot(ballot: ballot, snapshot: image, sentAt: sentAt))],
+            from: id)
     }
 }
 

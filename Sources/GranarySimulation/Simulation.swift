@@ -274,6 +274,9 @@ public final class Simulation: @unchecked Sendable {
             }
             step(faulty: false)
             if !report.violations.isEmpty { return finish() }
+            // A disk fault injected before the heal may still stop a node (a checkpoint's
+            // sync that failed): restarted, as an operator would.
+            heal()
             if let slot = acknowledged[probe] {
                 probeAcknowledged = true
                 if everyVoterHasChosen(slot) { break }

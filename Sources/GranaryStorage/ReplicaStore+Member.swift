@@ -144,8 +144,11 @@ extension ReplicaStore {
                     case .put(let key, let value): try await tree.put(key, value)
                     case .delete(let key): try await tree.delete(key)
                     }
+                    noteWritten(write.key)
                 }
-            case .membership(let bytes): try await tree.put(Self.membershipKey, bytes)
+            case .membership(let bytes):
+                try await tree.put(Self.membershipKey, bytes)
+                noteWritten(Self.membershipKey)
             }
         } catch {
             treeLock.release(.tree)
@@ -166,6 +169,7 @@ extension ReplicaStore {
         await treeLock.acquire(.tree)
         do throws(StorageError) {
             try await tree.put(Self.membershipKey, membership)
+            noteWritten(Self.membershipKey)
         } catch {
             treeLock.release(.tree)
             throw error

@@ -41,57 +41,127 @@ public struct SnapshotCursor: Sendable, Equatable {
     public var finished = false
 }
 
-/// A snapshot as a stream of checksummed chunks, and its installation in another replica.
+/// A snapshot as checksummed chunks, read from one replica's tree and installed in another's.
 ///
-/// The sender reads the tree a chunk at a time, each under the tree lock, so writes go on
-/// between chunks: the stream is fuzzy, each key as of some slot at or after the
-/// snapshot's. Every write is a blind put or delete of a whole value, so a receiver that
-/// installs the stream and then applies every entry after the snapshot's slot, in order,
-/// holds exactly the sender's state (each key ends with its last write, or, if it had none
-/// since the snapshot's slot, with the value the stream carried, which no write changed).
-/// The sender must keep those entries until the receiver has them.
+/// The sender reads its tree a batch at a time, each under the tree lock, so applies go on
+/// between batches; the keys they write meanwhile are recorded, and read again at the end,
+/// under the lock, with the slot applied then. The image is the tree exactly as of that
+/// slot, its label, and no write waits for more than one batch.
 ///
 /// The receiver installs into its tree directly, without logging: until the checkpoint
 /// that ends the installation the tree on disk is the old one, so a crash part-way leaves
 /// the replica as it was, and the stream starts again.
 extension ReplicaStore {
-    /// Starts a stream of this replica's snapshot.
-    public func beginSnapshot() -> SnapshotCursor {
-        SnapshotCursor(slot: appliedSlot)
-    }
+    /// The most keys an image read records as written meanwhile; past it, the read gives up.
+    static var imageWrittenKeysMax: Int { 1 << 20 }
 
-    /// The next chunk of the stream at `cursor`: entries after the cursor's key, up to
-    /// about `bytesMax` bytes of payload (at least one entry), and the cursor after it.
-    public func readSnapshotChunk(
-        at cursor: SnapshotCursor, bytesMax: Int = 1 << 20
-    ) async throws(StorageError) -> (chunk: SnapshotChunk, next: SnapshotCursor) {
-        precondition(!cursor.finished, "a snapshot stream read past its end")
-        if let fenced { throw .fenced(fenced.description) }
-        var writes: [StoreWrite] = []
-        var bytes = 5
-        var next = cursor
+    /// The tree's entries, exactly as of the slot returned (see above), nil if the tree was
+    /// replaced by an installation meanwhile or too many keys were written.
+    public func snapshotEntries(
+        batchBytes: Int = 1 << 20
+    ) async throws(StorageError) -> (slot: UInt64, entries: [(key: [UInt8], value: [UInt8])])? {
+        let read = nextImageRead
+        nextImageRead += 1
+        imageReads[read] = []
+        defer { imageReads[read] = nil }
+        let installsAtStart = installs
+        var entries: [(key: [UInt8], value: [UInt8])] = []
+        var after: [UInt8]?
         var more = true
-        await treeLock.acquire(.tree)
-        defer { treeLock.release(.tree) }
-        while more && bytes < bytesMax {
-            let batch = try await tree.scan(from: next.after.map { $0 + [0] }, limit: 64)
-            more = batch.count == 64
-            for (key, value) in batch {
-                next.after = key
-                if key == Self.appliedSlotKey { continue }  // the receiver's is its own
-                writes.append(.put(key: key, value: value))
-                bytes += 9 + key.count + value.count
-                if bytes >= bytesMax {
-                    more = true
-                    break
+        var readBytes = 0
+        while more {
+            // A batch from the page cache need not wait for anything: let this core's other
+            // work (heartbeats, requests, I/O completions) in between.
+            await Task.yield()
+            if let fenced { throw .fenced(fenced.description) }
+            await treeLock.acquire(.tree)
+            defer { treeLock.release(.tree) }
+            var bytes = 0
+            while more && bytes < batchBytes {
+                // A scan reads every value it returns: ask for about what the batch has
+                // room for, at the entries' average size so far.
+                let average = entries.isEmpty ? 256 : max(1, readBytes / entries.count)
+                let limit = min(256, max(1, (batchBytes - bytes) / average))
+                let batch = try await tree.scan(from: after.map { $0 + [0] }, limit: limit)
+                more = batch.count == limit
+                for (key, value) in batch {
+                    after = key
+                    if key == Self.appliedSlotKey { continue }  // the receiver's is its own
+                    entries.append((key, value))
+                    bytes += key.count + value.count
+                    readBytes += key.count + value.count
                 }
             }
         }
-        let chunk = SnapshotChunk(
-            slot: cursor.slot, index: cursor.index, last: !more, payload: StoreWrite.encodeEntry(writes))
-        next.index += 1
-        next.finished = !more
-        return (chunk, next)
+        if let fenced { throw .fenced(fenced.description) }
+        await treeLock.acquire(.tree)
+        defer { treeLock.release(.tree) }
+        guard installs == installsAtStart, let written = imageReads[read], written.count <= Self.imageWrittenKeysMax
+        else { return nil }
+        var rewritten: [(key: [UInt8], value: [UInt8]?)] = []
+        for key in written.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
+            rewritten.append((key, try await tree.get(key)))
+        }
+        return (appliedSlot, Self.merge(entries, rewritten))
+    }
+
+    /// `entries` (in key order) with `rewritten` (in key order) put over them: a value
+    /// replaces or adds its key, nil removes it.
+    static func merge(
+        _ entries: [(key: [UInt8], value: [UInt8])], _ rewritten: [(key: [UInt8], value: [UInt8]?)]
+    ) -> [(key: [UInt8], value: [UInt8])] {
+        guard !rewritten.isEmpty else { return entries }
+        var merged: [(key: [UInt8], value: [UInt8])] = []
+        merged.reserveCapacity(entries.count + rewritten.count)
+        var next = 0
+        for entry in entries {
+            while next < rewritten.count && rewritten[next].key.lexicographicallyPrecedes(entry.key) {
+                if let value = rewritten[next].value { merged.append((rewritten[next].key, value)) }
+                next += 1
+            }
+            if next < rewritten.count && rewritten[next].key == entry.key {
+                if let value = rewritten[next].value { merged.append((entry.key, value)) }
+                next += 1
+            } else {
+                merged.append(entry)
+            }
+        }
+        for (key, value) in rewritten[next...] { if let value { merged.append((key, value)) } }
+        return merged
+    }
+
+    /// Records that `key` was written, for the image reads in progress.
+    func noteWritten(_ key: [UInt8]) {
+        guard !imageReads.isEmpty else { return }
+        for read in imageReads.keys where imageReads[read]!.count <= Self.imageWrittenKeysMax {
+            imageReads[read]!.insert(key)
+        }
+    }
+
+    /// `entries` as a stream of chunks of the snapshot of `slot`, each of about `bytesMax`
+    /// bytes of payload (at least one entry; one empty chunk for no entries).
+    public static func chunks(
+        of entries: [(key: [UInt8], value: [UInt8])], slot: UInt64, bytesMax: Int = 1 << 20
+    ) -> [SnapshotChunk] {
+        var chunks: [SnapshotChunk] = []
+        var writes: [StoreWrite] = []
+        var bytes = 5
+        for (position, (key, value)) in entries.enumerated() {
+            writes.append(.put(key: key, value: value))
+            bytes += 9 + key.count + value.count
+            let last = position == entries.count - 1
+            if bytes >= bytesMax || last {
+                chunks.append(
+                    SnapshotChunk(
+                        slot: slot, index: UInt32(chunks.count), last: last, payload: StoreWrite.encodeEntry(writes)))
+                writes = []
+                bytes = 5
+            }
+        }
+        if chunks.isEmpty {
+            chunks.append(SnapshotChunk(slot: slot, index: 0, last: true, payload: StoreWrite.encodeEntry([])))
+        }
+        return chunks
     }
 
     /// Starts installing the snapshot of `slot`: the tree is emptied (nothing is logged;
@@ -100,10 +170,12 @@ extension ReplicaStore {
         if let fenced { throw .fenced(fenced.description) }
         await treeLock.acquire(.tree)
         defer { treeLock.release(.tree) }
+        installs += 1
         while true {
             let batch = try await tree.scan(from: nil, limit: 256)
             if batch.isEmpty { break }
             for (key, _) in batch { try await tree.delete(key) }
+            await Task.yield()
         }
         return SnapshotCursor(slot: slot)
     }
@@ -165,20 +237,20 @@ extension ReplicaStore {
 /// its chunks one after another, each framed by its slot (8 bytes), index (4), last flag
 /// (1), checksum (4) and payload length (4), little-endian, then its payload.
 extension ReplicaStore {
-    public func snapshotImage() async throws(StorageError) -> [UInt8] {
+    /// The tree's image as of the slot returned (`snapshotEntries`), nil if it could not
+    /// be read whole.
+    public func snapshotImage(batchBytes: Int = 1 << 20) async throws(StorageError) -> (slot: UInt64, image: [UInt8])? {
+        guard let (slot, entries) = try await snapshotEntries(batchBytes: batchBytes) else { return nil }
         var image: [UInt8] = []
-        var cursor = beginSnapshot()
-        while !cursor.finished {
-            let (chunk, next) = try await readSnapshotChunk(at: cursor)
+        for chunk in Self.chunks(of: entries, slot: slot) {
             withUnsafeBytes(of: chunk.slot.littleEndian) { image += $0 }
             withUnsafeBytes(of: chunk.index.littleEndian) { image += $0 }
             image.append(chunk.last ? 1 : 0)
             withUnsafeBytes(of: chunk.checksum.littleEndian) { image += $0 }
             withUnsafeBytes(of: UInt32(chunk.payload.count).littleEndian) { image += $0 }
             image += chunk.payload
-            cursor = next
         }
-        return image
+        return (slot, image)
     }
 
     /// Installs a snapshot image (`snapshotImage`) of `slot`. A damaged or foreign image is
@@ -205,6 +277,7 @@ extension ReplicaStore {
             chunk.checksum = checksum
             position += length
             cursor = try await installChunk(chunk, at: cursor)
+            await Task.yield()  // as when an image is read
         }
         guard position == image.count else {
             throw .corruption(file: "snapshot", offset: UInt64(position), detail: "bytes follow the last chunk")

@@ -82,6 +82,11 @@ public actor ReplicaStore<S: Storage & Sendable> {
     /// A checkpoint is on its way, started by `checkpointSoonIfDue`.
     private var checkpointStarting = false
     private var writesSinceLogCheck = 256  // so that open checks the log at once
+    /// The image reads in progress (`snapshotEntries`), each with the keys written since it
+    /// began, and the installations begun since open (each replaces the tree).
+    var imageReads: [Int: Set<[UInt8]>] = [:]
+    var nextImageRead = 0
+    var installs = 0
     /// The failure that fenced the store, if one did.
     public internal(set) var fenced: StorageError?
     /// Checkpoints completed since open (for tests and metrics).
@@ -183,7 +188,7 @@ public actor ReplicaStore<S: Storage & Sendable> {
                 guard let writes = StoreWrite.decodeEntry(record.payload) else {
                     throw .corruption(file: "wal", offset: 0, detail: "log record \(record.lsn) is not an entry")
                 }
-                try await apply(writes, to: tree)
+                try await Self.apply(writes, to: tree)
                 slot = record.slot
             }
         }
@@ -279,6 +284,7 @@ public actor ReplicaStore<S: Storage & Sendable> {
                 await treeLock.acquire(.tree)
                 do throws(StorageError) {
                     try await Self.apply(writes, to: tree)
+                    for write in writes { noteWritten(write.key) }
                 } catch {
                     // The record is durable but the tree could not take it: stop serving, so
                     // the tree never answers without a write the log holds. A reopen replays it.

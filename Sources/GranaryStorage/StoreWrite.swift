@@ -3,6 +3,12 @@ public enum StoreWrite: Sendable, Equatable {
     case put(key: [UInt8], value: [UInt8])
     case delete(key: [UInt8])
 
+    public var key: [UInt8] {
+        switch self {
+        case .put(let key, _), .delete(let key): key
+        }
+    }
+
     /// An entry's payload: a command byte (0 a no-op, 1 writes, 2 a membership: see
     /// `LogCommand`), then for writes their
     /// count (4 bytes) and each write: its kind (1 put, 2 delete), the key's length (4

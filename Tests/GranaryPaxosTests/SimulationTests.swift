@@ -64,7 +64,7 @@ import Testing
     /// - one leader per ballot: a replica that restarts without its promise runs in a
     ///   ballot it already led;
     /// - no acknowledged write lost: a replica that restarts with an empty disk forgets
-    ///   what it accepted;
+    ///   what it accepted (or, first, a slot applied with another value than was chosen);
     /// - one value per slot (identical logs): sending a promise or an acceptance before it
     ///   is durable, with crashes in between;
     /// - liveness: replicas that always say they hear a leader, so nobody ever runs;
@@ -74,10 +74,10 @@ import Testing
     /// - linearizability (the lease check off): the same lease-less reads are stale.
     @Test(arguments: [
         (Simulation.DeliberateBug.forgetPromiseOnRestart, "two leaders in ballot", true, true),
-        (.forgetDiskOnRestart, "acknowledged", true, false),
-        (.sendBeforePersist, " was chosen", true, true),
+        (.forgetDiskOnRestart, "acknowledged| was chosen", true, false),
+        (.sendBeforePersist, " was chosen", true, false),
         (.alwaysSayLeaderAlive, "liveness", true, true),
-        (.readsWithoutLease, "serve strong reads at once", true, true),
+        (.readsWithoutLease, "serve strong reads at once", true, false),
         (.readsWithoutLease, "not linearizable", false, true),
     ])
     func aDeliberateBugIsCaught(bug: Simulation.DeliberateBug, violation: String, checkLeases: Bool, harsh: Bool) {
@@ -85,7 +85,8 @@ import Testing
             bug, faults: harsh ? harshFaults : FaultProfile(), checkLeases: checkLeases, faultTicks: harsh ? 1000 : 2000
         )
         #expect(
-            failure?.violations.contains { $0.contains(violation) } == true,
+            failure?.violations.contains { found in violation.split(separator: "|").contains { found.contains($0) } }
+                == true,
             "\(bug): \(failure.map { "\($0)" } ?? "no seed failed")")
     }
 

@@ -27,14 +27,55 @@ import Testing
         for index in stride(from: 0, to: 1500, by: 15) { try await store.delete(key(index)) }
         var contents: [[UInt8]: [UInt8]] = [:]
         for (key, value) in try await store.scan(from: Array("key".utf8), limit: 2000) { contents[key] = value }
-        var cursor = await store.beginSnapshot()
-        var chunks: [SnapshotChunk] = []
-        while !cursor.finished {
-            let (chunk, next) = try await store.readSnapshotChunk(at: cursor, bytesMax: 64 << 10)
-            chunks.append(chunk)
-            cursor = next
+        let (slot, entries) = try #require(try await store.snapshotEntries())
+        return (ReplicaStore<FaultyStorage>.chunks(of: entries, slot: slot, bytesMax: 64 << 10), contents, slot)
+    }
+
+    /// Writes applied while the image is read (the read lets them in between its batches)
+    /// are in it exactly as of its slot: each key as the writes through that slot left it.
+    @Test func anImageReadDuringWritesIsTheTreeAsOfItsSlot() async throws {
+        let (reads, overlapped, exact) = try await onReactor { reactor in
+            let store = try await ReplicaStore.open(
+                storage: FaultyStorage(seed: 24), options: Self.options(node: 1), executor: reactor)
+            var initial: [[UInt8]: [UInt8]] = [:]
+            for index in 0..<2000 {
+                initial[Self.key(index)] = [UInt8](repeating: UInt8(index % 251), count: 500 + index % 2000)
+                try await store.put(Self.key(index), initial[Self.key(index)]!)
+            }
+            let first = await store.appliedSlot
+            // Each write takes the next slot: puts over existing keys, new keys, deletes.
+            let writes: [StoreWrite] = (0..<2000).map { step in
+                let key = Self.key((step * 7919) % 2600)
+                return step % 5 == 0 ? .delete(key: key) : .put(key: key, value: [UInt8(step % 256), 1, 2])
+            }
+            let writer = Task(executorPreference: reactor) {
+                for write in writes { try await store.write([write]) }
+            }
+            // Reads one after another while the writes go on; each is checked.
+            var reads = 0, overlapped = 0, exact = 0
+            while await store.appliedSlot < first + UInt64(writes.count) && reads < 1000 {
+                let before = await store.appliedSlot
+                let read = try #require(try await store.snapshotEntries(batchBytes: 1))
+                reads += 1
+                if read.slot > before { overlapped += 1 }
+                var expected = initial
+                for write in writes.prefix(Int(read.slot - first)) {
+                    switch write {
+                    case .put(let key, let value): expected[key] = value
+                    case .delete(let key): expected[key] = nil
+                    }
+                }
+                let sorted =
+                    read.entries.map(\.key) == read.entries.map(\.key).sorted { $0.lexicographicallyPrecedes($1) }
+                if sorted && Dictionary(uniqueKeysWithValues: read.entries.map { ($0.key, $0.value) }) == expected {
+                    exact += 1
+                }
+            }
+            try await writer.value
+            return (reads, overlapped, exact)
         }
-        return (chunks, contents, await store.appliedSlot)
+        #expect(overlapped > 0)  // writes were applied while a read was under way
+        #expect(exact == reads)
     }
 
     @Test func aSnapshotStreamInstallsTheSendersStateAndSlot() async throws {

@@ -291,3 +291,65 @@ def test_start_up_refuses_an_open_peer_port_without_a_secret():
     code, stderr = node.wait_exit()
     assert code != 0 and "--cluster-secret-file" in stderr
 
+
+
+def scan_all(client, consistent):
+    """Every item's pk and n, read through `client` (eventually consistent: that node's own
+    replica)."""
+    found, request = {}, {"TableName": "Music", "ProjectionExpression": "pk, n", "ConsistentRead": consistent}
+    while True:
+        page = client.scan(**request)
+        found.update((item["pk"]["S"], item["n"]["N"]) for item in page["Items"])
+        if "LastEvaluatedKey" not in page:
+            return found
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def test_a_node_catches_up_from_a_snapshot_larger_than_a_send_queue():
+    """One partition holding 37 MB (a snapshot larger than a peer's 32 MiB send queue)
+    written while node 3 is down. Back up, it catches up from the snapshot (read beside the
+    leader's log, so heartbeats and writes go on; sent in fragments) while writes go on,
+    and then holds exactly what the leader holds, every item read from its own replica."""
+    cluster = Cluster(3, extra_args=["--partitions", "1"]).wait_ready()
+    try:
+        make_table(cluster.client(1), "Music")
+        wait_for_table(cluster, "Music", [1, 2, 3])
+        cluster.kill(3)
+        cluster.wait_for_leaders([1, 2])
+
+        def put(node, item, timeout=20):
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    return cluster.client(node).put_item(TableName="Music", Item=item)
+                except botocore.exceptions.ClientError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.1)
+
+        blob = os.urandom(290_000).hex()[:390_000]  # 390 KB, under the 400 KB item limit
+        for i in range(96):
+            put(1 + i % 2, {"pk": {"S": f"big-{i}"}, "n": {"N": str(i)}, "blob": {"S": blob}})
+        cluster.start(3)
+        # Small writes through nodes 1 and 2 while node 3 catches up: they must reach it too.
+        written = 0
+        started = time.monotonic()
+        while time.monotonic() - started < 8 and written < 400:
+            put(1 + written % 2, {"pk": {"S": f"small-{written % 50}"}, "n": {"N": str(written)}})
+            written += 1
+        assert written >= 50
+        cluster.wait_ready(60)
+        expected = scan_all(cluster.client(1), consistent=True)
+        assert len(expected) == 96 + 50
+        deadline = time.monotonic() + 90
+        while True:
+            found = scan_all(cluster.client(3), consistent=False)
+            if found == expected:
+                break
+            assert time.monotonic() < deadline, \
+                f"node 3 holds {len(found)} items, {sum(found.get(k) == v for k, v in expected.items())} " \
+                f"as the leader does, of {len(expected)}, 90 s after its restart"
+            time.sleep(0.5)
+        status = cluster.status(3)["partitions"][0]
+        assert {replica["node"] for replica in status["replicas"]} == {1, 2, 3}
+    finally:
+        cluster.stop_all()
