@@ -32,10 +32,12 @@ public struct WriteCommand: Sendable, Codable {
     public var readsOld: Bool
     /// ReturnValuesOnConditionCheckFailure ALL_OLD: a failed condition carries the item.
     public var returnsOldOnFailure: Bool
+    /// The table's secondary indexes that the partition keeps with the item, if any.
+    public var indexes: IndexMaintenance?
 
     public init(
         table: UInt32, key: [UInt8], condition: Condition? = nil, action: Action, readsOld: Bool = true,
-        returnsOldOnFailure: Bool = false
+        returnsOldOnFailure: Bool = false, indexes: IndexMaintenance? = nil
     ) {
         self.table = table
         self.key = key
@@ -43,9 +45,11 @@ public struct WriteCommand: Sendable, Codable {
         self.action = action
         switch action {
         case .update, .check: self.readsOld = true  // they evaluate against the stored item
-        case .put, .delete: self.readsOld = readsOld || condition != nil
+        // An index entry of the old item is deleted or replaced.
+        case .put, .delete: self.readsOld = readsOld || condition != nil || indexes != nil
         }
         self.returnsOldOnFailure = returnsOldOnFailure
+        self.indexes = indexes
     }
 
     /// What the write stores, given the item stored now: nil deletes (or leaves nothing).
@@ -57,6 +61,7 @@ public struct WriteCommand: Sendable, Codable {
         }
         switch action {
         case .put(let item):
+            try indexes?.checkIndexKeys(item)
             return item
         case .delete:
             return nil
@@ -72,6 +77,7 @@ public struct WriteCommand: Sendable, Codable {
             if stored == nil && !actions.isEmpty && onlyRemoves { return nil }
             let updated = try UpdateEvaluation.apply(actions, to: stored ?? keyItem)
             try ItemLimits.checkItemSize(updated)
+            try indexes?.checkIndexKeys(updated)
             return updated
         }
     }
@@ -156,10 +162,17 @@ public struct RangePage: Sendable, Codable {
     public init() {}
 }
 
-/// One write of a committed transaction: the final image of an item (nil: deleted).
+/// One write of a committed transaction: the final image of an item (nil: deleted), and
+/// the table's indexes to keep with it.
 public struct TransactionWrite: Sendable, Codable {
     public var table: UInt32
     public var key: [UInt8]
     public var item: Item?
-    public init(table: UInt32, key: [UInt8], item: Item?) { self.table = table; self.key = key; self.item = item }
+    public var indexes: IndexMaintenance?
+    public init(table: UInt32, key: [UInt8], item: Item?, indexes: IndexMaintenance? = nil) {
+        self.table = table
+        self.key = key
+        self.item = item
+        self.indexes = indexes
+    }
 }

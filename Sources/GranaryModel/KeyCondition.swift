@@ -140,20 +140,45 @@ public struct KeyCondition: Sendable {
 
     /// The B-tree keys of the items this condition selects in table `table`.
     public func keyRange(table: UInt32) -> (lower: [UInt8], upper: [UInt8]) {
-        let prefix = KeyEncoding.partitionPrefix(table: table, partitionKey: partitionKey)
+        // `k + [0]` is the least key above `k`: an item's key ends with its sort key.
+        keyRange(
+            prefix: KeyEncoding.partitionPrefix(table: table, partitionKey: partitionKey),
+            sortBytes: KeyEncoding.keyBytes, startOfSortBytes: KeyEncoding.keyBytes, endOfEqualKeys: { $0 + [0] })
+    }
+
+    /// The B-tree keys of the entries this condition selects in local secondary index
+    /// `index` (`SecondaryIndex`: the index sort key terminated, then the table's).
+    public func keyRange(index: UInt32) -> (lower: [UInt8], upper: [UInt8]) {
+        keyRange(
+            prefix: KeyEncoding.partitionPrefix(table: index, partitionKey: partitionKey),
+            sortBytes: { KeyEncoding.terminated(KeyEncoding.keyBytes($0)) },
+            startOfSortBytes: { KeyEncoding.escaped(KeyEncoding.keyBytes($0)) },
+            endOfEqualKeys: KeyEncoding.prefixEnd)
+    }
+
+    /// The range under `prefix` whose sort part (`sortBytes` of a value, followed by
+    /// nothing or, in an index, the table's sort key) the condition selects. The keys of
+    /// one sort value are from `prefix + sortBytes(v)` to `endOfEqualKeys` of that;
+    /// `startOfSortBytes(s)` begins the bytes of every value that begins with `s`.
+    private func keyRange(
+        prefix: [UInt8], sortBytes: (AttributeValue) -> [UInt8], startOfSortBytes: (AttributeValue) -> [UInt8],
+        endOfEqualKeys: ([UInt8]) -> [UInt8]
+    ) -> (lower: [UInt8], upper: [UInt8]) {
         let end = KeyEncoding.prefixEnd(prefix)
         guard let sort else { return (prefix, end) }
-        func key(_ value: AttributeValue) -> [UInt8] { prefix + KeyEncoding.keyBytes(value) }
-        // `k + [0]` is the least key above `k`.
+        func first(_ value: AttributeValue) -> [UInt8] { prefix + sortBytes(value) }
+        func past(_ value: AttributeValue) -> [UInt8] { endOfEqualKeys(first(value)) }
         switch sort {
-        case .compare(.equal, let value): return (key(value), key(value) + [0])
-        case .compare(.less, let value): return (prefix, key(value))
-        case .compare(.lessOrEqual, let value): return (prefix, key(value) + [0])
-        case .compare(.greater, let value): return (key(value) + [0], end)
-        case .compare(.greaterOrEqual, let value): return (key(value), end)
+        case .compare(.equal, let value): return (first(value), past(value))
+        case .compare(.less, let value): return (prefix, first(value))
+        case .compare(.lessOrEqual, let value): return (prefix, past(value))
+        case .compare(.greater, let value): return (past(value), end)
+        case .compare(.greaterOrEqual, let value): return (first(value), end)
         case .compare(.notEqual, _): preconditionFailure("<> is refused when the condition is read")
-        case .between(let low, let high): return (key(low), key(high) + [0])
-        case .beginsWith(let start): return (key(start), KeyEncoding.prefixEnd(key(start)))
+        case .between(let low, let high): return (first(low), past(high))
+        case .beginsWith(let start):
+            let start = prefix + startOfSortBytes(start)
+            return (start, KeyEncoding.prefixEnd(start))
         }
     }
 }

@@ -65,6 +65,27 @@ public enum KeyEncoding {
         return key
     }
 
+    /// `bytes` made self-delimiting without changing their order: each 0x00 as 0x00 0xFF,
+    /// then 0x00 0x01. A terminated value sorts before every longer value it begins, so
+    /// bytes can follow it (a secondary index's entry key: `SecondaryIndex`).
+    public static func terminated(_ bytes: [UInt8]) -> [UInt8] {
+        var output = escaped(bytes)
+        output += [0x00, 0x01]
+        return output
+    }
+
+    /// `bytes` with each 0x00 as 0x00 0xFF: a prefix of `terminated`, kept by every value
+    /// that begins with `bytes`.
+    public static func escaped(_ bytes: [UInt8]) -> [UInt8] {
+        var output: [UInt8] = []
+        output.reserveCapacity(bytes.count + 2)
+        for byte in bytes {
+            output.append(byte)
+            if byte == 0 { output.append(0xFF) }
+        }
+        return output
+    }
+
     /// The least key above every key that starts with `prefix`.
     public static func prefixEnd(_ prefix: [UInt8]) -> [UInt8] {
         var end = prefix

@@ -1,5 +1,5 @@
 /// A key attribute of a table: its name and scalar type (S, N or B).
-public struct KeyAttribute: Sendable, Equatable {
+public struct KeyAttribute: Sendable, Equatable, Codable {
     public var name: String
     public var type: String
     public init(name: String, type: String) { self.name = name; self.type = type }
@@ -25,6 +25,8 @@ public struct TableInfo: Sendable {
     public var ttlEnabled: Bool
     public var deletionProtection: Bool
     public var tableClass: String
+    /// Its local secondary indexes, fixed at creation.
+    public var localIndexes: [SecondaryIndex] = []
 
     public init(
         id: UInt32, name: String, partitionKey: KeyAttribute, sortKey: KeyAttribute?,
@@ -49,6 +51,14 @@ public struct TableInfo: Sendable {
     }
 
     public var keyNames: [String] { [partitionKey.name] + (sortKey.map { [$0.name] } ?? []) }
+
+    /// What a write to the table must keep besides the item (nil: the table has no index).
+    public var indexMaintenance: IndexMaintenance? {
+        localIndexes.isEmpty
+            ? nil : IndexMaintenance(partitionKey: partitionKey.name, sortKey: sortKey?.name, indexes: localIndexes)
+    }
+
+    public func localIndex(named name: String) -> SecondaryIndex? { localIndexes.first { $0.name == name } }
 
     // MARK: Keys of items
 
@@ -137,6 +147,7 @@ public struct TableInfo: Sendable {
         ]
         if let sortKey { object["sortKey"] = .array([.string(sortKey.name), .string(sortKey.type)]) }
         if let ttlAttribute { object["ttlAttribute"] = .string(ttlAttribute) }
+        if !localIndexes.isEmpty { object["localIndexes"] = .array(localIndexes.map(\.catalogJSON)) }
         return .object(object)
     }
 
@@ -170,5 +181,40 @@ public struct TableInfo: Sendable {
         ttlEnabled = flag("ttlEnabled")
         deletionProtection = flag("deletionProtection")
         tableClass = string("tableClass") ?? "STANDARD"
+        // Catalogs written before indexes existed have no "localIndexes".
+        if case .array(let indexes)? = json["localIndexes"] {
+            localIndexes = indexes.compactMap(SecondaryIndex.init(catalogJSON:))
+            guard localIndexes.count == indexes.count else { return nil }
+        }
+    }
+}
+
+extension SecondaryIndex {
+    var catalogJSON: JSON {
+        .object([
+            "name": .string(name), "id": .number(String(id)),
+            "partitionKey": .array([.string(partitionKey.name), .string(partitionKey.type)]),
+            "sortKey": .array([.string(sortKey.name), .string(sortKey.type)]),
+            "projection": .string(projection.kind.rawValue),
+            "nonKeyAttributes": .array(projection.nonKeyAttributes.map { .string($0) }),
+        ])
+    }
+
+    init?(catalogJSON json: JSON) {
+        func key(_ value: JSON?) -> KeyAttribute? {
+            guard case .array(let pair)? = value, pair.count == 2, case .string(let name) = pair[0],
+                case .string(let type) = pair[1]
+            else { return nil }
+            return KeyAttribute(name: name, type: type)
+        }
+        guard case .string(let name)? = json["name"], case .number(let id)? = json["id"], let id = UInt32(id),
+            let partitionKey = key(json["partitionKey"]), let sortKey = key(json["sortKey"]),
+            case .string(let kind)? = json["projection"], let kind = IndexProjection.Kind(rawValue: kind),
+            case .array(let attributes)? = json["nonKeyAttributes"]
+        else { return nil }
+        let nonKey = attributes.compactMap { if case .string(let name) = $0 { name } else { nil } }
+        self.init(
+            name: name, id: id, partitionKey: partitionKey, sortKey: sortKey,
+            projection: IndexProjection(kind: kind, nonKeyAttributes: nonKey))
     }
 }

@@ -298,7 +298,7 @@ public actor Partition {
         defer { unlock(command.key) }
         let old = try await read(command.key, decoding: command.readsOld)
         let new = try command.newItem(replacing: old?.item)
-        try await store(table: command.table, key: command.key, replacing: old, with: new)
+        try await store(table: command.table, key: command.key, replacing: old, with: new, indexes: command.indexes)
         return WriteOutcome(old: old?.item, new: new)
     }
 
@@ -355,18 +355,22 @@ public actor Partition {
         guard writes.allSatisfy({ heldKeys.contains($0.key) }) else {
             throw Self.refused("a transaction's write to a key it does not hold")
         }
-        var batch: [(write: TransactionWrite, old: Int?, new: [UInt8]?)] = []
+        var batch: [(write: TransactionWrite, old: Int?, new: [UInt8]?, index: IndexWrites)] = []
         var batchBytes = 5
         for write in writes {
-            let old = try await read(write.key, decoding: false)?.storedBytes
+            let stored = try await read(write.key, decoding: write.indexes != nil)
+            let old = stored?.storedBytes
             let new = write.item.map(ItemCodec.encode)
             guard new != nil || old != nil else { continue }  // deleting what is not there
-            let bytes = 9 + write.key.count + (new?.count ?? 0)
+            let index = IndexWrites(
+                write.indexes, old: stored?.item, new: write.item,
+                bytesMax: store.writeBytesMax - 64 - (new?.count ?? 0) - write.key.count)
+            let bytes = 9 + write.key.count + (new?.count ?? 0) + index.bytes
             if !batch.isEmpty && batchBytes + bytes > store.writeBytesMax - 64 - transaction.value.utf8.count {
                 try await storeTogether(batch)
                 (batch, batchBytes) = ([], 5)
             }
-            batch.append((write, old, new))
+            batch.append((write, old, new, index))
             batchBytes += bytes
         }
         let recorded = recordedLocks.contains(transaction)
@@ -392,14 +396,20 @@ public actor Partition {
     /// Writes items (nil: deletes) in one log entry, with the removal of `dropping`'s lock
     /// record if given, and keeps the tables' statistics.
     private func storeTogether(
-        _ batch: [(write: TransactionWrite, old: Int?, new: [UInt8]?)], dropping: TransactionID? = nil
+        _ batch: [(write: TransactionWrite, old: Int?, new: [UInt8]?, index: IndexWrites)],
+        dropping: TransactionID? = nil
     ) async throws(DynamoError) {
-        var writes = batch.map { entry -> StoreWrite in
-            entry.new.map { .put(key: entry.write.key, value: $0) } ?? .delete(key: entry.write.key)
+        var writes: [StoreWrite] = []
+        for entry in batch {
+            writes.append(entry.new.map { .put(key: entry.write.key, value: $0) } ?? .delete(key: entry.write.key))
+            writes += entry.index.writes
         }
         if let dropping { writes.append(.delete(key: TransactionLock.key(dropping))) }
         try await commit(writes)
-        for entry in batch { count(table: entry.write.table, old: entry.old, new: entry.new?.count) }
+        for entry in batch {
+            count(table: entry.write.table, old: entry.old, new: entry.new?.count)
+            for change in entry.index.counts { count(table: change.index, old: change.old, new: change.new) }
+        }
     }
 
     /// Stores `entries` together unless a record is under one of their keys (returned
@@ -431,17 +441,21 @@ public actor Partition {
     /// Stores `new` (or deletes, for nil) under `key`, which holds `old`, and keeps the
     /// table's statistics.
     private func store(
-        table: UInt32, key: [UInt8], replacing old: (item: Item?, storedBytes: Int)?, with new: Item?
+        table: UInt32, key: [UInt8], replacing old: (item: Item?, storedBytes: Int)?, with new: Item?,
+        indexes: IndexMaintenance? = nil
     ) async throws(DynamoError) {
         var newBytes: Int?
-        if let new {
-            let encoded = ItemCodec.encode(new)
-            try await commit([.put(key: key, value: encoded)])
+        let encoded = new.map(ItemCodec.encode)
+        let index = IndexWrites(
+            indexes, old: old?.item, new: new, bytesMax: store.writeBytesMax - 64 - (encoded?.count ?? 0) - key.count)
+        if let encoded {
+            try await commit([.put(key: key, value: encoded)] + index.writes)
             newBytes = encoded.count
         } else if old != nil {
-            try await commit([.delete(key: key)])
+            try await commit([.delete(key: key)] + index.writes)
         }
         count(table: table, old: old?.storedBytes, new: newBytes)
+        for change in index.counts { count(table: change.index, old: change.old, new: change.new) }
     }
 
     /// Writes durably, together: through the group (once a quorum has them on disk), or

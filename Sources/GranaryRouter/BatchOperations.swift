@@ -152,7 +152,9 @@ extension DynamoService {
         let work = writes.map { write in
             (
                 partition(for: write.partitionKey),
-                WriteCommand(table: write.info.id, key: write.key, action: write.action, readsOld: reportsCapacity)
+                WriteCommand(
+                    table: write.info.id, key: write.key, action: write.action, readsOld: reportsCapacity,
+                    indexes: write.info.indexMaintenance)
             )
         }
         let sizes = try await concurrently(work) { [transport] (partition, command) throws(DynamoError) in

@@ -127,6 +127,10 @@ public actor Catalog {
         var info = proposed
         info.id = nextID
         nextID += 1
+        for position in info.localIndexes.indices {  // each index is a key space of its own
+            info.localIndexes[position].id = nextID
+            nextID += 1
+        }
         tables[info.name] = info  // reserved before the first await: a second create fails
         do throws(DynamoError) {
             try await transport.systemPut(
@@ -182,7 +186,9 @@ public actor Catalog {
         }
         await broadcast()
         for partition in 0..<transport.map.count {
-            Task(executorPreference: reactor) { [transport] in try? await transport.purge(table: info.id, at: partition)
+            for id in [info.id] + info.localIndexes.map(\.id) {
+                Task(executorPreference: reactor) { [transport] in try? await transport.purge(table: id, at: partition)
+                }
             }
         }
         return info

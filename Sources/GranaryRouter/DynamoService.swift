@@ -223,7 +223,7 @@ public final class DynamoService: Sendable {
         guard let json = request.parsedBody as? JSON ?? (try? JSON.parse(request.body)) else { return nil }
         request.parsedBody = json
         guard let keyMember else {
-            guard let fields = try? RequestFields(json), let (_, keyCondition, _, _) = try? queryKey(fields) else {
+            guard let fields = try? RequestFields(json), let (_, keyCondition, _, _, _) = try? queryKey(fields) else {
                 return nil
             }
             return (partition(for: keyCondition.partitionKey), Self.isConsistent(json))

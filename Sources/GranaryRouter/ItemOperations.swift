@@ -79,7 +79,7 @@ extension DynamoService {
         let command = WriteCommand(
             table: info.id, key: info.storageKey(partition: partitionKey, sort: sortKey), condition: condition,
             action: action, readsOld: returnValues == "ALL_OLD" || reportsCapacity,
-            returnsOldOnFailure: returnOldOnFailure)
+            returnsOldOnFailure: returnOldOnFailure, indexes: info.indexMaintenance)
         let outcome = try await transport.execute(command, at: partition(for: partitionKey))
         let (old, new) = (outcome.old, outcome.new)
         var result: [String: JSON] = [:]
@@ -126,7 +126,8 @@ extension DynamoService {
         }
         let command = WriteCommand(
             table: info.id, key: info.storageKey(partition: partitionKey, sort: sortKey), condition: condition,
-            action: .update(actions, keyItem: key), returnsOldOnFailure: try Self.returnOldOnFailure(fields))
+            action: .update(actions, keyItem: key), returnsOldOnFailure: try Self.returnOldOnFailure(fields),
+            indexes: info.indexMaintenance)
         let outcome = try await transport.execute(command, at: partition(for: partitionKey))
         let (old, new) = (outcome.old, outcome.new)
         var result: [String: JSON] = [:]

@@ -20,16 +20,22 @@ extension DynamoService {
         var countOnly = false
         var limit = Int.max
         var consistent = false
+        var select: String?
 
-        init(_ fields: RequestFields, filter: Condition?, context: ExpressionContext) throws(DynamoError) {
+        init(
+            _ fields: RequestFields, filter: Condition?, context: ExpressionContext, onIndex: Bool = false
+        ) throws(DynamoError) {
             self.filter = filter
             projection = try DynamoService.projection(fields, context: context)
             let select = try fields.enumeration(
                 "Select", allowed: ["ALL_ATTRIBUTES", "ALL_PROJECTED_ATTRIBUTES", "SPECIFIC_ATTRIBUTES", "COUNT"])
             let projectionName = fields.has("ProjectionExpression") ? "ProjectionExpression" : "AttributesToGet"
+            self.select = select
             switch select {
-            case "ALL_PROJECTED_ATTRIBUTES":
+            case "ALL_PROJECTED_ATTRIBUTES" where !onIndex:
                 throw .validation("ALL_PROJECTED_ATTRIBUTES can be used only when Querying using an IndexName")
+            case "ALL_PROJECTED_ATTRIBUTES" where projection != nil:
+                throw .validation("Cannot specify the \(projectionName) when choosing to get ALL_PROJECTED_ATTRIBUTES")
             case "ALL_ATTRIBUTES" where projection != nil:
                 throw .validation("Cannot specify the \(projectionName) when choosing to get ALL_ATTRIBUTES")
             case "COUNT" where projection != nil:
@@ -83,7 +89,9 @@ extension DynamoService {
         }
 
         /// The response's members. Takes the written items (no copy of the page): call once.
-        mutating func json(info: TableInfo, more: Bool, options: ReadOptions) throws(DynamoError) -> [String: JSON] {
+        mutating func json(
+            info: TableInfo, more: Bool, options: ReadOptions, index: SecondaryIndex? = nil
+        ) throws(DynamoError) -> [String: JSON] {
             var result: [String: JSON] = ["Count": .number(String(count)), "ScannedCount": .number(String(scanned))]
             if !options.countOnly {
                 items.append(UInt8(ascii: "]"))
@@ -92,7 +100,8 @@ extension DynamoService {
             }
             if more, let lastStoredItem {
                 let lastItem = try StoredItem.decode(lastStoredItem)
-                result["LastEvaluatedKey"] = lastItem.filter { info.keyNames.contains($0.key) }.json
+                let keyNames = info.keyNames + (index?.keyNames ?? [])
+                result["LastEvaluatedKey"] = lastItem.filter { keyNames.contains($0.key) }.json
             }
             return result
         }
@@ -111,10 +120,14 @@ extension DynamoService {
     func queryKey(
         _ fields: RequestFields
     ) throws(DynamoError)
-        -> (info: TableInfo, keyCondition: KeyCondition, filterText: String?, context: ExpressionContext)
+        -> (
+            info: TableInfo, keyCondition: KeyCondition, filterText: String?, context: ExpressionContext,
+            index: SecondaryIndex?
+        )
     {
         let info = try table(fields)
-        try refuseIndex(fields, info: info)
+        let index = try secondaryIndex(fields, info: info)
+        let schema = index.map(info.viewing) ?? info
         let keyText = try fields.string("KeyConditionExpression")
         let filterText = try fields.string("FilterExpression")
         let context = try fields.expressionContext(
@@ -122,39 +135,50 @@ extension DynamoService {
         let keyCondition: KeyCondition
         if let keyText {
             keyCondition = try KeyCondition(
-                ExpressionParser.condition(keyText, kind: "KeyConditionExpression", context: context), table: info)
+                ExpressionParser.condition(keyText, kind: "KeyConditionExpression", context: context), table: schema)
         } else if let legacy = try fields.object("KeyConditions") {
-            keyCondition = try KeyCondition(LegacyParameters.keyConditions(legacy), table: info)
+            keyCondition = try KeyCondition(LegacyParameters.keyConditions(legacy), table: schema)
         } else {
             throw .validation(
                 "Either the KeyConditions or KeyConditionExpression parameter must be specified in the request.")
         }
-        return (info, keyCondition, filterText, context)
+        return (info, keyCondition, filterText, context, index)
     }
 
     func query(_ fields: RequestFields) async throws(DynamoError) -> JSON {
-        let (info, keyCondition, filterText, context) = try queryKey(fields)
+        let (info, keyCondition, filterText, context, index) = try queryKey(fields)
+        let keyNames = index?.keyNames ?? info.keyNames
         var filter = try filterText.map { (text) throws(DynamoError) in
             try ExpressionParser.condition(text, kind: "FilterExpression", context: context)
         }
-        if let filter, let key = info.keyNames.first(where: filter.attributeNames.contains) {
+        if let filter, let key = keyNames.first(where: filter.attributeNames.contains) {
             throw .validation(
                 "Filter Expression can only contain non-primary key attributes: Primary key attribute: \(key)")
         }
         let conditionalOperator = try fields.conditionalOperator()
         if let legacy = try fields.object("QueryFilter") {
-            if let key = info.keyNames.first(where: legacy.keys.contains) {
+            if let key = keyNames.first(where: legacy.keys.contains) {
                 throw .validation("QueryFilter can only contain non-key attributes: Primary key attribute: \(key)")
             }
             filter = try LegacyParameters.filter(
                 legacy, conditionalOperator: conditionalOperator, parameter: "QueryFilter")
         }
-        let options = try ReadOptions(fields, filter: filter, context: context)
+        let options = try ReadOptions(fields, filter: filter, context: context, onIndex: index != nil)
         try context.checkAllUsed()
         let forward = try fields.bool("ScanIndexForward") ?? true
 
         var after: [UInt8]?
-        if let start = try fields.item("ExclusiveStartKey") {
+        if let index, let start = try fields.item("ExclusiveStartKey") {
+            let (entry, partitionKey, sortKey) = try indexStartKey(start, info: info, index: index)
+            guard partitionKey == keyCondition.partitionKey else {
+                throw .validation(
+                    "The provided starting key is invalid: The provided key element does not match the schema")
+            }
+            guard keyCondition.matchesSort(sortKey) else {
+                throw .validation("The provided starting key does not match the range key predicate")
+            }
+            after = entry
+        } else if let start = try fields.item("ExclusiveStartKey") {
             let (partitionKey, sortKey) = try startKey(start, info: info)
             guard partitionKey == keyCondition.partitionKey else {
                 throw .validation(
@@ -165,15 +189,20 @@ extension DynamoService {
             }
             after = info.storageKey(partition: partitionKey, sort: sortKey)
         }
-        let (lower, upper) = keyCondition.keyRange(table: info.id)
-        let page = try await transport.readRange(
+        let (lower, upper) = index.map { keyCondition.keyRange(index: $0.id) } ?? keyCondition.keyRange(table: info.id)
+        var page = try await transport.readRange(
             RangeRead(
                 KeyRange(lower: lower, upper: upper), after: after, reverse: !forward, limit: options.limit,
                 byteLimit: Self.pageBytesMax, consistent: options.consistent),
             at: partition(for: keyCondition.partitionKey))
+        if let index {
+            page = try await shownEntries(
+                page, info: info, index: index, readingTable: readsTable(options, index: index, info: info),
+                consistent: options.consistent)
+        }
         var result = ReadResult()
         try result.add(page, options: options)
-        var json = try result.json(info: info, more: page.more, options: options)
+        var json = try result.json(info: info, more: page.more, options: options, index: index)
         try addConsumedCapacity(fields, info: info, units: result.units(consistent: options.consistent), to: &json)
         return .object(json)
     }
@@ -182,7 +211,8 @@ extension DynamoService {
 
     func scan(_ fields: RequestFields) async throws(DynamoError) -> JSON {
         let info = try table(fields)
-        try refuseIndex(fields, info: info)
+        let index = try secondaryIndex(fields, info: info)
+        let space = index?.id ?? info.id
         let filterText = try fields.string("FilterExpression")
         let context = try fields.expressionContext(
             usesExpressions: filterText != nil || fields.has("ProjectionExpression"))
@@ -194,44 +224,55 @@ extension DynamoService {
             filter = try LegacyParameters.filter(
                 legacy, conditionalOperator: conditionalOperator, parameter: "ScanFilter")
         }
-        let options = try ReadOptions(fields, filter: filter, context: context)
+        let options = try ReadOptions(fields, filter: filter, context: context, onIndex: index != nil)
         try context.checkAllUsed()
         let (low, high) = try segmentHashes(fields)
 
         // The segment's keys: from its first hash to the next segment's (or the table's end).
-        let lower = KeyEncoding.hashStart(table: info.id, hash: low)
+        let lower = KeyEncoding.hashStart(table: space, hash: low)
         let upper =
-            high.map { KeyEncoding.hashStart(table: info.id, hash: $0) }
-            ?? KeyEncoding.prefixEnd(KeyEncoding.tablePrefix(info.id))
+            high.map { KeyEncoding.hashStart(table: space, hash: $0) }
+            ?? KeyEncoding.prefixEnd(KeyEncoding.tablePrefix(space))
         var first = partitionIndex(hash: low)
         let last = partitionIndex(hash: high.map { $0 - 1 } ?? UInt64.max)
         var after: [UInt8]?
         if let start = try fields.item("ExclusiveStartKey") {
-            let (partitionKey, sortKey) = try startKey(start, info: info)
+            let partitionKey: AttributeValue
+            if let index {
+                let found = try indexStartKey(start, info: info, index: index)
+                (after, partitionKey) = (found.entry, found.partitionKey)
+            } else {
+                let (partition, sortKey) = try startKey(start, info: info)
+                (after, partitionKey) = (info.storageKey(partition: partition, sort: sortKey), partition)
+            }
             let hash = KeyEncoding.hash(partitionKey)
             guard hash >= low, high.map({ hash < $0 }) ?? true else {
                 throw .validation("The provided Exclusive start key does not map to the provided segment")
             }
-            after = info.storageKey(partition: partitionKey, sort: sortKey)
             first = partitionIndex(hash: hash)
         }
 
         var result = ReadResult()
         var more = false
-        for index in first...last {
-            let page = try await transport.readRange(
+        for partitionIndex in first...last {
+            var page = try await transport.readRange(
                 RangeRead(
-                    KeyRange(lower: lower, upper: upper), after: index == first ? after : nil,
+                    KeyRange(lower: lower, upper: upper), after: partitionIndex == first ? after : nil,
                     limit: options.limit - result.scanned, byteLimit: Self.pageBytesMax - result.bytes,
                     consistent: options.consistent),
-                at: index)
+                at: partitionIndex)
+            if let index {
+                page = try await shownEntries(
+                    page, info: info, index: index, readingTable: readsTable(options, index: index, info: info),
+                    consistent: options.consistent)
+            }
             try result.add(page, options: options)
             if page.more || result.scanned == options.limit || result.bytes >= Self.pageBytesMax {
-                more = page.more || index < last
+                more = page.more || partitionIndex < last
                 break
             }
         }
-        var json = try result.json(info: info, more: more, options: options)
+        var json = try result.json(info: info, more: more, options: options, index: index)
         try addConsumedCapacity(fields, info: info, units: result.units(consistent: options.consistent), to: &json)
         return .object(json)
     }
@@ -284,10 +325,4 @@ extension DynamoService {
         }
     }
 
-    /// Secondary indexes come with a later issue; until then every index name is unknown.
-    func refuseIndex(_ fields: RequestFields, info: TableInfo) throws(DynamoError) {
-        if let index = try fields.string("IndexName") {
-            throw .validation("The table does not have the specified index: \(index)")
-        }
-    }
 }

@@ -12,8 +12,9 @@ extension DynamoService {
 
     func createTable(_ fields: RequestFields) async throws(DynamoError) -> JSON {
         let name = try fields.tableName()
-        for index in ["GlobalSecondaryIndexes", "LocalSecondaryIndexes"] where fields.has(index) {
-            throw .validation("\(index) are not supported by this node yet: create the table without them")
+        if fields.has("GlobalSecondaryIndexes") {
+            throw .validation(
+                "GlobalSecondaryIndexes are not supported by this node yet: create the table without them")
         }
         if let stream = try fields.object("StreamSpecification"), stream["StreamEnabled"] == .bool(true) {
             throw .validation(
@@ -96,11 +97,7 @@ extension DynamoService {
                 "One or more parameter values were invalid: Some index key attributes are not defined in AttributeDefinitions. Keys: [\(keys.map(\.name).joined(separator: ", "))], AttributeDefinitions: [\(definitions.map(\.name).joined(separator: ", "))]"
             )
         }
-        guard definitions.count == keys.count else {
-            throw .validation(
-                "One or more parameter values were invalid: Number of attributes in KeySchema does not exactly match number of attributes defined in AttributeDefinitions"
-            )
-        }
+        let localIndexes = try self.localIndexes(fields, tableKeys: keyDefinitions, definitions: definitions)
         let billing =
             try fields.enumeration("BillingMode", allowed: ["PROVISIONED", "PAY_PER_REQUEST"]) ?? "PROVISIONED"
         let (read, write) = try throughput(fields, billing: billing, creating: true)
@@ -109,6 +106,7 @@ extension DynamoService {
             sortKey: keyDefinitions.count == 2 ? keyDefinitions[1] : nil,
             attributeDefinitions: definitions, billingMode: billing, readCapacity: read, writeCapacity: write,
             createdAt: (Date().timeIntervalSince1970 * 1000).rounded() / 1000, uuid: UUID().uuidString.lowercased())
+        info.localIndexes = localIndexes
         info.tags = try tags(fields.array("Tags") ?? [])
         info.deletionProtection = try fields.bool("DeletionProtectionEnabled") ?? false
         info.tableClass =
@@ -188,7 +186,10 @@ extension DynamoService {
     }
 
     /// DescribeTable's TableDescription.
-    func description(_ info: TableInfo, items: Int, bytes: Int, status: String = "ACTIVE") -> JSON {
+    func description(
+        _ info: TableInfo, items: Int, bytes: Int, status: String = "ACTIVE",
+        indexes: [UInt32: (items: Int, bytes: Int)] = [:]
+    ) -> JSON {
         var keySchema: [JSON] = [
             .object(["AttributeName": .string(info.partitionKey.name), "KeyType": .string("HASH")])
         ]
@@ -224,14 +225,22 @@ extension DynamoService {
         if info.tableClass != "STANDARD" {
             description["TableClassSummary"] = .object(["TableClass": .string(info.tableClass)])
         }
+        if !info.localIndexes.isEmpty {
+            description["LocalSecondaryIndexes"] = localIndexDescriptions(info, statistics: indexes)
+        }
         return .object(description)
     }
 
     /// Items and bytes of a table, summed over the partitions (each asked on its core).
     func statistics(_ info: TableInfo) async throws(DynamoError) -> (items: Int, bytes: Int) {
+        try await statistics(table: info.id)
+    }
+
+    /// Items and bytes of a table or an index (by its id), summed over the partitions.
+    func statistics(table id: UInt32) async throws(DynamoError) -> (items: Int, bytes: Int) {
         var items = 0, bytes = 0
         for partition in 0..<transport.map.count {
-            let entry = try await transport.statistics(table: info.id, at: partition)
+            let entry = try await transport.statistics(table: id, at: partition)
             items += entry.items
             bytes += entry.bytes
         }
@@ -244,7 +253,11 @@ extension DynamoService {
             throw .resourceNotFound("Requested resource not found: Table: \(name) not found")
         }
         let (items, bytes) = try await statistics(info)
-        return .object(["Table": description(info, items: items, bytes: bytes)])
+        var indexes: [UInt32: (items: Int, bytes: Int)] = [:]
+        for index in info.localIndexes {
+            indexes[index.id] = try await statistics(table: index.id)
+        }
+        return .object(["Table": description(info, items: items, bytes: bytes, indexes: indexes)])
     }
 
     func deleteTable(_ fields: RequestFields) async throws(DynamoError) -> JSON {

@@ -273,7 +273,8 @@ public enum TransactionLedger {
     }
 
     /// Writes as items of at most about `chunkBytesMax` each:
-    /// {"w": [[partition, table, key, item or NULL], ...], "t": time written}.
+    /// {"w": [[partition, table, key, item or NULL, indexes (JSON), if any], ...],
+    /// "t": time written}.
     private static func chunked(_ writes: [Int: [TransactionWrite]], time: Double) -> [Item] {
         var chunks: [Item] = []
         var current: [AttributeValue] = []
@@ -282,14 +283,17 @@ public enum TransactionLedger {
             for write in list {
                 let encoded = write.item.map(ItemCodec.encode)
                 let image: AttributeValue = encoded.map { AttributeValue.b($0) } ?? .null
-                let entry = AttributeValue.l([number(partition), number(Int(write.table)), .b(write.key), image])
+                var fields = [number(partition), number(Int(write.table)), .b(write.key), image]
+                let indexes = write.indexes.flatMap { try? JSONEncoder().encode($0) }.map { [UInt8]($0) }
+                if let indexes { fields.append(.b(indexes)) }
+                let entry = AttributeValue.l(fields)
                 if bytes > 0 && bytes + (encoded?.count ?? 0) + write.key.count > chunkBytesMax {
                     chunks.append(["w": .l(current), "t": number(Int(time))])
                     current = []
                     bytes = 0
                 }
                 current.append(entry)
-                bytes += (encoded?.count ?? 0) + write.key.count + 32
+                bytes += (encoded?.count ?? 0) + write.key.count + (indexes?.count ?? 0) + 32
             }
         }
         if !current.isEmpty { chunks.append(["w": .l(current), "t": number(Int(time))]) }
@@ -301,7 +305,7 @@ public enum TransactionLedger {
         guard let item = try? ItemCodec.decode(bytes), case .l(let entries)? = item["w"] else { return nil }
         var writes: [(Int, TransactionWrite)] = []
         for entry in entries {
-            guard case .l(let fields) = entry, fields.count == 4, let index = int(fields[0]),
+            guard case .l(let fields) = entry, fields.count == 4 || fields.count == 5, let index = int(fields[0]),
                 let table = int(fields[1]).flatMap(UInt32.init(exactly:)), case .b(let key) = fields[2]
             else { return nil }
             var image: Item?
@@ -309,7 +313,14 @@ public enum TransactionLedger {
                 guard let decoded = try? ItemCodec.decode(encoded) else { return nil }
                 image = decoded
             }
-            writes.append((index, TransactionWrite(table: table, key: key, item: image)))
+            var indexes: IndexMaintenance?
+            if fields.count == 5 {
+                guard case .b(let json) = fields[4],
+                    let decoded = try? JSONDecoder().decode(IndexMaintenance.self, from: Data(json))
+                else { return nil }
+                indexes = decoded
+            }
+            writes.append((index, TransactionWrite(table: table, key: key, item: image, indexes: indexes)))
         }
         return (writes, double(item["t"]) ?? 0)
     }

@@ -71,7 +71,9 @@ extension DynamoService {
                 let old = outcome.old?.sizeBytes ?? 0
                 if write.command.writes {
                     images[write.partition, default: []].append(
-                        TransactionWrite(table: write.info.id, key: write.command.key, item: outcome.new))
+                        TransactionWrite(
+                            table: write.info.id, key: write.command.key, item: outcome.new,
+                            indexes: write.command.indexes))
                     units.append((write.info, 2 * Self.writeUnits(max(old, outcome.new?.sizeBytes ?? 0))))
                 } else {
                     units.append((write.info, 2 * Self.writeUnits(old)))
@@ -219,7 +221,8 @@ extension DynamoService {
             table: info.id, key: info.storageKey(partition: partitionKey, sort: sortKey), condition: condition,
             action: action,
             returnsOldOnFailure: try request.enumeration(
-                "ReturnValuesOnConditionCheckFailure", allowed: ["ALL_OLD", "NONE"]) == "ALL_OLD")
+                "ReturnValuesOnConditionCheckFailure", allowed: ["ALL_OLD", "NONE"]) == "ALL_OLD",
+            indexes: info.indexMaintenance)
         return PlannedWrite(
             info: info, partition: partitionIndex(hash: KeyEncoding.hash(partitionKey)), command: command)
     }

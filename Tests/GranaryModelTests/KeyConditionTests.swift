@@ -80,4 +80,36 @@ import Testing
         }
         #expect(refused?.message == message)
     }
+
+    /// In a local index, an entry's key carries the index sort key and then the table's:
+    /// the range still holds exactly the entries whose index sort key satisfies the
+    /// condition, whatever table sort keys follow (strings with zero bytes and prefixes
+    /// of one another included).
+    @Test(arguments: ["s = :a", "s < :a", "s <= :a", "s > :a", "s >= :a", "s BETWEEN :a AND :b", "begins_with(s, :a)"])
+    func indexRangeMatchesCondition(_ sortCondition: String) throws {
+        let index = SecondaryIndex(
+            name: "by-s", id: 9, partitionKey: table.partitionKey, sortKey: KeyAttribute(name: "s", type: "S"),
+            projection: IndexProjection(kind: .keysOnly))
+        let maintenance = IndexMaintenance(partitionKey: "pk", sortKey: "sk", indexes: [index])
+        let view = table.viewing(index)
+        let strings = ["", "a", "a\u{0}", "a\u{0}b", "a\u{1}", "ab", "abc", "b", "\u{0}", "\u{FF}", "zz"]
+        for bound in ["a", "a\u{0}", "ab", "b"] {
+            var values = [":p": AttributeValue.s("user"), ":a": .s(bound)]
+            if sortCondition.contains(":b") { values[":b"] = .s("b\u{0}") }
+            let context = ExpressionContext(names: [:], values: values)
+            let condition = try KeyCondition(
+                ExpressionParser.condition(
+                    "pk = :p AND " + sortCondition, kind: "KeyConditionExpression", context: context),
+                table: view)
+            let (lower, upper) = condition.keyRange(index: index.id)
+            for text in strings where !text.isEmpty {
+                for tableSort in ["-1", "0", "5", "1E+20"] {
+                    let item: Item = ["pk": .s("user"), "sk": try number(tableSort), "s": .s(text)]
+                    let key = try #require(maintenance.entry(of: item, in: index)).key
+                    let inRange = !key.lexicographicallyPrecedes(lower) && key.lexicographicallyPrecedes(upper)
+                    #expect(inRange == condition.matchesSort(.s(text)), "\(sortCondition) with \(bound), entry \(text)")
+                }
+            }
+        }
+    }
 }

@@ -1,0 +1,139 @@
+/// What a secondary index copies of each item, besides the table's and the index's keys.
+public struct IndexProjection: Sendable, Equatable, Codable {
+    public enum Kind: String, Sendable, Codable { case all = "ALL", keysOnly = "KEYS_ONLY", include = "INCLUDE" }
+    public var kind: Kind
+    /// INCLUDE's attributes.
+    public var nonKeyAttributes: [String]
+
+    public init(kind: Kind, nonKeyAttributes: [String] = []) {
+        self.kind = kind
+        self.nonKeyAttributes = nonKeyAttributes
+    }
+}
+
+/// A secondary index of a table. A local index shares the table's partition key and sorts
+/// each partition key's items by another attribute; its entries live in the base item's
+/// partition and are written in the same log entry as the item, so they are as consistent
+/// as the table. An item without the index's key attributes is not in it (sparse).
+///
+/// An entry's B-tree key is, in the index's own key space (`id`, a number from the same
+/// sequence as tables'):
+///
+///     partition prefix of the partition key (`KeyEncoding.partitionPrefix`)
+///     the index sort key's bytes, escaped and terminated (`KeyEncoding.terminated`)
+///     the table's sort key bytes
+///
+/// so that the entries of one partition key are in index sort key order, ties in table
+/// sort key order, and each item has one entry.
+public struct SecondaryIndex: Sendable, Equatable, Codable {
+    public var name: String
+    public var id: UInt32
+    public var partitionKey: KeyAttribute
+    public var sortKey: KeyAttribute
+    public var projection: IndexProjection
+
+    public init(
+        name: String, id: UInt32, partitionKey: KeyAttribute, sortKey: KeyAttribute, projection: IndexProjection
+    ) {
+        self.name = name
+        self.id = id
+        self.partitionKey = partitionKey
+        self.sortKey = sortKey
+        self.projection = projection
+    }
+
+    public var keyNames: [String] { [partitionKey.name, sortKey.name] }
+}
+
+/// How a partition keeps a table's indexes as it writes the table's items: the table's key
+/// names and its indexes, carried with each write command.
+public struct IndexMaintenance: Sendable, Codable, Equatable {
+    public var partitionKey: String
+    public var sortKey: String?
+    public var indexes: [SecondaryIndex]
+
+    public init(partitionKey: String, sortKey: String?, indexes: [SecondaryIndex]) {
+        self.partitionKey = partitionKey
+        self.sortKey = sortKey
+        self.indexes = indexes
+    }
+
+    /// The entry `item` has in `index`: its B-tree key and the projected item; nil when the
+    /// item lacks an index key attribute or has one of another type (refused by
+    /// `checkIndexKeys` before any write).
+    public func entry(of item: Item, in index: SecondaryIndex) -> (key: [UInt8], item: Item)? {
+        guard let partition = item[partitionKey], let indexSort = item[index.sortKey.name],
+            indexSort.typeName == index.sortKey.type
+        else { return nil }
+        var key = KeyEncoding.partitionPrefix(table: index.id, partitionKey: partition)
+        key += KeyEncoding.terminated(KeyEncoding.keyBytes(indexSort))
+        if let sortKey, let sort = item[sortKey] { key += KeyEncoding.keyBytes(sort) }
+        return (key, project(item, in: index))
+    }
+
+    /// The attribute that marks an index entry holding only the keys (an attribute name is
+    /// never empty in an item): the rest is read from the table.
+    public static let referenceMarker = ""
+
+    /// Whether `attribute` is one of the table's or `index`'s keys.
+    public func isKey(_ attribute: String, of index: SecondaryIndex) -> Bool {
+        attribute == partitionKey || attribute == sortKey || index.keyNames.contains(attribute)
+    }
+
+    /// What `index` keeps of `item`.
+    public func project(_ item: Item, in index: SecondaryIndex) -> Item {
+        switch index.projection.kind {
+        case .all: return item
+        case .keysOnly, .include:
+            var kept = Set([partitionKey] + (sortKey.map { [$0] } ?? []) + index.keyNames)
+            kept.formUnion(index.projection.nonKeyAttributes)
+            return item.filter { kept.contains($0.key) }
+        }
+    }
+
+    /// The longest entry key the B-tree takes (`BTreePage.keyBytesMax`): a partition key of
+    /// 2,048 bytes with two sort keys of 1,024 each would not fit.
+    public static let entryKeyBytesMax = 3200
+
+    /// Refuses an item whose index key attribute has another type than the index's, or is
+    /// an empty string or binary, as DynamoDB does before it writes anything; or whose
+    /// entry's key would be longer than the B-tree takes.
+    public func checkIndexKeys(_ item: Item) throws(DynamoError) {
+        for index in indexes {
+            if let entry = entry(of: item, in: index), entry.key.count > Self.entryKeyBytesMax {
+                throw .validation(
+                    "One or more parameter values were invalid: the keys of this item take \(entry.key.count) bytes "
+                        + "in index \(index.name), more than the \(Self.entryKeyBytesMax) this node stores"
+                )
+            }
+            for key in [index.partitionKey, index.sortKey] where key.name != partitionKey && key.name != sortKey {
+                guard let value = item[key.name] else { continue }
+                guard value.typeName == key.type else {
+                    throw .validation(
+                        "One or more parameter values were invalid: Type mismatch for Index Key \(key.name) Expected: "
+                            + "\(key.type) Actual: \(value.typeName) IndexName: \(index.name)"
+                    )
+                }
+                if value.sizeBytes == 0 {
+                    throw .validation(
+                        "One or more parameter values are not valid. A value specified for a secondary index key is "
+                            + "not supported. The AttributeValue for a key attribute cannot contain an empty "
+                            + "\(key.type == "S" ? "string" : "binary") value. IndexName: \(index.name), IndexKey: "
+                            + "\(key.name)"
+                    )
+                }
+            }
+        }
+    }
+}
+
+extension TableInfo {
+    /// The table as `index` orders it: its key schema is the index's, for reading a Query's
+    /// key condition.
+    public func viewing(_ index: SecondaryIndex) -> TableInfo {
+        var view = self
+        view.partitionKey = index.partitionKey
+        view.sortKey = index.sortKey
+        return view
+    }
+}

@@ -1,0 +1,235 @@
+import GranaryModel
+
+/// CreateTable's LocalSecondaryIndexes, checked as DynamoDB checks them, and their part of
+/// DescribeTable.
+extension DynamoService {
+    static let localIndexesMax = 5
+    static let projectedAttributesMax = 100
+
+    /// The local secondary indexes a CreateTable asks for (their ids are given by the
+    /// catalog), and the check that every attribute definition is a key of the table's or
+    /// of an index.
+    func localIndexes(
+        _ fields: RequestFields, tableKeys: [KeyAttribute], definitions: [KeyAttribute]
+    ) throws(DynamoError) -> [SecondaryIndex] {
+        var indexes: [SecondaryIndex] = []
+        if let list = try fields.array("LocalSecondaryIndexes") {
+            indexes = try localIndexes(
+                list, partitionKey: tableKeys[0], sortKey: tableKeys.count == 2 ? tableKeys[1] : nil,
+                definitions: definitions)
+        }
+        var used = tableKeys.map(\.name)
+        for index in indexes where !used.contains(index.sortKey.name) { used.append(index.sortKey.name) }
+        guard definitions.count == used.count else {
+            throw .validation(
+                indexes.isEmpty
+                    ? "One or more parameter values were invalid: Number of attributes in KeySchema does not exactly "
+                        + "match number of attributes defined in AttributeDefinitions"
+                    : "One or more parameter values were invalid: Some AttributeDefinitions are not used. "
+                        + "AttributeDefinitions: [\(definitions.map(\.name).joined(separator: ", "))], keys used: "
+                        + "[\(used.joined(separator: ", "))]")
+        }
+        return indexes
+    }
+
+    /// The local secondary indexes of a CreateTable's list, against the table's key
+    /// schema and attribute definitions.
+    func localIndexes(
+        _ list: [JSON], partitionKey: KeyAttribute, sortKey: KeyAttribute?, definitions: [KeyAttribute]
+    ) throws(DynamoError) -> [SecondaryIndex] {
+        guard !list.isEmpty else {
+            throw .validation("One or more parameter values were invalid: List of LocalSecondaryIndexes is empty")
+        }
+        guard sortKey != nil else {
+            throw .validation(
+                "One or more parameter values were invalid: Table KeySchema does not have a range key, which is "
+                    + "required when specifying a LocalSecondaryIndex"
+            )
+        }
+        var indexes: [SecondaryIndex] = []
+        for (position, element) in list.enumerated() {
+            guard case .object(let member) = element else {
+                throw .serialization("Unexpected value for 'LocalSecondaryIndexes': expected a structure")
+            }
+            let path = "localSecondaryIndexes.\(position + 1).member"
+            let name = try Self.indexName(member["IndexName"], path: path)
+            guard case .array(let schema)? = member["KeySchema"] else {
+                throw .validation(
+                    "1 validation error detected: Value null at '\(path).keySchema' failed to satisfy constraint: "
+                        + "Member must not be null"
+                )
+            }
+            let keys = try Self.indexKeySchema(schema, path: path)
+            let names = keys.map(\.name)
+            guard names.allSatisfy({ name in definitions.contains { $0.name == name } }) else {
+                throw .validation(
+                    "One or more parameter values were invalid: Some index key attributes are not defined in "
+                        + "AttributeDefinitions. Keys: [\(names.joined(separator: ", "))], AttributeDefinitions: "
+                        + "[\(definitions.map(\.name).joined(separator: ", "))]"
+                )
+            }
+            guard keys.count == 2 else {
+                throw .validation(
+                    "One or more parameter values were invalid: Index KeySchema does not have a range key for index: "
+                        + "\(name)"
+                )
+            }
+            guard names[0] == partitionKey.name else {
+                throw .validation(
+                    "One or more parameter values were invalid: Index KeySchema does not have the same leading hash "
+                        + "key as table KeySchema for index: \(name). index hash key: \(names[0]), table hash key: "
+                        + "\(partitionKey.name)"
+                )
+            }
+            let projection = try Self.indexProjection(member["Projection"], path: path)
+            guard !indexes.contains(where: { $0.name == name }) else {
+                throw .validation("One or more parameter values were invalid: Duplicate index name: \(name)")
+            }
+            let sort = definitions.first { $0.name == names[1] }!
+            indexes.append(
+                SecondaryIndex(name: name, id: 0, partitionKey: partitionKey, sortKey: sort, projection: projection))
+        }
+        guard indexes.count <= Self.localIndexesMax else {
+            throw .validation(
+                "One or more parameter values were invalid: Number of LocalSecondaryIndexes exceeds per-table limit "
+                    + "of \(Self.localIndexesMax)"
+            )
+        }
+        let projected = indexes.reduce(0) { $0 + $1.projection.nonKeyAttributes.count }
+        guard projected <= Self.projectedAttributesMax else {
+            throw .validation(
+                "One or more parameter values were invalid: Number of projected attributes in all indexes exceeds "
+                    + "limit of \(Self.projectedAttributesMax), number of projected attributes:\(projected)"
+            )
+        }
+        return indexes
+    }
+
+    private static func indexName(_ value: JSON?, path: String) throws(DynamoError) -> String {
+        guard case .string(let name)? = value else {
+            throw .validation(
+                "1 validation error detected: Value null at '\(path).indexName' failed to satisfy constraint: Member "
+                    + "must not be null"
+            )
+        }
+        if name.count < 3 || name.count > 255 {
+            throw .validation(
+                "1 validation error detected: Value '\(name)' at '\(path).indexName' failed to satisfy constraint: "
+                    + "Member must have length "
+                    + "\(name.count < 3 ? "greater than or equal to 3" : "less than or equal to 255")"
+            )
+        }
+        let allowed = name.unicodeScalars.allSatisfy { scalar in
+            scalar.isASCII
+                && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar)
+                    || "_.-".unicodeScalars.contains(scalar))
+        }
+        guard allowed else {
+            throw .validation(
+                "1 validation error detected: Value '\(name)' at '\(path).indexName' failed to satisfy constraint: "
+                    + "Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+"
+            )
+        }
+        return name
+    }
+
+    private static func indexKeySchema(
+        _ schema: [JSON], path: String
+    ) throws(DynamoError) -> [(name: String, type: String)] {
+        guard (1...2).contains(schema.count) else {
+            throw .validation(
+                "1 validation error detected: Value '\(schema.count)' at '\(path).keySchema' failed to satisfy "
+                    + "constraint: Member must have length "
+                    + "\(schema.isEmpty ? "greater than or equal to 1" : "less than or equal to 2")"
+            )
+        }
+        var keys: [(name: String, type: String)] = []
+        for element in schema {
+            guard case .object(let member) = element, case .string(let name)? = member["AttributeName"],
+                case .string(let type)? = member["KeyType"]
+            else {
+                throw .validation("Invalid KeySchema: each element needs AttributeName and KeyType")
+            }
+            keys.append((name, type))
+        }
+        if keys.count == 2 && keys[0].name == keys[1].name {
+            throw .validation("Both the Hash Key and the Range Key element in the KeySchema have the same name")
+        }
+        guard keys[0].type == "HASH" else {
+            throw .validation("Invalid KeySchema: The first KeySchemaElement is not a HASH key type")
+        }
+        if keys.count == 2 && keys[1].type != "RANGE" {
+            throw .validation("Invalid KeySchema: The second KeySchemaElement is not a RANGE key type")
+        }
+        return keys
+    }
+
+    private static func indexProjection(_ value: JSON?, path: String) throws(DynamoError) -> IndexProjection {
+        guard case .object(let member)? = value else {
+            throw .validation(
+                "1 validation error detected: Value null at '\(path).projection' failed to satisfy constraint: Member "
+                    + "must not be null"
+            )
+        }
+        guard case .string(let typeName)? = member["ProjectionType"] else {
+            throw .validation("One or more parameter values were invalid: Unknown ProjectionType: null")
+        }
+        guard let kind = IndexProjection.Kind(rawValue: typeName) else {
+            throw .validation(
+                "1 validation error detected: Value '\(typeName)' at '\(path).projection.projectionType' failed to "
+                    + "satisfy constraint: Member must satisfy enum value set: [ALL, INCLUDE, KEYS_ONLY]"
+            )
+        }
+        var attributes: [String] = []
+        if let list = member["NonKeyAttributes"], list != .null {
+            guard kind == .include else {
+                throw .validation(
+                    "One or more parameter values were invalid: ProjectionType is \(typeName), but NonKeyAttributes "
+                        + "is specified"
+                )
+            }
+            guard case .array(let names) = list, !names.isEmpty else {
+                throw .validation(
+                    "1 validation error detected: Value '[]' at '\(path).projection.nonKeyAttributes' failed to "
+                        + "satisfy constraint: Member must have length greater than or equal to 1"
+                )
+            }
+            for name in names {
+                guard case .string(let text) = name, !text.isEmpty else {
+                    throw .validation("One or more parameter values were invalid: a NonKeyAttributes name is empty")
+                }
+                guard !attributes.contains(text) else {
+                    throw .validation(
+                        "One or more parameter values were invalid: Duplicate attribute name in NonKeyAttributes: "
+                            + "\(text)"
+                    )
+                }
+                attributes.append(text)
+            }
+        }
+        return IndexProjection(kind: kind, nonKeyAttributes: attributes)
+    }
+
+    /// DescribeTable's LocalSecondaryIndexes, with each index's item count and size.
+    func localIndexDescriptions(_ info: TableInfo, statistics: [UInt32: (items: Int, bytes: Int)]) -> JSON {
+        .array(
+            info.localIndexes.map { index in
+                var projection: [String: JSON] = ["ProjectionType": .string(index.projection.kind.rawValue)]
+                if index.projection.kind == .include {
+                    projection["NonKeyAttributes"] = .array(index.projection.nonKeyAttributes.map { .string($0) })
+                }
+                let counts = statistics[index.id] ?? (0, 0)
+                return .object([
+                    "IndexName": .string(index.name),
+                    "KeySchema": .array([
+                        .object(["AttributeName": .string(index.partitionKey.name), "KeyType": .string("HASH")]),
+                        .object(["AttributeName": .string(index.sortKey.name), "KeyType": .string("RANGE")]),
+                    ]),
+                    "Projection": .object(projection),
+                    "IndexSizeBytes": .number(String(counts.bytes)),
+                    "ItemCount": .number(String(counts.items)),
+                    "IndexArn": .string(Self.arn(info.name) + "/index/" + index.name),
+                ])
+            })
+    }
+}

@@ -1,0 +1,81 @@
+import GranaryCommands
+import GranaryModel
+
+/// Query and Scan on a local secondary index: its entries are walked as a table's items
+/// are, in the index's key space, and shown as DynamoDB shows them: what the index
+/// projects, or, when the request asks for more (ALL_ATTRIBUTES, or attributes the index
+/// does not project), the table's item, read in the same partition.
+extension DynamoService {
+    /// The index a Query or Scan names, if any; ValidationException if the table has none
+    /// of that name.
+    func secondaryIndex(_ fields: RequestFields, info: TableInfo) throws(DynamoError) -> SecondaryIndex? {
+        guard let name = try fields.string("IndexName") else { return nil }
+        guard let index = info.localIndex(named: name) else {
+            throw .validation("The table does not have the specified index: \(name)")
+        }
+        return index
+    }
+
+    /// An ExclusiveStartKey of an index walk: the table's keys and the index's, checked
+    /// against both schemas; the entry key after which the walk resumes, and the partition
+    /// key.
+    func indexStartKey(
+        _ start: Item, info: TableInfo, index: SecondaryIndex
+    ) throws(DynamoError) -> (entry: [UInt8], partitionKey: AttributeValue, sortKey: AttributeValue) {
+        let names = Set(info.keyNames + index.keyNames)
+        let invalid = DynamoError.validation(
+            "The provided starting key is invalid: The provided key element does not match the schema")
+        guard start.count == names.count, names.allSatisfy({ start[$0] != nil }) else { throw invalid }
+        for key in [info.partitionKey, index.sortKey] + (info.sortKey.map { [$0] } ?? []) {
+            do {
+                try info.checkKeyValue(start[key.name]!, of: key)  // its type and size
+            } catch {
+                throw invalid
+            }
+        }
+        guard let maintenance = info.indexMaintenance, let entry = maintenance.entry(of: start, in: index) else {
+            throw invalid
+        }
+        return (entry.key, start[info.partitionKey.name]!, start[index.sortKey.name]!)
+    }
+
+    /// Whether a walk of `index` must read the table's items: the request asks for every
+    /// attribute, or names one the index does not project.
+    func readsTable(_ options: ReadOptions, index: SecondaryIndex, info: TableInfo) -> Bool {
+        guard index.projection.kind != .all else { return false }
+        if options.select == "ALL_ATTRIBUTES" { return true }
+        guard let maintenance = info.indexMaintenance else { return false }
+        var named = Set(options.projection?.map(\.attributeName) ?? [])
+        named.formUnion(options.filter?.attributeNames ?? [])
+        return named.contains {
+            !maintenance.isKey($0, of: index) && !index.projection.nonKeyAttributes.contains($0)
+        }
+    }
+
+    /// A page of index entries as the items to show: each entry's projection, or the
+    /// table's item when `readingTable` (or when the entry is a reference, then projected).
+    /// An entry whose item was deleted since is left out.
+    func shownEntries(
+        _ page: RangePage, info: TableInfo, index: SecondaryIndex, readingTable: Bool, consistent: Bool
+    ) async throws(DynamoError) -> RangePage {
+        guard let maintenance = info.indexMaintenance else { return page }
+        var shown = page
+        shown.storedItems = []
+        shown.storedItems.reserveCapacity(page.storedItems.count)
+        for stored in page.storedItems {
+            var item = try StoredItem.decode(stored)
+            let reference = item.removeValue(forKey: IndexMaintenance.referenceMarker) != nil
+            guard readingTable || reference else {
+                shown.storedItems.append(stored)
+                continue
+            }
+            guard let partitionKey = item[info.partitionKey.name] else { continue }
+            let key = info.storageKey(partition: partitionKey, sort: info.sortKey.flatMap { item[$0.name] })
+            guard let base = try await transport.get(key, at: partition(for: partitionKey), consistent: consistent)
+            else { continue }
+            let whole = try StoredItem.decode(base)
+            shown.storedItems.append(ItemCodec.encode(readingTable ? whole : maintenance.project(whole, in: index)))
+        }
+        return shown
+    }
+}
