@@ -112,10 +112,13 @@ public enum PreparedWrite: Sendable, Codable {
 public struct WriteOutcome: Sendable, Codable {
     public var old: Item?
     public var new: Item?
+    /// In a table with local indexes: the size of the item's collection after the write.
+    public var collectionBytes: Int?
 
-    public init(old: Item?, new: Item?) {
+    public init(old: Item?, new: Item?, collectionBytes: Int? = nil) {
         self.old = old
         self.new = new
+        self.collectionBytes = collectionBytes
     }
 }
 

@@ -36,6 +36,10 @@ public struct DynamoError: Error, Sendable, Equatable, Codable, CustomStringConv
         DynamoError("ResourceNotFoundException", message)
     }
 
+    public static func itemCollectionSizeLimitExceeded() -> DynamoError {
+        DynamoError("ItemCollectionSizeLimitExceededException", "Item collection size limit exceeded")
+    }
+
     public static func conditionalCheckFailed(item: Item? = nil) -> DynamoError {
         DynamoError("ConditionalCheckFailedException", "The conditional request failed", item: item)
     }

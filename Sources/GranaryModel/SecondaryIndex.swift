@@ -91,6 +91,26 @@ public struct IndexMaintenance: Sendable, Codable, Equatable {
         }
     }
 
+    // MARK: Item collections
+
+    /// DynamoDB's bound on an item collection (a partition key's items in the table and its
+    /// local indexes).
+    public static let collectionBytesMax = 10 << 30
+
+    /// Where a partition keeps the size of an item collection: a record under table id 0
+    /// (never a user table), next to the transaction records.
+    public static func collectionKey(table: UInt32, partitionKey: AttributeValue) -> [UInt8] {
+        KeyEncoding.tablePrefix(0) + Array("ics/".utf8)
+            + KeyEncoding.partitionPrefix(table: table, partitionKey: partitionKey)
+    }
+
+    /// What an item takes in its collection: its size and its index entries' (DynamoDB's
+    /// sizes).
+    public func collectionBytes(of item: Item?) -> Int {
+        guard let item else { return 0 }
+        return indexes.reduce(item.sizeBytes) { $0 + (entry(of: item, in: $1)?.item.sizeBytes ?? 0) }
+    }
+
     /// The longest entry key the B-tree takes (`BTreePage.keyBytesMax`): a partition key of
     /// 2,048 bytes with two sort keys of 1,024 each would not fit.
     public static let entryKeyBytesMax = 3200

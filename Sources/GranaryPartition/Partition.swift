@@ -298,8 +298,50 @@ public actor Partition {
         defer { unlock(command.key) }
         let old = try await read(command.key, decoding: command.readsOld)
         let new = try command.newItem(replacing: old?.item)
-        try await store(table: command.table, key: command.key, replacing: old, with: new, indexes: command.indexes)
-        return WriteOutcome(old: old?.item, new: new)
+        guard let indexes = command.indexes, command.writes,
+            let partitionKey = (new ?? old?.item)?[indexes.partitionKey]
+        else {
+            try await store(table: command.table, key: command.key, replacing: old, with: new)
+            return WriteOutcome(old: old?.item, new: new)
+        }
+        // The item's collection: its size changes in the same log entry, under its lock.
+        let collection = IndexMaintenance.collectionKey(table: command.table, partitionKey: partitionKey)
+        try await lock(collection, epoch: epoch)
+        defer { unlock(collection) }
+        let before = try await collectionBytes(collection)
+        let delta = indexes.collectionBytes(of: new) - indexes.collectionBytes(of: old?.item)
+        if delta > 0 && before + delta > IndexMaintenance.collectionBytesMax {
+            throw .itemCollectionSizeLimitExceeded()
+        }
+        try await store(
+            table: command.table, key: command.key, replacing: old, with: new, indexes: indexes,
+            collection: (collection, before + delta))
+        return WriteOutcome(old: old?.item, new: new, collectionBytes: before + delta)
+    }
+
+    /// Refuses a transaction's write that would take its item collection past its bound
+    /// (checked at prepare; the size is kept when the transaction is applied).
+    private func checkCollection(_ command: WriteCommand, old: Item?, new: Item?) async throws(DynamoError) {
+        guard let indexes = command.indexes, command.writes, let partitionKey = (new ?? old)?[indexes.partitionKey]
+        else { return }
+        let delta = indexes.collectionBytes(of: new) - indexes.collectionBytes(of: old)
+        let key = IndexMaintenance.collectionKey(table: command.table, partitionKey: partitionKey)
+        if delta > 0, try await collectionBytes(key) + delta > IndexMaintenance.collectionBytesMax {
+            throw .itemCollectionSizeLimitExceeded()
+        }
+    }
+
+    /// The size recorded for an item collection (`IndexMaintenance.collectionKey`).
+    private func collectionBytes(_ key: [UInt8]) async throws(DynamoError) -> Int {
+        guard let stored = try await storeCall({ () throws(StorageError) in try await store.get(key) }),
+            stored.count == 8
+        else { return 0 }
+        return stored.withUnsafeBytes { Int(Int64(bigEndian: $0.loadUnaligned(as: Int64.self))) }
+    }
+
+    private static func collectionWrite(_ key: [UInt8], bytes: Int) -> StoreWrite {
+        bytes <= 0
+            ? .delete(key: key) : .put(key: key, value: withUnsafeBytes(of: Int64(bytes).bigEndian) { Array($0) })
     }
 
     /// A transaction's first phase in this partition: locks the commands' keys for
@@ -319,6 +361,7 @@ public actor Partition {
                 let old = try await read(command.key)
                 do throws(DynamoError) {
                     let new = try command.newItem(replacing: old?.item)
+                    try await checkCollection(command, old: old?.item, new: new)
                     prepared.append(.ready(WriteOutcome(old: old?.item, new: new)))
                 } catch {
                     prepared.append(.refused(error))
@@ -357,14 +400,20 @@ public actor Partition {
         }
         var batch: [(write: TransactionWrite, old: Int?, new: [UInt8]?, index: IndexWrites)] = []
         var batchBytes = 5
+        var collections: [[UInt8]: Int] = [:]  // item collections' changes in size
         for write in writes {
             let stored = try await read(write.key, decoding: write.indexes != nil)
             let old = stored?.storedBytes
             let new = write.item.map(ItemCodec.encode)
             guard new != nil || old != nil else { continue }  // deleting what is not there
+            if let indexes = write.indexes, let partitionKey = (write.item ?? stored?.item)?[indexes.partitionKey] {
+                let collection = IndexMaintenance.collectionKey(table: write.table, partitionKey: partitionKey)
+                collections[collection, default: 0] +=
+                    indexes.collectionBytes(of: write.item) - indexes.collectionBytes(of: stored?.item)
+            }
             let index = IndexWrites(
                 write.indexes, old: stored?.item, new: write.item,
-                bytesMax: store.writeBytesMax - 64 - (new?.count ?? 0) - write.key.count)
+                bytesMax: store.writeBytesMax - 256 - (new?.count ?? 0) - write.key.count)
             let bytes = 9 + write.key.count + (new?.count ?? 0) + index.bytes
             if !batch.isEmpty && batchBytes + bytes > store.writeBytesMax - 64 - transaction.value.utf8.count {
                 try await storeTogether(batch)
@@ -373,9 +422,18 @@ public actor Partition {
             batch.append((write, old, new, index))
             batchBytes += bytes
         }
+        // The collections' sizes go with the last entry, under their locks (taken in order,
+        // after the items': a single write takes its item's first, then its collection's).
+        let collectionKeys = collections.keys.sorted { $0.lexicographicallyPrecedes($1) }
+        for key in collectionKeys { await lock(key) }
+        defer { for key in collectionKeys { unlock(key) } }
+        var sizes: [StoreWrite] = []
+        for key in collectionKeys {
+            sizes.append(Self.collectionWrite(key, bytes: try await collectionBytes(key) + collections[key]!))
+        }
         let recorded = recordedLocks.contains(transaction)
-        if !batch.isEmpty || recorded {
-            try await storeTogether(batch, dropping: recorded ? transaction : nil)
+        if !batch.isEmpty || recorded || !sizes.isEmpty {
+            try await storeTogether(batch, dropping: recorded ? transaction : nil, more: sizes)
         }
         recordedLocks.remove(transaction)
         releaseLocks(transaction)
@@ -397,13 +455,14 @@ public actor Partition {
     /// record if given, and keeps the tables' statistics.
     private func storeTogether(
         _ batch: [(write: TransactionWrite, old: Int?, new: [UInt8]?, index: IndexWrites)],
-        dropping: TransactionID? = nil
+        dropping: TransactionID? = nil, more: [StoreWrite] = []
     ) async throws(DynamoError) {
         var writes: [StoreWrite] = []
         for entry in batch {
             writes.append(entry.new.map { .put(key: entry.write.key, value: $0) } ?? .delete(key: entry.write.key))
             writes += entry.index.writes
         }
+        writes += more
         if let dropping { writes.append(.delete(key: TransactionLock.key(dropping))) }
         try await commit(writes)
         for entry in batch {
@@ -442,17 +501,19 @@ public actor Partition {
     /// table's statistics.
     private func store(
         table: UInt32, key: [UInt8], replacing old: (item: Item?, storedBytes: Int)?, with new: Item?,
-        indexes: IndexMaintenance? = nil
+        indexes: IndexMaintenance? = nil, collection: (key: [UInt8], bytes: Int)? = nil
     ) async throws(DynamoError) {
         var newBytes: Int?
         let encoded = new.map(ItemCodec.encode)
         let index = IndexWrites(
-            indexes, old: old?.item, new: new, bytesMax: store.writeBytesMax - 64 - (encoded?.count ?? 0) - key.count)
+            indexes, old: old?.item, new: new, bytesMax: store.writeBytesMax - 256 - (encoded?.count ?? 0) - key.count)
+        var more = index.writes
+        if let collection { more.append(Self.collectionWrite(collection.key, bytes: collection.bytes)) }
         if let encoded {
-            try await commit([.put(key: key, value: encoded)] + index.writes)
+            try await commit([.put(key: key, value: encoded)] + more)
             newBytes = encoded.count
         } else if old != nil {
-            try await commit([.delete(key: key)] + index.writes)
+            try await commit([.delete(key: key)] + more)
         }
         count(table: table, old: old?.storedBytes, new: newBytes)
         for change in index.counts { count(table: change.index, old: change.old, new: change.new) }

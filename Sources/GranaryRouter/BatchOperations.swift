@@ -100,7 +100,7 @@ extension DynamoService {
 
     func batchWriteItem(_ fields: RequestFields) async throws(DynamoError) -> JSON {
         let requestItems = try batchRequestItems(fields)
-        _ = try fields.enumeration("ReturnItemCollectionMetrics", allowed: ["SIZE", "NONE"])
+        let reportsCollection = try Self.reportsCollection(fields)
         let reportsCapacity = try Self.reportsCapacity(fields)
         var writes: [(info: TableInfo, partitionKey: AttributeValue, key: [UInt8], action: WriteCommand.Action)] = []
         for (name, value) in requestItems.sorted(by: { $0.key < $1.key }) {
@@ -157,11 +157,20 @@ extension DynamoService {
                     indexes: write.info.indexMaintenance)
             )
         }
-        let sizes = try await concurrently(work) { [transport] (partition, command) throws(DynamoError) in
-            let outcome = try await transport.execute(command, at: partition)
-            return max(outcome.old?.sizeBytes ?? 0, outcome.new?.sizeBytes ?? 0)
+        let outcomes = try await concurrently(work) { [transport] (partition, command) throws(DynamoError) in
+            try await transport.execute(command, at: partition)
         }
+        let sizes = outcomes.map { max($0.old?.sizeBytes ?? 0, $0.new?.sizeBytes ?? 0) }
         var result: [String: JSON] = ["UnprocessedItems": .object([:])]
+        if reportsCollection {
+            var metrics: [String: [JSON]] = [:]
+            for (write, outcome) in zip(writes, outcomes) {
+                if let metric = Self.collectionMetrics(outcome, info: write.info) {
+                    metrics[write.info.name, default: []].append(metric)
+                }
+            }
+            result["ItemCollectionMetrics"] = .object(metrics.mapValues { .array($0) })
+        }
         try addConsumedCapacity(fields, units: zip(writes, sizes).map { ($0.info, Self.writeUnits($1)) }, to: &result)
         return .object(result)
     }

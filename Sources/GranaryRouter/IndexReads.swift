@@ -78,4 +78,25 @@ extension DynamoService {
         }
         return shown
     }
+
+    // MARK: Item collection metrics
+
+    /// Whether a write asks for ItemCollectionMetrics (SIZE).
+    static func reportsCollection(_ fields: RequestFields) throws(DynamoError) -> Bool {
+        try fields.enumeration("ReturnItemCollectionMetrics", allowed: ["SIZE", "NONE"]) == "SIZE"
+    }
+
+    /// A write's ItemCollectionMetrics: its item's partition key, and the collection's size
+    /// as DynamoDB gives it, a range of gigabytes around it; nil for a table without local
+    /// indexes.
+    static func collectionMetrics(_ outcome: WriteOutcome, info: TableInfo) -> JSON? {
+        guard let bytes = outcome.collectionBytes,
+            let partitionKey = (outcome.new ?? outcome.old)?[info.partitionKey.name]
+        else { return nil }
+        let gigabytes = (Double(bytes) / Double(1 << 30)).rounded(.down)
+        return .object([
+            "ItemCollectionKey": [info.partitionKey.name: partitionKey].json,
+            "SizeEstimateRangeGB": .array([.number(String(gigabytes)), .number(String(gigabytes + 1))]),
+        ])
+    }
 }

@@ -75,6 +75,7 @@ extension DynamoService {
         }
         let condition = try conditionOnly(fields)
         let returnOldOnFailure = try Self.returnOldOnFailure(fields)
+        let reportsCollection = try Self.reportsCollection(fields)
         let reportsCapacity = try Self.reportsCapacity(fields)
         let command = WriteCommand(
             table: info.id, key: info.storageKey(partition: partitionKey, sort: sortKey), condition: condition,
@@ -84,6 +85,7 @@ extension DynamoService {
         let (old, new) = (outcome.old, outcome.new)
         var result: [String: JSON] = [:]
         if returnValues == "ALL_OLD", let old { result["Attributes"] = old.json }
+        if reportsCollection { result["ItemCollectionMetrics"] = Self.collectionMetrics(outcome, info: info) }
         if reportsCapacity {
             try addConsumedCapacity(
                 fields, info: info, units: Self.writeUnits(max(old?.sizeBytes ?? 0, new?.sizeBytes ?? 0)), to: &result)
@@ -128,9 +130,11 @@ extension DynamoService {
             table: info.id, key: info.storageKey(partition: partitionKey, sort: sortKey), condition: condition,
             action: .update(actions, keyItem: key), returnsOldOnFailure: try Self.returnOldOnFailure(fields),
             indexes: info.indexMaintenance)
+        let reportsCollection = try Self.reportsCollection(fields)
         let outcome = try await transport.execute(command, at: partition(for: partitionKey))
         let (old, new) = (outcome.old, outcome.new)
         var result: [String: JSON] = [:]
+        if reportsCollection { result["ItemCollectionMetrics"] = Self.collectionMetrics(outcome, info: info) }
         let paths = actions.map(\.path)
         switch returnValues {
         case "ALL_OLD": if let old { result["Attributes"] = old.json }

@@ -113,6 +113,43 @@ import Testing
         #expect(found.map(\.value) == [[1]])
     }
 
+    /// A table with a local index keeps each item collection's size with its writes, and
+    /// refuses a write that would take a collection past 10 GB (here, one whose recorded
+    /// size is just under it); a write that shrinks it still goes.
+    @Test func anItemCollectionIsBoundedAndItsSizeKept() async throws {
+        let index = SecondaryIndex(
+            name: "by-n", id: 2, partitionKey: KeyAttribute(name: "pk", type: "S"),
+            sortKey: KeyAttribute(name: "n", type: "N"), projection: IndexProjection(kind: .all))
+        let indexes = IndexMaintenance(partitionKey: "pk", sortKey: "sk", indexes: [index])
+        @Sendable func put(_ sk: String, _ text: String) -> WriteCommand {
+            let item: Item = ["pk": .s("p"), "sk": .s(sk), "n": .n(try! Number(parsing: "1")), "t": .s(text)]
+            return WriteCommand(
+                table: Self.table, key: KeyEncoding.itemKey(table: Self.table, partitionKey: .s("p"), sortKey: .s(sk)),
+                action: .put(item), indexes: indexes)
+        }
+        let (first, refused, shrunk) = try await withPartition { transport, _ in
+            let first = try await transport.execute(put("a", "x"), at: 0).collectionBytes
+            let collection = IndexMaintenance.collectionKey(table: Self.table, partitionKey: .s("p"))
+            let nearlyFull = Int64(IndexMaintenance.collectionBytesMax - 10)
+            try await transport.systemPut(collection, withUnsafeBytes(of: nearlyFull.bigEndian) { Array($0) }, at: 0)
+            var refused: String?
+            do throws(DynamoError) { _ = try await transport.execute(put("b", "yyyy"), at: 0) } catch {
+                refused = error.type
+            }
+            let shrunk = try await transport.execute(
+                WriteCommand(
+                    table: Self.table,
+                    key: KeyEncoding.itemKey(table: Self.table, partitionKey: .s("p"), sortKey: .s("a")),
+                    action: .delete, indexes: indexes), at: 0
+            ).collectionBytes
+            return (first, refused, shrunk)
+        }
+        // DynamoDB's sizes: pk 3, sk 3, n 3 (name and number), t 2; the same again in the index.
+        #expect(first == 2 * (3 + 3 + 3 + 2))
+        #expect(refused == "ItemCollectionSizeLimitExceededException")
+        #expect(shrunk == IndexMaintenance.collectionBytesMax - 10 - first!)
+    }
+
     @Test func requestsThatWouldBeWrongFromAPeerAreRefused() async throws {
         let refusals = try await withPartition { transport, _ in
             let system = KeyEncoding.tablePrefix(0) + Array("x".utf8)

@@ -300,3 +300,18 @@ def test_indexes_survive_kill_9():
         assert resource(node).Table(name).query(IndexName="by-total", KeyConditionExpression=Key("pk").eq("p1"))["Items"] == []
     finally:
         node.kill()
+
+
+def test_writes_report_their_item_collection(node, client):
+    name = create_orders(client)
+    answer = client.put_item(TableName=name, Item={"pk": {"S": "c"}, "sk": {"S": "a"}, "total": {"N": "1"}},
+                             ReturnItemCollectionMetrics="SIZE")
+    assert answer["ItemCollectionMetrics"] == {"ItemCollectionKey": {"pk": {"S": "c"}}, "SizeEstimateRangeGB": [0.0, 1.0]}
+    answer = client.update_item(TableName=name, Key={"pk": {"S": "c"}, "sk": {"S": "a"}},
+                                UpdateExpression="SET note = :n", ExpressionAttributeValues={":n": {"S": "x"}},
+                                ReturnItemCollectionMetrics="SIZE")
+    assert answer["ItemCollectionMetrics"]["ItemCollectionKey"] == {"pk": {"S": "c"}}
+    answer = client.batch_write_item(RequestItems={name: [{"PutRequest": {"Item": {"pk": {"S": "d"}, "sk": {"S": "a"}}}}]},
+                                     ReturnItemCollectionMetrics="SIZE")
+    assert answer["ItemCollectionMetrics"][name][0]["ItemCollectionKey"] == {"pk": {"S": "d"}}
+    assert "ItemCollectionMetrics" not in client.put_item(TableName=name, Item={"pk": {"S": "c"}, "sk": {"S": "b"}})
