@@ -77,6 +77,11 @@ public enum PartitionRequest: Sendable, Codable {
     /// This node's replica of the partition as it sees itself, leader or not (for an
     /// operator's `GET /cluster`). Reply: `.replica` (nil on a node alone).
     case replicaStatus
+    /// Global index entries shipped from a base partition's outbox (`GlobalIndexOutbox`):
+    /// deleted and put together, whole. Reply: `.done`.
+    case applyIndex(deletes: [[UInt8]], puts: [SystemEntry])
+    /// Drops each outbox record that still holds the value shipped. Reply: `.done`.
+    case settleOutbox([SystemEntry])
 
     /// Whether the request starts work, rather than finishing work the partition already
     /// admitted (a transaction's apply and release, which hold locks until they run): a
@@ -256,6 +261,18 @@ extension PartitionTransport {
             guard page.count == Self.systemPageMax, let last = page.last else { return found }
             after = last.key
         }
+    }
+
+    public func applyIndex(
+        deletes: [[UInt8]], puts: [SystemEntry], at partition: Int
+    ) async throws(DynamoError) {
+        guard case .done = try await send(.applyIndex(deletes: deletes, puts: puts), to: partition) else {
+            throw unexpected(partition)
+        }
+    }
+
+    public func settleOutbox(_ records: [SystemEntry], at partition: Int) async throws(DynamoError) {
+        guard case .done = try await send(.settleOutbox(records), to: partition) else { throw unexpected(partition) }
     }
 
     /// System records per page of `systemScan`.

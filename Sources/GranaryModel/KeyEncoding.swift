@@ -102,6 +102,18 @@ public enum KeyEncoding {
         return key
     }
 
+    /// The partition key hash an item's or an index entry's key holds after its table id
+    /// (`partitionPrefix`); 0 for a key too short to hold one.
+    public static func hash(ofKey key: [UInt8]) -> UInt64 {
+        guard key.count >= tablePrefixBytes + 8 else { return 0 }
+        return key[tablePrefixBytes..<tablePrefixBytes + 8].reduce(0) { $0 << 8 | UInt64($1) }
+    }
+
+    /// The table id a key starts with (`tablePrefix`).
+    public static func table(of key: [UInt8]) -> UInt32 {
+        key.prefix(4).reduce(0) { $0 << 8 | UInt32($1) }
+    }
+
     public static func tablePrefix(_ table: UInt32) -> [UInt8] {
         var key: [UInt8] = []
         appendBigEndian(UInt64(table), bytes: 4, to: &key)

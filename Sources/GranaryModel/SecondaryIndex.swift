@@ -11,38 +11,52 @@ public struct IndexProjection: Sendable, Equatable, Codable {
     }
 }
 
-/// A secondary index of a table. A local index shares the table's partition key and sorts
-/// each partition key's items by another attribute; its entries live in the base item's
-/// partition and are written in the same log entry as the item, so they are as consistent
-/// as the table. An item without the index's key attributes is not in it (sparse).
+/// A secondary index of a table, in the index's own key space (`id`, a number from the
+/// same sequence as tables').
 ///
-/// An entry's B-tree key is, in the index's own key space (`id`, a number from the same
-/// sequence as tables'):
+/// A local index shares the table's partition key and sorts each partition key's items by
+/// another attribute; its entries live in the base item's partition and are written in
+/// the same log entry as the item, so they are as consistent as the table. A global index
+/// has a key of its own (a partition key, and a sort key or none): its entries are
+/// partitioned by its partition key's hash, so they live in other partitions than the
+/// item, and reach them from the item's partition after the write (`GlobalIndexOutbox`):
+/// eventually consistent. An item without an index key attribute is not in the index
+/// (sparse).
 ///
-///     partition prefix of the partition key (`KeyEncoding.partitionPrefix`)
-///     the index sort key's bytes, escaped and terminated (`KeyEncoding.terminated`)
+/// An entry's B-tree key is:
+///
+///     partition prefix of the index partition key (`KeyEncoding.partitionPrefix`)
+///     the index sort key's bytes, escaped and terminated (`KeyEncoding.terminated`), if any
+///     a global index's: the table's partition key bytes, escaped and terminated
 ///     the table's sort key bytes
 ///
-/// so that the entries of one partition key are in index sort key order, ties in table
-/// sort key order, and each item has one entry.
+/// so that the entries of one index partition key are in index sort key order, ties in
+/// the table's key order, and each item has one entry.
 public struct SecondaryIndex: Sendable, Equatable, Codable {
     public var name: String
     public var id: UInt32
+    public var global: Bool
     public var partitionKey: KeyAttribute
-    public var sortKey: KeyAttribute
+    public var sortKey: KeyAttribute?
     public var projection: IndexProjection
+    /// A global index's provisioned capacity (0 for an on-demand table).
+    public var readCapacity = 0
+    public var writeCapacity = 0
 
     public init(
-        name: String, id: UInt32, partitionKey: KeyAttribute, sortKey: KeyAttribute, projection: IndexProjection
+        name: String, id: UInt32, global: Bool = false, partitionKey: KeyAttribute, sortKey: KeyAttribute?,
+        projection: IndexProjection
     ) {
         self.name = name
         self.id = id
+        self.global = global
         self.partitionKey = partitionKey
         self.sortKey = sortKey
         self.projection = projection
     }
 
-    public var keyNames: [String] { [partitionKey.name, sortKey.name] }
+    public var keyNames: [String] { [partitionKey.name] + (sortKey.map { [$0.name] } ?? []) }
+    public var keyAttributes: [KeyAttribute] { [partitionKey] + (sortKey.map { [$0] } ?? []) }
 }
 
 /// How a partition keeps a table's indexes as it writes the table's items: the table's key
@@ -58,15 +72,22 @@ public struct IndexMaintenance: Sendable, Codable, Equatable {
         self.indexes = indexes
     }
 
+    public var localIndexes: [SecondaryIndex] { indexes.filter { !$0.global } }
+    public var globalIndexes: [SecondaryIndex] { indexes.filter(\.global) }
+
     /// The entry `item` has in `index`: its B-tree key and the projected item; nil when the
-    /// item lacks an index key attribute or has one of another type (refused by
-    /// `checkIndexKeys` before any write).
+    /// item lacks an index key attribute, or has one of another type or beyond DynamoDB's
+    /// key sizes (refused by `checkIndexKeys` before any write).
     public func entry(of item: Item, in index: SecondaryIndex) -> (key: [UInt8], item: Item)? {
-        guard let partition = item[partitionKey], let indexSort = item[index.sortKey.name],
-            indexSort.typeName == index.sortKey.type
+        guard let tablePartition = item[partitionKey], let partition = item[index.partitionKey.name],
+            partition.typeName == index.partitionKey.type, partition.sizeBytes <= ItemLimits.partitionKeyBytesMax
         else { return nil }
         var key = KeyEncoding.partitionPrefix(table: index.id, partitionKey: partition)
-        key += KeyEncoding.terminated(KeyEncoding.keyBytes(indexSort))
+        if let indexSort = index.sortKey {
+            guard let value = item[indexSort.name], value.typeName == indexSort.type else { return nil }
+            key += KeyEncoding.terminated(KeyEncoding.keyBytes(value))
+        }
+        if index.global { key += KeyEncoding.terminated(KeyEncoding.keyBytes(tablePartition)) }
         if let sortKey, let sort = item[sortKey] { key += KeyEncoding.keyBytes(sort) }
         return (key, project(item, in: index))
     }
@@ -108,7 +129,7 @@ public struct IndexMaintenance: Sendable, Codable, Equatable {
     /// sizes).
     public func collectionBytes(of item: Item?) -> Int {
         guard let item else { return 0 }
-        return indexes.reduce(item.sizeBytes) { $0 + (entry(of: item, in: $1)?.item.sizeBytes ?? 0) }
+        return localIndexes.reduce(item.sizeBytes) { $0 + (entry(of: item, in: $1)?.item.sizeBytes ?? 0) }
     }
 
     /// The longest entry key the B-tree takes (`BTreePage.keyBytesMax`): a partition key of
@@ -120,13 +141,7 @@ public struct IndexMaintenance: Sendable, Codable, Equatable {
     /// entry's key would be longer than the B-tree takes.
     public func checkIndexKeys(_ item: Item) throws(DynamoError) {
         for index in indexes {
-            if let entry = entry(of: item, in: index), entry.key.count > Self.entryKeyBytesMax {
-                throw .validation(
-                    "One or more parameter values were invalid: the keys of this item take \(entry.key.count) bytes "
-                        + "in index \(index.name), more than the \(Self.entryKeyBytesMax) this node stores"
-                )
-            }
-            for key in [index.partitionKey, index.sortKey] where key.name != partitionKey && key.name != sortKey {
+            for key in index.keyAttributes where key.name != partitionKey && key.name != sortKey {
                 guard let value = item[key.name] else { continue }
                 guard value.typeName == key.type else {
                     throw .validation(
@@ -142,6 +157,18 @@ public struct IndexMaintenance: Sendable, Codable, Equatable {
                             + "\(key.name)"
                     )
                 }
+                let bound = key == index.partitionKey ? ItemLimits.partitionKeyBytesMax : ItemLimits.sortKeyBytesMax
+                if value.sizeBytes > bound {
+                    throw .validation(
+                        "One or more parameter values were invalid: Size of the index key \(key.name) has exceeded the "
+                            + "maximum size limit of \(bound) bytes. IndexName: \(index.name)")
+                }
+            }
+            if let entry = entry(of: item, in: index), entry.key.count > Self.entryKeyBytesMax {
+                throw .validation(
+                    "One or more parameter values were invalid: the keys of this item take \(entry.key.count) bytes "
+                        + "in index \(index.name), more than the \(Self.entryKeyBytesMax) this node stores"
+                )
             }
         }
     }

@@ -25,8 +25,9 @@ public struct TableInfo: Sendable {
     public var ttlEnabled: Bool
     public var deletionProtection: Bool
     public var tableClass: String
-    /// Its local secondary indexes, fixed at creation.
+    /// Its local secondary indexes, fixed at creation, and its global ones.
     public var localIndexes: [SecondaryIndex] = []
+    public var globalIndexes: [SecondaryIndex] = []
 
     public init(
         id: UInt32, name: String, partitionKey: KeyAttribute, sortKey: KeyAttribute?,
@@ -51,14 +52,20 @@ public struct TableInfo: Sendable {
     }
 
     public var keyNames: [String] { [partitionKey.name] + (sortKey.map { [$0.name] } ?? []) }
+    public var keyAttributes: [KeyAttribute] { [partitionKey] + (sortKey.map { [$0] } ?? []) }
 
     /// What a write to the table must keep besides the item (nil: the table has no index).
     public var indexMaintenance: IndexMaintenance? {
-        localIndexes.isEmpty
-            ? nil : IndexMaintenance(partitionKey: partitionKey.name, sortKey: sortKey?.name, indexes: localIndexes)
+        let indexes = localIndexes + globalIndexes
+        return indexes.isEmpty
+            ? nil : IndexMaintenance(partitionKey: partitionKey.name, sortKey: sortKey?.name, indexes: indexes)
     }
 
-    public func localIndex(named name: String) -> SecondaryIndex? { localIndexes.first { $0.name == name } }
+    public func index(named name: String) -> SecondaryIndex? {
+        localIndexes.first { $0.name == name } ?? globalIndexes.first { $0.name == name }
+    }
+
+    public var allIndexes: [SecondaryIndex] { localIndexes + globalIndexes }
 
     // MARK: Keys of items
 
@@ -148,6 +155,7 @@ public struct TableInfo: Sendable {
         if let sortKey { object["sortKey"] = .array([.string(sortKey.name), .string(sortKey.type)]) }
         if let ttlAttribute { object["ttlAttribute"] = .string(ttlAttribute) }
         if !localIndexes.isEmpty { object["localIndexes"] = .array(localIndexes.map(\.catalogJSON)) }
+        if !globalIndexes.isEmpty { object["globalIndexes"] = .array(globalIndexes.map(\.catalogJSON)) }
         return .object(object)
     }
 
@@ -182,22 +190,30 @@ public struct TableInfo: Sendable {
         deletionProtection = flag("deletionProtection")
         tableClass = string("tableClass") ?? "STANDARD"
         // Catalogs written before indexes existed have no "localIndexes".
-        if case .array(let indexes)? = json["localIndexes"] {
-            localIndexes = indexes.compactMap(SecondaryIndex.init(catalogJSON:))
-            guard localIndexes.count == indexes.count else { return nil }
+        for (member, global) in [("localIndexes", false), ("globalIndexes", true)] {
+            guard case .array(let list)? = json[member] else { continue }
+            let indexes = list.compactMap(SecondaryIndex.init(catalogJSON:))
+            guard indexes.count == list.count, indexes.allSatisfy({ $0.global == global }) else { return nil }
+            if global { globalIndexes = indexes } else { localIndexes = indexes }
         }
     }
 }
 
 extension SecondaryIndex {
     var catalogJSON: JSON {
-        .object([
+        var object: [String: JSON] = [
             "name": .string(name), "id": .number(String(id)),
             "partitionKey": .array([.string(partitionKey.name), .string(partitionKey.type)]),
-            "sortKey": .array([.string(sortKey.name), .string(sortKey.type)]),
             "projection": .string(projection.kind.rawValue),
             "nonKeyAttributes": .array(projection.nonKeyAttributes.map { .string($0) }),
-        ])
+        ]
+        if let sortKey { object["sortKey"] = .array([.string(sortKey.name), .string(sortKey.type)]) }
+        if global {
+            object["global"] = .bool(true)
+            object["readCapacity"] = .number(String(readCapacity))
+            object["writeCapacity"] = .number(String(writeCapacity))
+        }
+        return .object(object)
     }
 
     init?(catalogJSON json: JSON) {
@@ -207,14 +223,20 @@ extension SecondaryIndex {
             else { return nil }
             return KeyAttribute(name: name, type: type)
         }
+        func number(_ name: String) -> Int { if case .number(let text)? = json[name] { Int(text) ?? 0 } else { 0 } }
+        let global = json["global"] == .bool(true)
         guard case .string(let name)? = json["name"], case .number(let id)? = json["id"], let id = UInt32(id),
-            let partitionKey = key(json["partitionKey"]), let sortKey = key(json["sortKey"]),
+            let partitionKey = key(json["partitionKey"]),
             case .string(let kind)? = json["projection"], let kind = IndexProjection.Kind(rawValue: kind),
             case .array(let attributes)? = json["nonKeyAttributes"]
         else { return nil }
+        let sortKey = key(json["sortKey"])
+        guard global || sortKey != nil else { return nil }  // a local index has a sort key
         let nonKey = attributes.compactMap { if case .string(let name) = $0 { name } else { nil } }
         self.init(
-            name: name, id: id, partitionKey: partitionKey, sortKey: sortKey,
+            name: name, id: id, global: global, partitionKey: partitionKey, sortKey: sortKey,
             projection: IndexProjection(kind: kind, nonKeyAttributes: nonKey))
+        readCapacity = number("readCapacity")
+        writeCapacity = number("writeCapacity")
     }
 }

@@ -108,6 +108,7 @@ public final class Node: Sendable {
             transport = ClusterPartitions(local: local, partitions: opened, cluster: cluster)
         }
         let partitionTransport = transport
+        shipGlobalIndexes(of: opened, placed: placed, over: partitionTransport, on: home, logger: logger)
         try sweepTransactions(
             of: opened, placed: placed, over: partitionTransport, alone: cluster == nil,
             faults: cluster?.configuration.transactionFaults ?? TransactionLedger.Faults(), on: home, logger: logger)
@@ -170,6 +171,30 @@ public final class Node: Sendable {
                             partition, over: transport, now: Date().timeIntervalSince1970, faults: faults)
                     } catch {
                         logger.debug("transactions of partition \(partition) not swept: \(error)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ships the global index changes that the partitions whose replica here leads have
+    /// recorded (`GlobalIndexShipper`), every 20 ms: how far behind the table an index
+    /// may be when nothing fails.
+    private static func shipGlobalIndexes(
+        of partitions: [Partition], placed: Int, over transport: any PartitionTransport, on home: Reactor,
+        logger: Logger
+    ) {
+        Task(executorPreference: home) {
+            while (try? await home.sleep(for: .milliseconds(20))) != nil {
+                for partition in 0..<placed where await partitions[partition].leads {
+                    do throws(DynamoError) {
+                        // Full pages mean more records: a few more passes, then the next partition.
+                        for _ in 0..<16 {
+                            let shipped = try await GlobalIndexShipper.ship(partition, over: transport)
+                            if shipped < GlobalIndexShipper.recordsPerPass { break }
+                        }
+                    } catch {
+                        logger.debug("global index changes of partition \(partition) not shipped: \(error)")
                     }
                 }
             }

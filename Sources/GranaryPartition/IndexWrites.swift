@@ -20,9 +20,9 @@ struct IndexWrites {
 
     /// The writes for `maintenance`'s indexes, in at most `bytesMax` bytes of log entry.
     init(_ maintenance: IndexMaintenance?, old: Item?, new: Item?, bytesMax: Int = .max) {
-        guard let maintenance else { return }
+        guard let maintenance, !maintenance.localIndexes.isEmpty else { return }
         var puts: [(key: [UInt8], item: Item, keys: Item)] = []
-        for index in maintenance.indexes {
+        for index in maintenance.localIndexes {
             let before = old.flatMap { maintenance.entry(of: $0, in: index) }
             let after = new.flatMap { maintenance.entry(of: $0, in: index) }
             if let before, let after, before.key == after.key, before.item == after.item { continue }
@@ -49,5 +49,11 @@ struct IndexWrites {
         }
         for (put, value) in zip(puts, encoded) { writes.append(.put(key: put.key, value: value)) }
         bytes = total
+    }
+
+    /// Another write to go with these (a global index's outbox record).
+    mutating func add(_ write: StoreWrite) {
+        writes.append(write)
+        if case .put(let key, let value) = write { bytes += 9 + key.count + value.count }
     }
 }

@@ -178,6 +178,16 @@ public actor Partition {
             return .entries(try await create(entries, deadline: deadline, epoch: epoch))
         case .replicaStatus:
             return .replica(await replicaReport())
+        case .applyIndex(let deletes, let puts):
+            for key in deletes + puts.map(\.key) { try Self.checkItemKey(key) }
+            try await applyIndex(deletes: deletes, puts: puts)
+            return .done
+        case .settleOutbox(let records):
+            for record in records where GlobalIndexOutbox.item(of: record.key) == nil {
+                throw Self.refused("an outbox record under \(record.key)")
+            }
+            try await settleOutbox(records, epoch: epoch)
+            return .done
         }
     }
 
@@ -298,10 +308,11 @@ public actor Partition {
         defer { unlock(command.key) }
         let old = try await read(command.key, decoding: command.readsOld)
         let new = try command.newItem(replacing: old?.item)
-        guard let indexes = command.indexes, command.writes,
+        // Only a table with local indexes has item collections.
+        guard let indexes = command.indexes, !indexes.localIndexes.isEmpty, command.writes,
             let partitionKey = (new ?? old?.item)?[indexes.partitionKey]
         else {
-            try await store(table: command.table, key: command.key, replacing: old, with: new)
+            try await store(table: command.table, key: command.key, replacing: old, with: new, indexes: command.indexes)
             return WriteOutcome(old: old?.item, new: new)
         }
         // The item's collection: its size changes in the same log entry, under its lock.
@@ -319,10 +330,59 @@ public actor Partition {
         return WriteOutcome(old: old?.item, new: new, collectionBytes: before + delta)
     }
 
+    /// The write of the item's outbox record (`GlobalIndexOutbox`) for a change from `old`
+    /// to `new`, folded into the record still there; nil when no global index changes.
+    /// With the item's key locked.
+    private func outboxWrite(
+        _ indexes: IndexMaintenance, item: [UInt8], old: Item?, new: Item?
+    ) async throws(DynamoError) -> StoreWrite? {
+        guard !indexes.globalIndexes.isEmpty, let change = GlobalIndexOutbox.changes(indexes, old: old, new: new)
+        else { return nil }
+        let key = GlobalIndexOutbox.key(item: item)
+        let pending = try await storeCall({ () throws(StorageError) in try await store.get(key) })
+            .flatMap(GlobalIndexOutbox.init(encoded:))
+        return .put(key: key, value: change.merged(after: pending).encoded)
+    }
+
+    /// Global index entries from another partition's outbox, stored together, with the
+    /// index's statistics kept.
+    private func applyIndex(deletes: [[UInt8]], puts: [SystemEntry]) async throws(DynamoError) {
+        var counts: [(table: UInt32, old: Int?, new: Int?)] = []
+        for key in deletes + puts.map(\.key) {
+            let old = try await storeCall({ () throws(StorageError) in try await store.get(key) })?.count
+            counts.append((KeyEncoding.table(of: key), old, nil))
+        }
+        for (position, put) in puts.enumerated() { counts[deletes.count + position].new = put.value.count }
+        try await commit(deletes.map { .delete(key: $0) } + puts.map { .put(key: $0.key, value: $0.value) })
+        for change in counts where change.old != nil || change.new != nil {
+            count(table: change.table, old: change.old, new: change.new)
+        }
+    }
+
+    /// Drops the outbox records that still hold what was shipped (a later write may have
+    /// changed one meanwhile: it stays, to be shipped again), with their items locked.
+    private func settleOutbox(_ records: [SystemEntry], epoch: Int) async throws(DynamoError) {
+        let items = records.compactMap { GlobalIndexOutbox.item(of: $0.key) }
+        let keys = Set(items).sorted { $0.lexicographicallyPrecedes($1) }
+        var locked: [[UInt8]] = []
+        defer { for key in locked { unlock(key) } }
+        for key in keys {
+            try await lock(key, epoch: epoch)
+            locked.append(key)
+        }
+        var deletes: [StoreWrite] = []
+        for record in records {
+            let stored = try await storeCall({ () throws(StorageError) in try await store.get(record.key) })
+            if stored == record.value { deletes.append(.delete(key: record.key)) }
+        }
+        if !deletes.isEmpty { try await commit(deletes) }
+    }
+
     /// Refuses a transaction's write that would take its item collection past its bound
     /// (checked at prepare; the size is kept when the transaction is applied).
     private func checkCollection(_ command: WriteCommand, old: Item?, new: Item?) async throws(DynamoError) {
-        guard let indexes = command.indexes, command.writes, let partitionKey = (new ?? old)?[indexes.partitionKey]
+        guard let indexes = command.indexes, !indexes.localIndexes.isEmpty, command.writes,
+            let partitionKey = (new ?? old)?[indexes.partitionKey]
         else { return }
         let delta = indexes.collectionBytes(of: new) - indexes.collectionBytes(of: old)
         let key = IndexMaintenance.collectionKey(table: command.table, partitionKey: partitionKey)
@@ -406,14 +466,21 @@ public actor Partition {
             let old = stored?.storedBytes
             let new = write.item.map(ItemCodec.encode)
             guard new != nil || old != nil else { continue }  // deleting what is not there
-            if let indexes = write.indexes, let partitionKey = (write.item ?? stored?.item)?[indexes.partitionKey] {
+            if let indexes = write.indexes, !indexes.localIndexes.isEmpty,
+                let partitionKey = (write.item ?? stored?.item)?[indexes.partitionKey]
+            {
                 let collection = IndexMaintenance.collectionKey(table: write.table, partitionKey: partitionKey)
                 collections[collection, default: 0] +=
                     indexes.collectionBytes(of: write.item) - indexes.collectionBytes(of: stored?.item)
             }
-            let index = IndexWrites(
+            var index = IndexWrites(
                 write.indexes, old: stored?.item, new: write.item,
                 bytesMax: store.writeBytesMax - 256 - (new?.count ?? 0) - write.key.count)
+            if let indexes = write.indexes,
+                let outbox = try await outboxWrite(indexes, item: write.key, old: stored?.item, new: write.item)
+            {
+                index.add(outbox)
+            }
             let bytes = 9 + write.key.count + (new?.count ?? 0) + index.bytes
             if !batch.isEmpty && batchBytes + bytes > store.writeBytesMax - 64 - transaction.value.utf8.count {
                 try await storeTogether(batch)
@@ -509,6 +576,9 @@ public actor Partition {
             indexes, old: old?.item, new: new, bytesMax: store.writeBytesMax - 256 - (encoded?.count ?? 0) - key.count)
         var more = index.writes
         if let collection { more.append(Self.collectionWrite(collection.key, bytes: collection.bytes)) }
+        if let indexes, let outbox = try await outboxWrite(indexes, item: key, old: old?.item, new: new) {
+            more.append(outbox)
+        }
         if let encoded {
             try await commit([.put(key: key, value: encoded)] + more)
             newBytes = encoded.count

@@ -131,6 +131,10 @@ public actor Catalog {
             info.localIndexes[position].id = nextID
             nextID += 1
         }
+        for position in info.globalIndexes.indices {
+            info.globalIndexes[position].id = nextID
+            nextID += 1
+        }
         tables[info.name] = info  // reserved before the first await: a second create fails
         do throws(DynamoError) {
             try await transport.systemPut(
@@ -186,7 +190,7 @@ public actor Catalog {
         }
         await broadcast()
         for partition in 0..<transport.map.count {
-            for id in [info.id] + info.localIndexes.map(\.id) {
+            for id in [info.id] + info.allIndexes.map(\.id) {
                 Task(executorPreference: reactor) { [transport] in try? await transport.purge(table: id, at: partition)
                 }
             }

@@ -55,6 +55,22 @@ public final class DynamoService: Sendable {
             return HTTPResponse(
                 status: .ok, headers: [("Content-Type", "application/json")],
                 body: await clusterStatus().serialized())
+        case ("GET", "/indexes"):
+            // How far the global indexes are behind their tables: the items whose changes have
+            // not reached them yet (0: every index holds every write acknowledged before).
+            var pending = 0, unanswered = 0
+            for partition in 0..<transport.map.count {
+                do throws(DynamoError) {
+                    pending += try await GlobalIndexShipper.pending(partition, over: transport)
+                } catch {
+                    unanswered += 1
+                }
+            }
+            let status: JSON = [
+                "pendingItems": .number(String(pending)), "unansweredPartitions": .number(String(unanswered)),
+            ]
+            return HTTPResponse(
+                status: .ok, headers: [("Content-Type", "application/json")], body: status.serialized())
         case ("OPTIONS", _):
             return Self.preflightResponse(request)
         case ("POST", _):

@@ -1,25 +1,38 @@
 import GranaryModel
 
-/// CreateTable's LocalSecondaryIndexes, checked as DynamoDB checks them, and their part of
-/// DescribeTable.
+/// CreateTable's LocalSecondaryIndexes and GlobalSecondaryIndexes, checked as DynamoDB
+/// checks them, and their part of DescribeTable.
 extension DynamoService {
     static let localIndexesMax = 5
+    static let globalIndexesMax = 20
     static let projectedAttributesMax = 100
 
-    /// The local secondary indexes a CreateTable asks for (their ids are given by the
-    /// catalog), and the check that every attribute definition is a key of the table's or
-    /// of an index.
-    func localIndexes(
-        _ fields: RequestFields, tableKeys: [KeyAttribute], definitions: [KeyAttribute]
-    ) throws(DynamoError) -> [SecondaryIndex] {
-        var indexes: [SecondaryIndex] = []
+    /// The secondary indexes a CreateTable asks for (their ids are given by the catalog),
+    /// and the check that every attribute definition is a key of the table's or of an
+    /// index.
+    func secondaryIndexes(
+        _ fields: RequestFields, tableKeys: [KeyAttribute], definitions: [KeyAttribute], billing: String
+    ) throws(DynamoError) -> (local: [SecondaryIndex], global: [SecondaryIndex]) {
+        var local: [SecondaryIndex] = []
+        var global: [SecondaryIndex] = []
         if let list = try fields.array("LocalSecondaryIndexes") {
-            indexes = try localIndexes(
+            local = try localIndexes(
                 list, partitionKey: tableKeys[0], sortKey: tableKeys.count == 2 ? tableKeys[1] : nil,
                 definitions: definitions)
         }
+        if let list = try fields.array("GlobalSecondaryIndexes") {
+            global = try globalIndexes(list, definitions: definitions, billing: billing, taken: local.map(\.name))
+        }
+        let indexes = local + global
+        let projected = indexes.reduce(0) { $0 + $1.projection.nonKeyAttributes.count }
+        guard projected <= Self.projectedAttributesMax else {
+            throw .validation(
+                "One or more parameter values were invalid: Number of projected attributes in all indexes exceeds "
+                    + "limit of \(Self.projectedAttributesMax), number of projected attributes:\(projected)"
+            )
+        }
         var used = tableKeys.map(\.name)
-        for index in indexes where !used.contains(index.sortKey.name) { used.append(index.sortKey.name) }
+        for name in indexes.flatMap(\.keyNames) where !used.contains(name) { used.append(name) }
         guard definitions.count == used.count else {
             throw .validation(
                 indexes.isEmpty
@@ -29,7 +42,35 @@ extension DynamoService {
                         + "AttributeDefinitions: [\(definitions.map(\.name).joined(separator: ", "))], keys used: "
                         + "[\(used.joined(separator: ", "))]")
         }
-        return indexes
+        return (local, global)
+    }
+
+    /// One index of a list, what both kinds share: its name, its key schema (attributes
+    /// defined) and its projection.
+    private static func indexDefinition(
+        _ element: JSON, path: String, list: String, definitions: [KeyAttribute]
+    ) throws(DynamoError) -> (name: String, keys: [KeyAttribute], projection: IndexProjection, member: [String: JSON]) {
+        guard case .object(let member) = element else {
+            throw .serialization("Unexpected value for '\(list)': expected a structure")
+        }
+        let name = try indexName(member["IndexName"], path: path)
+        guard case .array(let schema)? = member["KeySchema"] else {
+            throw .validation(
+                "1 validation error detected: Value null at '\(path).keySchema' failed to satisfy constraint: "
+                    + "Member must not be null"
+            )
+        }
+        let keys = try indexKeySchema(schema, path: path)
+        let names = keys.map(\.name)
+        let defined = names.compactMap { name in definitions.first { $0.name == name } }
+        guard defined.count == names.count else {
+            throw .validation(
+                "One or more parameter values were invalid: Some index key attributes are not defined in "
+                    + "AttributeDefinitions. Keys: [\(names.joined(separator: ", "))], AttributeDefinitions: "
+                    + "[\(definitions.map(\.name).joined(separator: ", "))]"
+            )
+        }
+        return (name, defined, try indexProjection(member["Projection"], path: path), member)
     }
 
     /// The local secondary indexes of a CreateTable's list, against the table's key
@@ -48,46 +89,27 @@ extension DynamoService {
         }
         var indexes: [SecondaryIndex] = []
         for (position, element) in list.enumerated() {
-            guard case .object(let member) = element else {
-                throw .serialization("Unexpected value for 'LocalSecondaryIndexes': expected a structure")
-            }
-            let path = "localSecondaryIndexes.\(position + 1).member"
-            let name = try Self.indexName(member["IndexName"], path: path)
-            guard case .array(let schema)? = member["KeySchema"] else {
-                throw .validation(
-                    "1 validation error detected: Value null at '\(path).keySchema' failed to satisfy constraint: "
-                        + "Member must not be null"
-                )
-            }
-            let keys = try Self.indexKeySchema(schema, path: path)
-            let names = keys.map(\.name)
-            guard names.allSatisfy({ name in definitions.contains { $0.name == name } }) else {
-                throw .validation(
-                    "One or more parameter values were invalid: Some index key attributes are not defined in "
-                        + "AttributeDefinitions. Keys: [\(names.joined(separator: ", "))], AttributeDefinitions: "
-                        + "[\(definitions.map(\.name).joined(separator: ", "))]"
-                )
-            }
+            let (name, keys, projection, _) = try Self.indexDefinition(
+                element, path: "localSecondaryIndexes.\(position + 1).member", list: "LocalSecondaryIndexes",
+                definitions: definitions)
             guard keys.count == 2 else {
                 throw .validation(
                     "One or more parameter values were invalid: Index KeySchema does not have a range key for index: "
                         + "\(name)"
                 )
             }
-            guard names[0] == partitionKey.name else {
+            guard keys[0].name == partitionKey.name else {
                 throw .validation(
                     "One or more parameter values were invalid: Index KeySchema does not have the same leading hash "
-                        + "key as table KeySchema for index: \(name). index hash key: \(names[0]), table hash key: "
+                        + "key as table KeySchema for index: \(name). index hash key: \(keys[0].name), table hash key: "
                         + "\(partitionKey.name)"
                 )
             }
-            let projection = try Self.indexProjection(member["Projection"], path: path)
             guard !indexes.contains(where: { $0.name == name }) else {
                 throw .validation("One or more parameter values were invalid: Duplicate index name: \(name)")
             }
-            let sort = definitions.first { $0.name == names[1] }!
             indexes.append(
-                SecondaryIndex(name: name, id: 0, partitionKey: partitionKey, sortKey: sort, projection: projection))
+                SecondaryIndex(name: name, id: 0, partitionKey: partitionKey, sortKey: keys[1], projection: projection))
         }
         guard indexes.count <= Self.localIndexesMax else {
             throw .validation(
@@ -95,14 +117,73 @@ extension DynamoService {
                     + "of \(Self.localIndexesMax)"
             )
         }
-        let projected = indexes.reduce(0) { $0 + $1.projection.nonKeyAttributes.count }
-        guard projected <= Self.projectedAttributesMax else {
+        return indexes
+    }
+
+    /// The global secondary indexes of a CreateTable's list: any key schema of defined
+    /// attributes, and provisioned capacity exactly when the table's billing is.
+    func globalIndexes(
+        _ list: [JSON], definitions: [KeyAttribute], billing: String, taken: [String]
+    ) throws(DynamoError) -> [SecondaryIndex] {
+        guard !list.isEmpty else {
+            throw .validation("One or more parameter values were invalid: List of GlobalSecondaryIndexes is empty")
+        }
+        var indexes: [SecondaryIndex] = []
+        for (position, element) in list.enumerated() {
+            let path = "globalSecondaryIndexes.\(position + 1).member"
+            let (name, keys, projection, member) = try Self.indexDefinition(
+                element, path: path, list: "GlobalSecondaryIndexes", definitions: definitions)
+            guard !taken.contains(name) && !indexes.contains(where: { $0.name == name }) else {
+                throw .validation("One or more parameter values were invalid: Duplicate index name: \(name)")
+            }
+            var index = SecondaryIndex(
+                name: name, id: 0, global: true, partitionKey: keys[0], sortKey: keys.count == 2 ? keys[1] : nil,
+                projection: projection)
+            (index.readCapacity, index.writeCapacity) = try Self.indexThroughput(
+                member["ProvisionedThroughput"], name: name, billing: billing, path: path)
+            indexes.append(index)
+        }
+        guard indexes.count <= Self.globalIndexesMax else {
             throw .validation(
-                "One or more parameter values were invalid: Number of projected attributes in all indexes exceeds "
-                    + "limit of \(Self.projectedAttributesMax), number of projected attributes:\(projected)"
+                "One or more parameter values were invalid: GlobalSecondaryIndex count exceeds the per-table limit of "
+                    + "\(Self.globalIndexesMax)"
             )
         }
         return indexes
+    }
+
+    private static func indexThroughput(
+        _ value: JSON?, name: String, billing: String, path: String
+    ) throws(DynamoError) -> (Int, Int) {
+        let given: [String: JSON]? = if case .object(let object)? = value { object } else { nil }
+        if billing == "PAY_PER_REQUEST" {
+            guard given == nil else {
+                throw .validation(
+                    "One or more parameter values were invalid: ProvisionedThroughput should not be specified for "
+                        + "index: \(name) when BillingMode is PAY_PER_REQUEST")
+            }
+            return (0, 0)
+        }
+        guard let given else {
+            throw .validation(
+                "One or more parameter values were invalid: ProvisionedThroughput must be specified for index: \(name)")
+        }
+        var units: [Int] = []
+        for member in ["ReadCapacityUnits", "WriteCapacityUnits"] {
+            guard case .number(let text)? = given[member], let number = Int(text) else {
+                throw .validation(
+                    "1 validation error detected: Value null at '\(path).provisionedThroughput."
+                        + "\(RequestFields.memberPath(member))' failed to satisfy constraint: Member must not be null")
+            }
+            guard number >= 1 else {
+                throw .validation(
+                    "1 validation error detected: Value '\(number)' at '\(path).provisionedThroughput."
+                        + "\(RequestFields.memberPath(member))' failed to satisfy constraint: Member must have value "
+                        + "greater than or equal to 1")
+            }
+            units.append(number)
+        }
+        return (units[0], units[1])
     }
 
     private static func indexName(_ value: JSON?, path: String) throws(DynamoError) -> String {
@@ -210,26 +291,41 @@ extension DynamoService {
         return IndexProjection(kind: kind, nonKeyAttributes: attributes)
     }
 
-    /// DescribeTable's LocalSecondaryIndexes, with each index's item count and size.
-    func localIndexDescriptions(_ info: TableInfo, statistics: [UInt32: (items: Int, bytes: Int)]) -> JSON {
+    /// DescribeTable's LocalSecondaryIndexes or GlobalSecondaryIndexes, with each index's
+    /// item count and size.
+    func indexDescriptions(
+        _ indexes: [SecondaryIndex], of info: TableInfo, statistics: [UInt32: (items: Int, bytes: Int)]
+    ) -> JSON {
         .array(
-            info.localIndexes.map { index in
+            indexes.map { index in
                 var projection: [String: JSON] = ["ProjectionType": .string(index.projection.kind.rawValue)]
                 if index.projection.kind == .include {
                     projection["NonKeyAttributes"] = .array(index.projection.nonKeyAttributes.map { .string($0) })
                 }
                 let counts = statistics[index.id] ?? (0, 0)
-                return .object([
+                var keySchema: [JSON] = [
+                    .object(["AttributeName": .string(index.partitionKey.name), "KeyType": .string("HASH")])
+                ]
+                if let sortKey = index.sortKey {
+                    keySchema.append(.object(["AttributeName": .string(sortKey.name), "KeyType": .string("RANGE")]))
+                }
+                var description: [String: JSON] = [
                     "IndexName": .string(index.name),
-                    "KeySchema": .array([
-                        .object(["AttributeName": .string(index.partitionKey.name), "KeyType": .string("HASH")]),
-                        .object(["AttributeName": .string(index.sortKey.name), "KeyType": .string("RANGE")]),
-                    ]),
+                    "KeySchema": .array(keySchema),
                     "Projection": .object(projection),
                     "IndexSizeBytes": .number(String(counts.bytes)),
                     "ItemCount": .number(String(counts.items)),
                     "IndexArn": .string(Self.arn(info.name) + "/index/" + index.name),
-                ])
+                ]
+                if index.global {
+                    description["IndexStatus"] = .string("ACTIVE")
+                    description["ProvisionedThroughput"] = .object([
+                        "NumberOfDecreasesToday": .number("0"),
+                        "ReadCapacityUnits": .number(String(index.readCapacity)),
+                        "WriteCapacityUnits": .number(String(index.writeCapacity)),
+                    ])
+                }
+                return .object(description)
             })
     }
 }

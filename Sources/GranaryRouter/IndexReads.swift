@@ -7,36 +7,51 @@ import GranaryModel
 /// does not project), the table's item, read in the same partition.
 extension DynamoService {
     /// The index a Query or Scan names, if any; ValidationException if the table has none
-    /// of that name.
+    /// of that name, or for a strongly consistent read of a global index.
     func secondaryIndex(_ fields: RequestFields, info: TableInfo) throws(DynamoError) -> SecondaryIndex? {
         guard let name = try fields.string("IndexName") else { return nil }
-        guard let index = info.localIndex(named: name) else {
+        guard let index = info.index(named: name) else {
             throw .validation("The table does not have the specified index: \(name)")
+        }
+        if index.global, try fields.bool("ConsistentRead") == true {
+            throw .validation("Consistent reads are not supported on global secondary indexes")
         }
         return index
     }
 
     /// An ExclusiveStartKey of an index walk: the table's keys and the index's, checked
-    /// against both schemas; the entry key after which the walk resumes, and the partition
-    /// key.
+    /// against both schemas; the entry key after which the walk resumes, and the index's
+    /// partition and sort key values.
     func indexStartKey(
         _ start: Item, info: TableInfo, index: SecondaryIndex
-    ) throws(DynamoError) -> (entry: [UInt8], partitionKey: AttributeValue, sortKey: AttributeValue) {
-        let names = Set(info.keyNames + index.keyNames)
+    ) throws(DynamoError) -> (entry: [UInt8], partitionKey: AttributeValue, sortKey: AttributeValue?) {
+        let keys = info.keyAttributes + index.keyAttributes.filter { key in !info.keyNames.contains(key.name) }
         let invalid = DynamoError.validation(
             "The provided starting key is invalid: The provided key element does not match the schema")
-        guard start.count == names.count, names.allSatisfy({ start[$0] != nil }) else { throw invalid }
-        for key in [info.partitionKey, index.sortKey] + (info.sortKey.map { [$0] } ?? []) {
-            do {
-                try info.checkKeyValue(start[key.name]!, of: key)  // its type and size
-            } catch {
-                throw invalid
-            }
+        guard start.count == keys.count else { throw invalid }
+        for key in keys {
+            guard let value = start[key.name], value.typeName == key.type, value.sizeBytes > 0,
+                value.sizeBytes <= ItemLimits.partitionKeyBytesMax
+            else { throw invalid }
         }
         guard let maintenance = info.indexMaintenance, let entry = maintenance.entry(of: start, in: index) else {
             throw invalid
         }
-        return (entry.key, start[info.partitionKey.name]!, start[index.sortKey.name]!)
+        return (entry.key, start[index.partitionKey.name]!, index.sortKey.map { start[$0.name]! })
+    }
+
+    /// Refuses what a global index cannot answer: attributes it does not project (nothing
+    /// is read from the table for it), as DynamoDB does.
+    func checkGlobalRead(_ options: ReadOptions, index: SecondaryIndex, info: TableInfo) throws(DynamoError) {
+        guard index.global, readsTable(options, index: index, info: info) else { return }
+        if options.select == "ALL_ATTRIBUTES" {
+            throw .validation(
+                "One or more parameter values were invalid: Select type ALL_ATTRIBUTES is not supported for global "
+                    + "secondary index \(index.name) because its projection type is not ALL")
+        }
+        throw .validation(
+            "One or more parameter values were invalid: Global secondary index \(index.name) does not project the "
+                + "attributes the request names")
     }
 
     /// Whether a walk of `index` must read the table's items: the request asks for every

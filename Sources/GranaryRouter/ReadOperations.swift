@@ -165,6 +165,7 @@ extension DynamoService {
         }
         let options = try ReadOptions(fields, filter: filter, context: context, onIndex: index != nil)
         try context.checkAllUsed()
+        if let index { try checkGlobalRead(options, index: index, info: info) }
         let forward = try fields.bool("ScanIndexForward") ?? true
 
         var after: [UInt8]?
@@ -226,6 +227,7 @@ extension DynamoService {
         }
         let options = try ReadOptions(fields, filter: filter, context: context, onIndex: index != nil)
         try context.checkAllUsed()
+        if let index { try checkGlobalRead(options, index: index, info: info) }
         let (low, high) = try segmentHashes(fields)
 
         // The segment's keys: from its first hash to the next segment's (or the table's end).

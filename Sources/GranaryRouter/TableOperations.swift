@@ -12,10 +12,6 @@ extension DynamoService {
 
     func createTable(_ fields: RequestFields) async throws(DynamoError) -> JSON {
         let name = try fields.tableName()
-        if fields.has("GlobalSecondaryIndexes") {
-            throw .validation(
-                "GlobalSecondaryIndexes are not supported by this node yet: create the table without them")
-        }
         if let stream = try fields.object("StreamSpecification"), stream["StreamEnabled"] == .bool(true) {
             throw .validation(
                 "Streams are not supported by this node yet: StreamSpecification.StreamEnabled must be false")
@@ -97,16 +93,17 @@ extension DynamoService {
                 "One or more parameter values were invalid: Some index key attributes are not defined in AttributeDefinitions. Keys: [\(keys.map(\.name).joined(separator: ", "))], AttributeDefinitions: [\(definitions.map(\.name).joined(separator: ", "))]"
             )
         }
-        let localIndexes = try self.localIndexes(fields, tableKeys: keyDefinitions, definitions: definitions)
         let billing =
             try fields.enumeration("BillingMode", allowed: ["PROVISIONED", "PAY_PER_REQUEST"]) ?? "PROVISIONED"
         let (read, write) = try throughput(fields, billing: billing, creating: true)
+        let indexes = try secondaryIndexes(
+            fields, tableKeys: keyDefinitions, definitions: definitions, billing: billing)
         var info = TableInfo(
             id: 0, name: name, partitionKey: keyDefinitions[0],
             sortKey: keyDefinitions.count == 2 ? keyDefinitions[1] : nil,
             attributeDefinitions: definitions, billingMode: billing, readCapacity: read, writeCapacity: write,
             createdAt: (Date().timeIntervalSince1970 * 1000).rounded() / 1000, uuid: UUID().uuidString.lowercased())
-        info.localIndexes = localIndexes
+        (info.localIndexes, info.globalIndexes) = indexes
         info.tags = try tags(fields.array("Tags") ?? [])
         info.deletionProtection = try fields.bool("DeletionProtectionEnabled") ?? false
         info.tableClass =
@@ -226,7 +223,10 @@ extension DynamoService {
             description["TableClassSummary"] = .object(["TableClass": .string(info.tableClass)])
         }
         if !info.localIndexes.isEmpty {
-            description["LocalSecondaryIndexes"] = localIndexDescriptions(info, statistics: indexes)
+            description["LocalSecondaryIndexes"] = indexDescriptions(info.localIndexes, of: info, statistics: indexes)
+        }
+        if !info.globalIndexes.isEmpty {
+            description["GlobalSecondaryIndexes"] = indexDescriptions(info.globalIndexes, of: info, statistics: indexes)
         }
         return .object(description)
     }
@@ -254,7 +254,7 @@ extension DynamoService {
         }
         let (items, bytes) = try await statistics(info)
         var indexes: [UInt32: (items: Int, bytes: Int)] = [:]
-        for index in info.localIndexes {
+        for index in info.allIndexes {
             indexes[index.id] = try await statistics(table: index.id)
         }
         return .object(["Table": description(info, items: items, bytes: bytes, indexes: indexes)])

@@ -1,0 +1,214 @@
+"""Global secondary indexes through boto3 against a real `granary serve`: definitions and
+their errors, entries kept from the table's writes (eventually: `GET /indexes` says when
+every change has arrived), Query and Scan on an index, what a global index refuses, a
+randomized comparison with a model of the table, and kill -9 during writes."""
+import random
+import time
+import uuid
+
+import boto3
+import botocore.config
+import pytest
+import requests
+from boto3.dynamodb.conditions import Key
+
+from granary_process import Granary, error
+
+
+def resource(node):
+    return boto3.resource("dynamodb", endpoint_url=node.endpoint, region_name="us-east-1",
+                          aws_access_key_id="test", aws_secret_access_key="test")
+
+
+def wait_for_indexes(node, timeout=30.0):
+    """Until every change has reached the global indexes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = requests.get(node.endpoint + "/indexes", timeout=5).json()
+        if status["pendingItems"] == 0 and status["unansweredPartitions"] == 0:
+            return
+        assert time.monotonic() < deadline, f"global indexes still behind: {status}"
+        time.sleep(0.05)
+
+
+def create_users(client, name=None):
+    """Users by id, with a global index by email (keys only) and one by team and joined
+    date (everything projected)."""
+    name = name or f"users-{uuid.uuid4().hex[:10]}"
+    client.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": a, "AttributeType": t}
+                              for a, t in [("id", "S"), ("email", "S"), ("team", "S"), ("joined", "N")]],
+        GlobalSecondaryIndexes=[
+            {"IndexName": "by-email", "KeySchema": [{"AttributeName": "email", "KeyType": "HASH"}],
+             "Projection": {"ProjectionType": "KEYS_ONLY"}},
+            {"IndexName": "by-team",
+             "KeySchema": [{"AttributeName": "team", "KeyType": "HASH"}, {"AttributeName": "joined", "KeyType": "RANGE"}],
+             "Projection": {"ProjectionType": "ALL"}},
+        ])
+    return name
+
+
+def query_all(table, **request):
+    items = []
+    while True:
+        page = table.query(**request)
+        items += page["Items"]
+        if "LastEvaluatedKey" not in page:
+            return items
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def test_create_and_describe_global_indexes(node, client):
+    name = create_users(client)
+    described = client.describe_table(TableName=name)["Table"]["GlobalSecondaryIndexes"]
+    indexes = {index["IndexName"]: index for index in described}
+    assert set(indexes) == {"by-email", "by-team"}
+    assert indexes["by-email"]["KeySchema"] == [{"AttributeName": "email", "KeyType": "HASH"}]
+    assert indexes["by-team"]["IndexStatus"] == "ACTIVE"
+    assert indexes["by-team"]["IndexArn"].endswith(f"table/{name}/index/by-team")
+
+
+@pytest.mark.parametrize("billing, indexes, message", [
+    ("PAY_PER_REQUEST", [{"IndexName": "idx", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+                          "Projection": {"ProjectionType": "ALL"},
+                          "ProvisionedThroughput": {"ReadCapacityUnits": 1, "WriteCapacityUnits": 1}}],
+     "ProvisionedThroughput should not be specified for index: idx"),
+    ("PROVISIONED", [{"IndexName": "idx", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+                      "Projection": {"ProjectionType": "ALL"}}],
+     "ProvisionedThroughput must be specified for index: idx"),
+    ("PAY_PER_REQUEST", [{"IndexName": f"idx{i}", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+                          "Projection": {"ProjectionType": "ALL"}} for i in range(21)],
+     "GlobalSecondaryIndex count exceeds the per-table limit of 20"),
+    ("PAY_PER_REQUEST", [{"IndexName": "idx", "KeySchema": [{"AttributeName": "nope", "KeyType": "HASH"}],
+                          "Projection": {"ProjectionType": "ALL"}}],
+     "Some index key attributes are not defined in AttributeDefinitions"),
+    ("PAY_PER_REQUEST", [], "List of GlobalSecondaryIndexes is empty"),
+])
+def test_invalid_global_index_definitions_are_refused(node, billing, indexes, message):
+    client = node.client(config=botocore.config.Config(retries={"max_attempts": 1}, parameter_validation=False))
+    request = dict(TableName=f"bad-{uuid.uuid4().hex[:8]}", BillingMode=billing,
+                   KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                   AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"},
+                                         {"AttributeName": "g", "AttributeType": "S"}],
+                   GlobalSecondaryIndexes=indexes)
+    if billing == "PROVISIONED":
+        request["ProvisionedThroughput"] = {"ReadCapacityUnits": 1, "WriteCapacityUnits": 1}
+    code, text = error(client.create_table, **request)
+    assert code == "ValidationException" and message in text
+
+
+def test_query_and_scan_global_indexes(node, client):
+    name = create_users(client)
+    table = resource(node).Table(name)
+    with table.batch_writer() as batch:
+        for n in range(60):
+            item = {"id": f"u{n:02}", "email": f"user{n}@example.com", "joined": 2000 + n % 17, "bio": f"b{n}"}
+            if n % 5 != 0:
+                item["team"] = ["red", "blue", "green"][n % 3]
+            batch.put_item(Item=item)
+    wait_for_indexes(node)
+
+    found = table.query(IndexName="by-email", KeyConditionExpression=Key("email").eq("user7@example.com"))["Items"]
+    assert found == [{"id": "u07", "email": "user7@example.com"}]  # keys only
+    red = query_all(table, IndexName="by-team", KeyConditionExpression=Key("team").eq("red"), Limit=5)
+    expected = sorted((2000 + n % 17, f"u{n:02}") for n in range(60) if n % 5 != 0 and n % 3 == 0)
+    assert [(int(i["joined"]), i["id"]) for i in red] == expected
+    assert all(i["bio"].startswith("b") for i in red)  # ALL projection
+    recent = query_all(table, IndexName="by-team", ScanIndexForward=False,
+                       KeyConditionExpression=Key("team").eq("blue") & Key("joined").gte(2010))
+    assert [int(i["joined"]) for i in recent] == sorted(
+        (2000 + n % 17 for n in range(60) if n % 5 != 0 and n % 3 == 1 and n % 17 >= 10), reverse=True)
+    scanned, request = [], {"IndexName": "by-team", "Limit": 7}
+    while True:
+        page = table.scan(**request)
+        scanned += page["Items"]
+        if "LastEvaluatedKey" not in page:
+            break
+        assert set(page["LastEvaluatedKey"]) == {"id", "team", "joined"}
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    assert len(scanned) == 48  # every fourth of five users has a team
+
+    # Moves and deletes reach the indexes.
+    table.update_item(Key={"id": "u01"}, UpdateExpression="SET team = :t, email = :e",
+                      ExpressionAttributeValues={":t": "green", ":e": "new@example.com"})
+    table.delete_item(Key={"id": "u02"})
+    wait_for_indexes(node)
+    assert table.query(IndexName="by-email", KeyConditionExpression=Key("email").eq("user1@example.com"))["Items"] == []
+    assert table.query(IndexName="by-email", KeyConditionExpression=Key("email").eq("new@example.com"))["Count"] == 1
+    assert "u01" in [i["id"] for i in query_all(table, IndexName="by-team", KeyConditionExpression=Key("team").eq("green"))]
+    assert "u02" not in [i["id"] for i in query_all(table, IndexName="by-team", KeyConditionExpression=Key("team").eq("blue"))]
+
+    # What a global index refuses.
+    for request, message in [
+        (dict(ConsistentRead=True), "Consistent reads are not supported on global secondary indexes"),
+        (dict(Select="ALL_ATTRIBUTES"), "ALL_ATTRIBUTES is not supported for global secondary index by-email"),
+        (dict(ProjectionExpression="bio"), "does not project"),
+    ]:
+        code, text = error(table.query, IndexName="by-email", KeyConditionExpression=Key("email").eq("x"), **request)
+        assert code == "ValidationException" and message in text, text
+    code, text = error(table.put_item, Item={"id": "bad", "joined": "soon", "team": "red"})
+    assert code == "ValidationException" and "IndexName: by-team" in text
+    code, _ = error(client.transact_write_items, TransactItems=[
+        {"Put": {"TableName": name, "Item": {"id": {"S": "t1"}, "email": {"S": ""}}}}])
+    assert code in ("ValidationException", "TransactionCanceledException")
+
+
+def random_writes(table, model, rng, count):
+    for _ in range(count):
+        key = f"u{rng.randrange(60)}"
+        roll = rng.random()
+        if roll < 0.55:
+            item = {"id": key, "bio": f"b{rng.randrange(1000)}"}
+            if rng.random() < 0.8:
+                item["email"] = f"e{rng.randrange(40)}"
+            if rng.random() < 0.7:
+                item["team"] = rng.choice(["red", "blue", "green", "gr\u00e9y"])
+                item["joined"] = rng.randrange(-5, 5)
+            table.put_item(Item=item)
+            model[key] = item
+        elif roll < 0.8:
+            team = rng.choice(["red", "blue"])
+            table.update_item(Key={"id": key}, UpdateExpression="SET team = :t, joined = :j REMOVE email",
+                              ExpressionAttributeValues={":t": team, ":j": rng.randrange(-5, 5)})
+            item = dict(model.get(key, {"id": key}))
+            item.update(team=team)
+            item["joined"] = table.get_item(Key={"id": key}, ConsistentRead=True)["Item"]["joined"]
+            item.pop("email", None)
+            model[key] = item
+        else:
+            table.delete_item(Key={"id": key})
+            model.pop(key, None)
+
+
+def check_against_model(node, table, model):
+    wait_for_indexes(node)
+    for email in {f"e{n}" for n in range(40)}:
+        got = query_all(table, IndexName="by-email", KeyConditionExpression=Key("email").eq(email))
+        assert sorted(i["id"] for i in got) == sorted(k for k, i in model.items() if i.get("email") == email)
+    for team in ["red", "blue", "green", "gr\u00e9y"]:
+        got = query_all(table, IndexName="by-team", KeyConditionExpression=Key("team").eq(team))
+        expected = sorted((int(i["joined"]), k) for k, i in model.items() if i.get("team") == team)
+        assert [(int(i["joined"]), i["id"]) for i in got] == expected
+        assert all(i == model[i["id"]] for i in got)
+
+
+def test_global_indexes_match_a_model_after_random_writes(node, client):
+    table = resource(node).Table(create_users(client))
+    model, rng = {}, random.Random(2027)
+    random_writes(table, model, rng, 2000)
+    check_against_model(node, table, model)
+
+
+def test_global_index_changes_survive_kill_9():
+    node = Granary().wait_ready()
+    try:
+        name = create_users(node.client(), "users")
+        model, rng = {}, random.Random(11)
+        random_writes(resource(node).Table(name), model, rng, 400)
+        node.kill()  # changes not yet shipped are in the outbox, on disk
+        node = Granary(data_dir=node.data_dir).wait_ready()
+        check_against_model(node, resource(node).Table(name), model)
+    finally:
+        node.kill()
