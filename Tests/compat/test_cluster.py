@@ -353,3 +353,45 @@ def test_a_node_catches_up_from_a_snapshot_larger_than_a_send_queue():
         assert {replica["node"] for replica in status["replicas"]} == {1, 2, 3}
     finally:
         cluster.stop_all()
+
+
+def test_global_and_local_indexes_across_nodes(cluster):
+    """A table with a global and a local index, written through every node: the global
+    index's entries reach the partitions (and nodes) that own them, and every node answers
+    Query on both indexes."""
+    client = cluster.client(1)
+    client.create_table(
+        TableName="Orders", BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": a, "AttributeType": t}
+                              for a, t in [("pk", "S"), ("sk", "S"), ("status", "S"), ("total", "N")]],
+        LocalSecondaryIndexes=[{"IndexName": "by-total", "Projection": {"ProjectionType": "ALL"},
+                                "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"},
+                                              {"AttributeName": "total", "KeyType": "RANGE"}]}],
+        GlobalSecondaryIndexes=[{"IndexName": "by-status", "Projection": {"ProjectionType": "ALL"},
+                                 "KeySchema": [{"AttributeName": "status", "KeyType": "HASH"},
+                                               {"AttributeName": "sk", "KeyType": "RANGE"}]}])
+    wait_for_table(cluster, "Orders", [1, 2, 3])
+    for n in range(60):
+        cluster.client(1 + n % 3).put_item(TableName="Orders", Item={
+            "pk": {"S": f"c{n % 7}"}, "sk": {"S": f"o{n:02}"}, "total": {"N": str(n % 11)},
+            "status": {"S": ["open", "paid"][n % 2]}})
+    deadline = time.monotonic() + 30
+    while requests.get(cluster.nodes[2].endpoint + "/indexes", timeout=5).json()["pendingItems"] != 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    for node in (1, 2, 3):
+        paid, request = [], {"TableName": "Orders", "IndexName": "by-status", "KeyConditionExpression": "#s = :s",
+                             "ExpressionAttributeNames": {"#s": "status"},
+                             "ExpressionAttributeValues": {":s": {"S": "paid"}}}
+        deadline = time.monotonic() + 10
+        while True:  # eventually consistent: this node's own replica of the index partition
+            paid = cluster.client(node).query(**request)["Items"]
+            if len(paid) == 30 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert [item["sk"]["S"] for item in paid] == [f"o{n:02}" for n in range(60) if n % 2 == 1]
+        by_total = cluster.client(node).query(
+            TableName="Orders", IndexName="by-total", ConsistentRead=True, KeyConditionExpression="pk = :p",
+            ExpressionAttributeValues={":p": {"S": "c3"}})["Items"]
+        assert [int(item["total"]["N"]) for item in by_total] == sorted(n % 11 for n in range(60) if n % 7 == 3)
