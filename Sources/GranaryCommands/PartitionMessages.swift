@@ -82,6 +82,9 @@ public enum PartitionRequest: Sendable, Codable {
     case applyIndex(deletes: [[UInt8]], puts: [SystemEntry])
     /// Drops each outbox record that still holds the value shipped. Reply: `.done`.
     case settleOutbox([SystemEntry])
+    /// The first `limit` outbox records, each with its item as stored now (nil: deleted).
+    /// Reply: `.outbox`.
+    case outboxPage(limit: Int)
 
     /// Whether the request starts work, rather than finishing work the partition already
     /// admitted (a transaction's apply and release, which hold locks until they run): a
@@ -108,6 +111,7 @@ public enum PartitionReply: Sendable, Codable {
     case statistics(TableStatistics)
     case entries([SystemEntry])
     case replica(ReplicaReport?)
+    case outbox(records: [SystemEntry], items: [[UInt8]?])
 }
 
 /// One replica of a partition's group, as it sees itself: its role (`leader`,
@@ -269,6 +273,16 @@ extension PartitionTransport {
         guard case .done = try await send(.applyIndex(deletes: deletes, puts: puts), to: partition) else {
             throw unexpected(partition)
         }
+    }
+
+    /// The first `limit` outbox records of `partition`, each with its item as stored now.
+    public func outboxPage(
+        limit: Int, at partition: Int
+    ) async throws(DynamoError) -> [(record: SystemEntry, item: [UInt8]?)] {
+        guard case .outbox(let records, let items) = try await send(.outboxPage(limit: limit), to: partition),
+            records.count == items.count, records.count <= limit
+        else { throw unexpected(partition) }
+        return Array(zip(records, items))
     }
 
     public func settleOutbox(_ records: [SystemEntry], at partition: Int) async throws(DynamoError) {

@@ -46,6 +46,11 @@ public actor Partition {
     private var loadingLocks: Task<DynamoError?, Never>?
     /// Items and bytes per table in this partition (for DescribeTable), rebuilt at open.
     private var statistics: [UInt32: TableStatistics] = [:]
+    /// Items whose global index changes wait in this partition's outbox (kept by the
+    /// leader as it writes and ships, counted again by a new leader), and the most that
+    /// may: past it, writes that would add one are throttled until shipping catches up.
+    private var outboxRecords = 0
+    static let outboxRecordsMax = 50_000
 
     /// How a partition takes part in its replication group.
     public struct Replication: Sendable {
@@ -107,6 +112,17 @@ public actor Partition {
     public nonisolated var replica: ReplicationDriver<ReactorStorage>? { driver }
 
     private func countItems() async throws(StorageError) {
+        outboxRecords = 0
+        var after: [UInt8]? = nil
+        while true {  // the global indexes' outbox, under table 0
+            let batch = try await store.scan(
+                from: after.map { $0 + [0] } ?? GlobalIndexOutbox.prefix,
+                bound: KeyEncoding.prefixEnd(GlobalIndexOutbox.prefix),
+                limit: 1024)
+            outboxRecords += batch.count
+            guard batch.count == 1024, let last = batch.last else { break }
+            after = last.key
+        }
         var start: [UInt8]? = KeyEncoding.tablePrefix(1)  // table 0 is the catalog
         while let from = start {
             let batch = try await store.scan(from: from, limit: 1024)
@@ -182,6 +198,15 @@ public actor Partition {
             for key in deletes + puts.map(\.key) { try Self.checkItemKey(key) }
             try await applyIndex(deletes: deletes, puts: puts)
             return .done
+        case .outboxPage(let limit):
+            guard (1...Self.systemScanMax).contains(limit) else { throw Self.refused("an outbox page of \(limit)") }
+            let records = try await systemScan(prefix: GlobalIndexOutbox.prefix, after: nil, limit: limit)
+            var items: [[UInt8]?] = []
+            for record in records {
+                guard let item = GlobalIndexOutbox.item(of: record.key) else { throw Self.refused("an outbox key") }
+                items.append(try await storeCall { () throws(StorageError) in try await store.get(item) })
+            }
+            return .outbox(records: records, items: items)
         case .settleOutbox(let records):
             for record in records where GlobalIndexOutbox.item(of: record.key) == nil {
                 throw Self.refused("an outbox record under \(record.key)")
@@ -334,13 +359,22 @@ public actor Partition {
     /// to `new`, folded into the record still there; nil when no global index changes.
     /// With the item's key locked.
     private func outboxWrite(
-        _ indexes: IndexMaintenance, item: [UInt8], old: Item?, new: Item?
+        _ indexes: IndexMaintenance, item: [UInt8], old: Item?, new: Item?, throttles: Bool = true
     ) async throws(DynamoError) -> StoreWrite? {
         guard !indexes.globalIndexes.isEmpty, let change = GlobalIndexOutbox.changes(indexes, old: old, new: new)
         else { return nil }
         let key = GlobalIndexOutbox.key(item: item)
         let pending = try await storeCall({ () throws(StorageError) in try await store.get(key) })
             .flatMap(GlobalIndexOutbox.init(encoded:))
+        if pending == nil {
+            guard outboxRecords < Self.outboxRecordsMax || !throttles else {
+                throw DynamoError(
+                    "ThrottlingException",
+                    "Throughput exceeds the current capacity of your table's global secondary indexes: their updates "
+                        + "are behind, retry later")
+            }
+            outboxRecords += 1
+        }
         return .put(key: key, value: change.merged(after: pending).encoded)
     }
 
@@ -375,7 +409,10 @@ public actor Partition {
             let stored = try await storeCall({ () throws(StorageError) in try await store.get(record.key) })
             if stored == record.value { deletes.append(.delete(key: record.key)) }
         }
-        if !deletes.isEmpty { try await commit(deletes) }
+        if !deletes.isEmpty {
+            try await commit(deletes)
+            outboxRecords = max(0, outboxRecords - deletes.count)
+        }
     }
 
     /// Refuses a transaction's write that would take its item collection past its bound
@@ -422,6 +459,12 @@ public actor Partition {
                 do throws(DynamoError) {
                     let new = try command.newItem(replacing: old?.item)
                     try await checkCollection(command, old: old?.item, new: new)
+                    if command.indexes?.globalIndexes.isEmpty == false && outboxRecords >= Self.outboxRecordsMax {
+                        throw DynamoError(
+                            "ThrottlingException",
+                            "Throughput exceeds the current capacity of your table's global "
+                                + "secondary indexes: their updates are behind, retry later")
+                    }
                     prepared.append(.ready(WriteOutcome(old: old?.item, new: new)))
                 } catch {
                     prepared.append(.refused(error))
@@ -476,8 +519,11 @@ public actor Partition {
             var index = IndexWrites(
                 write.indexes, old: stored?.item, new: write.item,
                 bytesMax: store.writeBytesMax - 256 - (new?.count ?? 0) - write.key.count)
+            // A committed transaction is applied whatever the outbox holds (its prepare was
+            // throttled instead).
             if let indexes = write.indexes,
-                let outbox = try await outboxWrite(indexes, item: write.key, old: stored?.item, new: write.item)
+                let outbox = try await outboxWrite(
+                    indexes, item: write.key, old: stored?.item, new: write.item, throttles: false)
             {
                 index.add(outbox)
             }

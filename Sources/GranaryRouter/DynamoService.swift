@@ -61,7 +61,7 @@ public final class DynamoService: Sendable {
             var pending = 0, unanswered = 0
             for partition in 0..<transport.map.count {
                 do throws(DynamoError) {
-                    pending += try await GlobalIndexShipper.pending(partition, over: transport)
+                    pending += try await GlobalIndexShipper.pending(partition, over: transport, limit: 1024)
                 } catch {
                     unanswered += 1
                 }

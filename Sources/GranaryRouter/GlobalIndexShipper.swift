@@ -17,11 +17,8 @@ public enum GlobalIndexShipper {
     @discardableResult
     public static func ship(_ partition: Int, over transport: some PartitionTransport) async throws(DynamoError) -> Int
     {
-        let reply = try await transport.send(
-            .systemScan(prefix: GlobalIndexOutbox.prefix, after: nil, limit: recordsPerPass), to: partition)
-        guard case .entries(let records) = reply else {
-            throw DynamoError("InternalServerError", "partition \(partition) answered out of protocol")
-        }
+        let page = try await transport.outboxPage(limit: recordsPerPass, at: partition)
+        let records = page.map(\.record)
         guard !records.isEmpty else { return 0 }
         var batches: [Int: [(deletes: [[UInt8]], puts: [SystemEntry], bytes: Int)]] = [:]
         func add(_ key: [UInt8], put: SystemEntry?) {
@@ -32,16 +29,12 @@ public enum GlobalIndexShipper {
             list[list.count - 1].bytes += key.count + (put?.value.count ?? 0)
             batches[target] = list
         }
-        for record in records {
-            guard let outbox = GlobalIndexOutbox(encoded: record.value),
-                let itemKey = GlobalIndexOutbox.item(of: record.key)
-            else {
+        for (record, stored) in page {
+            guard let outbox = GlobalIndexOutbox(encoded: record.value) else {
                 throw DynamoError("InternalServerError", "an outbox record of partition \(partition) does not decode")
             }
             // The item as it is now: a record stands for every change since it was shipped.
-            let item = try await transport.get(itemKey, at: partition).map { (stored) throws(DynamoError) in
-                try StoredItem.decode(stored)
-            }
+            let item = try stored.map { (stored) throws(DynamoError) in try StoredItem.decode(stored) }
             let (deletes, puts) = outbox.writes(for: item)
             for key in deletes { add(key, put: nil) }
             for put in puts { add(put.key, put: put) }
