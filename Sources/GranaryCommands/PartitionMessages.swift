@@ -85,6 +85,10 @@ public enum PartitionRequest: Sendable, Codable {
     /// The first `limit` outbox records, each with its item as stored now (nil: deleted).
     /// Reply: `.outbox`.
     case outboxPage(limit: Int)
+    /// A global index's backfill: an outbox record (shipping every one of `indexes`) for
+    /// each of the next `limit` items of table `table` after `after`. Reply: `.progress`
+    /// with the last item's key, nil once the table has no more.
+    case backfill(table: UInt32, indexes: IndexMaintenance, after: [UInt8]?, limit: Int)
 
     /// Whether the request starts work, rather than finishing work the partition already
     /// admitted (a transaction's apply and release, which hold locks until they run): a
@@ -112,6 +116,7 @@ public enum PartitionReply: Sendable, Codable {
     case entries([SystemEntry])
     case replica(ReplicaReport?)
     case outbox(records: [SystemEntry], items: [[UInt8]?])
+    case progress(last: [UInt8]?)
 }
 
 /// One replica of a partition's group, as it sees itself: its role (`leader`,
@@ -273,6 +278,16 @@ extension PartitionTransport {
         guard case .done = try await send(.applyIndex(deletes: deletes, puts: puts), to: partition) else {
             throw unexpected(partition)
         }
+    }
+
+    /// Queues the next `limit` items of `table` after `after` for `indexes` (a backfill);
+    /// returns the last one's key, nil once none is left.
+    public func backfill(
+        table: UInt32, indexes: IndexMaintenance, after: [UInt8]?, limit: Int, at partition: Int
+    ) async throws(DynamoError) -> [UInt8]? {
+        let request = PartitionRequest.backfill(table: table, indexes: indexes, after: after, limit: limit)
+        guard case .progress(let last) = try await send(request, to: partition) else { throw unexpected(partition) }
+        return last
     }
 
     /// The first `limit` outbox records of `partition`, each with its item as stored now.

@@ -42,6 +42,9 @@ public struct SecondaryIndex: Sendable, Equatable, Codable {
     /// A global index's provisioned capacity (0 for an on-demand table).
     public var readCapacity = 0
     public var writeCapacity = 0
+    /// A global index added to a table that has items, while they are copied in (its
+    /// status CREATING, backfilling): written by every write, not yet read.
+    public var creating = false
 
     public init(
         name: String, id: UInt32, global: Bool = false, partitionKey: KeyAttribute, sortKey: KeyAttribute?,

@@ -208,6 +208,7 @@ extension SecondaryIndex {
             "nonKeyAttributes": .array(projection.nonKeyAttributes.map { .string($0) }),
         ]
         if let sortKey { object["sortKey"] = .array([.string(sortKey.name), .string(sortKey.type)]) }
+        if creating { object["creating"] = .bool(true) }
         if global {
             object["global"] = .bool(true)
             object["readCapacity"] = .number(String(readCapacity))
@@ -238,5 +239,6 @@ extension SecondaryIndex {
             projection: IndexProjection(kind: kind, nonKeyAttributes: nonKey))
         readCapacity = number("readCapacity")
         writeCapacity = number("writeCapacity")
+        creating = json["creating"] == .bool(true)
     }
 }

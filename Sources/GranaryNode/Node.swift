@@ -120,6 +120,11 @@ public final class Node: Sendable {
         } failure: {
             "granary: cannot read the table catalog: \($0)"
         }
+        // Global indexes whose build a stop interrupted start it again.
+        let clustered = cluster != nil
+        Task(executorPreference: home) {
+            await IndexBuilder.resumeAll(catalog: catalog, over: partitionTransport, on: home, clustered: clustered)
+        }
         var status: (@Sendable () async -> JSON)?
         var forwarder: (any RequestForwarder)?
         if let cluster {

@@ -194,6 +194,15 @@ public actor Partition {
             return .entries(try await create(entries, deadline: deadline, epoch: epoch))
         case .replicaStatus:
             return .replica(await replicaReport())
+        case .applyIndex, .settleOutbox, .outboxPage, .backfill:
+            return try await handleGlobalIndex(request, epoch: epoch)
+        }
+    }
+
+    /// The requests that keep global indexes (`GlobalIndexOutbox`).
+    private func handleGlobalIndex(_ request: PartitionRequest, epoch: Int) async throws(DynamoError) -> PartitionReply
+    {
+        switch request {
         case .applyIndex(let deletes, let puts):
             for key in deletes + puts.map(\.key) { try Self.checkItemKey(key) }
             try await applyIndex(deletes: deletes, puts: puts)
@@ -207,12 +216,21 @@ public actor Partition {
                 items.append(try await storeCall { () throws(StorageError) in try await store.get(item) })
             }
             return .outbox(records: records, items: items)
+        case .backfill(let table, let indexes, let after, let limit):
+            guard table != 0, (1...Self.systemScanMax).contains(limit) else {
+                throw Self.refused("a backfill of table \(table), \(limit) items")
+            }
+            if let after { try Self.checkItemKey(after, table: table) }
+            return .progress(
+                last: try await backfill(table: table, indexes: indexes, after: after, limit: limit, epoch: epoch))
         case .settleOutbox(let records):
             for record in records where GlobalIndexOutbox.item(of: record.key) == nil {
                 throw Self.refused("an outbox record under \(record.key)")
             }
             try await settleOutbox(records, epoch: epoch)
             return .done
+        default:
+            throw Self.refused("a request that is not a global index's")
         }
     }
 
@@ -391,6 +409,39 @@ public actor Partition {
         for change in counts where change.old != nil || change.new != nil {
             count(table: change.table, old: change.old, new: change.new)
         }
+    }
+
+    /// Queues the next `limit` items of `table` for shipping to `indexes` (every global
+    /// index of the table, a new one among them): an outbox record each, folded into the
+    /// one there, with the items locked so that no write comes between. Returns the last
+    /// item's key, nil at the table's end.
+    private func backfill(
+        table: UInt32, indexes: IndexMaintenance, after: [UInt8]?, limit: Int, epoch: Int
+    ) async throws(DynamoError) -> [UInt8]? {
+        let prefix = KeyEncoding.tablePrefix(table)
+        let batch = try await storeCall { () throws(StorageError) in
+            try await store.scan(
+                from: after.map { $0 + [0] } ?? prefix, bound: KeyEncoding.prefixEnd(prefix), limit: limit)
+        }
+        var locked: [[UInt8]] = []
+        defer { for key in locked { unlock(key) } }
+        var writes: [StoreWrite] = []
+        var added = 0
+        for (key, _) in batch {
+            try await lock(key, epoch: epoch)
+            locked.append(key)
+            let record = GlobalIndexOutbox.key(item: key)
+            let pending = try await storeCall({ () throws(StorageError) in try await store.get(record) })
+                .flatMap(GlobalIndexOutbox.init(encoded:))
+            if pending == nil { added += 1 }
+            let queued = GlobalIndexOutbox(deletes: [], indexes: indexes).merged(after: pending)
+            writes.append(.put(key: record, value: queued.encoded))
+        }
+        if !writes.isEmpty {
+            try await commit(writes)
+            outboxRecords += added
+        }
+        return batch.count == limit ? batch.last?.key : nil
     }
 
     /// Drops the outbox records that still hold what was shipped (a later write may have

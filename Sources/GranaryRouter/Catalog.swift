@@ -109,6 +109,9 @@ public actor Catalog {
 
     public func names() -> [String] { tables.keys.sorted() }
 
+    /// The core the catalog's work runs on.
+    public nonisolated var home: Reactor { reactor }
+
     public func table(_ name: String) -> TableInfo? { tables[name] }
 
     /// Creates `info` under a new id; ResourceInUseException if the name is taken.
@@ -166,6 +169,42 @@ public actor Catalog {
         return info
     }
 
+    /// Adds a global index to table `name` (an online build: `creating`, under a new id),
+    /// with `definitions` the table's attribute definitions then.
+    public func addGlobalIndex(
+        _ name: String, _ proposed: SecondaryIndex, definitions: [KeyAttribute]
+    ) async throws(DynamoError) -> TableInfo {
+        await changing.acquire(0)
+        defer { changing.release(0) }
+        try await reload()
+        guard var info = tables[name] else {
+            throw .resourceNotFound("Requested resource not found: Table: \(name) not found")
+        }
+        guard info.index(named: proposed.name) == nil else {
+            throw .validation(
+                "One or more parameter values were invalid: Index \(proposed.name) already exists on table \(name)")
+        }
+        var index = proposed
+        index.id = nextID
+        index.creating = true
+        info.globalIndexes.append(index)
+        info.attributeDefinitions = definitions
+        nextID += 1
+        let previous = tables[name]
+        tables[name] = info
+        do throws(DynamoError) {
+            try await transport.systemPut(
+                Self.nextIDKey, withUnsafeBytes(of: nextID.bigEndian) { Array($0) }, at: Self.home)
+            try await transport.systemPut(
+                Self.tablePrefix + Array(name.utf8), info.catalogJSON.serialized(), at: Self.home)
+        } catch {
+            tables[name] = previous
+            throw error
+        }
+        await broadcast()
+        return info
+    }
+
     /// Deletes a table: gone from every core when this returns; its items are purged in
     /// the background (their id is never reused, so nothing can see them meanwhile).
     public func delete(_ name: String) async throws(DynamoError) -> TableInfo {
@@ -178,7 +217,8 @@ public actor Catalog {
         guard !info.deletionProtection else {
             throw DynamoError(
                 "ResourceInUseException",
-                "Resource cannot be deleted as it is currently protected against deletion. Disable deletion protection first."
+                "Resource cannot be deleted as it is currently protected against deletion. Disable deletion "
+                    + "protection first."
             )
         }
         tables[name] = nil

@@ -152,7 +152,7 @@ extension DynamoService {
         return indexes
     }
 
-    private static func indexThroughput(
+    static func indexThroughput(
         _ value: JSON?, name: String, billing: String, path: String
     ) throws(DynamoError) -> (Int, Int) {
         let given: [String: JSON]? = if case .object(let object)? = value { object } else { nil }
@@ -318,7 +318,8 @@ extension DynamoService {
                     "IndexArn": .string(Self.arn(info.name) + "/index/" + index.name),
                 ]
                 if index.global {
-                    description["IndexStatus"] = .string("ACTIVE")
+                    description["IndexStatus"] = .string(index.creating ? "CREATING" : "ACTIVE")
+                    if index.creating { description["Backfilling"] = .bool(true) }
                     description["ProvisionedThroughput"] = .object([
                         "NumberOfDecreasesToday": .number("0"),
                         "ReadCapacityUnits": .number(String(index.readCapacity)),
@@ -327,5 +328,105 @@ extension DynamoService {
                 }
                 return .object(description)
             })
+    }
+}
+
+/// UpdateTable's GlobalSecondaryIndexUpdates: one Create (an online build), Delete or
+/// Update (of provisioned capacity) per call.
+extension DynamoService {
+    func updateGlobalIndexes(
+        _ fields: RequestFields, _ updates: [JSON], table name: String
+    ) async throws(DynamoError) -> JSON {
+        guard updates.count == 1, case .object(let update) = updates[0], update.count == 1,
+            let (action, body) = update.first, case .object(let member) = body
+        else {
+            throw .validation(
+                "One or more parameter values were invalid: GlobalSecondaryIndexUpdates takes one Create, Update or "
+                    + "Delete per call")
+        }
+        let current = tables.tables[name]!
+        let info: TableInfo
+        switch action {
+        case "Create":
+            info = try await createGlobalIndex(fields, member, table: current)
+        case "Delete":
+            let indexName: String = if case .string(let given)? = member["IndexName"] { given } else { "" }
+            guard let index = current.globalIndexes.first(where: { $0.name == indexName }) else {
+                throw .resourceNotFound("Requested resource not found: Index: \(indexName) not found")
+            }
+            info = try await catalog.update(name) { (table: inout TableInfo) throws(DynamoError) in
+                table.globalIndexes.removeAll { $0.id == index.id }
+            }
+            let (transport, home) = (transport, catalog.home)
+            Task(executorPreference: home) { await IndexBuilder.purge(index: index.id, over: transport, on: home) }
+        case "Update":
+            let indexName: String = if case .string(let given)? = member["IndexName"] { given } else { "" }
+            guard let index = current.globalIndexes.first(where: { $0.name == indexName }) else {
+                throw .resourceNotFound("Requested resource not found: Index: \(indexName) not found")
+            }
+            let (read, write) = try Self.indexThroughput(
+                member["ProvisionedThroughput"], name: indexName, billing: current.billingMode,
+                path: "globalSecondaryIndexUpdates.1.member.update")
+            info = try await catalog.update(name) { (table: inout TableInfo) throws(DynamoError) in
+                for position in table.globalIndexes.indices where table.globalIndexes[position].id == index.id {
+                    (table.globalIndexes[position].readCapacity, table.globalIndexes[position].writeCapacity) = (
+                        read, write
+                    )
+                }
+            }
+        default:
+            throw .validation(
+                "One or more parameter values were invalid: GlobalSecondaryIndexUpdates takes Create, Update or Delete")
+        }
+        let (items, bytes) = try await statistics(info)
+        return .object(["TableDescription": description(info, items: items, bytes: bytes)])
+    }
+
+    /// UpdateTable's Create: the index added to the catalog (its new key attributes
+    /// defined), and its build started.
+    private func createGlobalIndex(
+        _ fields: RequestFields, _ member: [String: JSON], table current: TableInfo
+    ) async throws(DynamoError) -> TableInfo {
+        let name = current.name
+        var definitions = current.attributeDefinitions
+        for definition in try fields.array("AttributeDefinitions") ?? [] {
+            guard case .object(let pair) = definition, case .string(let attribute)? = pair["AttributeName"],
+                case .string(let type)? = pair["AttributeType"], ["S", "N", "B"].contains(type)
+            else {
+                throw .validation(
+                    "Invalid AttributeDefinitions: each element needs AttributeName and AttributeType")
+            }
+            if let known = definitions.first(where: { $0.name == attribute }) {
+                guard known.type == type else {
+                    throw .validation(
+                        "One or more parameter values were invalid: attribute \(attribute) is already defined as "
+                            + "\(known.type)")
+                }
+            } else {
+                definitions.append(KeyAttribute(name: attribute, type: type))
+            }
+        }
+        guard current.globalIndexes.count < Self.globalIndexesMax else {
+            throw DynamoError(
+                "LimitExceededException",
+                "Subscriber limit exceeded: a table has at most \(Self.globalIndexesMax) global secondary indexes")
+        }
+        let index = try globalIndexes(
+            [.object(member)], definitions: definitions, billing: current.billingMode,
+            taken: current.allIndexes.map(\.name))[0]
+        let projected = (current.allIndexes + [index]).reduce(0) { $0 + $1.projection.nonKeyAttributes.count }
+        guard projected <= Self.projectedAttributesMax else {
+            throw .validation(
+                "One or more parameter values were invalid: Number of projected attributes in all indexes exceeds "
+                    + "limit of \(Self.projectedAttributesMax), number of projected attributes:\(projected)")
+        }
+        let info = try await catalog.addGlobalIndex(name, index, definitions: definitions)
+        let (catalog, transport, clustered) = (catalog, transport, forwarder != nil)
+        Task(executorPreference: catalog.home) {
+            await IndexBuilder.build(
+                table: name, index: index.name, catalog: catalog, over: transport, on: catalog.home,
+                clustered: clustered)
+        }
+        return info
     }
 }

@@ -13,6 +13,9 @@ extension DynamoService {
         guard let index = info.index(named: name) else {
             throw .validation("The table does not have the specified index: \(name)")
         }
+        if index.creating {
+            throw .validation("Cannot read from backfilling global secondary index: \(name)")
+        }
         if index.global, try fields.bool("ConsistentRead") == true {
             throw .validation("Consistent reads are not supported on global secondary indexes")
         }

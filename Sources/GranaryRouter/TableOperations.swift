@@ -300,8 +300,9 @@ extension DynamoService {
         guard tables.tables[name] != nil else {
             throw .resourceNotFound("Requested resource not found: Table: \(name) not found")
         }
-        for unsupported in ["GlobalSecondaryIndexUpdates", "ReplicaUpdates"] where fields.has(unsupported) {
-            throw .validation("\(unsupported) are not supported by this node yet")
+        if fields.has("ReplicaUpdates") { throw .validation("ReplicaUpdates are not supported by this node yet") }
+        if let updates = try fields.array("GlobalSecondaryIndexUpdates") {
+            return try await updateGlobalIndexes(fields, updates, table: name)
         }
         if let stream = try fields.object("StreamSpecification"), stream["StreamEnabled"] == .bool(true) {
             throw .validation(

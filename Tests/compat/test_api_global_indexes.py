@@ -212,3 +212,85 @@ def test_global_index_changes_survive_kill_9():
         check_against_model(node, resource(node).Table(name), model)
     finally:
         node.kill()
+
+
+def wait_for_active(client, name, index, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        described = client.describe_table(TableName=name)["Table"].get("GlobalSecondaryIndexes", [])
+        status = {i["IndexName"]: i["IndexStatus"] for i in described}.get(index)
+        if status == "ACTIVE":
+            return
+        assert status == "CREATING" and time.monotonic() < deadline, f"{index}: {status}"
+        time.sleep(0.1)
+
+
+def create_plain(client, name):
+    client.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])
+
+
+def add_team_index(client, name):
+    return client.update_table(
+        TableName=name,
+        AttributeDefinitions=[{"AttributeName": "team", "AttributeType": "S"}, {"AttributeName": "joined", "AttributeType": "N"}],
+        GlobalSecondaryIndexUpdates=[{"Create": {
+            "IndexName": "by-team", "Projection": {"ProjectionType": "ALL"},
+            "KeySchema": [{"AttributeName": "team", "KeyType": "HASH"}, {"AttributeName": "joined", "KeyType": "RANGE"}]}}])
+
+
+def check_team_index(table, model):
+    for team in ["red", "blue", "green", "gr\u00e9y"]:
+        got = query_all(table, IndexName="by-team", KeyConditionExpression=Key("team").eq(team))
+        expected = sorted((int(i["joined"]), k) for k, i in model.items()
+                          if isinstance(i.get("team"), str) and i.get("team") == team and "joined" in i)
+        assert [(int(i["joined"]), i["id"]) for i in got] == expected
+
+
+def test_a_global_index_built_online_while_writes_go_on(node, client):
+    name = f"online-{uuid.uuid4().hex[:8]}"
+    create_plain(client, name)
+    table = resource(node).Table(name)
+    model, rng = {}, random.Random(5)
+    with table.batch_writer() as batch:
+        for n in range(3000):
+            item = {"id": f"u{n}", "team": rng.choice(["red", "blue", "green"]), "joined": n % 50}
+            if n % 97 == 0:
+                item["team"] = 7  # an index key of another type: skipped by the build, not a failure
+            batch.put_item(Item=item)
+            model[item["id"]] = item
+    answer = add_team_index(client, name)
+    created = {i["IndexName"]: i for i in answer["TableDescription"]["GlobalSecondaryIndexes"]}["by-team"]
+    assert created["IndexStatus"] == "CREATING" and created["Backfilling"] is True
+    random_writes(table, model, rng, 300)  # writes meanwhile reach the new index too
+    wait_for_active(client, name, "by-team")
+    wait_for_indexes(node)
+    check_team_index(table, model)
+
+    client.update_table(TableName=name, GlobalSecondaryIndexUpdates=[{"Delete": {"IndexName": "by-team"}}])
+    assert "GlobalSecondaryIndexes" not in client.describe_table(TableName=name)["Table"]
+    code, text = error(table.query, IndexName="by-team", KeyConditionExpression=Key("team").eq("red"))
+    assert code == "ValidationException" and "does not have the specified index" in text
+
+
+def test_a_build_stopped_by_kill_9_resumes():
+    node = Granary().wait_ready()
+    try:
+        client = node.client()
+        create_plain(client, "online")
+        table = resource(node).Table("online")
+        model = {}
+        with table.batch_writer() as batch:
+            for n in range(5000):
+                item = {"id": f"u{n}", "team": ["red", "blue"][n % 2], "joined": n % 100}
+                batch.put_item(Item=item)
+                model[item["id"]] = item
+        add_team_index(client, "online")
+        node.kill()  # most likely during the backfill
+        node = Granary(data_dir=node.data_dir).wait_ready()
+        wait_for_active(node.client(), "online", "by-team")
+        wait_for_indexes(node)
+        check_team_index(resource(node).Table("online"), model)
+    finally:
+        node.kill()

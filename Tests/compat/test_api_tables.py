@@ -64,9 +64,8 @@ def test_create_table_errors(client):
     assert code == "ValidationException" and "not defined in AttributeDefinitions" in message
     code, message = error(create, client, name(), BillingMode="PROVISIONED")
     assert code == "ValidationException" and "ReadCapacityUnits and WriteCapacityUnits must both be specified" in message
-    # Global indexes are defined at CreateTable; building one online comes later.
     code, message = error(client.update_table, TableName=table, GlobalSecondaryIndexUpdates=[{"Delete": {"IndexName": "xyz"}}])
-    assert code == "ValidationException" and "not supported" in message
+    assert code == "ResourceNotFoundException" and message == "Requested resource not found: Index: xyz not found"
     assert error(client.delete_table, TableName=name())[0] == "ResourceNotFoundException"
 
 
