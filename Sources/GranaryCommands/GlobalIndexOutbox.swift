@@ -1,4 +1,3 @@
-import Foundation
 import GranaryModel
 
 /// A base item's changes to its table's global secondary indexes, on their way.
@@ -76,16 +75,15 @@ public struct GlobalIndexOutbox: Sendable, Equatable {
         return (deletes.filter { !putting.contains($0) }, puts)
     }
 
-    /// The record's stored form: an item {"d": [keys], "m": the indexes as JSON}.
+    /// The record's stored form: an item {"d": [keys], "m": the indexes, encoded
+    /// (`IndexMaintenance.encoded`)}.
     public var encoded: [UInt8] {
-        let indexes = (try? JSONEncoder().encode(indexes)).map { [UInt8]($0) } ?? []
-        return ItemCodec.encode(["d": .l(deletes.map { .b($0) }), "m": .b(indexes)])
+        ItemCodec.encode(["d": .l(deletes.map { .b($0) }), "m": .b(indexes.encoded)])
     }
 
     public init?(encoded bytes: [UInt8]) {
         guard let item = try? ItemCodec.decode(bytes), case .l(let deletes)? = item["d"],
-            case .b(let json)? = item["m"],
-            let indexes = try? JSONDecoder().decode(IndexMaintenance.self, from: Data(json))
+            case .b(let stored)? = item["m"], let indexes = IndexMaintenance(encoded: stored)
         else { return nil }
         var keys: [[UInt8]] = []
         for delete in deletes {

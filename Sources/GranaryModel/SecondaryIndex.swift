@@ -75,6 +75,27 @@ public struct IndexMaintenance: Sendable, Codable, Equatable {
         self.indexes = indexes
     }
 
+    /// A compact stored form (the catalog's JSON for each index), for records that carry
+    /// the indexes (`GlobalIndexOutbox`).
+    public var encoded: [UInt8] {
+        var object: [String: JSON] = [
+            "pk": .string(partitionKey), "i": .array(indexes.map(\.catalogJSON)),
+        ]
+        if let sortKey { object["sk"] = .string(sortKey) }
+        return JSON.object(object).serialized()
+    }
+
+    public init?(encoded bytes: [UInt8]) {
+        guard let json = try? JSON.parse(bytes), case .string(let partitionKey)? = json["pk"],
+            case .array(let list)? = json["i"]
+        else { return nil }
+        let indexes = list.compactMap(SecondaryIndex.init(catalogJSON:))
+        guard indexes.count == list.count else { return nil }
+        var sortKey: String?
+        if case .string(let name)? = json["sk"] { sortKey = name }
+        self.init(partitionKey: partitionKey, sortKey: sortKey, indexes: indexes)
+    }
+
     public var localIndexes: [SecondaryIndex] { indexes.filter { !$0.global } }
     public var globalIndexes: [SecondaryIndex] { indexes.filter(\.global) }
 

@@ -29,7 +29,7 @@ import Testing
     @Test func foldedRecordsShipTheItemsLastState() throws {
         var random = SystemRandomNumberGenerator()
         for _ in 0..<2000 {
-            var index: [[UInt8]: [UInt8]] = [:]  // the global indexes' entries, as shipped
+            var index: [[UInt8]: Item] = [:]  // the global indexes' entries, as shipped (decoded)
             var item: Item? = nil
             var record: GlobalIndexOutbox?
             for _ in 0..<Int.random(in: 1..<8, using: &random) {
@@ -41,19 +41,19 @@ import Testing
                 if let pending = record, Bool.random(using: &random) {  // a pass ships it
                     let (deletes, puts) = pending.writes(for: item)
                     for key in deletes { index[key] = nil }
-                    for put in puts { index[put.key] = put.value }
+                    for put in puts { index[put.key] = try ItemCodec.decode(put.value) }
                     if Bool.random(using: &random) { record = nil }  // dropped, or changed meanwhile
                 }
             }
             if let pending = record {
                 let (deletes, puts) = pending.writes(for: item)
                 for key in deletes { index[key] = nil }
-                for put in puts { index[put.key] = put.value }
+                for put in puts { index[put.key] = try ItemCodec.decode(put.value) }
             }
-            var expected: [[UInt8]: [UInt8]] = [:]
+            var expected: [[UInt8]: Item] = [:]
             for global in Self.maintenance.indexes {
                 if let item, let entry = Self.maintenance.entry(of: item, in: global) {
-                    expected[entry.key] = ItemCodec.encode(entry.item)
+                    expected[entry.key] = entry.item
                 }
             }
             #expect(index == expected)
