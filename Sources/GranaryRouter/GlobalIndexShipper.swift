@@ -39,10 +39,11 @@ public enum GlobalIndexShipper {
             for key in deletes { add(key, put: nil) }
             for put in puts { add(put.key, put: put) }
         }
-        for (target, list) in batches.sorted(by: { $0.key < $1.key }) {
-            for batch in list {
-                try await transport.applyIndex(deletes: batch.deletes, puts: batch.puts, at: target)
-            }
+        // All at once: a pass names each entry key once (an entry's key names its item), so
+        // their order does not matter, and batches for one partition share its log's syncs.
+        let work = batches.flatMap { target, list in list.map { (target, $0.deletes, $0.puts) } }
+        _ = try await concurrently(work) { [transport] (target, deletes, puts) throws(DynamoError) in
+            try await transport.applyIndex(deletes: deletes, puts: puts, at: target)
         }
         try await transport.settleOutbox(records, at: partition)
         return records.count

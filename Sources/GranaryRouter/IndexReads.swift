@@ -1,10 +1,11 @@
 import GranaryCommands
 import GranaryModel
 
-/// Query and Scan on a local secondary index: its entries are walked as a table's items
-/// are, in the index's key space, and shown as DynamoDB shows them: what the index
-/// projects, or, when the request asks for more (ALL_ATTRIBUTES, or attributes the index
-/// does not project), the table's item, read in the same partition.
+/// Query and Scan on a secondary index: its entries are walked as a table's items are, in
+/// the index's key space, and shown as DynamoDB shows them: what the index projects, or,
+/// for a local index asked for more (ALL_ATTRIBUTES, or attributes it does not project),
+/// the table's item, read in the same partition. A global index is never read through to
+/// the table: such a request is refused (`checkGlobalRead`).
 extension DynamoService {
     /// The index a Query or Scan names, if any; ValidationException if the table has none
     /// of that name, or for a strongly consistent read of a global index.
