@@ -1,8 +1,10 @@
-/// A Query's KeyConditionExpression, checked against the table's key schema the way
-/// DynamoDB checks it, and turned into the B-tree key range it selects.
+/// A Query's KeyConditionExpression, checked against the key schema of the table or index
+/// it reads the way DynamoDB checks it, and turned into the B-tree key range it selects.
 ///
-/// The partition key is compared with `=`; the sort key, when there is a condition on it,
-/// with one of `= < <= > >=`, BETWEEN or begins_with; the two are joined by AND.
+/// Each partition key attribute is compared with `=`; the sort key, when there is a
+/// condition on it, with one of `= < <= > >=`, BETWEEN or begins_with; the parts are joined
+/// by AND. On a multi-attribute sort key the conditions name its attributes from the first
+/// with no gap, each with `=` but the last named.
 public struct KeyCondition: Sendable {
     public enum SortCondition: Sendable {
         case compare(Comparator, AttributeValue)
@@ -10,58 +12,100 @@ public struct KeyCondition: Sendable {
         case beginsWith(AttributeValue)
     }
 
+    /// The partition key's value (`SecondaryIndex.partitionValue` of a multi-attribute key).
     public let partitionKey: AttributeValue
+    /// The values a multi-attribute sort key's leading attributes are equal to, before the
+    /// attribute `sort` constrains.
+    public let sortPrefix: [AttributeValue]
     public let sort: SortCondition?
 
-    public init(partitionKey: AttributeValue, sort: SortCondition?) {
+    public init(partitionKey: AttributeValue, sortPrefix: [AttributeValue] = [], sort: SortCondition?) {
         self.partitionKey = partitionKey
+        self.sortPrefix = sortPrefix
         self.sort = sort
     }
 
-    /// Reads the parsed expression. Every operand on the value side must be a value.
+    /// Reads the parsed expression against the table's key. Every operand on the value side
+    /// must be a value.
     public init(_ condition: Condition, table: TableInfo) throws(DynamoError) {
+        try self.init(condition, partitionKeys: [table.partitionKey], sortKeys: table.sortKey.map { [$0] } ?? [])
+    }
+
+    /// Reads the parsed expression against `index`'s key.
+    public init(_ condition: Condition, index: SecondaryIndex) throws(DynamoError) {
+        try self.init(condition, partitionKeys: index.partitionKeys, sortKeys: index.sortKeys)
+    }
+
+    private init(_ condition: Condition, partitionKeys: [KeyAttribute], sortKeys: [KeyAttribute]) throws(DynamoError) {
         var parts: [Condition] = []
         try Self.flatten(condition, into: &parts)
-        guard parts.count <= 2 else { throw .validation("Query key condition not supported") }
-        var partition: AttributeValue?
-        var sort: SortCondition?
-        var seen: Set<String> = []
+        guard parts.count <= partitionKeys.count + max(sortKeys.count, 1) else {
+            throw .validation("Query key condition not supported")
+        }
+        var constraints: [String: SortCondition] = [:]
         for part in parts {
             let (name, constraint) = try Self.keyConstraint(part)
-            guard seen.insert(name).inserted else {
+            guard constraints[name] == nil else {
                 throw .validation("KeyConditionExpressions must only contain one condition per key")
             }
-            if name == table.partitionKey.name {
-                guard case .compare(.equal, let value) = constraint else {
-                    throw .validation("Query key condition not supported")
-                }
-                try Self.checkValue(value, table.partitionKey, table: table)
-                partition = value
-            } else if let sortKey = table.sortKey, name == sortKey.name {
-                switch constraint {
-                case .compare(_, let value): try Self.checkValue(value, sortKey, table: table)
-                case .between(let low, let high):
-                    try Self.checkValue(low, sortKey, table: table)
-                    try Self.checkValue(high, sortKey, table: table)  // the parser has checked low <= high
-                case .beginsWith(let value):
-                    guard sortKey.type != "N" else {
-                        throw .invalidExpression(
-                            "KeyConditionExpression",
-                            "Incorrect operand type for operator or function; operator or function: begins_with, operand type: N"
-                        )
-                    }
-                    try Self.checkValue(value, sortKey, table: table)
-                }
-                sort = constraint
-            } else {
-                throw .validation(
-                    "Query condition missed key schema element: \(table.sortKey?.name ?? table.partitionKey.name)")
+            guard partitionKeys.contains(where: { $0.name == name }) || sortKeys.contains(where: { $0.name == name })
+            else {
+                let unnamed = sortKeys.first { constraints[$0.name] == nil } ?? sortKeys.last ?? partitionKeys[0]
+                throw .validation("Query condition missed key schema element: \(unnamed.name)")
             }
+            constraints[name] = constraint
         }
-        guard let partition else {
-            throw .validation("Query condition missed key schema element: \(table.partitionKey.name)")
+        var partitionValues: [AttributeValue] = []
+        for key in partitionKeys {
+            guard let constraint = constraints[key.name] else {
+                throw .validation("Query condition missed key schema element: \(key.name)")
+            }
+            guard case .compare(.equal, let value) = constraint else {
+                throw .validation("Query key condition not supported")
+            }
+            try Self.checkValue(value, key, partition: true)
+            partitionValues.append(value)
         }
-        self.init(partitionKey: partition, sort: sort)
+        guard let partition = SecondaryIndex.partitionValue(partitionValues) else {
+            throw .validation(
+                "One or more parameter values were invalid: Size of the index partition key attributes together has "
+                    + "exceeded the maximum size limit of \(ItemLimits.partitionKeyBytesMax) bytes")
+        }
+        let named = sortKeys.prefix { constraints[$0.name] != nil }
+        if named.count < sortKeys.count, sortKeys[named.count...].contains(where: { constraints[$0.name] != nil }) {
+            throw .validation("Query condition missed key schema element: \(sortKeys[named.count].name)")
+        }
+        var prefix: [AttributeValue] = []
+        var sort: SortCondition?
+        for (position, key) in named.enumerated() {
+            let constraint = constraints[key.name]!
+            guard position == named.count - 1 else {
+                guard case .compare(.equal, let value) = constraint else {
+                    throw .validation(
+                        "Query key condition not supported: sort key attribute \(key.name) is compared with other "
+                            + "than = and is not the last sort key attribute the condition names")
+                }
+                try Self.checkValue(value, key, partition: false)
+                prefix.append(value)
+                continue
+            }
+            switch constraint {
+            case .compare(_, let value): try Self.checkValue(value, key, partition: false)
+            case .between(let low, let high):
+                try Self.checkValue(low, key, partition: false)
+                try Self.checkValue(high, key, partition: false)  // the parser has checked low <= high
+            case .beginsWith(let value):
+                guard key.type != "N" else {
+                    throw .invalidExpression(
+                        "KeyConditionExpression",
+                        "Incorrect operand type for operator or function; operator or function: begins_with, operand type: N"
+                    )
+                }
+                try Self.checkValue(value, key, partition: false)
+            }
+            sort = constraint
+        }
+        self.init(partitionKey: partition, sortPrefix: prefix, sort: sort)
     }
 
     private static func flatten(_ condition: Condition, into parts: inout [Condition]) throws(DynamoError) {
@@ -116,18 +160,26 @@ public struct KeyCondition: Sendable {
     }
 
     /// A key value's type and size: `keyRange` encodes every value this lets through.
-    private static func checkValue(_ value: AttributeValue, _ key: KeyAttribute, table: TableInfo) throws(DynamoError) {
+    private static func checkValue(_ value: AttributeValue, _ key: KeyAttribute, partition: Bool) throws(DynamoError) {
         guard value.typeName == key.type else {
             throw .validation(
                 "One or more parameter values were invalid: Condition parameter type does not match schema type")
         }
-        try table.checkKeySize(value, of: key)
+        try TableInfo.checkKeySize(value, of: key, partition: partition)
     }
 
     /// Whether an item's sort key satisfies the condition (for a starting key's check).
     public func matchesSort(_ value: AttributeValue?) -> Bool {
+        matchesSort(value.map { [$0] } ?? [])
+    }
+
+    /// Whether an entry's sort key attributes' values satisfy the condition.
+    public func matchesSort(_ values: [AttributeValue]) -> Bool {
+        guard values.count > sortPrefix.count, Array(values.prefix(sortPrefix.count)) == sortPrefix else {
+            return sort == nil && sortPrefix.isEmpty
+        }
         guard let sort else { return true }
-        guard let value else { return false }
+        let value = values[sortPrefix.count]
         switch sort {
         case .compare(let comparator, let bound):
             return Condition.compare(.value(value), comparator, .value(bound)).evaluate(nil)
@@ -146,11 +198,12 @@ public struct KeyCondition: Sendable {
             sortBytes: KeyEncoding.keyBytes, startOfSortBytes: KeyEncoding.keyBytes, endOfEqualKeys: { $0 + [0] })
     }
 
-    /// The B-tree keys of the entries this condition selects in local secondary index
-    /// `index` (`SecondaryIndex`: the index sort key terminated, then the table's).
+    /// The B-tree keys of the entries this condition selects in secondary index `index`
+    /// (`SecondaryIndex`: each index sort key attribute terminated, then the table's keys).
     public func keyRange(index: UInt32) -> (lower: [UInt8], upper: [UInt8]) {
         keyRange(
-            prefix: KeyEncoding.partitionPrefix(table: index, partitionKey: partitionKey),
+            prefix: KeyEncoding.partitionPrefix(table: index, partitionKey: partitionKey)
+                + SecondaryIndex.sortBytes(sortPrefix),
             sortBytes: { KeyEncoding.terminated(KeyEncoding.keyBytes($0)) },
             startOfSortBytes: { KeyEncoding.escaped(KeyEncoding.keyBytes($0)) },
             endOfEqualKeys: KeyEncoding.prefixEnd)

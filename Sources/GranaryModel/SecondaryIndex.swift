@@ -17,27 +17,31 @@ public struct IndexProjection: Sendable, Equatable, Codable {
 /// A local index shares the table's partition key and sorts each partition key's items by
 /// another attribute; its entries live in the base item's partition and are written in
 /// the same log entry as the item, so they are as consistent as the table. A global index
-/// has a key of its own (a partition key, and a sort key or none): its entries are
-/// partitioned by its partition key's hash, so they live in other partitions than the
-/// item, and reach them from the item's partition after the write (`GlobalIndexOutbox`):
-/// eventually consistent. An item without an index key attribute is not in the index
-/// (sparse).
+/// has a key of its own: one to four partition key attributes and none to four sort key
+/// attributes (a multi-attribute key); its entries are partitioned by the hash of its
+/// partition key, so they live in other partitions than the item, and reach them from the
+/// item's partition after the write (`GlobalIndexOutbox`): eventually consistent. An item
+/// without every index key attribute is not in the index (sparse).
 ///
 /// An entry's B-tree key is:
 ///
-///     partition prefix of the index partition key (`KeyEncoding.partitionPrefix`)
-///     the index sort key's bytes, escaped and terminated (`KeyEncoding.terminated`), if any
+///     partition prefix of the index partition key (`KeyEncoding.partitionPrefix`) of
+///         `partitionValue`: the attribute's value, or one binary value made of several
+///     each index sort key attribute's bytes, escaped and terminated (`KeyEncoding.terminated`)
 ///     a global index's: the table's partition key bytes, escaped and terminated
 ///     the table's sort key bytes
 ///
-/// so that the entries of one index partition key are in index sort key order, ties in
-/// the table's key order, and each item has one entry.
+/// so that the entries of one index partition key are in index sort key order (by the
+/// first sort attribute, then the second, ...), ties in the table's key order, and each
+/// item has one entry.
 public struct SecondaryIndex: Sendable, Equatable, Codable {
     public var name: String
     public var id: UInt32
     public var global: Bool
-    public var partitionKey: KeyAttribute
-    public var sortKey: KeyAttribute?
+    /// One attribute, or up to four (a global index's multi-attribute key), in order.
+    public var partitionKeys: [KeyAttribute]
+    /// None (a global index may have no sort key), one, or up to four, in order.
+    public var sortKeys: [KeyAttribute]
     public var projection: IndexProjection
     /// A global index's provisioned capacity (0 for an on-demand table).
     public var readCapacity = 0
@@ -47,19 +51,53 @@ public struct SecondaryIndex: Sendable, Equatable, Codable {
     public var creating = false
 
     public init(
-        name: String, id: UInt32, global: Bool = false, partitionKey: KeyAttribute, sortKey: KeyAttribute?,
+        name: String, id: UInt32, global: Bool = false, partitionKeys: [KeyAttribute], sortKeys: [KeyAttribute],
         projection: IndexProjection
     ) {
+        precondition(
+            (1...Self.keyAttributesMax).contains(partitionKeys.count) && sortKeys.count <= Self.keyAttributesMax)
         self.name = name
         self.id = id
         self.global = global
-        self.partitionKey = partitionKey
-        self.sortKey = sortKey
+        self.partitionKeys = partitionKeys
+        self.sortKeys = sortKeys
         self.projection = projection
     }
 
-    public var keyNames: [String] { [partitionKey.name] + (sortKey.map { [$0.name] } ?? []) }
-    public var keyAttributes: [KeyAttribute] { [partitionKey] + (sortKey.map { [$0] } ?? []) }
+    public init(
+        name: String, id: UInt32, global: Bool = false, partitionKey: KeyAttribute, sortKey: KeyAttribute?,
+        projection: IndexProjection
+    ) {
+        self.init(
+            name: name, id: id, global: global, partitionKeys: [partitionKey], sortKeys: sortKey.map { [$0] } ?? [],
+            projection: projection)
+    }
+
+    /// DynamoDB's bound on a multi-attribute key's attributes, for each of its two parts.
+    public static let keyAttributesMax = 4
+
+    public var keyAttributes: [KeyAttribute] { partitionKeys + sortKeys }
+    public var keyNames: [String] { keyAttributes.map(\.name) }
+
+    /// The value an entry is partitioned by, from the partition key attributes' values in
+    /// order: the value itself for one attribute; for several, one binary value of each
+    /// one's type tag and bytes, terminated, so that equal tuples and only they share it.
+    /// Nil when it would be longer than a partition key may be.
+    public static func partitionValue(_ values: [AttributeValue]) -> AttributeValue? {
+        guard values.count > 1 else { return values.first }
+        var bytes: [UInt8] = []
+        for value in values {
+            bytes.append(KeyEncoding.typeTag(value))
+            bytes += KeyEncoding.terminated(KeyEncoding.keyBytes(value))
+        }
+        return bytes.count <= ItemLimits.partitionKeyBytesMax ? .b(bytes) : nil
+    }
+
+    /// The bytes the sort key attributes' values take in an entry key, in order (each
+    /// terminated, so that the next may follow).
+    public static func sortBytes(_ values: [AttributeValue]) -> [UInt8] {
+        values.reduce(into: []) { $0 += KeyEncoding.terminated(KeyEncoding.keyBytes($1)) }
+    }
 }
 
 /// How a partition keeps a table's indexes as it writes the table's items: the table's key
@@ -103,17 +141,26 @@ public struct IndexMaintenance: Sendable, Codable, Equatable {
     /// item lacks an index key attribute, or has one of another type or beyond DynamoDB's
     /// key sizes (refused by `checkIndexKeys` before any write).
     public func entry(of item: Item, in index: SecondaryIndex) -> (key: [UInt8], item: Item)? {
-        guard let tablePartition = item[partitionKey], let partition = item[index.partitionKey.name],
-            partition.typeName == index.partitionKey.type, partition.sizeBytes <= ItemLimits.partitionKeyBytesMax
+        guard let tablePartition = item[partitionKey], let partitionValues = Self.values(of: index.partitionKeys, in: item),
+            let partition = SecondaryIndex.partitionValue(partitionValues),
+            partition.sizeBytes <= ItemLimits.partitionKeyBytesMax,
+            let sortValues = Self.values(of: index.sortKeys, in: item)
         else { return nil }
         var key = KeyEncoding.partitionPrefix(table: index.id, partitionKey: partition)
-        if let indexSort = index.sortKey {
-            guard let value = item[indexSort.name], value.typeName == indexSort.type else { return nil }
-            key += KeyEncoding.terminated(KeyEncoding.keyBytes(value))
-        }
+        key += SecondaryIndex.sortBytes(sortValues)
         if index.global { key += KeyEncoding.terminated(KeyEncoding.keyBytes(tablePartition)) }
         if let sortKey, let sort = item[sortKey] { key += KeyEncoding.keyBytes(sort) }
         return (key, project(item, in: index))
+    }
+
+    /// The values of `keys` in `item`, nil unless it has each, of its type.
+    static func values(of keys: [KeyAttribute], in item: Item) -> [AttributeValue]? {
+        var values: [AttributeValue] = []
+        for key in keys {
+            guard let value = item[key.name], value.typeName == key.type else { return nil }
+            values.append(value)
+        }
+        return values
     }
 
     /// The attribute that marks an index entry holding only the keys (an attribute name is
@@ -181,12 +228,21 @@ public struct IndexMaintenance: Sendable, Codable, Equatable {
                             + "\(key.name)"
                     )
                 }
-                let bound = key == index.partitionKey ? ItemLimits.partitionKeyBytesMax : ItemLimits.sortKeyBytesMax
+                let bound =
+                    index.partitionKeys.contains(key) ? ItemLimits.partitionKeyBytesMax : ItemLimits.sortKeyBytesMax
                 if value.sizeBytes > bound {
                     throw .validation(
                         "One or more parameter values were invalid: Size of the index key \(key.name) has exceeded the "
                             + "maximum size limit of \(bound) bytes. IndexName: \(index.name)")
                 }
+            }
+            if index.partitionKeys.count > 1, let values = Self.values(of: index.partitionKeys, in: item),
+                SecondaryIndex.partitionValue(values) == nil
+            {
+                throw .validation(
+                    "One or more parameter values were invalid: Size of the index partition key attributes together "
+                        + "has exceeded the maximum size limit of \(ItemLimits.partitionKeyBytesMax) bytes. IndexName: "
+                        + "\(index.name)")
             }
             if let entry = entry(of: item, in: index), entry.key.count > Self.entryKeyBytesMax {
                 throw .validation(
@@ -195,16 +251,5 @@ public struct IndexMaintenance: Sendable, Codable, Equatable {
                 )
             }
         }
-    }
-}
-
-extension TableInfo {
-    /// The table as `index` orders it: its key schema is the index's, for reading a Query's
-    /// key condition.
-    public func viewing(_ index: SecondaryIndex) -> TableInfo {
-        var view = self
-        view.partitionKey = index.partitionKey
-        view.sortKey = index.sortKey
-        return view
     }
 }

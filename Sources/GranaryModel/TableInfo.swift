@@ -87,13 +87,21 @@ public struct TableInfo: Sendable {
     /// most 2048 bytes for a partition key and 1024 for a sort key. Its type is checked by
     /// the caller, whose error message depends on where the value came from.
     public func checkKeySize(_ value: AttributeValue, of attribute: KeyAttribute) throws(DynamoError) {
+        try Self.checkKeySize(value, of: attribute, partition: attribute.name == partitionKey.name)
+    }
+
+    /// A key value's size against the limits of a partition key attribute (`partition`) or
+    /// of a sort key attribute.
+    public static func checkKeySize(
+        _ value: AttributeValue, of attribute: KeyAttribute, partition: Bool
+    ) throws(DynamoError) {
         let size = value.sizeBytes
         if size == 0 {  // an empty S or B
             throw .validation(
                 "One or more parameter values are not valid. The AttributeValue for a key attribute cannot contain an empty \(attribute.type == "S" ? "string" : "binary") value. Key: \(attribute.name)"
             )
         }
-        if attribute.name == partitionKey.name {
+        if partition {
             guard size <= ItemLimits.partitionKeyBytesMax else {
                 throw .validation(
                     "One or more parameter values were invalid: Size of hashkey has exceeded the maximum size limit of2048 bytes"
@@ -201,13 +209,17 @@ public struct TableInfo: Sendable {
 
 extension SecondaryIndex {
     var catalogJSON: JSON {
+        func pair(_ key: KeyAttribute) -> JSON { .array([.string(key.name), .string(key.type)]) }
         var object: [String: JSON] = [
             "name": .string(name), "id": .number(String(id)),
-            "partitionKey": .array([.string(partitionKey.name), .string(partitionKey.type)]),
             "projection": .string(projection.kind.rawValue),
             "nonKeyAttributes": .array(projection.nonKeyAttributes.map { .string($0) }),
         ]
-        if let sortKey { object["sortKey"] = .array([.string(sortKey.name), .string(sortKey.type)]) }
+        // One key attribute as the first catalogs wrote it; several (a multi-attribute key)
+        // as a list, which a build without them refuses to open rather than misread.
+        for (keys, one, several) in [(partitionKeys, "partitionKey", "partitionKeys"), (sortKeys, "sortKey", "sortKeys")] {
+            if keys.count == 1 { object[one] = pair(keys[0]) } else if keys.count > 1 { object[several] = .array(keys.map(pair)) }
+        }
         if creating { object["creating"] = .bool(true) }
         if global {
             object["global"] = .bool(true)
@@ -225,17 +237,23 @@ extension SecondaryIndex {
             return KeyAttribute(name: name, type: type)
         }
         func number(_ name: String) -> Int { if case .number(let text)? = json[name] { Int(text) ?? 0 } else { 0 } }
+        func keys(one: String, several: String) -> [KeyAttribute]? {
+            if let single = key(json[one]) { return [single] }
+            guard case .array(let list)? = json[several] else { return [] }
+            let keys = list.compactMap { key($0) }
+            return keys.count == list.count && keys.count <= Self.keyAttributesMax ? keys : nil
+        }
         let global = json["global"] == .bool(true)
         guard case .string(let name)? = json["name"], case .number(let id)? = json["id"], let id = UInt32(id),
-            let partitionKey = key(json["partitionKey"]),
+            let partitionKeys = keys(one: "partitionKey", several: "partitionKeys"), !partitionKeys.isEmpty,
+            let sortKeys = keys(one: "sortKey", several: "sortKeys"),
             case .string(let kind)? = json["projection"], let kind = IndexProjection.Kind(rawValue: kind),
             case .array(let attributes)? = json["nonKeyAttributes"]
         else { return nil }
-        let sortKey = key(json["sortKey"])
-        guard global || sortKey != nil else { return nil }  // a local index has a sort key
+        guard global || (partitionKeys.count == 1 && sortKeys.count == 1) else { return nil }  // a local index's key
         let nonKey = attributes.compactMap { if case .string(let name) = $0 { name } else { nil } }
         self.init(
-            name: name, id: id, global: global, partitionKey: partitionKey, sortKey: sortKey,
+            name: name, id: id, global: global, partitionKeys: partitionKeys, sortKeys: sortKeys,
             projection: IndexProjection(kind: kind, nonKeyAttributes: nonKey))
         readCapacity = number("readCapacity")
         writeCapacity = number("writeCapacity")

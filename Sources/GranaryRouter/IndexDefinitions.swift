@@ -46,10 +46,13 @@ extension DynamoService {
     }
 
     /// One index of a list, what both kinds share: its name, its key schema (attributes
-    /// defined) and its projection.
+    /// defined: the partition key's and the sort key's) and its projection.
     private static func indexDefinition(
-        _ element: JSON, path: String, list: String, definitions: [KeyAttribute]
-    ) throws(DynamoError) -> (name: String, keys: [KeyAttribute], projection: IndexProjection, member: [String: JSON]) {
+        _ element: JSON, path: String, list: String, definitions: [KeyAttribute], global: Bool
+    ) throws(DynamoError) -> (
+        name: String, keys: (partition: [KeyAttribute], sort: [KeyAttribute]), projection: IndexProjection,
+        member: [String: JSON]
+    ) {
         guard case .object(let member) = element else {
             throw .serialization("Unexpected value for '\(list)': expected a structure")
         }
@@ -60,7 +63,7 @@ extension DynamoService {
                     + "Member must not be null"
             )
         }
-        let keys = try indexKeySchema(schema, path: path)
+        let keys = try indexKeySchema(schema, path: path, global: global)
         let names = keys.map(\.name)
         let defined = names.compactMap { name in definitions.first { $0.name == name } }
         guard defined.count == names.count else {
@@ -70,7 +73,11 @@ extension DynamoService {
                     + "[\(definitions.map(\.name).joined(separator: ", "))]"
             )
         }
-        return (name, defined, try indexProjection(member["Projection"], path: path), member)
+        let partitionCount = keys.prefix { $0.type == "HASH" }.count
+        return (
+            name, (Array(defined.prefix(partitionCount)), Array(defined.dropFirst(partitionCount))),
+            try indexProjection(member["Projection"], path: path), member
+        )
     }
 
     /// The local secondary indexes of a CreateTable's list, against the table's key
@@ -91,17 +98,18 @@ extension DynamoService {
         for (position, element) in list.enumerated() {
             let (name, keys, projection, _) = try Self.indexDefinition(
                 element, path: "localSecondaryIndexes.\(position + 1).member", list: "LocalSecondaryIndexes",
-                definitions: definitions)
-            guard keys.count == 2 else {
+                definitions: definitions, global: false)
+            guard keys.sort.count == 1 else {
                 throw .validation(
                     "One or more parameter values were invalid: Index KeySchema does not have a range key for index: "
                         + "\(name)"
                 )
             }
-            guard keys[0].name == partitionKey.name else {
+            guard keys.partition[0].name == partitionKey.name else {
                 throw .validation(
                     "One or more parameter values were invalid: Index KeySchema does not have the same leading hash "
-                        + "key as table KeySchema for index: \(name). index hash key: \(keys[0].name), table hash key: "
+                        + "key as table KeySchema for index: \(name). index hash key: \(keys.partition[0].name), "
+                        + "table hash key: "
                         + "\(partitionKey.name)"
                 )
             }
@@ -109,7 +117,8 @@ extension DynamoService {
                 throw .validation("One or more parameter values were invalid: Duplicate index name: \(name)")
             }
             indexes.append(
-                SecondaryIndex(name: name, id: 0, partitionKey: partitionKey, sortKey: keys[1], projection: projection))
+                SecondaryIndex(
+                    name: name, id: 0, partitionKey: partitionKey, sortKey: keys.sort[0], projection: projection))
         }
         guard indexes.count <= Self.localIndexesMax else {
             throw .validation(
@@ -132,12 +141,12 @@ extension DynamoService {
         for (position, element) in list.enumerated() {
             let path = "globalSecondaryIndexes.\(position + 1).member"
             let (name, keys, projection, member) = try Self.indexDefinition(
-                element, path: path, list: "GlobalSecondaryIndexes", definitions: definitions)
+                element, path: path, list: "GlobalSecondaryIndexes", definitions: definitions, global: true)
             guard !taken.contains(name) && !indexes.contains(where: { $0.name == name }) else {
                 throw .validation("One or more parameter values were invalid: Duplicate index name: \(name)")
             }
             var index = SecondaryIndex(
-                name: name, id: 0, global: true, partitionKey: keys[0], sortKey: keys.count == 2 ? keys[1] : nil,
+                name: name, id: 0, global: true, partitionKeys: keys.partition, sortKeys: keys.sort,
                 projection: projection)
             (index.readCapacity, index.writeCapacity) = try Self.indexThroughput(
                 member["ProvisionedThroughput"], name: name, billing: billing, path: path)
@@ -214,33 +223,56 @@ extension DynamoService {
         return name
     }
 
+    /// An index's KeySchema: a local index's a HASH and a RANGE element; a global index's
+    /// a HASH element and at most one RANGE, or a multi-attribute key of up to four HASH
+    /// elements followed by up to four RANGE elements.
     private static func indexKeySchema(
-        _ schema: [JSON], path: String
+        _ schema: [JSON], path: String, global: Bool
     ) throws(DynamoError) -> [(name: String, type: String)] {
-        guard (1...2).contains(schema.count) else {
+        let most = global ? 2 * SecondaryIndex.keyAttributesMax : 2
+        guard (1...most).contains(schema.count) else {
             throw .validation(
                 "1 validation error detected: Value '\(schema.count)' at '\(path).keySchema' failed to satisfy "
                     + "constraint: Member must have length "
-                    + "\(schema.isEmpty ? "greater than or equal to 1" : "less than or equal to 2")"
+                    + "\(schema.isEmpty ? "greater than or equal to 1" : "less than or equal to \(most)")"
             )
         }
         var keys: [(name: String, type: String)] = []
-        for element in schema {
+        for (position, element) in schema.enumerated() {
             guard case .object(let member) = element, case .string(let name)? = member["AttributeName"],
                 case .string(let type)? = member["KeyType"]
             else {
                 throw .validation("Invalid KeySchema: each element needs AttributeName and KeyType")
             }
+            guard type == "HASH" || type == "RANGE" else {
+                throw .validation(
+                    "1 validation error detected: Value '\(type)' at '\(path).keySchema.\(position + 1).member.keyType' "
+                        + "failed to satisfy constraint: Member must satisfy enum value set: [HASH, RANGE]")
+            }
+            guard !keys.contains(where: { $0.name == name }) else {
+                if keys.count == 1 && schema.count == 2 {
+                    throw .validation("Both the Hash Key and the Range Key element in the KeySchema have the same name")
+                }
+                throw .validation(
+                    "One or more parameter values were invalid: Duplicate attribute name in KeySchema: \(name)")
+            }
             keys.append((name, type))
-        }
-        if keys.count == 2 && keys[0].name == keys[1].name {
-            throw .validation("Both the Hash Key and the Range Key element in the KeySchema have the same name")
         }
         guard keys[0].type == "HASH" else {
             throw .validation("Invalid KeySchema: The first KeySchemaElement is not a HASH key type")
         }
-        if keys.count == 2 && keys[1].type != "RANGE" {
+        let partitionCount = keys.prefix { $0.type == "HASH" }.count
+        if !global && keys.count == 2 && keys[1].type != "RANGE" {
             throw .validation("Invalid KeySchema: The second KeySchemaElement is not a RANGE key type")
+        }
+        guard keys.dropFirst(partitionCount).allSatisfy({ $0.type == "RANGE" }) else {
+            throw .validation("Invalid KeySchema: every HASH KeySchemaElement must come before the RANGE ones")
+        }
+        let limit = SecondaryIndex.keyAttributesMax
+        guard partitionCount <= limit && keys.count - partitionCount <= limit else {
+            throw .validation(
+                "One or more parameter values were invalid: an index key has at most \(limit) HASH and \(limit) "
+                    + "RANGE key attributes")
         }
         return keys
     }
@@ -303,12 +335,11 @@ extension DynamoService {
                     projection["NonKeyAttributes"] = .array(index.projection.nonKeyAttributes.map { .string($0) })
                 }
                 let counts = statistics[index.id] ?? (0, 0)
-                var keySchema: [JSON] = [
-                    .object(["AttributeName": .string(index.partitionKey.name), "KeyType": .string("HASH")])
-                ]
-                if let sortKey = index.sortKey {
-                    keySchema.append(.object(["AttributeName": .string(sortKey.name), "KeyType": .string("RANGE")]))
-                }
+                let keySchema: [JSON] =
+                    index.partitionKeys.map {
+                        .object(["AttributeName": .string($0.name), "KeyType": .string("HASH")])
+                    }
+                    + index.sortKeys.map { .object(["AttributeName": .string($0.name), "KeyType": .string("RANGE")]) }
                 var description: [String: JSON] = [
                     "IndexName": .string(index.name),
                     "KeySchema": .array(keySchema),

@@ -25,10 +25,10 @@ extension DynamoService {
 
     /// An ExclusiveStartKey of an index walk: the table's keys and the index's, checked
     /// against both schemas; the entry key after which the walk resumes, and the index's
-    /// partition and sort key values.
+    /// partition key value (`SecondaryIndex.partitionValue`) and sort key attributes' values.
     func indexStartKey(
         _ start: Item, info: TableInfo, index: SecondaryIndex
-    ) throws(DynamoError) -> (entry: [UInt8], partitionKey: AttributeValue, sortKey: AttributeValue?) {
+    ) throws(DynamoError) -> (entry: [UInt8], partitionKey: AttributeValue, sortKeys: [AttributeValue]) {
         let keys = info.keyAttributes + index.keyAttributes.filter { key in !info.keyNames.contains(key.name) }
         let invalid = DynamoError.validation(
             "The provided starting key is invalid: The provided key element does not match the schema")
@@ -41,7 +41,10 @@ extension DynamoService {
         guard let maintenance = info.indexMaintenance, let entry = maintenance.entry(of: start, in: index) else {
             throw invalid
         }
-        return (entry.key, start[index.partitionKey.name]!, index.sortKey.map { start[$0.name]! })
+        guard let partition = SecondaryIndex.partitionValue(index.partitionKeys.map { start[$0.name]! }) else {
+            throw invalid
+        }
+        return (entry.key, partition, index.sortKeys.map { start[$0.name]! })
     }
 
     /// Refuses what a global index cannot answer: attributes it does not project (nothing

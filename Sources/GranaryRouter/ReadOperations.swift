@@ -127,17 +127,19 @@ extension DynamoService {
     {
         let info = try table(fields)
         let index = try secondaryIndex(fields, info: info)
-        let schema = index.map(info.viewing) ?? info
+        func read(_ condition: Condition) throws(DynamoError) -> KeyCondition {
+            if let index { try KeyCondition(condition, index: index) } else { try KeyCondition(condition, table: info) }
+        }
         let keyText = try fields.string("KeyConditionExpression")
         let filterText = try fields.string("FilterExpression")
         let context = try fields.expressionContext(
             usesExpressions: keyText != nil || filterText != nil || fields.has("ProjectionExpression"))
         let keyCondition: KeyCondition
         if let keyText {
-            keyCondition = try KeyCondition(
-                ExpressionParser.condition(keyText, kind: "KeyConditionExpression", context: context), table: schema)
+            keyCondition = try read(
+                ExpressionParser.condition(keyText, kind: "KeyConditionExpression", context: context))
         } else if let legacy = try fields.object("KeyConditions") {
-            keyCondition = try KeyCondition(LegacyParameters.keyConditions(legacy), table: schema)
+            keyCondition = try read(LegacyParameters.keyConditions(legacy))
         } else {
             throw .validation(
                 "Either the KeyConditions or KeyConditionExpression parameter must be specified in the request.")
@@ -170,12 +172,12 @@ extension DynamoService {
 
         var after: [UInt8]?
         if let index, let start = try fields.item("ExclusiveStartKey") {
-            let (entry, partitionKey, sortKey) = try indexStartKey(start, info: info, index: index)
+            let (entry, partitionKey, sortKeys) = try indexStartKey(start, info: info, index: index)
             guard partitionKey == keyCondition.partitionKey else {
                 throw .validation(
                     "The provided starting key is invalid: The provided key element does not match the schema")
             }
-            guard keyCondition.matchesSort(sortKey) else {
+            guard keyCondition.matchesSort(sortKeys) else {
                 throw .validation("The provided starting key does not match the range key predicate")
             }
             after = entry

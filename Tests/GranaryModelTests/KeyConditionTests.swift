@@ -91,7 +91,6 @@ import Testing
             name: "by-s", id: 9, partitionKey: table.partitionKey, sortKey: KeyAttribute(name: "s", type: "S"),
             projection: IndexProjection(kind: .keysOnly))
         let maintenance = IndexMaintenance(partitionKey: "pk", sortKey: "sk", indexes: [index])
-        let view = table.viewing(index)
         let strings = ["", "a", "a\u{0}", "a\u{0}b", "a\u{1}", "ab", "abc", "b", "\u{0}", "\u{FF}", "zz"]
         for bound in ["a", "a\u{0}", "ab", "b"] {
             var values = [":p": AttributeValue.s("user"), ":a": .s(bound)]
@@ -100,7 +99,7 @@ import Testing
             let condition = try KeyCondition(
                 ExpressionParser.condition(
                     "pk = :p AND " + sortCondition, kind: "KeyConditionExpression", context: context),
-                table: view)
+                index: index)
             let (lower, upper) = condition.keyRange(index: index.id)
             for text in strings where !text.isEmpty {
                 for tableSort in ["-1", "0", "5", "1E+20"] {
@@ -111,5 +110,112 @@ import Testing
                 }
             }
         }
+    }
+
+    /// A global index whose key is two partition key attributes and three sort key
+    /// attributes: each condition's range holds exactly the entries whose key attributes
+    /// satisfy it, against a model that reads the condition attribute by attribute; other
+    /// partition key tuples are never in range.
+    @Test(arguments: [
+        "", "AND a = :a", "AND a < :a", "AND a = :a AND b = :b", "AND a = :a AND b >= :b",
+        "AND a = :a AND b BETWEEN :b AND :b2", "AND a = :a AND b = :b AND begins_with(c, :c)",
+        "AND a = :a AND b = :b AND c > :c",
+    ])
+    func multiAttributeRangeMatchesCondition(_ sortCondition: String) throws {
+        let model = { (item: Item) -> Bool in Self.satisfies(sortCondition, item) }
+        let index = SecondaryIndex(
+            name: "multi", id: 11, global: true,
+            partitionKeys: [KeyAttribute(name: "t", type: "S"), KeyAttribute(name: "r", type: "N")],
+            sortKeys: [
+                KeyAttribute(name: "a", type: "S"), KeyAttribute(name: "b", type: "N"), KeyAttribute(name: "c", type: "S"),
+            ], projection: IndexProjection(kind: .keysOnly))
+        let maintenance = IndexMaintenance(partitionKey: "pk", sortKey: "sk", indexes: [index])
+        let values: [String: AttributeValue] = [
+            ":t": .s("cup"), ":r": .n(Number(1)), ":a": .s("m"), ":b": .n(Number(2)), ":b2": .n(Number(3)),
+            ":c": .s("x"),
+        ]
+        let context = ExpressionContext(names: [:], values: values)
+        let condition = try KeyCondition(
+            ExpressionParser.condition(
+                "t = :t AND r = :r " + sortCondition, kind: "KeyConditionExpression", context: context),
+            index: index)
+        let (lower, upper) = condition.keyRange(index: index.id)
+        var inside = 0
+        for (t, r) in [("cup", 1), ("cup", 2), ("cu", 1), ("cupp", 1), ("cup\u{0}", 1)] {
+            for a in ["", "l", "m", "m\u{0}", "ma", "n"] where !a.isEmpty {
+                for b in [-1, 2, 3, 20] {
+                    for c in ["w", "x", "x\u{0}", "xa", "y"] {
+                        let item: Item = [
+                            "pk": .s("p\(inside)"), "sk": .n(Number(b)), "t": .s(t), "r": .n(Number(r)), "a": .s(a),
+                            "b": .n(Number(b)), "c": .s(c),
+                        ]
+                        let entry = try #require(maintenance.entry(of: item, in: index)).key
+                        let inRange = !entry.lexicographicallyPrecedes(lower) && entry.lexicographicallyPrecedes(upper)
+                        let expected = t == "cup" && r == 1 && model(item)
+                        #expect(inRange == expected, "\(sortCondition): \(t) \(r) \(a) \(b) \(c)")
+                        if t == "cup" && r == 1 {
+                            let sorts: [AttributeValue] = [.s(a), .n(Number(b)), .s(c)]
+                            #expect(condition.matchesSort(sorts) == model(item), "\(sortCondition): start key")
+                        }
+                        if inRange { inside += 1 }
+                    }
+                }
+            }
+        }
+        #expect(inside > 0)
+        // An item missing a key attribute is not in the index.
+        let partial: Item = ["pk": .s("p"), "t": .s("cup"), "r": .n(Number(1)), "a": .s("m"), "c": .s("x")]
+        #expect(maintenance.entry(of: partial, in: index) == nil)
+    }
+
+    /// The model: the condition read attribute by attribute (`:a` is "m", `:b` 2, `:b2` 3,
+    /// `:c` "x").
+    static func satisfies(_ sortCondition: String, _ item: Item) -> Bool {
+        let (a, b, c) = (text(item["a"]), integer(item["b"]), text(item["c"]))
+        switch sortCondition {
+        case "": return true
+        case "AND a = :a": return a == "m"
+        case "AND a < :a": return a < "m"
+        case "AND a = :a AND b = :b": return a == "m" && b == 2
+        case "AND a = :a AND b >= :b": return a == "m" && b >= 2
+        case "AND a = :a AND b BETWEEN :b AND :b2": return a == "m" && (2...3).contains(b)
+        case "AND a = :a AND b = :b AND begins_with(c, :c)": return a == "m" && b == 2 && c.hasPrefix("x")
+        case "AND a = :a AND b = :b AND c > :c": return a == "m" && b == 2 && c > "x"
+        default: preconditionFailure("no model for \(sortCondition)")
+        }
+    }
+
+    static func text(_ value: AttributeValue?) -> String { if case .s(let text)? = value { text } else { "" } }
+    static func integer(_ value: AttributeValue?) -> Int {
+        if case .n(let number)? = value, let integer = Int(number.description) { integer } else { .min }
+    }
+
+    @Test(arguments: [
+        ("r = :r", "Query condition missed key schema element: t"),
+        ("t = :t AND r < :r", "Query key condition not supported"),
+        ("t = :t AND r = :r AND b = :b", "Query condition missed key schema element: a"),
+        (
+            "t = :t AND r = :r AND a < :a AND b = :b",
+            "Query key condition not supported: sort key attribute a is compared with other than = and is not the "
+                + "last sort key attribute the condition names"
+        ),
+        ("t = :t AND r = :r AND x = :a", "Query condition missed key schema element: a"),
+    ])
+    func multiAttributeRefusals(_ text: String, _ message: String) throws {
+        let index = SecondaryIndex(
+            name: "multi", id: 11, global: true,
+            partitionKeys: [KeyAttribute(name: "t", type: "S"), KeyAttribute(name: "r", type: "N")],
+            sortKeys: [KeyAttribute(name: "a", type: "S"), KeyAttribute(name: "b", type: "N")],
+            projection: IndexProjection(kind: .keysOnly))
+        let context = ExpressionContext(
+            names: [:], values: [":t": .s("cup"), ":r": .n(Number(1)), ":a": .s("m"), ":b": .n(Number(2))])
+        var refused: DynamoError?
+        do {
+            _ = try KeyCondition(
+                ExpressionParser.condition(text, kind: "KeyConditionExpression", context: context), index: index)
+        } catch {
+            refused = error
+        }
+        #expect(refused?.message == message)
     }
 }
