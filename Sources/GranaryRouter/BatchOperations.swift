@@ -148,7 +148,7 @@ extension DynamoService {
                 writes.append((info, partitionKey, key, action))
             }
         }
-        // The old item is decoded only for its size, which only the capacity figure uses.
+        // The old item is decoded only for the capacity figure (or the indexes).
         let work = writes.map { write in
             (
                 partition(for: write.partitionKey),
@@ -160,7 +160,6 @@ extension DynamoService {
         let outcomes = try await concurrently(work) { [transport] (partition, command) throws(DynamoError) in
             try await transport.execute(command, at: partition)
         }
-        let sizes = outcomes.map { max($0.old?.sizeBytes ?? 0, $0.new?.sizeBytes ?? 0) }
         var result: [String: JSON] = ["UnprocessedItems": .object([:])]
         if reportsCollection {
             var metrics: [String: [JSON]] = [:]
@@ -171,7 +170,9 @@ extension DynamoService {
             }
             result["ItemCollectionMetrics"] = .object(metrics.mapValues { .array($0) })
         }
-        try addConsumedCapacity(fields, units: zip(writes, sizes).map { ($0.info, Self.writeUnits($1)) }, to: &result)
+        try addConsumedCapacity(
+            fields, units: zip(writes, outcomes).map { ($0.info, .write($0.info, old: $1.old, new: $1.new)) },
+            to: &result)
         return .object(result)
     }
 

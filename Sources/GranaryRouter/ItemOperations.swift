@@ -87,8 +87,7 @@ extension DynamoService {
         if returnValues == "ALL_OLD", let old { result["Attributes"] = old.json }
         if reportsCollection { result["ItemCollectionMetrics"] = Self.collectionMetrics(outcome, info: info) }
         if reportsCapacity {
-            try addConsumedCapacity(
-                fields, info: info, units: Self.writeUnits(max(old?.sizeBytes ?? 0, new?.sizeBytes ?? 0)), to: &result)
+            try addConsumedCapacity(fields, info: info, units: .write(info, old: old, new: new), to: &result)
         }
         return .object(result)
     }
@@ -151,8 +150,9 @@ extension DynamoService {
             }
         default: break
         }
-        try addConsumedCapacity(
-            fields, info: info, units: Self.writeUnits(max(old?.sizeBytes ?? 0, new?.sizeBytes ?? 0)), to: &result)
+        if try Self.reportsCapacity(fields) {
+            try addConsumedCapacity(fields, info: info, units: .write(info, old: old, new: new), to: &result)
+        }
         return .object(result)
     }
 
@@ -215,9 +215,13 @@ extension DynamoService {
     func addConsumedCapacity(
         _ fields: RequestFields, info: TableInfo, units: Double, to result: inout [String: JSON]
     ) throws(DynamoError) {
-        if let consumed = try consumedCapacity(fields, info: info, units: units) {
-            result["ConsumedCapacity"] = consumed
-        }
+        try addConsumedCapacity(fields, info: info, units: ConsumedUnits(table: units), to: &result)
+    }
+
+    func addConsumedCapacity(
+        _ fields: RequestFields, info: TableInfo, units: ConsumedUnits, to result: inout [String: JSON]
+    ) throws(DynamoError) {
+        if let mode = try Self.capacityMode(fields) { result["ConsumedCapacity"] = units.json(table: info.name, mode: mode) }
     }
 
     /// ConsumedCapacity of a request touching several tables (batches, transactions): the
@@ -225,14 +229,19 @@ extension DynamoService {
     func addConsumedCapacity(
         _ fields: RequestFields, units: [(TableInfo, Double)], to result: inout [String: JSON]
     ) throws(DynamoError) {
-        guard try Self.reportsCapacity(fields) else { return }
-        var totals: [String: (TableInfo, Double)] = [:]
-        for (info, amount) in units { totals[info.name, default: (info, 0)].1 += amount }
-        var consumed: [JSON] = []
-        for (info, total) in totals.values.sorted(by: { $0.0.name < $1.0.name }) {
-            if let capacity = try consumedCapacity(fields, info: info, units: total) { consumed.append(capacity) }
+        try addConsumedCapacity(fields, units: units.map { ($0, ConsumedUnits(table: $1)) }, to: &result)
+    }
+
+    func addConsumedCapacity(
+        _ fields: RequestFields, units: [(TableInfo, ConsumedUnits)], to result: inout [String: JSON]
+    ) throws(DynamoError) {
+        guard let mode = try Self.capacityMode(fields) else { return }
+        var totals: [String: (info: TableInfo, units: ConsumedUnits)] = [:]
+        for (info, amount) in units {
+            totals[info.name] = (info, (totals[info.name]?.units).map { $0 + amount } ?? amount)
         }
-        result["ConsumedCapacity"] = .array(consumed)
+        result["ConsumedCapacity"] = .array(
+            totals.values.sorted { $0.info.name < $1.info.name }.map { $0.units.json(table: $0.info.name, mode: mode) })
     }
 
     /// Whether the request asks for ConsumedCapacity (INDEXES or TOTAL). Writes that need
@@ -242,13 +251,10 @@ extension DynamoService {
             ?? false
     }
 
-    /// One table's ConsumedCapacity as ReturnConsumedCapacity asks for it (nil for NONE).
-    func consumedCapacity(_ fields: RequestFields, info: TableInfo, units: Double) throws(DynamoError) -> JSON? {
-        guard let mode = try fields.enumeration("ReturnConsumedCapacity", allowed: ["INDEXES", "TOTAL", "NONE"]),
-            mode != "NONE"
-        else { return nil }
-        var consumed: [String: JSON] = ["TableName": .string(info.name), "CapacityUnits": .number(String(units))]
-        if mode == "INDEXES" { consumed["Table"] = .object(["CapacityUnits": .number(String(units))]) }
-        return .object(consumed)
+    /// How ReturnConsumedCapacity asks for it: TOTAL or INDEXES, nil for NONE.
+    static func capacityMode(_ fields: RequestFields) throws(DynamoError) -> String? {
+        try fields.enumeration("ReturnConsumedCapacity", allowed: ["INDEXES", "TOTAL", "NONE"]).flatMap {
+            $0 == "NONE" ? nil : $0
+        }
     }
 }

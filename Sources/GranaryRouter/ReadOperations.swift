@@ -206,7 +206,10 @@ extension DynamoService {
         var result = ReadResult()
         try result.add(page, options: options)
         var json = try result.json(info: info, more: page.more, options: options, index: index)
-        try addConsumedCapacity(fields, info: info, units: result.units(consistent: options.consistent), to: &json)
+        let units = result.units(consistent: options.consistent)
+        try addConsumedCapacity(
+            fields, info: info, units: index.map { ConsumedUnits(units, of: $0) } ?? ConsumedUnits(table: units),
+            to: &json)
         return .object(json)
     }
 
@@ -277,7 +280,10 @@ extension DynamoService {
             }
         }
         var json = try result.json(info: info, more: more, options: options, index: index)
-        try addConsumedCapacity(fields, info: info, units: result.units(consistent: options.consistent), to: &json)
+        let units = result.units(consistent: options.consistent)
+        try addConsumedCapacity(
+            fields, info: info, units: index.map { ConsumedUnits(units, of: $0) } ?? ConsumedUnits(table: units),
+            to: &json)
         return .object(json)
     }
 

@@ -64,7 +64,7 @@ extension DynamoService {
         // Phase two: commit when every command may go ahead, else cancel with the reasons.
         var reasons: [JSON] = []
         var images: [Int: [TransactionWrite]] = [:]
-        var units: [(TableInfo, Double)] = []
+        var units: [(TableInfo, ConsumedUnits)] = []
         for (write, result) in zip(writes, results) {
             switch result {
             case .ready(let outcome):
@@ -74,9 +74,9 @@ extension DynamoService {
                         TransactionWrite(
                             table: write.info.id, key: write.command.key, item: outcome.new,
                             indexes: write.command.indexes))
-                    units.append((write.info, 2 * Self.writeUnits(max(old, outcome.new?.sizeBytes ?? 0))))
+                    units.append((write.info, .write(write.info, old: outcome.old, new: outcome.new) * 2))
                 } else {
-                    units.append((write.info, 2 * Self.writeUnits(old)))
+                    units.append((write.info, ConsumedUnits(table: 2 * Self.writeUnits(old))))
                 }
                 reasons.append(["Code": "None"])
             case .refused(let error):
@@ -328,6 +328,12 @@ extension DynamoService {
 
     private func transactionResponse(_ fields: RequestFields, units: [(TableInfo, Double)]) throws(DynamoError) -> JSON
     {
+        try transactionResponse(fields, units: units.map { ($0, ConsumedUnits(table: $1)) })
+    }
+
+    private func transactionResponse(
+        _ fields: RequestFields, units: [(TableInfo, ConsumedUnits)]
+    ) throws(DynamoError) -> JSON {
         var result: [String: JSON] = [:]
         try addConsumedCapacity(fields, units: units, to: &result)
         return .object(result)

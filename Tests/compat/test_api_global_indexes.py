@@ -294,3 +294,73 @@ def test_a_build_stopped_by_kill_9_resumes():
         check_team_index(resource(node).Table("online"), model)
     finally:
         node.kill()
+
+
+def test_consumed_capacity_itemizes_index_writes_and_reads(node, client):
+    """ReturnConsumedCapacity INDEXES: a write charges each index whose entry it puts or
+    deletes (two writes when the index key moves, none when the entry stays as it was);
+    a read of an index charges the index; TOTAL is the sum."""
+    name = f"capacity-{uuid.uuid4().hex[:8]}"
+    client.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}, {"AttributeName": "at", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": a, "AttributeType": t}
+                              for a, t in [("id", "S"), ("at", "N"), ("email", "S"), ("rank", "N")]],
+        LocalSecondaryIndexes=[{"IndexName": "by-rank", "Projection": {"ProjectionType": "ALL"},
+                                "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"},
+                                              {"AttributeName": "rank", "KeyType": "RANGE"}]}],
+        GlobalSecondaryIndexes=[{"IndexName": "by-email", "Projection": {"ProjectionType": "KEYS_ONLY"},
+                                 "KeySchema": [{"AttributeName": "email", "KeyType": "HASH"}]}])
+
+    def put(item, mode="INDEXES"):
+        return client.put_item(TableName=name, Item=item, ReturnConsumedCapacity=mode)["ConsumedCapacity"]
+
+    big = "x" * 1500  # two write units wherever it is copied whole
+    first = put({"id": {"S": "a"}, "at": {"N": "1"}, "email": {"S": "a@x"}, "rank": {"N": "3"}, "bio": {"S": big}})
+    assert first["Table"] == {"CapacityUnits": 2.0}
+    assert first["LocalSecondaryIndexes"] == {"by-rank": {"CapacityUnits": 2.0}}
+    assert first["GlobalSecondaryIndexes"] == {"by-email": {"CapacityUnits": 1.0}}
+    assert first["CapacityUnits"] == 5.0
+
+    # The email moves: the global entry is deleted and put; rank stays, the local entry changes.
+    moved = client.update_item(TableName=name, Key={"id": {"S": "a"}, "at": {"N": "1"}},
+                               UpdateExpression="SET email = :e", ExpressionAttributeValues={":e": {"S": "b@x"}},
+                               ReturnConsumedCapacity="INDEXES")["ConsumedCapacity"]
+    assert moved["GlobalSecondaryIndexes"] == {"by-email": {"CapacityUnits": 2.0}}
+    assert moved["LocalSecondaryIndexes"] == {"by-rank": {"CapacityUnits": 2.0}}
+
+    # Only the bio changes: the keys-only global entry is left as it was.
+    same = client.update_item(TableName=name, Key={"id": {"S": "a"}, "at": {"N": "1"}},
+                              UpdateExpression="SET bio = :b", ExpressionAttributeValues={":b": {"S": "short"}},
+                              ReturnConsumedCapacity="INDEXES")["ConsumedCapacity"]
+    assert "GlobalSecondaryIndexes" not in same and same["LocalSecondaryIndexes"] == {"by-rank": {"CapacityUnits": 1.0}}
+
+    # An item outside both indexes charges the table alone; TOTAL gives the sum only.
+    alone = put({"id": {"S": "b"}, "at": {"N": "1"}})
+    assert alone == {"TableName": name, "CapacityUnits": 1.0, "Table": {"CapacityUnits": 1.0}}
+    total = put({"id": {"S": "c"}, "at": {"N": "1"}, "email": {"S": "c@x"}}, mode="TOTAL")
+    assert total == {"TableName": name, "CapacityUnits": 2.0}
+
+    deleted = client.delete_item(TableName=name, Key={"id": {"S": "a"}, "at": {"N": "1"}},
+                                 ReturnConsumedCapacity="INDEXES")["ConsumedCapacity"]
+    assert deleted["GlobalSecondaryIndexes"] == {"by-email": {"CapacityUnits": 1.0}}
+    assert deleted["LocalSecondaryIndexes"] == {"by-rank": {"CapacityUnits": 1.0}}
+
+    batch = client.batch_write_item(ReturnConsumedCapacity="INDEXES", RequestItems={name: [
+        {"PutRequest": {"Item": {"id": {"S": f"d{n}"}, "at": {"N": "1"}, "email": {"S": f"d{n}@x"}}}}
+        for n in range(3)]})["ConsumedCapacity"]
+    assert batch == [{"TableName": name, "CapacityUnits": 6.0, "Table": {"CapacityUnits": 3.0},
+                      "GlobalSecondaryIndexes": {"by-email": {"CapacityUnits": 3.0}}}]
+    transaction = client.transact_write_items(ReturnConsumedCapacity="INDEXES", TransactItems=[
+        {"Put": {"TableName": name, "Item": {"id": {"S": "e"}, "at": {"N": "1"}, "email": {"S": "e@x"}}}}])
+    assert transaction["ConsumedCapacity"][0]["GlobalSecondaryIndexes"] == {"by-email": {"CapacityUnits": 2.0}}
+
+    wait_for_indexes(node)
+    read = client.query(TableName=name, IndexName="by-email", KeyConditionExpression="email = :e",
+                        ExpressionAttributeValues={":e": {"S": "c@x"}}, ReturnConsumedCapacity="INDEXES")
+    assert read["Count"] == 1
+    assert read["ConsumedCapacity"] == {"TableName": name, "CapacityUnits": 0.5, "Table": {"CapacityUnits": 0.0},
+                                        "GlobalSecondaryIndexes": {"by-email": {"CapacityUnits": 0.5}}}
+    scanned = client.scan(TableName=name, IndexName="by-rank", ConsistentRead=True,
+                          ReturnConsumedCapacity="INDEXES")["ConsumedCapacity"]
+    assert scanned["LocalSecondaryIndexes"] == {"by-rank": {"CapacityUnits": 1.0}}
