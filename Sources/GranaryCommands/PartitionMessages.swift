@@ -116,7 +116,9 @@ public enum PartitionReply: Sendable, Codable {
     case entries([SystemEntry])
     case replica(ReplicaReport?)
     case outbox(records: [SystemEntry], items: [[UInt8]?])
-    case progress(last: [UInt8]?)
+    /// A backfill's page: its last item's key (nil at the table's end), and how many of
+    /// its items have a key attribute of an index being built that the index cannot take.
+    case progress(last: [UInt8]?, keyViolations: Int)
 }
 
 /// One replica of a partition's group, as it sees itself: its role (`leader`,
@@ -281,13 +283,16 @@ extension PartitionTransport {
     }
 
     /// Queues the next `limit` items of `table` after `after` for `indexes` (a backfill);
-    /// returns the last one's key, nil once none is left.
+    /// returns the last one's key, nil once none is left, and the page's index key
+    /// violations (`PartitionReply.progress`).
     public func backfill(
         table: UInt32, indexes: IndexMaintenance, after: [UInt8]?, limit: Int, at partition: Int
-    ) async throws(DynamoError) -> [UInt8]? {
+    ) async throws(DynamoError) -> (last: [UInt8]?, keyViolations: Int) {
         let request = PartitionRequest.backfill(table: table, indexes: indexes, after: after, limit: limit)
-        guard case .progress(let last) = try await send(request, to: partition) else { throw unexpected(partition) }
-        return last
+        guard case .progress(let last, let violations) = try await send(request, to: partition) else {
+            throw unexpected(partition)
+        }
+        return (last, violations)
     }
 
     /// The first `limit` outbox records of `partition`, each with its item as stored now.

@@ -49,6 +49,9 @@ public struct SecondaryIndex: Sendable, Equatable, Codable {
     /// A global index added to a table that has items, while they are copied in (its
     /// status CREATING, backfilling): written by every write, not yet read.
     public var creating = false
+    /// How many items its build found with a key attribute it cannot take (of another
+    /// type, empty, too long): left out of it, as DynamoDB leaves its index key violations.
+    public var keyViolations = 0
 
     public init(
         name: String, id: UInt32, global: Bool = false, partitionKeys: [KeyAttribute], sortKeys: [KeyAttribute],

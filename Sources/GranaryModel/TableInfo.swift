@@ -221,6 +221,7 @@ extension SecondaryIndex {
             if keys.count == 1 { object[one] = pair(keys[0]) } else if keys.count > 1 { object[several] = .array(keys.map(pair)) }
         }
         if creating { object["creating"] = .bool(true) }
+        if keyViolations > 0 { object["keyViolations"] = .number(String(keyViolations)) }
         if global {
             object["global"] = .bool(true)
             object["readCapacity"] = .number(String(readCapacity))
@@ -258,5 +259,6 @@ extension SecondaryIndex {
         readCapacity = number("readCapacity")
         writeCapacity = number("writeCapacity")
         creating = json["creating"] == .bool(true)
+        keyViolations = number("keyViolations")
     }
 }

@@ -221,8 +221,9 @@ public actor Partition {
                 throw Self.refused("a backfill of table \(table), \(limit) items")
             }
             if let after { try Self.checkItemKey(after, table: table) }
-            return .progress(
-                last: try await backfill(table: table, indexes: indexes, after: after, limit: limit, epoch: epoch))
+            let (last, violations) = try await backfill(
+                table: table, indexes: indexes, after: after, limit: limit, epoch: epoch)
+            return .progress(last: last, keyViolations: violations)
         case .settleOutbox(let records):
             for record in records where GlobalIndexOutbox.item(of: record.key) == nil {
                 throw Self.refused("an outbox record under \(record.key)")
@@ -414,10 +415,12 @@ public actor Partition {
     /// Queues the next `limit` items of `table` for shipping to `indexes` (every global
     /// index of the table, a new one among them): an outbox record each, folded into the
     /// one there, with the items locked so that no write comes between. Returns the last
-    /// item's key, nil at the table's end.
+    /// item's key, nil at the table's end, and how many items have a key attribute an
+    /// index being built cannot take (of another type, empty, too long: DynamoDB's index
+    /// key violations, which it skips).
     private func backfill(
         table: UInt32, indexes: IndexMaintenance, after: [UInt8]?, limit: Int, epoch: Int
-    ) async throws(DynamoError) -> [UInt8]? {
+    ) async throws(DynamoError) -> (last: [UInt8]?, keyViolations: Int) {
         let prefix = KeyEncoding.tablePrefix(table)
         let batch = try await storeCall { () throws(StorageError) in
             try await store.scan(
@@ -427,7 +430,17 @@ public actor Partition {
         defer { for key in locked { unlock(key) } }
         var writes: [StoreWrite] = []
         var added = 0
-        for (key, _) in batch {
+        let building = indexes.globalIndexes.filter(\.creating).map {
+            IndexMaintenance(partitionKey: indexes.partitionKey, sortKey: indexes.sortKey, indexes: [$0])
+        }
+        var violations = 0
+        for (key, value) in batch {
+            if !building.isEmpty, let item = try? StoredItem.decode(value) {
+                violations += building.filter { (index) in
+                    do throws(DynamoError) { try index.checkIndexKeys(item) } catch { return true }
+                    return false
+                }.count
+            }
             try await lock(key, epoch: epoch)
             locked.append(key)
             let record = GlobalIndexOutbox.key(item: key)
@@ -441,7 +454,7 @@ public actor Partition {
             try await commit(writes)
             outboxRecords += added
         }
-        return batch.count == limit ? batch.last?.key : nil
+        return (batch.count == limit ? batch.last?.key : nil, violations)
     }
 
     /// Drops the outbox records that still hold what was shipped (a later write may have

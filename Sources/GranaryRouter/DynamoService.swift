@@ -66,8 +66,20 @@ public final class DynamoService: Sendable {
                     unanswered += 1
                 }
             }
+            // And each global index's status, with the items its build left out.
+            var indexes: [JSON] = []
+            for (name, info) in tables.tables.sorted(by: { $0.key < $1.key }) {
+                for index in info.globalIndexes {
+                    indexes.append([
+                        "table": .string(name), "index": .string(index.name),
+                        "status": .string(index.creating ? "CREATING" : "ACTIVE"),
+                        "keyViolations": .number(String(index.keyViolations)),
+                    ])
+                }
+            }
             let status: JSON = [
                 "pendingItems": .number(String(pending)), "unansweredPartitions": .number(String(unanswered)),
+                "indexes": .array(indexes),
             ]
             return HTTPResponse(
                 status: .ok, headers: [("Content-Type", "application/json")], body: status.serialized())

@@ -27,6 +27,7 @@ public enum IndexBuilder {
             }
             let indexes = IndexMaintenance(
                 partitionKey: info.partitionKey.name, sortKey: info.sortKey?.name, indexes: info.globalIndexes)
+            var violations = 0
             do throws(DynamoError) {
                 for partition in 0..<transport.map.count {
                     var after: [UInt8]? = nil
@@ -35,16 +36,20 @@ public enum IndexBuilder {
                         while try await GlobalIndexShipper.pending(partition, over: transport, limit: 1024) >= 1024 {
                             if (try? await reactor.sleep(for: .milliseconds(50))) == nil { return }
                         }
-                        after = try await transport.backfill(
+                        let page = try await transport.backfill(
                             table: info.id, indexes: indexes, after: after, limit: itemsPerPage, at: partition)
+                        after = page.last
+                        violations += page.keyViolations
                     } while after != nil
                 }
                 while try await totalPending(over: transport) > 0 {
                     if (try? await reactor.sleep(for: .milliseconds(20))) == nil { return }
                 }
+                let found = violations
                 _ = try await catalog.update(table) { (table: inout TableInfo) throws(DynamoError) in
                     for position in table.globalIndexes.indices where table.globalIndexes[position].id == target.id {
                         table.globalIndexes[position].creating = false
+                        table.globalIndexes[position].keyViolations = found
                     }
                 }
                 return
