@@ -426,33 +426,32 @@ public actor Partition {
             try await store.scan(
                 from: after.map { $0 + [0] } ?? prefix, bound: KeyEncoding.prefixEnd(prefix), limit: limit)
         }
-        var locked: [[UInt8]] = []
-        defer { for key in locked { unlock(key) } }
-        var writes: [StoreWrite] = []
-        var added = 0
         let building = indexes.globalIndexes.filter(\.creating).map {
             IndexMaintenance(partitionKey: indexes.partitionKey, sortKey: indexes.sortKey, indexes: [$0])
         }
         var violations = 0
-        for (key, value) in batch {
-            if !building.isEmpty, let item = try? StoredItem.decode(value) {
-                violations += building.filter { (index) in
-                    do throws(DynamoError) { try index.checkIndexKeys(item) } catch { return true }
-                    return false
-                }.count
-            }
-            try await lock(key, epoch: epoch)
-            locked.append(key)
-            let record = GlobalIndexOutbox.key(item: key)
-            let pending = try await storeCall({ () throws(StorageError) in try await store.get(record) })
-                .flatMap(GlobalIndexOutbox.init(encoded:))
-            if pending == nil { added += 1 }
-            let queued = GlobalIndexOutbox(deletes: [], indexes: indexes).merged(after: pending)
-            writes.append(.put(key: record, value: queued.encoded))
+        for (_, value) in batch where !building.isEmpty {
+            guard let item = try? StoredItem.decode(value) else { continue }
+            violations += building.filter { (index) in
+                do throws(DynamoError) { try index.checkIndexKeys(item) } catch { return true }
+                return false
+            }.count
         }
-        if !writes.isEmpty {
-            try await commit(writes)
-            outboxRecords += added
+        try await withKeysLocked(batch.map(\.key), epoch: epoch) { () throws(DynamoError) in
+            var writes: [StoreWrite] = []
+            var added = 0
+            for (key, _) in batch {
+                let record = GlobalIndexOutbox.key(item: key)
+                let pending = try await storeCall({ () throws(StorageError) in try await store.get(record) })
+                    .flatMap(GlobalIndexOutbox.init(encoded:))
+                if pending == nil { added += 1 }
+                let queued = GlobalIndexOutbox(deletes: [], indexes: indexes).merged(after: pending)
+                writes.append(.put(key: record, value: queued.encoded))
+            }
+            if !writes.isEmpty {
+                try await commit(writes)
+                outboxRecords += added
+            }
         }
         return (batch.count == limit ? batch.last?.key : nil, violations)
     }
@@ -461,21 +460,16 @@ public actor Partition {
     /// changed one meanwhile: it stays, to be shipped again), with their items locked.
     private func settleOutbox(_ records: [SystemEntry], epoch: Int) async throws(DynamoError) {
         let items = records.compactMap { GlobalIndexOutbox.item(of: $0.key) }
-        let keys = Set(items).sorted { $0.lexicographicallyPrecedes($1) }
-        var locked: [[UInt8]] = []
-        defer { for key in locked { unlock(key) } }
-        for key in keys {
-            try await lock(key, epoch: epoch)
-            locked.append(key)
-        }
-        var deletes: [StoreWrite] = []
-        for record in records {
-            let stored = try await storeCall({ () throws(StorageError) in try await store.get(record.key) })
-            if stored == record.value { deletes.append(.delete(key: record.key)) }
-        }
-        if !deletes.isEmpty {
-            try await commit(deletes)
-            outboxRecords = max(0, outboxRecords - deletes.count)
+        try await withKeysLocked(items, epoch: epoch) { () throws(DynamoError) in
+            var deletes: [StoreWrite] = []
+            for record in records {
+                let stored = try await storeCall({ () throws(StorageError) in try await store.get(record.key) })
+                if stored == record.value { deletes.append(.delete(key: record.key)) }
+            }
+            if !deletes.isEmpty {
+                try await commit(deletes)
+                outboxRecords = max(0, outboxRecords - deletes.count)
+            }
         }
     }
 
@@ -653,25 +647,20 @@ public actor Partition {
     private func create(
         _ entries: [SystemEntry], deadline: Double?, epoch: Int
     ) async throws(DynamoError) -> [SystemEntry] {
-        let keys = entries.map(\.key).sorted { $0.lexicographicallyPrecedes($1) }
-        var locked: [[UInt8]] = []
-        defer { for key in locked { unlock(key) } }
-        for key in keys {
-            try await lock(key, epoch: epoch)
-            locked.append(key)
-        }
-        var found: [SystemEntry] = []
-        for entry in entries {
-            if let value = try await storeCall({ () throws(StorageError) in try await store.get(entry.key) }) {
-                found.append(SystemEntry(key: entry.key, value: value))
+        try await withKeysLocked(entries.map(\.key), epoch: epoch) { () throws(DynamoError) in
+            var found: [SystemEntry] = []
+            for entry in entries {
+                if let value = try await storeCall({ () throws(StorageError) in try await store.get(entry.key) }) {
+                    found.append(SystemEntry(key: entry.key, value: value))
+                }
             }
+            guard found.isEmpty else { return found }
+            if let deadline, Date().timeIntervalSince1970 > deadline {
+                throw DynamoError("InternalServerError", "Internal server error: a record's deadline has passed")
+            }
+            try await commit(entries.map { .put(key: $0.key, value: $0.value) })
+            return []
         }
-        guard found.isEmpty else { return found }
-        if let deadline, Date().timeIntervalSince1970 > deadline {
-            throw DynamoError("InternalServerError", "Internal server error: a record's deadline has passed")
-        }
-        try await commit(entries.map { .put(key: $0.key, value: $0.value) })
-        return []
     }
 
     /// Stores `new` (or deletes, for nil) under `key`, which holds `old`, and keeps the
@@ -840,6 +829,21 @@ public actor Partition {
 
     private func unlock(_ key: [UInt8]) {
         keyLocks.release(key)  // the lock passes straight to the next writer of this key
+    }
+
+    /// Runs `body` with `keys` locked, taken in key order (so that any two holders of
+    /// several keys take them in one order and never wait for each other in a cycle), and
+    /// releases them whatever happens.
+    private func withKeysLocked<T>(
+        _ keys: [[UInt8]], epoch: Int, _ body: () async throws(DynamoError) -> T
+    ) async throws(DynamoError) -> T {
+        var locked: [[UInt8]] = []
+        defer { for key in locked { unlock(key) } }
+        for key in Set(keys).sorted(by: { $0.lexicographicallyPrecedes($1) }) {
+            try await lock(key, epoch: epoch)
+            locked.append(key)
+        }
+        return try await body()
     }
 
     /// Locks `keys` for `transaction`, in key order (so two transactions meet in the same

@@ -138,18 +138,25 @@ public actor Catalog {
             info.globalIndexes[position].id = nextID
             nextID += 1
         }
-        tables[info.name] = info  // reserved before the first await: a second create fails
+        try await store(info, replacing: nil)
+        return info
+    }
+
+    /// Stores `info` with the next id (taken by it), in memory first (so that a change
+    /// made meanwhile sees it), put back to `previous` if storing fails; then copies the
+    /// catalog to every core.
+    private func store(_ info: TableInfo, replacing previous: TableInfo?) async throws(DynamoError) {
+        tables[info.name] = info
         do throws(DynamoError) {
             try await transport.systemPut(
                 Self.nextIDKey, withUnsafeBytes(of: nextID.bigEndian) { Array($0) }, at: Self.home)
             try await transport.systemPut(
                 Self.tablePrefix + Array(info.name.utf8), info.catalogJSON.serialized(), at: Self.home)
         } catch {
-            tables[info.name] = nil
+            tables[info.name] = previous
             throw error
         }
         await broadcast()
-        return info
     }
 
     /// Changes a table's settings durably.
@@ -190,18 +197,7 @@ public actor Catalog {
         info.globalIndexes.append(index)
         info.attributeDefinitions = definitions
         nextID += 1
-        let previous = tables[name]
-        tables[name] = info
-        do throws(DynamoError) {
-            try await transport.systemPut(
-                Self.nextIDKey, withUnsafeBytes(of: nextID.bigEndian) { Array($0) }, at: Self.home)
-            try await transport.systemPut(
-                Self.tablePrefix + Array(name.utf8), info.catalogJSON.serialized(), at: Self.home)
-        } catch {
-            tables[name] = previous
-            throw error
-        }
-        await broadcast()
+        try await store(info, replacing: tables[name])
         return info
     }
 
