@@ -89,6 +89,10 @@ public enum PartitionRequest: Sendable, Codable {
     /// each of the next `limit` items of table `table` after `after`. Reply: `.progress`
     /// with the last item's key, nil once the table has no more.
     case backfill(table: UInt32, indexes: IndexMaintenance, after: [UInt8]?, limit: Int)
+    /// The version of table `table`'s global index set (`TableInfo.indexVersion`) is at
+    /// least `version`: from then on, a write to the table that carries an older version
+    /// (routed by a node whose catalog has not caught up) is refused. Reply: `.done`.
+    case indexVersion(table: UInt32, version: Int)
 
     /// Whether the request starts work, rather than finishing work the partition already
     /// admitted (a transaction's apply and release, which hold locks until they run): a
@@ -224,6 +228,15 @@ extension PartitionTransport {
         return statistics
     }
 
+    /// Raises the version of `table`'s global index set that writes must carry here.
+    public func announceIndexVersion(
+        _ version: Int, table: UInt32, at partition: Int
+    ) async throws(DynamoError) {
+        guard case .done = try await send(.indexVersion(table: table, version: version), to: partition) else {
+            throw unexpected(partition)
+        }
+    }
+
     public func purge(table: UInt32, at partition: Int) async throws(DynamoError) {
         guard case .done = try await send(.purge(table: table), to: partition) else { throw unexpected(partition) }
     }
@@ -332,6 +345,16 @@ extension PartitionRequest {
 }
 
 extension DynamoError {
+    /// A write routed with an older version of its table's global indexes than its
+    /// partition has been told of: refused before anything is written. The client retries
+    /// (a throttling error, which every SDK retries), by when the router's catalog has
+    /// caught up.
+    public static func staleIndexes(table: UInt32) -> DynamoError {
+        DynamoError(
+            "ThrottlingException",
+            "The table's global secondary indexes changed while this request was routed: retry it")
+    }
+
     /// The `type` of a replica's refusal because it does not lead its group: a transport
     /// tries the leader instead, and it never reaches a client.
     public static let notLeaderType = "granary.NotLeader"

@@ -109,11 +109,14 @@ public struct IndexMaintenance: Sendable, Codable, Equatable {
     public var partitionKey: String
     public var sortKey: String?
     public var indexes: [SecondaryIndex]
+    /// The table's `indexVersion` the indexes are of (not kept in `encoded`).
+    public var version: Int
 
-    public init(partitionKey: String, sortKey: String?, indexes: [SecondaryIndex]) {
+    public init(partitionKey: String, sortKey: String?, indexes: [SecondaryIndex], version: Int = 0) {
         self.partitionKey = partitionKey
         self.sortKey = sortKey
         self.indexes = indexes
+        self.version = version
     }
 
     /// A compact stored form (the catalog's JSON for each index), for records that carry

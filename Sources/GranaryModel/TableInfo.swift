@@ -28,6 +28,10 @@ public struct TableInfo: Sendable {
     /// Its local secondary indexes, fixed at creation, and its global ones.
     public var localIndexes: [SecondaryIndex] = []
     public var globalIndexes: [SecondaryIndex] = []
+    /// How many times a global index was added to or deleted from the table: writes carry
+    /// it, so that a partition refuses one routed by a node whose catalog is behind
+    /// (`PartitionRequest.indexVersion`).
+    public var indexVersion = 0
 
     public init(
         id: UInt32, name: String, partitionKey: KeyAttribute, sortKey: KeyAttribute?,
@@ -55,10 +59,13 @@ public struct TableInfo: Sendable {
     public var keyAttributes: [KeyAttribute] { [partitionKey] + (sortKey.map { [$0] } ?? []) }
 
     /// What a write to the table must keep besides the item (nil: the table has no index).
+    /// What each write carries to keep the table's indexes: nil for a table that has none
+    /// and never had a global index added or deleted.
     public var indexMaintenance: IndexMaintenance? {
         let indexes = localIndexes + globalIndexes
-        return indexes.isEmpty
-            ? nil : IndexMaintenance(partitionKey: partitionKey.name, sortKey: sortKey?.name, indexes: indexes)
+        guard !indexes.isEmpty || indexVersion > 0 else { return nil }
+        return IndexMaintenance(
+            partitionKey: partitionKey.name, sortKey: sortKey?.name, indexes: indexes, version: indexVersion)
     }
 
     public func index(named name: String) -> SecondaryIndex? {
@@ -164,6 +171,7 @@ public struct TableInfo: Sendable {
         if let ttlAttribute { object["ttlAttribute"] = .string(ttlAttribute) }
         if !localIndexes.isEmpty { object["localIndexes"] = .array(localIndexes.map(\.catalogJSON)) }
         if !globalIndexes.isEmpty { object["globalIndexes"] = .array(globalIndexes.map(\.catalogJSON)) }
+        if indexVersion > 0 { object["indexVersion"] = .number(String(indexVersion)) }
         return .object(object)
     }
 
@@ -197,6 +205,7 @@ public struct TableInfo: Sendable {
         ttlEnabled = flag("ttlEnabled")
         deletionProtection = flag("deletionProtection")
         tableClass = string("tableClass") ?? "STANDARD"
+        indexVersion = number("indexVersion").map { Int($0) } ?? 0
         // Catalogs written before indexes existed have no "localIndexes".
         for (member, global) in [("localIndexes", false), ("globalIndexes", true)] {
             guard case .array(let list)? = json[member] else { continue }

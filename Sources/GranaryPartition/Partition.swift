@@ -43,6 +43,10 @@ public actor Partition {
     /// Changes whenever the lock table is dropped or loaded again: a request that waited
     /// for a key across such a change was admitted in another term, and is refused.
     private var locksEpoch = 0
+    /// The version of each table's global index set that writes must carry here
+    /// (`PartitionRequest.indexVersion`), as read from its record while this replica
+    /// leads (forgotten with the locks when it stops).
+    private var indexVersions: [UInt32: Int] = [:]
     private var loadingLocks: Task<DynamoError?, Never>?
     /// Items and bytes per table in this partition (for DescribeTable), rebuilt at open.
     private var statistics: [UInt32: TableStatistics] = [:]
@@ -194,7 +198,7 @@ public actor Partition {
             return .entries(try await create(entries, deadline: deadline, epoch: epoch))
         case .replicaStatus:
             return .replica(await replicaReport())
-        case .applyIndex, .settleOutbox, .outboxPage, .backfill:
+        case .applyIndex, .settleOutbox, .outboxPage, .backfill, .indexVersion:
             return try await handleGlobalIndex(request, epoch: epoch)
         }
     }
@@ -216,6 +220,16 @@ public actor Partition {
                 items.append(try await storeCall { () throws(StorageError) in try await store.get(item) })
             }
             return .outbox(records: records, items: items)
+        case .indexVersion(let table, let version):
+            guard table != 0, version >= 0 else { throw Self.refused("index version \(version) of table \(table)") }
+            let key = Self.indexVersionKey(table)
+            try await withKeysLocked([key], epoch: epoch) { () throws(DynamoError) in
+                let current = try await indexVersion(of: table)
+                guard version > current else { return }
+                try await commit([.put(key: key, value: Array(String(version).utf8))])
+                indexVersions[table] = version
+            }
+            return .done
         case .backfill(let table, let indexes, let after, let limit):
             guard table != 0, (1...Self.systemScanMax).contains(limit) else {
                 throw Self.refused("a backfill of table \(table), \(limit) items")
@@ -350,6 +364,7 @@ public actor Partition {
     private func execute(_ command: WriteCommand, epoch: Int) async throws(DynamoError) -> WriteOutcome {
         try await lock(command.key, epoch: epoch)
         defer { unlock(command.key) }
+        try await checkIndexVersion(command)
         let old = try await read(command.key, decoding: command.readsOld)
         let new = try command.newItem(replacing: old?.item)
         // Only a table with local indexes has item collections.
@@ -456,6 +471,30 @@ public actor Partition {
         return (batch.count == limit ? batch.last?.key : nil, violations)
     }
 
+    /// Where a partition keeps the version of a table's global index set that writes must
+    /// carry (table id 0: never a user table).
+    static func indexVersionKey(_ table: UInt32) -> [UInt8] {
+        KeyEncoding.tablePrefix(0) + Array("ixv/".utf8) + KeyEncoding.tablePrefix(table)
+    }
+
+    private func indexVersion(of table: UInt32) async throws(DynamoError) -> Int {
+        if let known = indexVersions[table] { return known }
+        let stored = try await storeCall { () throws(StorageError) in try await store.get(Self.indexVersionKey(table)) }
+        let version = stored.flatMap { Int(String(decoding: $0, as: UTF8.self)) } ?? 0
+        indexVersions[table] = version
+        return version
+    }
+
+    /// Refuses a write routed with an older version of its table's global indexes than
+    /// this partition was told of: its record would miss an index being built, or name
+    /// one deleted.
+    private func checkIndexVersion(_ command: WriteCommand) async throws(DynamoError) {
+        guard command.writes else { return }
+        guard (command.indexes?.version ?? 0) >= (try await indexVersion(of: command.table)) else {
+            throw .staleIndexes(table: command.table)
+        }
+    }
+
     /// Drops the outbox records that still hold what was shipped (a later write may have
     /// changed one meanwhile: it stays, to be shipped again), with their items locked.
     private func settleOutbox(_ records: [SystemEntry], epoch: Int) async throws(DynamoError) {
@@ -515,6 +554,7 @@ public actor Partition {
             for command in commands {
                 let old = try await read(command.key)
                 do throws(DynamoError) {
+                    try await checkIndexVersion(command)
                     let new = try command.newItem(replacing: old?.item)
                     try await checkCollection(command, old: old?.item, new: new)
                     if command.indexes?.globalIndexes.isEmpty == false && outboxRecords >= Self.outboxRecordsMax {
@@ -911,10 +951,12 @@ public actor Partition {
         recordedLocks = []
         locksLoaded = false
         locksEpoch += 1
+        indexVersions = [:]
     }
 
     private func reloadLocks(for term: Ballot?) async -> DynamoError? {
         locksEpoch += 1
+        indexVersions = [:]
         var records: [TransactionLock] = []
         var after: [UInt8]? = nil
         repeat {

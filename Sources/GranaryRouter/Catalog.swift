@@ -196,6 +196,7 @@ public actor Catalog {
         index.creating = true
         info.globalIndexes.append(index)
         info.attributeDefinitions = definitions
+        info.indexVersion += 1
         nextID += 1
         try await store(info, replacing: tables[name])
         return info

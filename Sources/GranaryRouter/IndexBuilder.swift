@@ -18,8 +18,9 @@ public enum IndexBuilder {
         table: String, index: String, catalog: Catalog, over transport: some PartitionTransport, on reactor: Reactor,
         clustered: Bool
     ) async {
-        // In a cluster, every node's catalog learns of the index within a refresh: a write
-        // routed by a node that has not would not queue the index's entry.
+        // In a cluster, every node's catalog learns of the index within a refresh; a write
+        // routed by a node that has not is refused once the partitions are told of the
+        // index (`announce`), so the build waits for the refreshes first.
         if clustered, (try? await reactor.sleep(for: .seconds(2))) == nil { return }
         while true {
             guard let info = await catalog.table(table), let target = info.index(named: index), target.creating else {
@@ -29,6 +30,10 @@ public enum IndexBuilder {
                 partitionKey: info.partitionKey.name, sortKey: info.sortKey?.name, indexes: info.globalIndexes)
             var violations = 0
             do throws(DynamoError) {
+                // From here on every partition refuses writes that would leave the new
+                // index out (routed by a node whose catalog is behind): the backfill of
+                // each item comes after every write to it that does.
+                try await announce(info, over: transport)
                 for partition in 0..<transport.map.count {
                     var after: [UInt8]? = nil
                     repeat {
@@ -59,11 +64,15 @@ public enum IndexBuilder {
         }
     }
 
-    /// Drops a deleted global index's entries, once every change queued before its
-    /// deletion has been shipped (a record queued for it would put entries back).
+    /// Drops a deleted global index's entries (`table` is its table after the deletion),
+    /// once no write can queue a change for it any more and every change queued before has
+    /// been shipped (a record queued for it would put entries back).
     public static func purge(
-        index id: UInt32, over transport: some PartitionTransport, on reactor: Reactor
+        index id: UInt32, of table: TableInfo, over transport: some PartitionTransport, on reactor: Reactor
     ) async {
+        while (try? await announce(table, over: transport)) == nil {
+            if (try? await reactor.sleep(for: .seconds(1))) == nil { return }
+        }
         for _ in 0..<600 {
             if (try? await totalPending(over: transport)) == 0 { break }
             if (try? await reactor.sleep(for: .milliseconds(100))) == nil { return }
@@ -85,6 +94,14 @@ public enum IndexBuilder {
                         clustered: clustered)
                 }
             }
+        }
+    }
+
+    /// Tells every partition the table's index version: writes routed with an older one
+    /// are refused from then on.
+    static func announce(_ table: TableInfo, over transport: some PartitionTransport) async throws(DynamoError) {
+        for partition in 0..<transport.map.count {
+            try await transport.announceIndexVersion(table.indexVersion, table: table.id, at: partition)
         }
     }
 

@@ -387,9 +387,12 @@ extension DynamoService {
             }
             info = try await catalog.update(name) { (table: inout TableInfo) throws(DynamoError) in
                 table.globalIndexes.removeAll { $0.id == index.id }
+                table.indexVersion += 1
             }
-            let (transport, home) = (transport, catalog.home)
-            Task(executorPreference: home) { await IndexBuilder.purge(index: index.id, over: transport, on: home) }
+            let (transport, home, table) = (transport, catalog.home, info)
+            Task(executorPreference: home) {
+                await IndexBuilder.purge(index: index.id, of: table, over: transport, on: home)
+            }
         case "Update":
             let indexName: String = if case .string(let given)? = member["IndexName"] { given } else { "" }
             guard let index = current.globalIndexes.first(where: { $0.name == indexName }) else {

@@ -150,6 +150,55 @@ import Testing
         #expect(shrunk == IndexMaintenance.collectionBytesMax - 10 - first!)
     }
 
+    /// Once a partition is told a table's global index set changed (version 2), a write
+    /// routed with an older set (a node whose catalog is behind) is refused before anything
+    /// is written, singly or in a transaction; the version only rises, and outlives a
+    /// restart. A table never told of keeps taking writes that carry none.
+    @Test func writesRoutedWithOlderIndexesAreRefused() async throws {
+        let path = FileManager.default.currentDirectoryPath + "/.build/test-data/\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        @Sendable func put(_ name: String, version: Int?) -> WriteCommand {
+            WriteCommand(
+                table: Self.table, key: Self.key(name), action: .put(["pk": .s(name)]),
+                indexes: version.map { IndexMaintenance(partitionKey: "pk", sortKey: nil, indexes: [], version: $0) })
+        }
+        @Sendable func refusal(_ body: () async throws(DynamoError) -> Void) async -> String? {
+            do throws(DynamoError) { try await body() } catch { return error.type }
+            return nil
+        }
+        let first = try await opening(path) { transport, _ in
+            _ = try await transport.execute(put("before", version: nil), at: 0)
+            try await transport.announceIndexVersion(2, table: Self.table, at: 0)
+            try await transport.announceIndexVersion(1, table: Self.table, at: 0)  // an older announcement: no effect
+            let stale = await refusal { () throws(DynamoError) in
+                _ = try await transport.execute(put("stale", version: 1), at: 0)
+            }
+            let missing = await refusal { () throws(DynamoError) in
+                _ = try await transport.execute(put("missing", version: nil), at: 0)
+            }
+            let current = await refusal { () throws(DynamoError) in
+                _ = try await transport.execute(put("current", version: 2), at: 0)
+            }
+            let prepared = try await transport.prepare(
+                TransactionID("t"), [put("in-transaction", version: 1)], coordinator: 0, at: 0)
+            let stored = try await transport.get(Self.key("stale"), at: 0)
+            return (stale, missing, current, "\(prepared)", stored)
+        }
+        #expect(first.0 == "ThrottlingException" && first.1 == "ThrottlingException" && first.2 == nil)
+        #expect(first.3.contains("ThrottlingException"), "\(first.3)")
+        #expect(first.4 == nil)
+        let afterRestart = try await opening(path) { transport, _ in
+            await refusal { () throws(DynamoError) in _ = try await transport.execute(put("stale", version: 1), at: 0) }
+        }
+        #expect(afterRestart == "ThrottlingException")
+        let otherTable = try await withPartition { transport, _ in
+            try await transport.announceIndexVersion(3, table: 9, at: 0)
+            return try await transport.execute(put("free", version: nil), at: 0).new?["pk"]
+        }
+        #expect(otherTable == .s("free"))
+    }
+
     @Test func requestsThatWouldBeWrongFromAPeerAreRefused() async throws {
         let refusals = try await withPartition { transport, _ in
             let system = KeyEncoding.tablePrefix(0) + Array("x".utf8)
