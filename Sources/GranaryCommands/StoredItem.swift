@@ -17,6 +17,11 @@ public enum StoredItem {
         do { return try ItemCodec.storedSize(stored) } catch { throw corrupt(error) }
     }
 
+    /// Whether the item has a top-level attribute named `name`, without decoding it.
+    public static func has(_ name: String, in stored: [UInt8]) throws(DynamoError) -> Bool {
+        do { return try ItemCodec.hasAttribute(named: name, in: stored) } catch { throw corrupt(error) }
+    }
+
     private static func corrupt(_ error: ItemCodec.DecodingError) -> DynamoError {
         DynamoError("InternalServerError", "\(error)")
     }

@@ -52,6 +52,18 @@ public enum ItemCodec {
         return size
     }
 
+    /// Whether the stored item has a top-level attribute named `name`, read off its stored
+    /// form: its names are compared and its values skipped, nothing is built.
+    public static func hasAttribute(named name: String, in bytes: [UInt8]) throws(DecodingError) -> Bool {
+        var reader = Reader(bytes: bytes)
+        let wanted = Array(name.utf8)
+        for _ in 0..<(try reader.varint()) {
+            if try reader.slice().elementsEqual(wanted) { return true }
+            _ = try reader.valueSize(depth: 0)
+        }
+        return false
+    }
+
     static func write(_ value: AttributeValue, to output: inout [UInt8]) {
         switch value {
         case .s(let text):

@@ -85,12 +85,13 @@ extension DynamoService {
         shown.storedItems = []
         shown.storedItems.reserveCapacity(page.storedItems.count)
         for stored in page.storedItems {
-            var item = try StoredItem.decode(stored)
-            let reference = item.removeValue(forKey: IndexMaintenance.referenceMarker) != nil
+            // Most entries are shown as stored: only their names are read.
+            let reference = try StoredItem.has(IndexMaintenance.referenceMarker, in: stored)
             guard readingTable || reference else {
                 shown.storedItems.append(stored)
                 continue
             }
+            let item = try StoredItem.decode(stored)
             guard let partitionKey = item[info.partitionKey.name] else { continue }
             let key = info.storageKey(partition: partitionKey, sort: info.sortKey.flatMap { item[$0.name] })
             guard let base = try await transport.get(key, at: partition(for: partitionKey), consistent: consistent)

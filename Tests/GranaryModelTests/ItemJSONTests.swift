@@ -48,6 +48,12 @@ import Testing
             try ItemCodec.writeJSON(ItemCodec.encode(candidate), to: &bytes)
             #expect(try JSON.parse(bytes) == candidate.json)
             #expect(try ItemCodec.storedSize(ItemCodec.encode(candidate)) == candidate.sizeBytes)
+            // An index read asks whether an entry is a reference by its names alone.
+            for name in Array(item.keys) + ["", "inner", "absent", "n"] {
+                #expect(
+                    try ItemCodec.hasAttribute(named: name, in: ItemCodec.encode(candidate)) == (candidate[name] != nil))
+            }
+            #expect(try ItemCodec.hasAttribute(named: "", in: ItemCodec.encode(candidate.merging(["": .null]) { $1 })))
         }
         var zero: [UInt8] = []
         try ItemCodec.writeJSON(ItemCodec.encode(["z": .n(.zero)]), to: &zero)
@@ -57,6 +63,7 @@ import Testing
         var ignored: [UInt8] = []
         #expect(throws: ItemCodec.DecodingError.self) { try ItemCodec.writeJSON(truncated, to: &ignored) }
         #expect(throws: ItemCodec.DecodingError.self) { try ItemCodec.storedSize(truncated) }
+        #expect(throws: ItemCodec.DecodingError.self) { try ItemCodec.hasAttribute(named: "absent", in: truncated) }
     }
 
     @Test func serializedFragmentsAreWrittenAsTheyAre() throws {
