@@ -121,6 +121,21 @@ def test_items_without_every_key_attribute_are_not_indexed(matches):
     assert scanned == indexed and len(indexed) < len(model)
 
 
+def test_a_parallel_scan_of_the_index_sees_each_entry_once(matches):
+    table, model = matches
+    seen = []
+    for segment in range(4):
+        request = {"IndexName": "by-bracket", "Segment": segment, "TotalSegments": 4, "Limit": 50}
+        while True:
+            page = table.scan(**request)
+            seen += [i["matchId"] for i in page["Items"]]
+            if "LastEvaluatedKey" not in page:
+                break
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    indexed = {k for k, i in model.items() if all(a in i for a in ("tournament", "region", "round", "bracket"))}
+    assert sorted(seen) == sorted(indexed)
+
+
 def test_a_filter_on_a_projected_attribute_and_a_count(matches):
     table, model = matches
     got = query_all(table, IndexName="by-bracket", FilterExpression=Attr("score").gte(50),
