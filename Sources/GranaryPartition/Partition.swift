@@ -808,16 +808,24 @@ public actor Partition {
         return page
     }
 
-    /// Deletes every item of a deleted table, in batches, so that other work goes on
-    /// between them.
+    /// Deletes every item of a deleted table (or entry of a deleted index), a batch of
+    /// keys per log entry (within a quarter of a log record, keys of 3 KB included), so
+    /// that other work goes on between them.
     private func purge(table: UInt32) async {
         let prefix = KeyEncoding.tablePrefix(table)
+        let budget = max(store.writeBytesMax / 4, IndexMaintenance.entryKeyBytesMax)
         while true {
             guard let batch = try? await store.scan(from: prefix, limit: 256) else { return }
             let keys = batch.map(\.key).filter { $0.starts(with: prefix) }
             if keys.isEmpty { break }
+            var deletes: [StoreWrite] = []
+            var bytes = 0
             for key in keys {
-                do throws(DynamoError) { try await commit([.delete(key: key)]) } catch { return }
+                deletes.append(.delete(key: key))
+                bytes += key.count + 16
+                guard bytes >= budget || key == keys.last else { continue }
+                do throws(DynamoError) { try await commit(deletes) } catch { return }
+                (deletes, bytes) = ([], 0)
             }
         }
         statistics[table] = nil

@@ -199,6 +199,32 @@ import Testing
         #expect(otherTable == .s("free"))
     }
 
+    /// A purge deletes every key of its table, keys of 3 KB among them (in log entries of
+    /// many deletes each), and nothing of another table.
+    @Test func aPurgeDeletesItsTableAndNothingElse() async throws {
+        let (left, kept, counted) = try await withPartition { transport, _ in
+            for n in 0..<700 {
+                let name = n % 50 == 0 ? String(repeating: "k", count: 3000) + "\(n)" : "item\(n)"
+                _ = try await transport.execute(Self.put(name, "v"), at: 0)
+            }
+            let other: UInt32 = 2
+            _ = try await transport.execute(
+                WriteCommand(table: other, key: KeyEncoding.tablePrefix(other) + Array("x".utf8), action: .put(["pk": .s("x")])),
+                at: 0)
+            try await transport.purge(table: Self.table, at: 0)
+            func all(_ table: UInt32) async throws(DynamoError) -> Int {
+                let prefix = KeyEncoding.tablePrefix(table)
+                return try await transport.readRange(
+                    RangeRead(
+                        KeyRange(lower: prefix, upper: KeyEncoding.prefixEnd(prefix)), after: nil, limit: 10_000,
+                        byteLimit: 64 << 20), at: 0
+                ).storedItems.count
+            }
+            return (try await all(Self.table), try await all(other), try await transport.statistics(table: Self.table, at: 0))
+        }
+        #expect(left == 0 && kept == 1 && counted.items == 0)
+    }
+
     @Test func requestsThatWouldBeWrongFromAPeerAreRefused() async throws {
         let refusals = try await withPartition { transport, _ in
             let system = KeyEncoding.tablePrefix(0) + Array("x".utf8)
