@@ -76,11 +76,14 @@ extension DynamoService {
 
     /// A page of index entries as the items to show: each entry's projection, or the
     /// table's item when `readingTable` (or when the entry is a reference, then projected).
-    /// An entry whose item was deleted since is left out.
+    /// An entry whose item was deleted since is left out. With the read units the table's
+    /// items cost when `readingTable` (each item's, as DynamoDB charges a local index's
+    /// fetches; a reference's read is this node's own affair, not charged).
     func shownEntries(
         _ page: RangePage, info: TableInfo, index: SecondaryIndex, readingTable: Bool, consistent: Bool
-    ) async throws(DynamoError) -> RangePage {
-        guard let maintenance = info.indexMaintenance else { return page }
+    ) async throws(DynamoError) -> (page: RangePage, tableUnits: Double) {
+        guard let maintenance = info.indexMaintenance else { return (page, 0) }
+        var tableUnits = 0.0
         var shown = page
         shown.storedItems = []
         shown.storedItems.reserveCapacity(page.storedItems.count)
@@ -97,9 +100,10 @@ extension DynamoService {
             guard let base = try await transport.get(key, at: partition(for: partitionKey), consistent: consistent)
             else { continue }
             let whole = try StoredItem.decode(base)
+            if readingTable { tableUnits += Self.readUnits(whole.sizeBytes, consistent: consistent) }
             shown.storedItems.append(ItemCodec.encode(readingTable ? whole : maintenance.project(whole, in: index)))
         }
-        return shown
+        return (shown, tableUnits)
     }
 
     // MARK: Item collection metrics

@@ -198,17 +198,17 @@ extension DynamoService {
                 KeyRange(lower: lower, upper: upper), after: after, reverse: !forward, limit: options.limit,
                 byteLimit: Self.pageBytesMax, consistent: options.consistent),
             at: partition(for: keyCondition.partitionKey))
+        var fetchUnits = 0.0
         if let index {
-            page = try await shownEntries(
+            (page, fetchUnits) = try await shownEntries(
                 page, info: info, index: index, readingTable: readsTable(options, index: index, info: info),
                 consistent: options.consistent)
         }
         var result = ReadResult()
         try result.add(page, options: options)
         var json = try result.json(info: info, more: page.more, options: options, index: index)
-        let units = result.units(consistent: options.consistent)
         try addConsumedCapacity(
-            fields, info: info, units: index.map { ConsumedUnits(units, of: $0) } ?? ConsumedUnits(table: units),
+            fields, info: info, units: Self.readUnits(result, index: index, fetchUnits: fetchUnits, options: options),
             to: &json)
         return .object(json)
     }
@@ -261,6 +261,7 @@ extension DynamoService {
 
         var result = ReadResult()
         var more = false
+        var fetchUnits = 0.0
         for partitionIndex in first...last {
             var page = try await transport.readRange(
                 RangeRead(
@@ -269,9 +270,11 @@ extension DynamoService {
                     consistent: options.consistent),
                 at: partitionIndex)
             if let index {
-                page = try await shownEntries(
+                let fetched: Double
+                (page, fetched) = try await shownEntries(
                     page, info: info, index: index, readingTable: readsTable(options, index: index, info: info),
                     consistent: options.consistent)
+                fetchUnits += fetched
             }
             try result.add(page, options: options)
             if page.more || result.scanned == options.limit || result.bytes >= Self.pageBytesMax {
@@ -280,11 +283,21 @@ extension DynamoService {
             }
         }
         var json = try result.json(info: info, more: more, options: options, index: index)
-        let units = result.units(consistent: options.consistent)
         try addConsumedCapacity(
-            fields, info: info, units: index.map { ConsumedUnits(units, of: $0) } ?? ConsumedUnits(table: units),
+            fields, info: info, units: Self.readUnits(result, index: index, fetchUnits: fetchUnits, options: options),
             to: &json)
         return .object(json)
+    }
+
+    /// A Query's or Scan's units: the table's, or an index's and the table's fetches.
+    private static func readUnits(
+        _ result: ReadResult, index: SecondaryIndex?, fetchUnits: Double, options: ReadOptions
+    ) -> ConsumedUnits {
+        let units = result.units(consistent: options.consistent)
+        guard let index else { return ConsumedUnits(table: units) }
+        var consumed = ConsumedUnits(units, of: index)
+        consumed.table = fetchUnits
+        return consumed
     }
 
     /// The hash range of the requested segment: `low` inclusive, `high` exclusive (nil for

@@ -315,3 +315,24 @@ def test_writes_report_their_item_collection(node, client):
                                      ReturnItemCollectionMetrics="SIZE")
     assert answer["ItemCollectionMetrics"][name][0]["ItemCollectionKey"] == {"pk": {"S": "d"}}
     assert "ItemCollectionMetrics" not in client.put_item(TableName=name, Item={"pk": {"S": "c"}, "sk": {"S": "b"}})
+
+
+def test_fetching_from_the_table_is_charged_to_the_table(node, client):
+    """A Query of a local index that asks for attributes it does not project reads each
+    item from the table: the index is charged its entries, the table each item read."""
+    name = create_orders(client)
+    big = "x" * 5000  # two read units whole, a fraction of one in the index
+    for n in range(3):
+        client.put_item(TableName=name, Item={"pk": {"S": "c"}, "sk": {"S": f"o{n}"}, "status": {"S": "open"},
+                                              "note": {"S": "n"}, "blob": {"S": big}})
+    projected = client.query(TableName=name, IndexName="by-status", ConsistentRead=True,
+                             KeyConditionExpression="pk = :c", ExpressionAttributeValues={":c": {"S": "c"}},
+                             ReturnConsumedCapacity="INDEXES")["ConsumedCapacity"]
+    assert projected["Table"] == {"CapacityUnits": 0.0}
+    assert projected["LocalSecondaryIndexes"] == {"by-status": {"CapacityUnits": 1.0}}
+    whole = client.query(TableName=name, IndexName="by-status", ConsistentRead=True, Select="ALL_ATTRIBUTES",
+                         KeyConditionExpression="pk = :c", ExpressionAttributeValues={":c": {"S": "c"}},
+                         ReturnConsumedCapacity="INDEXES")
+    assert [len(i["blob"]["S"]) for i in whole["Items"]] == [5000] * 3
+    assert whole["ConsumedCapacity"]["Table"] == {"CapacityUnits": 6.0}
+    assert whole["ConsumedCapacity"]["CapacityUnits"] == 7.0
