@@ -147,7 +147,8 @@ public struct IndexMaintenance: Sendable, Codable, Equatable {
     /// item lacks an index key attribute, or has one of another type or beyond DynamoDB's
     /// key sizes (refused by `checkIndexKeys` before any write).
     public func entry(of item: Item, in index: SecondaryIndex) -> (key: [UInt8], item: Item)? {
-        guard let tablePartition = item[partitionKey], let partitionValues = Self.values(of: index.partitionKeys, in: item),
+        guard let tablePartition = item[partitionKey],
+            let partitionValues = Self.values(of: index.partitionKeys, in: item),
             let partition = SecondaryIndex.partitionValue(partitionValues),
             partition.sizeBytes <= ItemLimits.partitionKeyBytesMax,
             let sortValues = Self.values(of: index.sortKeys, in: item)

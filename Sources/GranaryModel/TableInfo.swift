@@ -226,8 +226,14 @@ extension SecondaryIndex {
         ]
         // One key attribute as the first catalogs wrote it; several (a multi-attribute key)
         // as a list, which a build without them refuses to open rather than misread.
-        for (keys, one, several) in [(partitionKeys, "partitionKey", "partitionKeys"), (sortKeys, "sortKey", "sortKeys")] {
-            if keys.count == 1 { object[one] = pair(keys[0]) } else if keys.count > 1 { object[several] = .array(keys.map(pair)) }
+        for (keys, one, several) in [
+            (partitionKeys, "partitionKey", "partitionKeys"), (sortKeys, "sortKey", "sortKeys"),
+        ] {
+            if keys.count == 1 {
+                object[one] = pair(keys[0])
+            } else if keys.count > 1 {
+                object[several] = .array(keys.map(pair))
+            }
         }
         if creating { object["creating"] = .bool(true) }
         if keyViolations > 0 { object["keyViolations"] = .number(String(keyViolations)) }

@@ -447,10 +447,11 @@ public actor Partition {
         var violations = 0
         for (_, value) in batch where !building.isEmpty {
             guard let item = try? StoredItem.decode(value) else { continue }
-            violations += building.filter { (index) in
-                do throws(DynamoError) { try index.checkIndexKeys(item) } catch { return true }
-                return false
-            }.count
+            violations +=
+                building.filter { (index) in
+                    do throws(DynamoError) { try index.checkIndexKeys(item) } catch { return true }
+                    return false
+                }.count
         }
         try await withKeysLocked(batch.map(\.key), epoch: epoch) { () throws(DynamoError) in
             var writes: [StoreWrite] = []

@@ -18,7 +18,11 @@ struct ConsumedUnits: Sendable {
     var total: Double { table + localIndexes.values.reduce(0, +) + globalIndexes.values.reduce(0, +) }
 
     mutating func add(_ units: Double, to index: SecondaryIndex) {
-        if index.global { globalIndexes[index.name, default: 0] += units } else { localIndexes[index.name, default: 0] += units }
+        if index.global {
+            globalIndexes[index.name, default: 0] += units
+        } else {
+            localIndexes[index.name, default: 0] += units
+        }
     }
 
     static func + (left: ConsumedUnits, right: ConsumedUnits) -> ConsumedUnits {
@@ -54,7 +58,8 @@ struct ConsumedUnits: Sendable {
             case (nil, let after?): charged = DynamoService.writeUnits(after.item.sizeBytes)
             case (let before?, let after?):
                 if before.key != after.key {
-                    charged = DynamoService.writeUnits(before.item.sizeBytes) + DynamoService.writeUnits(after.item.sizeBytes)
+                    charged =
+                        DynamoService.writeUnits(before.item.sizeBytes) + DynamoService.writeUnits(after.item.sizeBytes)
                 } else if before.item != after.item {
                     charged = DynamoService.writeUnits(after.item.sizeBytes)
                 } else {

@@ -246,8 +246,8 @@ extension DynamoService {
             }
             guard type == "HASH" || type == "RANGE" else {
                 throw .validation(
-                    "1 validation error detected: Value '\(type)' at '\(path).keySchema.\(position + 1).member.keyType' "
-                        + "failed to satisfy constraint: Member must satisfy enum value set: [HASH, RANGE]")
+                    "1 validation error detected: Value '\(type)' at '\(path).keySchema.\(position + 1).member."
+                        + "keyType' failed to satisfy constraint: Member must satisfy enum value set: [HASH, RANGE]")
             }
             guard !keys.contains(where: { $0.name == name }) else {
                 if keys.count == 1 && schema.count == 2 {

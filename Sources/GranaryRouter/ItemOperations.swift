@@ -221,7 +221,9 @@ extension DynamoService {
     func addConsumedCapacity(
         _ fields: RequestFields, info: TableInfo, units: ConsumedUnits, to result: inout [String: JSON]
     ) throws(DynamoError) {
-        if let mode = try Self.capacityMode(fields) { result["ConsumedCapacity"] = units.json(table: info.name, mode: mode) }
+        if let mode = try Self.capacityMode(fields) {
+            result["ConsumedCapacity"] = units.json(table: info.name, mode: mode)
+        }
     }
 
     /// ConsumedCapacity of a request touching several tables (batches, transactions): the

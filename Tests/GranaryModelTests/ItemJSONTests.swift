@@ -51,7 +51,8 @@ import Testing
             // An index read asks whether an entry is a reference by its names alone.
             for name in Array(item.keys) + ["", "inner", "absent", "n"] {
                 #expect(
-                    try ItemCodec.hasAttribute(named: name, in: ItemCodec.encode(candidate)) == (candidate[name] != nil))
+                    try ItemCodec.hasAttribute(named: name, in: ItemCodec.encode(candidate)) == (candidate[name] != nil)
+                )
             }
             #expect(try ItemCodec.hasAttribute(named: "", in: ItemCodec.encode(candidate.merging(["": .null]) { $1 })))
         }

@@ -127,7 +127,8 @@ import Testing
             name: "multi", id: 11, global: true,
             partitionKeys: [KeyAttribute(name: "t", type: "S"), KeyAttribute(name: "r", type: "N")],
             sortKeys: [
-                KeyAttribute(name: "a", type: "S"), KeyAttribute(name: "b", type: "N"), KeyAttribute(name: "c", type: "S"),
+                KeyAttribute(name: "a", type: "S"), KeyAttribute(name: "b", type: "N"),
+                KeyAttribute(name: "c", type: "S"),
             ], projection: IndexProjection(kind: .keysOnly))
         let maintenance = IndexMaintenance(partitionKey: "pk", sortKey: "sk", indexes: [index])
         let values: [String: AttributeValue] = [

@@ -209,7 +209,8 @@ import Testing
             }
             let other: UInt32 = 2
             _ = try await transport.execute(
-                WriteCommand(table: other, key: KeyEncoding.tablePrefix(other) + Array("x".utf8), action: .put(["pk": .s("x")])),
+                WriteCommand(
+                    table: other, key: KeyEncoding.tablePrefix(other) + Array("x".utf8), action: .put(["pk": .s("x")])),
                 at: 0)
             try await transport.purge(table: Self.table, at: 0)
             func all(_ table: UInt32) async throws(DynamoError) -> Int {
@@ -220,7 +221,10 @@ import Testing
                         byteLimit: 64 << 20), at: 0
                 ).storedItems.count
             }
-            return (try await all(Self.table), try await all(other), try await transport.statistics(table: Self.table, at: 0))
+            return (
+                try await all(Self.table), try await all(other),
+                try await transport.statistics(table: Self.table, at: 0)
+            )
         }
         #expect(left == 0 && kept == 1 && counted.items == 0)
     }
