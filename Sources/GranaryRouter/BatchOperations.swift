@@ -170,9 +170,11 @@ extension DynamoService {
             }
             result["ItemCollectionMetrics"] = .object(metrics.mapValues { .array($0) })
         }
-        try addConsumedCapacity(
-            fields, units: zip(writes, outcomes).map { ($0.info, .write($0.info, old: $1.old, new: $1.new)) },
-            to: &result)
+        if reportsCapacity {
+            try addConsumedCapacity(
+                fields, units: zip(writes, outcomes).map { ($0.info, .write($0.info, old: $1.old, new: $1.new)) },
+                to: &result)
+        }
         return .object(result)
     }
 
