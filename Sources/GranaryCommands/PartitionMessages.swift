@@ -349,11 +349,8 @@ extension DynamoError {
     /// partition has been told of: refused before anything is written. The client retries
     /// (a throttling error, which every SDK retries), by when the router's catalog has
     /// caught up.
-    public static func staleIndexes(table: UInt32) -> DynamoError {
-        DynamoError(
-            "ThrottlingException",
-            "The table's global secondary indexes changed while this request was routed: retry it")
-    }
+    public static let staleIndexes = DynamoError(
+        "ThrottlingException", "The table's global secondary indexes changed while this request was routed: retry it")
 
     /// The `type` of a replica's refusal because it does not lead its group: a transport
     /// tries the leader instead, and it never reaches a client.

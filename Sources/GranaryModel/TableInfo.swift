@@ -58,7 +58,6 @@ public struct TableInfo: Sendable {
     public var keyNames: [String] { [partitionKey.name] + (sortKey.map { [$0.name] } ?? []) }
     public var keyAttributes: [KeyAttribute] { [partitionKey] + (sortKey.map { [$0] } ?? []) }
 
-    /// What a write to the table must keep besides the item (nil: the table has no index).
     /// What each write carries to keep the table's indexes: nil for a table that has none
     /// and never had a global index added or deleted.
     public var indexMaintenance: IndexMaintenance? {

@@ -445,13 +445,15 @@ public actor Partition {
             IndexMaintenance(partitionKey: indexes.partitionKey, sortKey: indexes.sortKey, indexes: [$0])
         }
         var violations = 0
-        for (_, value) in batch where !building.isEmpty {
-            guard let item = try? StoredItem.decode(value) else { continue }
-            violations +=
-                building.filter { (index) in
-                    do throws(DynamoError) { try index.checkIndexKeys(item) } catch { return true }
-                    return false
-                }.count
+        if !building.isEmpty {
+            for (_, value) in batch {
+                guard let item = try? StoredItem.decode(value) else { continue }
+                violations +=
+                    building.filter { (index) in
+                        do throws(DynamoError) { try index.checkIndexKeys(item) } catch { return true }
+                        return false
+                    }.count
+            }
         }
         try await withKeysLocked(batch.map(\.key), epoch: epoch) { () throws(DynamoError) in
             var writes: [StoreWrite] = []
@@ -492,7 +494,7 @@ public actor Partition {
     private func checkIndexVersion(_ command: WriteCommand) async throws(DynamoError) {
         guard command.writes else { return }
         guard (command.indexes?.version ?? 0) >= (try await indexVersion(of: command.table)) else {
-            throw .staleIndexes(table: command.table)
+            throw .staleIndexes
         }
     }
 
@@ -821,10 +823,10 @@ public actor Partition {
             if keys.isEmpty { break }
             var deletes: [StoreWrite] = []
             var bytes = 0
-            for key in keys {
+            for (position, key) in keys.enumerated() {
                 deletes.append(.delete(key: key))
                 bytes += key.count + 16
-                guard bytes >= budget || key == keys.last else { continue }
+                guard bytes >= budget || position == keys.count - 1 else { continue }
                 do throws(DynamoError) { try await commit(deletes) } catch { return }
                 (deletes, bytes) = ([], 0)
             }

@@ -70,15 +70,25 @@ import Testing
         ("pk = :a", "One or more parameter values were invalid: Condition parameter type does not match schema type"),
     ])
     func refuses(_ text: String, _ message: String) throws {
-        let context = ExpressionContext(names: [:], values: [":p": .s("u"), ":a": try number("1")])
-        var refused: DynamoError?
-        do {
-            _ = try KeyCondition(
-                ExpressionParser.condition(text, kind: "KeyConditionExpression", context: context), table: table)
-        } catch {
-            refused = error
+        let refused = Self.refusal(text, values: [":p": .s("u"), ":a": try number("1")]) {
+            (condition) throws(DynamoError) in
+            try KeyCondition(condition, table: table)
         }
-        #expect(refused?.message == message)
+        #expect(refused == message)
+    }
+
+    /// The message `read` refuses the parsed condition `text` with, nil if it does not.
+    static func refusal(
+        _ text: String, values: [String: AttributeValue],
+        _ read: (Condition) throws(DynamoError) -> KeyCondition
+    ) -> String? {
+        let context = ExpressionContext(names: [:], values: values)
+        do throws(DynamoError) {
+            _ = try read(ExpressionParser.condition(text, kind: "KeyConditionExpression", context: context))
+        } catch {
+            return error.message
+        }
+        return nil
     }
 
     /// In a local index, an entry's key carries the index sort key and then the table's:
@@ -208,15 +218,12 @@ import Testing
             partitionKeys: [KeyAttribute(name: "t", type: "S"), KeyAttribute(name: "r", type: "N")],
             sortKeys: [KeyAttribute(name: "a", type: "S"), KeyAttribute(name: "b", type: "N")],
             projection: IndexProjection(kind: .keysOnly))
-        let context = ExpressionContext(
-            names: [:], values: [":t": .s("cup"), ":r": .n(Number(1)), ":a": .s("m"), ":b": .n(Number(2))])
-        var refused: DynamoError?
-        do {
-            _ = try KeyCondition(
-                ExpressionParser.condition(text, kind: "KeyConditionExpression", context: context), index: index)
-        } catch {
-            refused = error
+        let values: [String: AttributeValue] = [
+            ":t": .s("cup"), ":r": .n(Number(1)), ":a": .s("m"), ":b": .n(Number(2)),
+        ]
+        let refused = Self.refusal(text, values: values) { (condition) throws(DynamoError) in
+            try KeyCondition(condition, index: index)
         }
-        #expect(refused?.message == message)
+        #expect(refused == message)
     }
 }
